@@ -1,0 +1,51 @@
+#pragma once
+#include <optional>
+
+#include "ckks/ciphertext.h"
+#include "ckks/context.h"
+#include "ckks/keys.h"
+
+namespace hecnn::ckks {
+
+class Encryptor {
+ public:
+  // Public-key encryption (what a party without the secret key uses).
+  Encryptor(ContextPtr ctx, const PublicKey& pk);
+  // Secret-key encryption: component 1 expands from a seed, so the ciphertext serializes at half size.
+  Encryptor(ContextPtr ctx, const SecretKey& sk);
+
+  void encrypt(const Plaintext& pt, Ciphertext& out) const;
+  Ciphertext encrypt(const Plaintext& pt) const {
+    Ciphertext c;
+    encrypt(pt, c);
+    return c;
+  }
+
+ private:
+  void encrypt_public(const Plaintext& pt, Ciphertext& out) const;
+  void encrypt_secret(const Plaintext& pt, Ciphertext& out) const;
+  ContextPtr ctx_;
+  const PublicKey* pk_ = nullptr;
+  const SecretKey* sk_ = nullptr;
+};
+
+// Recomputes component 1 of a seeded symmetric ciphertext (deserialization).
+void expand_symmetric_a(const CkksContext& ctx, const Seed& seed, std::size_t level, u64* out);
+
+class Decryptor {
+ public:
+  Decryptor(ContextPtr ctx, const SecretKey& sk);
+  // Accepts 2- and 3-component ciphertexts.
+  void decrypt(const Ciphertext& ct, Plaintext& out) const;
+  Plaintext decrypt(const Ciphertext& ct) const {
+    Plaintext p;
+    decrypt(ct, p);
+    return p;
+  }
+
+ private:
+  ContextPtr ctx_;
+  const SecretKey* sk_;
+};
+
+}  // namespace hecnn::ckks

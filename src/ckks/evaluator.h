@@ -1,0 +1,89 @@
+#pragma once
+// Homomorphic operations on CKKS ciphertexts. All operands stay in NTT form; key switching is
+// hybrid (digit decomposition + special primes P), with rotations hoistable over one decomposition.
+#include <complex>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "ckks/ciphertext.h"
+#include "ckks/context.h"
+#include "ckks/keys.h"
+
+namespace hecnn::ckks {
+
+class Evaluator {
+ public:
+  explicit Evaluator(ContextPtr ctx);
+
+  // Addition and subtraction. Operands must share level, slot count and (to 1e-9 relative) scale;
+  // 3-component operands are accepted so products can be summed before one relinearization.
+  void add_inplace(Ciphertext& a, const Ciphertext& b) const;
+  void sub_inplace(Ciphertext& a, const Ciphertext& b) const;
+  void negate_inplace(Ciphertext& a) const;
+  void add_plain_inplace(Ciphertext& a, const Plaintext& p) const;
+  void sub_plain_inplace(Ciphertext& a, const Plaintext& p) const;
+  // Adds the real constant c to every slot (encoded at the ciphertext's scale, no plaintext built).
+  void add_const_inplace(Ciphertext& a, double c) const;
+  void sub_const_inplace(Ciphertext& a, double c) const { add_const_inplace(a, -c); }
+
+  // Multiplication. Ciphertext products have 3 components until relinearized.
+  void multiply_inplace(Ciphertext& a, const Ciphertext& b) const;
+  void square_inplace(Ciphertext& a) const;
+  void relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const;
+  void multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const;
+  // Multiplies by round(c * const_scale); the scale grows by const_scale. With const_scale == 0 the
+  // top prime of the ciphertext's level is used, so a following rescale restores the scale exactly.
+  void multiply_const_inplace(Ciphertext& a, double c, double const_scale = 0) const;
+  // Multiplies by an integer; the scale is unchanged.
+  void multiply_integer_inplace(Ciphertext& a, std::int64_t c) const;
+
+  // Divides by the top prime of the level (rounding) and moves one level down.
+  void rescale_inplace(Ciphertext& a) const;
+  // Drops top primes without dividing: the scale is unchanged.
+  void drop_to_level_inplace(Ciphertext& a, std::size_t level) const;
+  void drop_to_level_inplace(Plaintext& p, std::size_t level) const;
+  // Brings two operands to the same level and, if their scales differ, the same scale (the
+  // smaller-scale operand is multiplied by the ratio and rescaled, which costs it one level).
+  void align_inplace(Ciphertext& a, Ciphertext& b) const;
+
+  // Rotation to the left by `step` slots (negative: right), with the key for that step.
+  void rotate_inplace(Ciphertext& a, int step, const GaloisKeys& gk) const;
+  // Rotations of one ciphertext by many steps, sharing one key-switching decomposition.
+  std::vector<Ciphertext> rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps,
+                                         const GaloisKeys& gk) const;
+  // Complex conjugation of every slot.
+  void conjugate_inplace(Ciphertext& a, const GaloisKeys& gk) const;
+  void apply_galois_inplace(Ciphertext& a, std::uint32_t galois_elt, const GaloisKeys& gk) const;
+
+  // Out-of-place conveniences.
+  Ciphertext add(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; add_inplace(r, b); return r; }
+  Ciphertext sub(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; sub_inplace(r, b); return r; }
+  Ciphertext multiply(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; multiply_inplace(r, b); return r; }
+  Ciphertext rotate(const Ciphertext& a, int step, const GaloisKeys& gk) const { Ciphertext r = a; rotate_inplace(r, step, gk); return r; }
+
+  const CkksContext& context() const { return *ctx_; }
+
+ private:
+  void check(const Ciphertext& a) const;
+  void check_pair(const Ciphertext& a, const Ciphertext& b, const char* op) const;
+  void add_sub(Ciphertext& a, const Ciphertext& b, bool subtract) const;
+  // Decomposes poly (NTT form, level l) into digits extended to q_0..q_l, P, in NTT form.
+  void mod_up(const u64* poly, std::size_t level, std::vector<u64>& digits) const;
+  // sum_d (digit_d o perm) * key_d over the extended basis, divided by P and added to out0/out1.
+  void key_switch_from_digits(const std::vector<u64>& digits, std::size_t level, const KeySwitchKey& key,
+                              const std::uint32_t* perm, u64* out0, u64* out1) const;
+  // r = (a0 o g, 0) + key switch of the (pre-decomposed) a1 o g.
+  void switch_galois(const Ciphertext& a, const std::vector<u64>& digits, std::uint32_t galois_elt,
+                     const KeySwitchKey& key, Ciphertext& r) const;
+  std::shared_ptr<const std::vector<std::uint32_t>> permutation(std::uint32_t galois_elt) const;
+  const KeySwitchKey& galois_key(const GaloisKeys& gk, std::uint32_t elt, int step) const;
+
+  ContextPtr ctx_;
+  mutable std::mutex perm_mutex_;
+  mutable std::map<std::uint32_t, std::shared_ptr<const std::vector<std::uint32_t>>> perms_;
+};
+
+}  // namespace hecnn::ckks

@@ -1,0 +1,39 @@
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "ckks/context.h"
+#include "ckks/keys.h"
+
+namespace hecnn::ckks {
+
+class KeyGenerator {
+ public:
+  // Generates a fresh ternary secret key from the CSPRNG.
+  explicit KeyGenerator(ContextPtr ctx);
+  // Derives further keys from an existing secret key.
+  KeyGenerator(ContextPtr ctx, const SecretKey& sk);
+
+  const SecretKey& secret_key() const { return sk_; }
+  PublicKey create_public_key() const;
+  RelinKeys create_relin_keys() const;
+  // Keys for left rotations by each step (negative: right) and, optionally, conjugation.
+  GaloisKeys create_galois_keys(const std::vector<int>& steps, bool conjugation = true) const;
+  GaloisKeys create_galois_keys_for_elements(const std::vector<std::uint32_t>& elements) const;
+  // Every power-of-two step in both directions, plus conjugation.
+  GaloisKeys create_power_of_two_galois_keys() const;
+
+ private:
+  // Key switching from s' (given in NTT form over all primes) to s.
+  KeySwitchKey make_switch_key(const std::vector<u64>& s_prime_ntt) const;
+  ContextPtr ctx_;
+  SecretKey sk_;
+};
+
+// Rebuilds the uniform components of a key from its seed (used by deserialization too).
+void expand_public_key_a(const CkksContext& ctx, const Seed& seed, std::vector<u64>& a);
+void expand_switch_key_a(const CkksContext& ctx, const Seed& seed, std::size_t digit, std::vector<u64>& a);
+// Rebuilds the NTT form of a secret key from its coefficients.
+void compute_secret_ntt(const CkksContext& ctx, SecretKey& sk);
+
+}  // namespace hecnn::ckks

@@ -1,0 +1,58 @@
+#pragma once
+// Key material. The secret key is held only by the client: it has no printing operator and is
+// wiped from memory on destruction.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "ckks/modarith.h"
+#include "ckks/random.h"
+
+namespace hecnn::ckks {
+
+class SecretKey {
+ public:
+  SecretKey() = default;
+  SecretKey(const SecretKey&) = default;
+  SecretKey& operator=(const SecretKey&) = default;
+  ~SecretKey();
+  // Ternary coefficients in {-1, 0, 1}.
+  std::vector<std::int8_t> coeffs;
+  // NTT form over every prime q_0..q_L-1, p_0..p_K-1 (limb-major).
+  std::vector<u64> ntt;
+  std::uint64_t params_id = 0;
+};
+
+// (b, a) with b = -a*s + e over every prime q_0..q_L-1, p_0..p_K-1, NTT form. Encryption works over
+// the extended basis and divides by P, which leaves almost no encryption noise.
+class PublicKey {
+ public:
+  std::vector<u64> b, a;
+  std::optional<Seed> seed;  // a expands from it
+  std::uint64_t params_id = 0;
+};
+
+// Hybrid key-switching key from s' to s: for each digit d a pair (b_d, a_d) over all L + K primes
+// with b_d = -a_d*s + e_d + P*[digit d's CRT idempotent]*s'.
+class KeySwitchKey {
+ public:
+  std::vector<std::vector<u64>> b, a;
+  std::optional<Seed> seed;  // a_d expands from it with domain d
+};
+
+class RelinKeys {
+ public:
+  KeySwitchKey key;
+  std::uint64_t params_id = 0;
+};
+
+class GaloisKeys {
+ public:
+  std::map<std::uint32_t, KeySwitchKey> keys;  // by Galois element
+  std::uint64_t params_id = 0;
+  bool has(std::uint32_t galois_elt) const { return keys.count(galois_elt) != 0; }
+};
+
+}  // namespace hecnn::ckks

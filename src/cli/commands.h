@@ -1,0 +1,8 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace hecnn::cli {
+// Subcommands register themselves with a callback that runs on parse.
+void register_demo(CLI::App& app);
+void register_params(CLI::App& app);
+}  // namespace hecnn::cli

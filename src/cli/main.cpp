@@ -1,0 +1,27 @@
+// hecnn: command-line entry point. Each subcommand lives in its own file.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "ckks/error.h"
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hecnn: private CNN inference over CKKS homomorphic encryption"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "hecnn 0.1.0");
+  hecnn::cli::register_demo(app);
+  hecnn::cli::register_params(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const hecnn::Error& e) {
+    std::cerr << "hecnn: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "hecnn: unexpected error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

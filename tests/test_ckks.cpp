@@ -1,0 +1,389 @@
+// Every CKKS operation against the same computation in double precision, at N = 2^13 and 2^14.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+
+#include "ckks/ckks.h"
+#include "test_util.h"
+
+using namespace hecnn::ckks;
+using hecnn::test::precision_bits;
+using hecnn::test::random_vector;
+
+namespace {
+
+// Reference left rotation: out[i] = x[(i + step) mod n].
+std::vector<double> rotated(const std::vector<double>& x, long long step) {
+  const long long n = static_cast<long long>(x.size());
+  std::vector<double> out(x.size());
+  for (long long i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = x[static_cast<std::size_t>(((i + step) % n + n) % n)];
+  return out;
+}
+
+constexpr double kScale = 0x1p40;
+constexpr double kMinBits = 20.0;
+
+struct Env {
+  ContextPtr ctx;
+  std::unique_ptr<KeyGenerator> keygen;
+  PublicKey pk;
+  RelinKeys rk;
+  GaloisKeys gk;
+  std::unique_ptr<CkksEncoder> encoder;
+  std::unique_ptr<Encryptor> enc_pk, enc_sk;
+  std::unique_ptr<Decryptor> dec;
+  std::unique_ptr<Evaluator> ev;
+  std::vector<int> extra_steps;
+
+  explicit Env(std::size_t n) {
+    // 50-bit base prime, 40-bit primes matching the scale so rescaling keeps it at ~2^40.
+    const auto params = n == 8192 ? CkksParameters::from_bit_sizes(n, {50, 40, 40}, {60})
+                                  : CkksParameters::from_bit_sizes(n, {50, 40, 40, 40, 40}, {60});
+    ctx = CkksContext::create(params);
+    keygen = std::make_unique<KeyGenerator>(ctx);
+    pk = keygen->create_public_key();
+    rk = keygen->create_relin_keys();
+    extra_steps = {3, -3, 5, -17, 100, -1000, 12345};
+    std::vector<int> steps = extra_steps;
+    for (std::size_t s = 1; s < n / 2; s <<= 1) {
+      steps.push_back(static_cast<int>(s));
+      steps.push_back(-static_cast<int>(s));
+    }
+    gk = keygen->create_galois_keys(steps, true);
+    encoder = std::make_unique<CkksEncoder>(ctx);
+    enc_pk = std::make_unique<Encryptor>(ctx, pk);
+    enc_sk = std::make_unique<Encryptor>(ctx, keygen->secret_key());
+    dec = std::make_unique<Decryptor>(ctx, keygen->secret_key());
+    ev = std::make_unique<Evaluator>(ctx);
+  }
+
+  std::size_t slots() const { return encoder->max_slots(); }
+  Ciphertext encrypt(const std::vector<double>& v, double scale = kScale) const {
+    return enc_pk->encrypt(encoder->encode(v, scale));
+  }
+  std::vector<double> decrypt(const Ciphertext& c) const { return encoder->decode(dec->decrypt(c)); }
+};
+
+class Ckks : public ::testing::TestWithParam<std::size_t> {
+ protected:
+  static Env& env() {
+    static std::map<std::size_t, std::unique_ptr<Env>> envs;
+    auto& e = envs[GetParam()];
+    if (!e) e = std::make_unique<Env>(GetParam());
+    return *e;
+  }
+};
+
+}  // namespace
+
+TEST_P(Ckks, EncryptDecryptPublicAndSecret) {
+  Env& e = env();
+  const auto x = random_vector(e.slots(), -1, 1, 1);
+  EXPECT_GE(precision_bits(e.decrypt(e.encrypt(x)), x), kMinBits);
+  const Ciphertext c = e.enc_sk->encrypt(e.encoder->encode(x, kScale));
+  EXPECT_TRUE(c.seed().has_value());
+  EXPECT_GE(precision_bits(e.decrypt(c), x), kMinBits);
+  // Plain encode/decode alone is far more precise.
+  EXPECT_GE(precision_bits(e.encoder->decode(e.encoder->encode(x, kScale)), x), 30.0);
+}
+
+TEST_P(Ckks, ComplexValuesAndSparseSlots) {
+  Env& e = env();
+  for (std::size_t count : {std::size_t{1}, std::size_t{3}, std::size_t{64}, e.slots()}) {
+    const auto re = random_vector(count, -2, 2, 2), im = random_vector(count, -2, 2, 3);
+    std::vector<std::complex<double>> z(count);
+    for (std::size_t i = 0; i < count; ++i) z[i] = {re[i], im[i]};
+    const Plaintext pt = e.encoder->encode(std::span<const std::complex<double>>(z), kScale);
+    std::size_t want_slots = 1;
+    while (want_slots < count) want_slots <<= 1;
+    EXPECT_EQ(pt.slots(), want_slots);
+    auto got = e.encoder->decode_complex(e.dec->decrypt(e.enc_pk->encrypt(pt)));
+    got.resize(count);
+    EXPECT_GE(precision_bits(got, z), kMinBits) << count << " slots";
+  }
+  std::vector<double> too_many(e.slots() + 1, 0.0);
+  EXPECT_THROW(e.encoder->encode(too_many, kScale), hecnn::Error);
+}
+
+TEST_P(Ckks, AddSubNegate) {
+  Env& e = env();
+  const auto x = random_vector(e.slots(), -1, 1, 4), y = random_vector(e.slots(), -1, 1, 5);
+  const Ciphertext cx = e.encrypt(x), cy = e.encrypt(y);
+  std::vector<double> sum(x.size()), diff(x.size()), neg(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    sum[i] = x[i] + y[i];
+    diff[i] = x[i] - y[i];
+    neg[i] = -x[i];
+  }
+  EXPECT_GE(precision_bits(e.decrypt(e.ev->add(cx, cy)), sum), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(e.ev->sub(cx, cy)), diff), kMinBits);
+  Ciphertext n = cx;
+  e.ev->negate_inplace(n);
+  EXPECT_GE(precision_bits(e.decrypt(n), neg), kMinBits);
+
+  const Plaintext py = e.encoder->encode(y, kScale);
+  Ciphertext a = cx;
+  e.ev->add_plain_inplace(a, py);
+  EXPECT_GE(precision_bits(e.decrypt(a), sum), kMinBits);
+  Ciphertext s = cx;
+  e.ev->sub_plain_inplace(s, py);
+  EXPECT_GE(precision_bits(e.decrypt(s), diff), kMinBits);
+
+  Ciphertext k = cx;
+  e.ev->add_const_inplace(k, 0.75);
+  e.ev->sub_const_inplace(k, 0.25);
+  std::vector<double> shifted(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) shifted[i] = x[i] + 0.5;
+  EXPECT_GE(precision_bits(e.decrypt(k), shifted), kMinBits);
+}
+
+TEST_P(Ckks, MultiplyRelinearizeRescale) {
+  Env& e = env();
+  const auto x = random_vector(e.slots(), -1, 1, 6), y = random_vector(e.slots(), -1, 1, 7);
+  const Ciphertext cx = e.encrypt(x), cy = e.encrypt(y);
+  std::vector<double> prod(x.size()), sq(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    prod[i] = x[i] * y[i];
+    sq[i] = x[i] * x[i];
+  }
+  Ciphertext m = e.ev->multiply(cx, cy);
+  EXPECT_EQ(m.size(), 3u);
+  EXPECT_GE(precision_bits(e.decrypt(m), prod), kMinBits);  // decrypts with s^2 before relinearization
+  e.ev->relinearize_inplace(m, e.rk);
+  EXPECT_EQ(m.size(), 2u);
+  e.ev->rescale_inplace(m);
+  EXPECT_EQ(m.level(), cx.level() - 1);
+  EXPECT_NEAR(std::log2(m.scale()), 40.0, 0.01);
+  EXPECT_GE(precision_bits(e.decrypt(m), prod), kMinBits);
+
+  Ciphertext s = cx;
+  e.ev->square_inplace(s);
+  e.ev->relinearize_inplace(s, e.rk);
+  e.ev->rescale_inplace(s);
+  EXPECT_GE(precision_bits(e.decrypt(s), sq), kMinBits);
+}
+
+TEST_P(Ckks, DeferredRelinearizationOfSummedProducts) {
+  Env& e = env();
+  const auto a = random_vector(e.slots(), -1, 1, 8), b = random_vector(e.slots(), -1, 1, 9);
+  const auto c = random_vector(e.slots(), -1, 1, 10), d = random_vector(e.slots(), -1, 1, 11);
+  Ciphertext ab = e.ev->multiply(e.encrypt(a), e.encrypt(b));
+  const Ciphertext cd = e.ev->multiply(e.encrypt(c), e.encrypt(d));
+  e.ev->add_inplace(ab, cd);  // 3 + 3 components
+  EXPECT_EQ(ab.size(), 3u);
+  e.ev->relinearize_inplace(ab, e.rk);
+  e.ev->rescale_inplace(ab);
+  std::vector<double> want(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) want[i] = a[i] * b[i] + c[i] * d[i];
+  EXPECT_GE(precision_bits(e.decrypt(ab), want), kMinBits);
+  EXPECT_THROW(e.ev->rotate(cd, 1, e.gk), hecnn::Error);  // rotation needs 2 components
+}
+
+TEST_P(Ckks, MultiplyPlainAndConstants) {
+  Env& e = env();
+  const auto x = random_vector(e.slots(), -1, 1, 12), y = random_vector(e.slots(), -1, 1, 13);
+  const Ciphertext cx = e.encrypt(x);
+  std::vector<double> want(x.size());
+
+  Ciphertext p = cx;
+  const double top = static_cast<double>(e.ctx->modulus(cx.level()).value);
+  e.ev->multiply_plain_inplace(p, e.encoder->encode(y, top));
+  e.ev->rescale_inplace(p);
+  for (std::size_t i = 0; i < x.size(); ++i) want[i] = x[i] * y[i];
+  EXPECT_GE(precision_bits(e.decrypt(p), want), kMinBits);
+  EXPECT_NEAR(p.scale(), cx.scale(), cx.scale() * 1e-12);
+
+  Ciphertext k = cx;
+  e.ev->multiply_const_inplace(k, -0.3125);
+  e.ev->rescale_inplace(k);
+  for (std::size_t i = 0; i < x.size(); ++i) want[i] = -0.3125 * x[i];
+  EXPECT_GE(precision_bits(e.decrypt(k), want), kMinBits);
+  EXPECT_DOUBLE_EQ(k.scale(), cx.scale());  // default constant scale is the dropped prime
+
+  Ciphertext z = cx;
+  e.ev->multiply_integer_inplace(z, -7);
+  EXPECT_EQ(z.level(), cx.level());
+  for (std::size_t i = 0; i < x.size(); ++i) want[i] = -7 * x[i];
+  EXPECT_GE(precision_bits(e.decrypt(z), want), kMinBits - 3);  // error grows by the factor 7
+}
+
+TEST_P(Ckks, LevelsAndAlignment) {
+  Env& e = env();
+  const auto x = random_vector(e.slots(), -1, 1, 14), y = random_vector(e.slots(), -1, 1, 15);
+  Ciphertext cx = e.encrypt(x), cy = e.encrypt(y);
+  // Encode at a chosen level.
+  Plaintext low;
+  e.encoder->encode(x, kScale, 1, low);
+  EXPECT_EQ(low.level(), 1u);
+  EXPECT_GE(precision_bits(e.encoder->decode(low), x), 30.0);
+  Ciphertext clow = e.enc_pk->encrypt(low);
+  EXPECT_EQ(clow.level(), 1u);
+  EXPECT_GE(precision_bits(e.decrypt(clow), x), kMinBits);
+
+  // Drop without rescaling keeps the value and the scale.
+  Ciphertext d = cx;
+  e.ev->drop_to_level_inplace(d, 0);
+  EXPECT_EQ(d.level(), 0u);
+  EXPECT_EQ(d.scale(), cx.scale());
+  EXPECT_GE(precision_bits(e.decrypt(d), x), kMinBits);
+  EXPECT_THROW(e.ev->drop_to_level_inplace(d, 1), hecnn::Error);
+  EXPECT_THROW(e.ev->rescale_inplace(d), hecnn::Error);
+
+  // Mismatched levels are refused by add, then aligned.
+  Ciphertext m = e.ev->multiply(cx, cy);
+  e.ev->relinearize_inplace(m, e.rk);
+  e.ev->rescale_inplace(m);  // level - 1, scale 2^80 / q
+  EXPECT_THROW(e.ev->add(m, cx), hecnn::Error);
+  Ciphertext a = cx;
+  e.ev->align_inplace(a, m);
+  EXPECT_EQ(a.level(), m.level());
+  e.ev->add_inplace(a, m);
+  std::vector<double> want(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) want[i] = x[i] + x[i] * y[i];
+  EXPECT_GE(precision_bits(e.decrypt(a), want), kMinBits);
+
+  // Different scales at one level: align multiplies the smaller one up and rescales it.
+  Ciphertext s1 = e.encrypt(x, 0x1p40), s2 = e.encrypt(y, 0x1p36);
+  EXPECT_THROW(e.ev->add(s1, s2), hecnn::Error);
+  e.ev->align_inplace(s1, s2);
+  EXPECT_EQ(s1.level(), s2.level());
+  e.ev->add_inplace(s1, s2);
+  for (std::size_t i = 0; i < x.size(); ++i) want[i] = x[i] + y[i];
+  EXPECT_GE(precision_bits(e.decrypt(s1), want), kMinBits);
+}
+
+TEST_P(Ckks, RotationByEveryPowerOfTwoAndOtherSteps) {
+  Env& e = env();
+  const std::size_t n = e.slots();
+  const auto x = random_vector(n, -1, 1, 16);
+  const Ciphertext cx = e.encrypt(x);
+  std::vector<int> steps = e.extra_steps;
+  for (std::size_t s = 1; s < n; s <<= 1) {
+    steps.push_back(static_cast<int>(s));
+    steps.push_back(-static_cast<int>(s));
+  }
+  for (int step : steps) {
+    const auto want = rotated(x, step);
+    EXPECT_GE(precision_bits(e.decrypt(e.ev->rotate(cx, step, e.gk)), want), kMinBits) << "step " << step;
+  }
+  EXPECT_THROW(e.ev->rotate(cx, 7, e.gk), hecnn::Error);  // no key for 7
+}
+
+TEST_P(Ckks, HoistedRotationsMatchSeparateOnes) {
+  Env& e = env();
+  const std::size_t n = e.slots();
+  const auto x = random_vector(n, -1, 1, 17);
+  const Ciphertext cx = e.encrypt(x);
+  const std::vector<int> steps = {1, 2, 4, 8, -1, 3, 0, 100};
+  const auto hoisted = e.ev->rotate_hoisted(cx, steps, e.gk);
+  ASSERT_EQ(hoisted.size(), steps.size());
+  for (std::size_t k = 0; k < steps.size(); ++k) {
+    const auto got = e.decrypt(hoisted[k]);
+    const auto sep = e.decrypt(e.ev->rotate(cx, steps[k], e.gk));
+    const auto want = rotated(x, steps[k]);
+    EXPECT_GE(precision_bits(got, want), kMinBits) << "step " << steps[k];
+    EXPECT_GE(precision_bits(got, sep), kMinBits) << "step " << steps[k];
+  }
+  EXPECT_THROW(e.ev->rotate_hoisted(cx, {1, 7}, e.gk), hecnn::Error);
+}
+
+TEST_P(Ckks, RotationOfSparseVectorIsCyclicOverItsSlots) {
+  Env& e = env();
+  const std::size_t n = 16;
+  const auto x = random_vector(n, -1, 1, 18);
+  const Ciphertext c = e.encrypt(x);
+  ASSERT_EQ(c.slots(), n);
+  for (int step : {1, -1, 3, 4}) {
+    const auto want = rotated(x, step);
+    EXPECT_GE(precision_bits(e.decrypt(e.ev->rotate(c, step, e.gk)), want), kMinBits) << step;
+  }
+}
+
+TEST_P(Ckks, Conjugation) {
+  Env& e = env();
+  const std::size_t n = e.slots();
+  const auto re = random_vector(n, -1, 1, 19), im = random_vector(n, -1, 1, 20);
+  std::vector<std::complex<double>> z(n), want(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    z[i] = {re[i], im[i]};
+    want[i] = std::conj(z[i]);
+  }
+  Ciphertext c = e.enc_pk->encrypt(e.encoder->encode(std::span<const std::complex<double>>(z), kScale));
+  e.ev->conjugate_inplace(c, e.gk);
+  EXPECT_GE(precision_bits(e.encoder->decode_complex(e.dec->decrypt(c)), want), kMinBits);
+}
+
+TEST_P(Ckks, LargeScalesAndValuesBeyond64Bits) {
+  Env& e = env();
+  // scale 2^60 with values up to 2^10: coefficients beyond 2^64.
+  const auto x = random_vector(e.slots(), -1024, 1024, 21);
+  const Plaintext pt = e.encoder->encode(x, 0x1p60);
+  EXPECT_GE(precision_bits(e.encoder->decode(pt), x), 30.0);
+  EXPECT_GE(precision_bits(e.decrypt(e.enc_pk->encrypt(pt)), x), 30.0);
+  // Overflowing the modulus is an error, not a silent wrong answer.
+  Plaintext p0;
+  EXPECT_THROW(e.encoder->encode(x, 0x1p45, 0, p0), hecnn::Error);
+  const std::vector<double> bad = {1.0, std::nan("")};
+  EXPECT_THROW(e.encoder->encode(bad, kScale), hecnn::Error);
+}
+
+TEST_P(Ckks, ThreadCountIsSettableAndResultsAgree) {
+  Env& e = env();
+  const auto x = random_vector(e.slots(), -1, 1, 22);
+  const Ciphertext c = e.enc_sk->encrypt(e.encoder->encode(x, kScale));
+  set_num_threads(1);
+  EXPECT_EQ(num_threads(), 1);
+  const Ciphertext r1 = e.ev->rotate(c, 1, e.gk);
+  set_num_threads(2);
+  EXPECT_EQ(num_threads(), 2);
+  const Ciphertext r2 = e.ev->rotate(c, 1, e.gk);
+  set_num_threads(0);
+  ASSERT_EQ(r1.word_count(), r2.word_count());
+  EXPECT_TRUE(std::equal(r1.poly(0), r1.poly(0) + r1.word_count(), r2.poly(0)));  // deterministic
+}
+
+TEST_P(Ckks, MismatchedKeysAndOperandsAreRejected) {
+  Env& e = env();
+  const auto other = CkksContext::create(CkksParameters::from_bit_sizes(e.ctx->n(), {50, 40}, {60}));
+  KeyGenerator other_keys(other);
+  EXPECT_THROW(Encryptor(e.ctx, other_keys.secret_key()), hecnn::Error);
+  EXPECT_THROW(Decryptor(e.ctx, other_keys.secret_key()), hecnn::Error);
+  const auto other_rk = other_keys.create_relin_keys();
+  const auto x = random_vector(8, -1, 1, 23);
+  Ciphertext m = e.ev->multiply(e.encrypt(x), e.encrypt(x));
+  EXPECT_THROW(e.ev->relinearize_inplace(m, other_rk), hecnn::Error);
+  Ciphertext wide = e.encrypt(random_vector(16, -1, 1, 24));
+  EXPECT_THROW(e.ev->add(e.encrypt(x), wide), hecnn::Error);  // 8 vs 16 slots
+}
+
+INSTANTIATE_TEST_SUITE_P(RingDegrees, Ckks, ::testing::Values(std::size_t{8192}, std::size_t{16384}),
+                         [](const auto& info) { return "N" + std::to_string(info.param); });
+
+TEST(CkksDeep, TenMultiplicationsAtN32768) {
+  const auto params = CkksParameters::from_bit_sizes(32768, {50, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40}, {60});
+  auto ctx = CkksContext::create(params);
+  KeyGenerator keygen(ctx);
+  const auto pk = keygen.create_public_key();
+  const auto rk = keygen.create_relin_keys();
+  CkksEncoder encoder(ctx);
+  Encryptor enc(ctx, pk);
+  Decryptor dec(ctx, keygen.secret_key());
+  Evaluator ev(ctx);
+  const std::size_t n = encoder.max_slots();
+  auto want = random_vector(n, 0.8, 1.2, 30);
+  Ciphertext acc = enc.encrypt(encoder.encode(want, kScale));
+  for (int k = 0; k < 10; ++k) {
+    const auto y = random_vector(n, 0.8, 1.2, 31 + static_cast<unsigned>(k));
+    Plaintext py;
+    encoder.encode(y, kScale, acc.level(), py);
+    ev.multiply_inplace(acc, enc.encrypt(py));
+    ev.relinearize_inplace(acc, rk);
+    ev.rescale_inplace(acc);
+    for (std::size_t i = 0; i < n; ++i) want[i] *= y[i];
+  }
+  EXPECT_EQ(acc.level(), 0u);
+  const double bits = precision_bits(encoder.decode(dec.decrypt(acc)), want);
+  std::printf("10 multiplications at N=32768: %.1f bits of precision\n", bits);
+  EXPECT_GE(bits, 10.0);
+}

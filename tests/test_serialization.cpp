@@ -1,0 +1,233 @@
+// Round trips of every serializable object, and every kind of bad file.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "ckks/ckks.h"
+#include "test_util.h"
+
+using namespace hecnn::ckks;
+using hecnn::test::precision_bits;
+using hecnn::test::random_vector;
+
+namespace {
+
+struct Fixture {
+  ContextPtr ctx;
+  std::unique_ptr<KeyGenerator> keygen;
+  PublicKey pk;
+  RelinKeys rk;
+  GaloisKeys gk;
+  Fixture() {
+    ctx = CkksContext::create(CkksParameters::from_bit_sizes(8192, {50, 40, 40}, {60}));
+    keygen = std::make_unique<KeyGenerator>(ctx);
+    pk = keygen->create_public_key();
+    rk = keygen->create_relin_keys();
+    gk = keygen->create_galois_keys({1, -2}, true);
+  }
+};
+
+Fixture& fx() {
+  static Fixture f;
+  return f;
+}
+
+std::string bytes_of(const std::function<void(std::ostream&)>& save_fn) {
+  std::ostringstream os(std::ios::binary);
+  save_fn(os);
+  return os.str();
+}
+
+template <typename Load>
+void expect_load_error(const std::string& data, const Load& load, const std::string& fragment) {
+  std::istringstream is(data, std::ios::binary);
+  try {
+    load(is);
+    FAIL() << "expected an error containing '" << fragment << "'";
+  } catch (const hecnn::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(Serialization, ParametersRoundTrip) {
+  const auto p = CkksParameters::from_bit_sizes(16384, {50, 40, 40}, {60, 60}, {.digits = 2});
+  const std::string b = bytes_of([&](std::ostream& os) { save(os, p); });
+  std::istringstream is(b, std::ios::binary);
+  const auto q = load_parameters(is);
+  EXPECT_EQ(p, q);
+  EXPECT_EQ(q.digits(), 2u);
+  // Insecure parameters load only when the caller allows them.
+  const auto weak = CkksParameters::from_bit_sizes(8192, {60, 60, 60, 60}, {60}, {.allow_insecure = true});
+  const std::string wb = bytes_of([&](std::ostream& os) { save(os, weak); });
+  expect_load_error(wb, [](std::istream& s) { load_parameters(s); }, "security");
+  std::istringstream ok(wb, std::ios::binary);
+  EXPECT_TRUE(load_parameters(ok, {.allow_insecure = true}).insecure());
+}
+
+TEST(Serialization, CiphertextSeededAndFull) {
+  Fixture& f = fx();
+  CkksEncoder encoder(f.ctx);
+  Decryptor dec(f.ctx, f.keygen->secret_key());
+  const auto x = random_vector(encoder.max_slots(), -1, 1, 1);
+  const Ciphertext sym = Encryptor(f.ctx, f.keygen->secret_key()).encrypt(encoder.encode(x, 0x1p40));
+  const std::string seeded = bytes_of([&](std::ostream& os) { save(os, *f.ctx, sym, true); });
+  const std::string full = bytes_of([&](std::ostream& os) { save(os, *f.ctx, sym, false); });
+  EXPECT_LT(seeded.size(), full.size() * 6 / 10);  // about half
+  for (const std::string* b : {&seeded, &full}) {
+    std::istringstream is(*b, std::ios::binary);
+    const Ciphertext back = load_ciphertext(is, *f.ctx);
+    ASSERT_EQ(back.word_count(), sym.word_count());
+    EXPECT_TRUE(std::equal(back.poly(0), back.poly(0) + back.word_count(), sym.poly(0)));
+    EXPECT_EQ(back.scale(), sym.scale());
+    EXPECT_EQ(back.slots(), sym.slots());
+    EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(back)), x), 20.0);
+  }
+  // After an operation the seed no longer describes component 1: the full form is written.
+  Ciphertext changed = sym;
+  Evaluator(f.ctx).add_const_inplace(changed, 1.0);
+  EXPECT_FALSE(changed.seed().has_value());
+  // A 3-component ciphertext round-trips too.
+  Ciphertext three = Evaluator(f.ctx).multiply(sym, sym);
+  const std::string tb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, three); });
+  std::istringstream ts(tb, std::ios::binary);
+  EXPECT_EQ(load_ciphertext(ts, *f.ctx).size(), 3u);
+}
+
+TEST(Serialization, PlaintextAndKeysRoundTrip) {
+  Fixture& f = fx();
+  CkksEncoder encoder(f.ctx);
+  const auto x = random_vector(64, -1, 1, 2);
+  Plaintext pt;
+  encoder.encode(x, 0x1p40, 1, pt);
+  {
+    std::istringstream is(bytes_of([&](std::ostream& os) { save(os, *f.ctx, pt); }), std::ios::binary);
+    const Plaintext back = load_plaintext(is, *f.ctx);
+    EXPECT_EQ(back.level(), 1u);
+    EXPECT_GE(precision_bits(encoder.decode(back), x), 30.0);
+  }
+  // Secret key: the reloaded key decrypts what the original encrypted.
+  std::istringstream sks(bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.keygen->secret_key()); }),
+                         std::ios::binary);
+  const SecretKey sk = load_secret_key(sks, *f.ctx);
+  EXPECT_EQ(sk.ntt, f.keygen->secret_key().ntt);
+
+  // Public key, seeded and full; both encrypt correctly for the original secret key.
+  for (bool seeded : {true, false}) {
+    const std::string b = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.pk, seeded); });
+    std::istringstream is(b, std::ios::binary);
+    const PublicKey pk = load_public_key(is, *f.ctx);
+    EXPECT_EQ(pk.a, f.pk.a);
+    EXPECT_EQ(pk.b, f.pk.b);
+    const Ciphertext c = Encryptor(f.ctx, pk).encrypt(encoder.encode(x, 0x1p40));
+    EXPECT_GE(precision_bits(encoder.decode(Decryptor(f.ctx, sk).decrypt(c)), x), 20.0);
+  }
+  // Relinearization and Galois keys, seeded forms about half the size.
+  const std::string rk_seeded = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.rk, true); });
+  const std::string rk_full = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.rk, false); });
+  EXPECT_LT(rk_seeded.size(), rk_full.size() * 6 / 10);
+  for (const std::string* b : {&rk_seeded, &rk_full}) {
+    std::istringstream is(*b, std::ios::binary);
+    const RelinKeys rk = load_relin_keys(is, *f.ctx);
+    EXPECT_EQ(rk.key.a, f.rk.key.a);
+    EXPECT_EQ(rk.key.b, f.rk.key.b);
+  }
+  std::istringstream gs(bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.gk); }), std::ios::binary);
+  const GaloisKeys gk = load_galois_keys(gs, *f.ctx);
+  ASSERT_EQ(gk.keys.size(), f.gk.keys.size());
+  Evaluator ev(f.ctx);
+  const Ciphertext c = Encryptor(f.ctx, f.pk).encrypt(encoder.encode(x, 0x1p40));
+  const Ciphertext r = ev.rotate(c, -2, gk);
+  std::vector<double> want(64);
+  for (std::size_t i = 0; i < 64; ++i) want[i] = x[(i + 62) % 64];
+  EXPECT_GE(precision_bits(encoder.decode(Decryptor(f.ctx, sk).decrypt(r)), want), 20.0);
+}
+
+TEST(Serialization, BadInputIsRejectedWithClearErrors) {
+  Fixture& f = fx();
+  CkksEncoder encoder(f.ctx);
+  const Ciphertext c = Encryptor(f.ctx, f.pk).encrypt(encoder.encode(random_vector(32, -1, 1, 3), 0x1p40));
+  const std::string good = bytes_of([&](std::ostream& os) { save(os, *f.ctx, c); });
+  auto load_ct = [&](std::istream& is) { load_ciphertext(is, *f.ctx); };
+
+  // Truncated anywhere: header, payload, checksum.
+  for (std::size_t cut : {std::size_t{0}, std::size_t{3}, std::size_t{20}, std::size_t{100}, good.size() / 2,
+                          good.size() - 1}) {
+    expect_load_error(good.substr(0, cut), load_ct, "truncated");
+  }
+  // Corrupted payload byte: caught by the checksum (or the coefficient range check).
+  std::string flipped = good;
+  flipped[good.size() / 2] ^= 0x01;
+  expect_load_error(flipped, load_ct, "corrupted");
+  // Bad magic.
+  std::string magic = good;
+  magic[0] = 'X';
+  expect_load_error(magic, load_ct, "magic");
+  // Unsupported version.
+  std::string version = good;
+  version[4] = 9;
+  expect_load_error(version, load_ct, "version");
+  // Another object type.
+  const std::string pt_bytes = bytes_of([&](std::ostream& os) { save(os, *f.ctx, encoder.encode(std::vector<double>{1.0}, 0x1p40)); });
+  expect_load_error(pt_bytes, load_ct, "expected a ciphertext");
+  // Oversized declared length (would otherwise drive a huge read).
+  std::string oversized = good;
+  const std::uint64_t huge = 1ULL << 40;
+  std::memcpy(oversized.data() + 16, &huge, 8);
+  expect_load_error(oversized, load_ct, "more than these parameters allow");
+  // Fields running past a shortened declared length.
+  std::string shortlen = good;
+  const std::uint64_t tiny = 8;
+  std::memcpy(shortlen.data() + 16, &tiny, 8);
+  expect_load_error(shortlen, load_ct, "corrupted");
+  // Level beyond the parameters' top.
+  std::string level = good;
+  const std::uint32_t lv = 77;
+  std::memcpy(level.data() + 24, &lv, 4);
+  expect_load_error(level, load_ct, "level");
+  // Wrong parameters: same object, other context.
+  const auto other = CkksContext::create(CkksParameters::from_bit_sizes(8192, {50, 40}, {60}));
+  expect_load_error(good, [&](std::istream& is) { load_ciphertext(is, *other); }, "other encryption parameters");
+  expect_load_error(bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.rk); }),
+                    [&](std::istream& is) { load_relin_keys(is, *other); }, "other encryption parameters");
+  // Corrupted keys.
+  std::string gk_bytes = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.gk); });
+  gk_bytes[gk_bytes.size() - 40] ^= 0x40;
+  expect_load_error(gk_bytes, [&](std::istream& is) { load_galois_keys(is, *f.ctx); }, "corrupted");
+  std::string sk_bytes = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.keygen->secret_key()); });
+  sk_bytes[30] = 5;
+  expect_load_error(sk_bytes, [&](std::istream& is) { load_secret_key(is, *f.ctx); }, "corrupted");
+  // Parameter file with a forged identifier.
+  std::string pb = bytes_of([&](std::ostream& os) { save(os, f.ctx->params()); });
+  pb[8] ^= 1;
+  expect_load_error(pb, [](std::istream& is) { load_parameters(is); }, "corrupted");
+}
+
+TEST(Serialization, FilesRejectTrailingDataAndMissingPaths) {
+  Fixture& f = fx();
+  const auto dir = std::filesystem::temp_directory_path() / ("hecnn-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "rk.bin").string();
+  write_file(path, [&](std::ostream& os) { save(os, *f.ctx, f.rk); });
+  RelinKeys rk;
+  read_file(path, [&](std::istream& is) { rk = load_relin_keys(is, *f.ctx); });
+  EXPECT_EQ(rk.key.b, f.rk.key.b);
+  {
+    std::ofstream app(path, std::ios::binary | std::ios::app);
+    app << "junk";
+  }
+  try {
+    read_file(path, [&](std::istream& is) { rk = load_relin_keys(is, *f.ctx); });
+    FAIL();
+  } catch (const hecnn::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unexpected data"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_file((dir / "missing.bin").string(), [](std::istream&) {}), hecnn::Error);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,31 @@
+#pragma once
+#include <cmath>
+#include <complex>
+#include <random>
+#include <vector>
+
+namespace hecnn::test {
+
+inline std::vector<double> random_vector(std::size_t n, double lo, double hi, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> d(lo, hi);
+  std::vector<double> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// -log2 of the largest absolute error (64 when exact).
+inline double precision_bits(const std::vector<double>& got, const std::vector<double>& want) {
+  double err = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) err = std::max(err, std::fabs(got.at(i) - want[i]));
+  return err == 0 ? 64.0 : -std::log2(err);
+}
+
+inline double precision_bits(const std::vector<std::complex<double>>& got,
+                             const std::vector<std::complex<double>>& want) {
+  double err = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) err = std::max(err, std::abs(got.at(i) - want[i]));
+  return err == 0 ? 64.0 : -std::log2(err);
+}
+
+}  // namespace hecnn::test
