@@ -326,6 +326,12 @@ TEST_P(Ckks, LargeScalesAndValuesBeyond64Bits) {
   EXPECT_THROW(e.encoder->encode(x, 0x1p45, 0, p0), hecnn::Error);
   const std::vector<double> bad = {1.0, std::nan("")};
   EXPECT_THROW(e.encoder->encode(bad, kScale), hecnn::Error);
+  std::vector<double> huge(16);
+  for (std::size_t i = 0; i < huge.size(); ++i) huge[i] = (i % 2 ? -1 : 1) * 1e308;
+  EXPECT_THROW(e.encoder->encode(huge, kScale), hecnn::Error);
+  Ciphertext c = e.encrypt(x);
+  EXPECT_THROW(e.ev->add_const_inplace(c, std::nan("")), hecnn::Error);
+  EXPECT_THROW(e.ev->add_const_inplace(c, 1e300), hecnn::Error);
 }
 
 TEST_P(Ckks, ThreadCountIsSettableAndResultsAgree) {
@@ -386,4 +392,36 @@ TEST(CkksDeep, TenMultiplicationsAtN32768) {
   const double bits = precision_bits(encoder.decode(dec.decrypt(acc)), want);
   std::printf("10 multiplications at N=32768: %.1f bits of precision\n", bits);
   EXPECT_GE(bits, 10.0);
+}
+
+TEST(CkksKeySwitching, MultiPrimeDigitsAtEveryLevel) {
+  // Two special primes: digits of two chain primes each, the last one partial at some levels.
+  const auto params = CkksParameters::from_bit_sizes(16384, {50, 40, 40, 40, 40}, {60, 60});
+  ASSERT_EQ(params.digit_size(), 2u);
+  ASSERT_EQ(params.digits(), 3u);
+  auto ctx = CkksContext::create(params);
+  KeyGenerator keygen(ctx);
+  const auto rk = keygen.create_relin_keys();
+  const auto gk = keygen.create_galois_keys({1, -5}, true);
+  CkksEncoder encoder(ctx);
+  Encryptor enc(ctx, keygen.create_public_key());
+  Decryptor dec(ctx, keygen.secret_key());
+  Evaluator ev(ctx);
+  const std::size_t n = encoder.max_slots();
+  const auto x = random_vector(n, -1, 1, 40), y = random_vector(n, -1, 1, 41);
+  std::vector<double> want(n), want_rot(n);
+  for (std::size_t i = 0; i < n; ++i) want[i] = x[i] * y[i];
+  for (std::size_t i = 0; i < n; ++i) want_rot[i] = x[(i + n - 5) % n];
+  for (std::size_t level = ctx->max_level(); level >= 1; --level) {
+    Plaintext px, py;
+    encoder.encode(x, kScale, level, px);
+    encoder.encode(y, kScale, level, py);
+    const Ciphertext cx = enc.encrypt(px);
+    Ciphertext m = ev.multiply(cx, enc.encrypt(py));
+    ev.relinearize_inplace(m, rk);
+    ev.rescale_inplace(m);
+    EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(m)), want), kMinBits) << "level " << level;
+    EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(ev.rotate(cx, -5, gk))), want_rot), kMinBits)
+        << "level " << level;
+  }
 }

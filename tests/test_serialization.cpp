@@ -89,10 +89,15 @@ TEST(Serialization, CiphertextSeededAndFull) {
     EXPECT_EQ(back.slots(), sym.slots());
     EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(back)), x), 20.0);
   }
-  // After an operation the seed no longer describes component 1: the full form is written.
+  // After an in-place operation on component 1 the seed is stale: the full form is written.
   Ciphertext changed = sym;
-  Evaluator(f.ctx).add_const_inplace(changed, 1.0);
-  EXPECT_FALSE(changed.seed().has_value());
+  Evaluator(f.ctx).multiply_integer_inplace(changed, 3);
+  const std::string cb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, changed, true); });
+  EXPECT_EQ(cb.size(), full.size());
+  std::istringstream cs(cb, std::ios::binary);
+  std::vector<double> x3(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x3[i] = 3 * x[i];
+  EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(load_ciphertext(cs, *f.ctx))), x3), 18.0);
   // A 3-component ciphertext round-trips too.
   Ciphertext three = Evaluator(f.ctx).multiply(sym, sym);
   const std::string tb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, three); });
@@ -230,4 +235,14 @@ TEST(Serialization, FilesRejectTrailingDataAndMissingPaths) {
   }
   EXPECT_THROW(read_file((dir / "missing.bin").string(), [](std::istream&) {}), hecnn::Error);
   std::filesystem::remove_all(dir);
+}
+
+TEST(Serialization, ReloadedParametersKeepTheirDigitSplit) {
+  // Six 40-bit primes under three 60-bit special primes: the automatic split must survive a reload.
+  const auto p = CkksParameters::from_bit_sizes(16384, {40, 40, 40, 40, 40, 40}, {60, 60, 60});
+  std::istringstream is(bytes_of([&](std::ostream& os) { save(os, p); }), std::ios::binary);
+  const auto q = load_parameters(is);
+  EXPECT_EQ(q.digit_size(), p.digit_size());
+  EXPECT_EQ(q.digits(), p.digits());
+  EXPECT_EQ(q.id(), p.id());
 }

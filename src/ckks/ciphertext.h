@@ -71,19 +71,18 @@ class Ciphertext {
   void set_scale(double s) { scale_ = s; }
   void set_slots(std::size_t s) { slots_ = s; }
 
-  // Any mutable access forgets the seed: the second component may no longer be its expansion.
-  u64* poly(std::size_t k) {
-    seed_.reset();
-    return data_.data() + k * n_ * (level_ + 1);
-  }
+  u64* poly(std::size_t k) { return data_.data() + k * n_ * (level_ + 1); }
   const u64* poly(std::size_t k) const { return data_.data() + k * n_ * (level_ + 1); }
   u64* limb(std::size_t k, std::size_t i) { return poly(k) + i * n_; }
   const u64* limb(std::size_t k, std::size_t i) const { return poly(k) + i * n_; }
   std::size_t word_count() const { return data_.size(); }
 
-  // For symmetric encryptions: the seed from which component 1 expands (see Encryptor).
+  // For symmetric encryptions: the seed from which component 1 was expanded (see Encryptor).
+  // In-place operations may leave it stale; serialization re-expands it and stores the seed only
+  // if it still reproduces component 1.
   const std::optional<Seed>& seed() const { return seed_; }
   void set_seed(const Seed& s) { seed_ = s; }
+  void clear_seed() { seed_.reset(); }
 
   // Drops the top limbs of every component and sets the new level.
   void drop_to_level(std::size_t level);

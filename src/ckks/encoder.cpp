@@ -208,6 +208,7 @@ void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t h
   double max_abs = 0;
   for (std::size_t i = 0; i < coeffs.size(); ++i) {
     scaled[i] = std::nearbyint(coeffs[i] * scale);
+    if (!std::isfinite(scaled[i])) throw Error("encoding overflow: value x scale is not a finite number");
     max_abs = std::max(max_abs, std::fabs(scaled[i]));
   }
   double log_q = 0;

@@ -23,7 +23,7 @@ void expand_symmetric_a(const CkksContext& ctx, const Seed& seed, std::size_t le
   sample_uniform(prng, chain, ctx.n(), out);
 }
 
-Encryptor::Encryptor(ContextPtr ctx, const PublicKey& pk) : ctx_(std::move(ctx)), pk_(&pk) {
+Encryptor::Encryptor(ContextPtr ctx, const PublicKey& pk) : ctx_(std::move(ctx)), pk_(pk) {
   if (pk.params_id != ctx_->params().id() ||
       pk.a.size() != (ctx_->chain_size() + ctx_->special_count()) * ctx_->n() ||
       pk.b.size() != pk.a.size()) {
@@ -31,8 +31,9 @@ Encryptor::Encryptor(ContextPtr ctx, const PublicKey& pk) : ctx_(std::move(ctx))
   }
 }
 
-Encryptor::Encryptor(ContextPtr ctx, const SecretKey& sk) : ctx_(std::move(ctx)), sk_(&sk) {
-  if (sk.params_id != ctx_->params().id() || sk.coeffs.size() != ctx_->n()) {
+Encryptor::Encryptor(ContextPtr ctx, const SecretKey& sk) : ctx_(std::move(ctx)), sk_(sk) {
+  if (sk.params_id != ctx_->params().id() || sk.coeffs.size() != ctx_->n() ||
+      sk.ntt.size() != (ctx_->chain_size() + ctx_->special_count()) * ctx_->n()) {
     throw Error("secret key was made for other parameters");
   }
 }
@@ -45,16 +46,16 @@ void Encryptor::encrypt(const Plaintext& pt, Ciphertext& out) const {
 
 void Encryptor::encrypt_public(const Plaintext& pt, Ciphertext& out) const {
   const std::size_t n = ctx_->n(), level = pt.level(), limbs = level + 1;
-  Prng prng(random_seed());
-  std::vector<std::int8_t> u(n);
-  std::vector<std::int64_t> e0(n), e1(n);
+  Prng prng = Prng::fresh();
+  WipedVector<std::int8_t> u(n);
+  WipedVector<std::int64_t> e0(n), e1(n);
   sample_ternary(prng, n, u.data());
   sample_gaussian(prng, n, e0.data());
   sample_gaussian(prng, n, e1.data());
   // (pk.b * u + e0, pk.a * u + e1) over q_0..q_l, P, then divided by P: the errors shrink by P.
   const auto idx = detail::extended_indices(*ctx_, level);
   const std::size_t ext = idx.size();
-  std::vector<u64> u_ntt(ext * n), c0(ext * n), c1(ext * n);
+  WipedVector<u64> u_ntt(ext * n), c0(ext * n), c1(ext * n);
   detail::small_to_ntt(*ctx_, u.data(), idx, u_ntt.data());
   detail::small_to_ntt(*ctx_, e0.data(), idx, c0.data());
   detail::small_to_ntt(*ctx_, e1.data(), idx, c1.data());
@@ -90,8 +91,8 @@ void Encryptor::encrypt_public(const Plaintext& pt, Ciphertext& out) const {
 void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
   const std::size_t n = ctx_->n(), level = pt.level(), limbs = level + 1;
   const Seed seed = random_seed();
-  Prng noise(random_seed());
-  std::vector<std::int64_t> e(n);
+  Prng noise = Prng::fresh();
+  WipedVector<std::int64_t> e(n);
   sample_gaussian(noise, n, e.data());
   out.reset(n, level, 2, pt.slots(), pt.scale());
   expand_symmetric_a(*ctx_, seed, level, out.poly(1));
@@ -107,10 +108,10 @@ void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
     u64* c0 = out.limb(0, ii);
     for (std::size_t c = 0; c < n; ++c) c0[c] = m.add(m.sub(c0[c], m.mul(a[c], s[c])), mm[c]);
   }
-  out.set_seed(seed);  // last: the writes above went through mutable accessors
+  out.set_seed(seed);
 }
 
-Decryptor::Decryptor(ContextPtr ctx, const SecretKey& sk) : ctx_(std::move(ctx)), sk_(&sk) {
+Decryptor::Decryptor(ContextPtr ctx, const SecretKey& sk) : ctx_(std::move(ctx)), sk_(sk) {
   if (sk.params_id != ctx_->params().id() || sk.ntt.size() != (ctx_->chain_size() + ctx_->special_count()) * ctx_->n()) {
     throw Error("secret key was made for other parameters");
   }
@@ -129,7 +130,7 @@ void Decryptor::decrypt(const Ciphertext& ct, Plaintext& out) const {
   for (long i = 0; i < count; ++i) {
     const std::size_t ii = static_cast<std::size_t>(i);
     const Modulus& m = ctx_->modulus(ii);
-    const u64* s = sk_->ntt.data() + ii * n;
+    const u64* s = sk_.ntt.data() + ii * n;
     const u64* c0 = ct.limb(0, ii);
     const u64* c1 = ct.limb(1, ii);
     const u64* c2 = size == 3 ? ct.limb(2, ii) : nullptr;

@@ -24,9 +24,10 @@ class Encryptor {
  private:
   void encrypt_public(const Plaintext& pt, Ciphertext& out) const;
   void encrypt_secret(const Plaintext& pt, Ciphertext& out) const;
+  // Keys are copied so that an Encryptor never outlives them.
   ContextPtr ctx_;
-  const PublicKey* pk_ = nullptr;
-  const SecretKey* sk_ = nullptr;
+  std::optional<PublicKey> pk_;
+  std::optional<SecretKey> sk_;
 };
 
 // Recomputes component 1 of a seeded symmetric ciphertext (deserialization).
@@ -45,7 +46,7 @@ class Decryptor {
 
  private:
   ContextPtr ctx_;
-  const SecretKey* sk_;
+  SecretKey sk_;
 };
 
 }  // namespace hecnn::ckks

@@ -149,21 +149,6 @@ void Evaluator::sub_plain_inplace(Ciphertext& a, const Plaintext& p) const {
   }
 }
 
-void Evaluator::add_const_inplace(Ciphertext& a, double c) const {
-  check(a);
-  const std::size_t n = ctx_->n();
-  // A constant polynomial is the same value at every NTT point.
-  const double v = c * a.scale();
-  const long limbs = static_cast<long>(a.limbs());
-#pragma omp parallel for schedule(static)
-  for (long i = 0; i < limbs; ++i) {
-    const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
-    const u64 r = detail::double_to_residue(v, m);
-    u64* x = a.limb(0, static_cast<std::size_t>(i));
-    for (std::size_t j = 0; j < n; ++j) x[j] = m.add(x[j], r);
-  }
-}
-
 namespace {
 void check_scale_room(const CkksContext& ctx, std::size_t level, double scale, const char* op) {
   double log_q = 0;
@@ -174,6 +159,26 @@ void check_scale_room(const CkksContext& ctx, std::size_t level, double scale, c
   }
 }
 }  // namespace
+
+void Evaluator::add_const_inplace(Ciphertext& a, double c) const {
+  check(a);
+  if (!std::isfinite(c)) throw Error("add_const: constant is not finite");
+  const double v = c * a.scale();
+  if (v != 0) check_scale_room(*ctx_, a.level(), std::fabs(v) * 2, "add_const");
+  const std::size_t n = ctx_->n(), limbs = a.limbs();
+  // A constant polynomial is the same value at every NTT point.
+  std::vector<u64> r(limbs);
+  for (std::size_t i = 0; i < limbs; ++i) r[i] = detail::double_to_residue(v, ctx_->modulus(i));
+  u64* const c0 = a.poly(0);
+  const long count = static_cast<long>(limbs);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < count; ++i) {
+    const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
+    const u64 ri = r[static_cast<std::size_t>(i)];
+    u64* x = c0 + static_cast<std::size_t>(i) * n;
+    for (std::size_t j = 0; j < n; ++j) x[j] = m.add(x[j], ri);
+  }
+}
 
 void Evaluator::multiply_inplace(Ciphertext& a, const Ciphertext& b) const {
   check_pair(a, b, "multiply");

@@ -8,8 +8,19 @@
 namespace hecnn::ckks {
 
 SecretKey::~SecretKey() {
-  if (!coeffs.empty()) sodium_memzero(coeffs.data(), coeffs.size());
-  if (!ntt.empty()) sodium_memzero(ntt.data(), ntt.size() * sizeof(u64));
+  wipe(coeffs);
+  wipe(ntt);
+}
+
+SecretKey& SecretKey::operator=(const SecretKey& o) {
+  if (this != &o) {
+    wipe(coeffs);
+    wipe(ntt);
+    coeffs = o.coeffs;
+    ntt = o.ntt;
+    params_id = o.params_id;
+  }
+  return *this;
 }
 
 namespace {
@@ -42,15 +53,15 @@ void expand_switch_key_a(const CkksContext& ctx, const Seed& seed, std::size_t d
 
 void compute_secret_ntt(const CkksContext& ctx, SecretKey& sk) {
   const auto idx = all_indices(ctx);
+  wipe(sk.ntt);  // resize may move the key: wipe the old buffer first
+  sk.ntt.clear();
   sk.ntt.resize(idx.size() * ctx.n());
   detail::small_to_ntt(ctx, sk.coeffs.data(), idx, sk.ntt.data());
   sk.params_id = ctx.params().id();
 }
 
 KeyGenerator::KeyGenerator(ContextPtr ctx) : ctx_(std::move(ctx)) {
-  Seed seed = random_seed();
-  Prng prng(seed);
-  sodium_memzero(seed.data(), seed.size());
+  Prng prng = Prng::fresh();
   sk_.coeffs.resize(ctx_->n());
   sample_ternary(prng, ctx_->n(), sk_.coeffs.data());
   compute_secret_ntt(*ctx_, sk_);
@@ -69,8 +80,8 @@ PublicKey KeyGenerator::create_public_key() const {
   pk.params_id = ctx_->params().id();
   pk.seed = random_seed();
   expand_public_key_a(*ctx_, *pk.seed, pk.a);
-  Prng noise(random_seed());
-  std::vector<std::int64_t> e(n);
+  Prng noise = Prng::fresh();
+  WipedVector<std::int64_t> e(n);
   sample_gaussian(noise, n, e.data());
   pk.b.resize(L * n);
   detail::small_to_ntt(*ctx_, e.data(), all_indices(*ctx_), pk.b.data());
@@ -94,8 +105,8 @@ KeySwitchKey KeyGenerator::make_switch_key(const std::vector<u64>& s_prime) cons
   key.seed = random_seed();
   key.a.resize(digits);
   key.b.resize(digits);
-  Prng noise(random_seed());
-  std::vector<std::int64_t> e(n);
+  Prng noise = Prng::fresh();
+  WipedVector<std::int64_t> e(n);
   for (std::size_t d = 0; d < digits; ++d) {
     expand_switch_key_a(*ctx_, *key.seed, d, key.a[d]);
     sample_gaussian(noise, n, e.data());
@@ -126,7 +137,7 @@ KeySwitchKey KeyGenerator::make_switch_key(const std::vector<u64>& s_prime) cons
 
 RelinKeys KeyGenerator::create_relin_keys() const {
   const std::size_t n = ctx_->n(), total = ctx_->chain_size() + ctx_->special_count();
-  std::vector<u64> s2(total * n);
+  WipedVector<u64> s2(total * n);
   for (std::size_t i = 0; i < total; ++i) {
     const Modulus& m = ctx_->modulus(i);
     for (std::size_t c = 0; c < n; ++c) s2[i * n + c] = m.mul(sk_.ntt[i * n + c], sk_.ntt[i * n + c]);
@@ -134,7 +145,6 @@ RelinKeys KeyGenerator::create_relin_keys() const {
   RelinKeys rk;
   rk.params_id = ctx_->params().id();
   rk.key = make_switch_key(s2);
-  sodium_memzero(s2.data(), s2.size() * sizeof(u64));
   return rk;
 }
 
@@ -142,7 +152,7 @@ GaloisKeys KeyGenerator::create_galois_keys_for_elements(const std::vector<std::
   const std::size_t n = ctx_->n(), total = ctx_->chain_size() + ctx_->special_count();
   GaloisKeys gk;
   gk.params_id = ctx_->params().id();
-  std::vector<u64> s_g(total * n);
+  WipedVector<u64> s_g(total * n);
   for (std::uint32_t g : elements) {
     if (gk.has(g) || g == 1) continue;
     const auto perm = ctx_->galois_permutation_ntt(g);
@@ -153,7 +163,6 @@ GaloisKeys KeyGenerator::create_galois_keys_for_elements(const std::vector<std::
     }
     gk.keys.emplace(g, make_switch_key(s_g));
   }
-  sodium_memzero(s_g.data(), s_g.size() * sizeof(u64));
   return gk;
 }
 

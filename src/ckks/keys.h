@@ -16,7 +16,7 @@ class SecretKey {
  public:
   SecretKey() = default;
   SecretKey(const SecretKey&) = default;
-  SecretKey& operator=(const SecretKey&) = default;
+  SecretKey& operator=(const SecretKey&);  // wipes the old key first
   ~SecretKey();
   // Ternary coefficients in {-1, 0, 1}.
   std::vector<std::int8_t> coeffs;

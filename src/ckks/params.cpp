@@ -136,8 +136,9 @@ CkksParameters CkksParameters::from_primes(std::size_t n, std::vector<std::uint6
       for (std::size_t j = 0; j < L; j += a) worst = std::max(worst, log2_product(prm.q_, j, std::min(L, j + a)));
       if (worst <= log_p + 0.5) alpha = a; else break;
     }
-    prm.alpha_ = alpha;
     prm.digits_ = (L + alpha - 1) / alpha;
+    // Normalize so that alpha is a function of the digit count alone (what files store).
+    prm.alpha_ = (L + prm.digits_ - 1) / prm.digits_;
   } else {
     if (opts.digits > L) {
       throw Error("number of key-switching digits (" + std::to_string(opts.digits) +
@@ -160,7 +161,7 @@ CkksParameters CkksParameters::from_primes(std::size_t n, std::vector<std::uint6
   if (sodium_init() < 0) throw Error("libsodium failed to initialize");
   crypto_generichash_state st;
   crypto_generichash_init(&st, nullptr, 0, 8);
-  const std::uint64_t header[4] = {static_cast<std::uint64_t>(n), L, prm.p_.size(), prm.digits_};
+  const std::uint64_t header[5] = {static_cast<std::uint64_t>(n), L, prm.p_.size(), prm.digits_, prm.alpha_};
   crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(header), sizeof(header));
   crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(all.data()), all.size() * 8);
   unsigned char out[8];

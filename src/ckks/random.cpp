@@ -26,6 +26,15 @@ Seed random_seed() {
   return s;
 }
 
+void wipe(void* p, std::size_t bytes) { sodium_memzero(p, bytes); }
+
+Prng Prng::fresh() {
+  Seed s = random_seed();
+  Prng p(s);
+  sodium_memzero(s.data(), s.size());
+  return p;
+}
+
 Prng::Prng(const Seed& seed, std::uint64_t domain) : key_(seed), domain_(domain) { ensure_sodium(); }
 
 Prng::~Prng() {

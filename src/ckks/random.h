@@ -16,6 +16,23 @@ using Seed = std::array<std::uint8_t, 32>;
 // A fresh seed from the operating system's CSPRNG.
 Seed random_seed();
 
+// Overwrites memory that held secret or secret-derived values (keys, noise, ephemeral seeds).
+void wipe(void* p, std::size_t bytes);
+template <typename T>
+void wipe(std::vector<T>& v) {
+  if (!v.empty()) wipe(v.data(), v.size() * sizeof(T));
+}
+
+// A vector wiped when it goes out of scope (for noise, ephemeral secrets and their NTT forms).
+template <typename T>
+class WipedVector : public std::vector<T> {
+ public:
+  using std::vector<T>::vector;
+  WipedVector(const WipedVector&) = delete;
+  WipedVector& operator=(const WipedVector&) = delete;
+  ~WipedVector() { wipe(static_cast<std::vector<T>&>(*this)); }
+};
+
 // Deterministic stream of bytes from a seed and a 64-bit domain separator.
 class Prng {
  public:
@@ -23,6 +40,10 @@ class Prng {
   Prng(const Prng&) = delete;
   Prng& operator=(const Prng&) = delete;
   ~Prng();
+
+  // Seeds itself from the CSPRNG (the seed is never stored elsewhere).
+  static Prng fresh();
+  Prng(Prng&&) = default;
 
   void fill(std::uint8_t* out, std::size_t len);
   std::uint64_t next_u64();

@@ -60,9 +60,25 @@ class Reader {
  public:
   Reader(std::istream& is, std::string what) : is_(is), what_(std::move(what)) {
     crypto_generichash_init(&st_, nullptr, 0, kHashBytes);
+    // On seekable streams, learn how many bytes remain so a declared length can be checked
+    // against the data actually present before anything is allocated.
+    const auto pos = is_.tellg();
+    if (pos != std::streampos(-1)) {
+      is_.seekg(0, std::ios::end);
+      const auto end = is_.tellg();
+      is_.seekg(pos);
+      if (end != std::streampos(-1) && end >= pos) available_ = static_cast<std::uint64_t>(end - pos);
+    }
+    is_.clear();
+  }
+  const std::string& what() const { return what_; }
+  // Fails unless n more payload bytes are declared (call before allocating for them).
+  void require(std::uint64_t n) const {
+    if (consumed_ + n > limit_) throw Error(what_ + " is corrupted: its fields run past its declared length");
   }
   // Called after the header: the payload may span `payload` more bytes.
   void start_payload(std::uint64_t payload) {
+    if (available_ != ~0ULL && consumed_ + payload + kHashBytes > available_) throw Error(what_ + " is truncated");
     payload_start_ = consumed_;
     limit_ = consumed_ + payload;
   }
@@ -106,6 +122,7 @@ class Reader {
   std::uint64_t limit_ = ~0ULL;
   std::uint64_t header_id_ = 0;
   std::uint64_t payload_start_ = 0;
+  std::uint64_t available_ = ~0ULL;  // unknown for unseekable streams
 };
 
 void ensure_sodium() {
@@ -183,6 +200,8 @@ KeySwitchKey read_switch_key(Reader& r, const CkksContext& ctx, const std::strin
   const auto seeded = r.get<std::uint8_t>();
   if (seeded > 1) throw Error(what + " is corrupted: bad seed flag");
   const std::size_t total = ctx.chain_size() + ctx.special_count();
+  const std::uint64_t limb_bytes = total * ctx.n() * 8;
+  r.require(digits * limb_bytes * (seeded ? 1 : 2) + (seeded ? 32 : 0));
   const auto idx = range_indices(total);
   KeySwitchKey k;
   k.b.resize(digits);
@@ -228,9 +247,10 @@ ObjectHeader peek_header(std::istream& is) {
   char buf[kHeaderBytes];
   const auto pos = is.tellg();
   is.read(buf, kHeaderBytes);
-  if (static_cast<std::size_t>(is.gcount()) != kHeaderBytes) throw Error("file is truncated (no complete header)");
+  const bool complete = static_cast<std::size_t>(is.gcount()) == kHeaderBytes;
   is.clear();
   is.seekg(pos);
+  if (!complete) throw Error("file is truncated (no complete header)");
   if (std::memcmp(buf, kMagic, 4) != 0) throw Error("not a hecnn file: bad magic number");
   ObjectHeader h;
   std::uint16_t type;
@@ -280,7 +300,13 @@ CkksParameters load_parameters(std::istream& is, const ParameterOptions& opts) {
 
 void save(std::ostream& os, const CkksContext& ctx, const Ciphertext& ct, bool seeded) {
   if (ct.n() != ctx.n() || ct.level() > ctx.max_level()) throw Error("ciphertext does not belong to these parameters");
-  const bool use_seed = seeded && ct.seed().has_value() && ct.size() == 2;
+  bool use_seed = seeded && ct.seed().has_value() && ct.size() == 2;
+  if (use_seed) {
+    // The seed may be stale after in-place operations: store it only if it still reproduces c1.
+    std::vector<u64> a(ct.limbs() * ct.n());
+    expand_symmetric_a(ctx, *ct.seed(), ct.level(), a.data());
+    use_seed = std::equal(a.begin(), a.end(), ct.poly(1));
+  }
   write_object(os, ObjectType::kCiphertext, ctx.params().id(), [&](Writer& w) {
     w.put<std::uint32_t>(static_cast<std::uint32_t>(ct.level()));
     w.put<std::uint32_t>(static_cast<std::uint32_t>(ct.size()));
@@ -318,6 +344,8 @@ Ciphertext load_ciphertext(std::istream& is, const CkksContext& ctx) {
   if (size < 2 || size > 3) throw Error("ciphertext is corrupted: it has " + std::to_string(size) + " components");
   if (seeded > 1 || (seeded && size != 2)) throw Error("ciphertext is corrupted: bad seed flag");
   check_scale_slots(scale, slots, ctx, "ciphertext");
+  const std::uint64_t poly_bytes = (level + 1) * ctx.n() * 8;
+  r.require(seeded ? poly_bytes + 32 : size * poly_bytes);
   Ciphertext ct(ctx.n(), level, size, slots, scale);
   const auto idx = range_indices(level + 1);
   for (std::size_t k = 0; k < (seeded ? 1u : size); ++k) check_limbs_mod(r, ctx, ct.poly(k), idx);
@@ -349,6 +377,7 @@ Plaintext load_plaintext(std::istream& is, const CkksContext& ctx) {
   const double scale = r.get<double>();
   if (level > ctx.max_level()) throw Error("plaintext level exceeds the parameters' top level");
   check_scale_slots(scale, slots, ctx, "plaintext");
+  r.require((level + 1) * ctx.n() * 8);
   Plaintext pt(ctx.n(), level, slots, scale);
   check_limbs_mod(r, ctx, pt.data(), range_indices(level + 1));
   r.finish(len);
@@ -367,6 +396,7 @@ SecretKey load_secret_key(std::istream& is, const CkksContext& ctx) {
   ensure_sodium();
   Reader r(is, "secret key");
   const std::uint64_t len = read_header(r, ObjectType::kSecretKey, &ctx.params(), ctx.n());
+  r.require(ctx.n());
   SecretKey sk;
   sk.coeffs.resize(ctx.n());
   r.bytes(sk.coeffs.data(), ctx.n());
@@ -396,6 +426,7 @@ PublicKey load_public_key(std::istream& is, const CkksContext& ctx) {
   const std::uint64_t len = read_header(r, ObjectType::kPublicKey, &ctx.params(), 64 + 2 * total * ctx.n() * 8);
   const std::uint8_t seeded = r.get<std::uint8_t>();
   if (seeded > 1) throw Error("public key is corrupted: bad seed flag");
+  r.require(total * ctx.n() * 8 * (seeded ? 1 : 2) + (seeded ? 32 : 0));
   PublicKey pk;
   pk.params_id = ctx.params().id();
   const auto idx = range_indices(total);
