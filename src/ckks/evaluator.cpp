@@ -115,39 +115,32 @@ void check_plain(const CkksContext& ctx, const Ciphertext& a, const Plaintext& p
 }
 }  // namespace
 
-void Evaluator::add_plain_inplace(Ciphertext& a, const Plaintext& p) const {
+void Evaluator::add_sub_plain(Ciphertext& a, const Plaintext& p, bool subtract) const {
+  const char* op = subtract ? "sub_plain" : "add_plain";
   check(a);
-  check_plain(*ctx_, a, p, "add_plain");
+  check_plain(*ctx_, a, p, op);
   if (!scales_match(a.scale(), p.scale())) {
-    throw Error("add_plain: scales differ (" + scale_str(a.scale()) + " vs " + scale_str(p.scale()) + ")");
+    throw Error(std::string(op) + ": scales differ (" + scale_str(a.scale()) + " vs " + scale_str(p.scale()) + ")");
   }
   const std::size_t n = ctx_->n();
+  u64* const c0 = a.poly(0);
   const long limbs = static_cast<long>(a.limbs());
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < limbs; ++i) {
-    const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
-    u64* x = a.limb(0, static_cast<std::size_t>(i));
-    const u64* y = p.limb(static_cast<std::size_t>(i));
-    for (std::size_t c = 0; c < n; ++c) x[c] = m.add(x[c], y[c]);
+    const std::size_t ii = static_cast<std::size_t>(i);
+    const Modulus& m = ctx_->modulus(ii);
+    u64* x = c0 + ii * n;
+    const u64* y = p.limb(ii);
+    if (subtract) {
+      for (std::size_t c = 0; c < n; ++c) x[c] = m.sub(x[c], y[c]);
+    } else {
+      for (std::size_t c = 0; c < n; ++c) x[c] = m.add(x[c], y[c]);
+    }
   }
 }
 
-void Evaluator::sub_plain_inplace(Ciphertext& a, const Plaintext& p) const {
-  check(a);
-  check_plain(*ctx_, a, p, "sub_plain");
-  if (!scales_match(a.scale(), p.scale())) {
-    throw Error("sub_plain: scales differ (" + scale_str(a.scale()) + " vs " + scale_str(p.scale()) + ")");
-  }
-  const std::size_t n = ctx_->n();
-  const long limbs = static_cast<long>(a.limbs());
-#pragma omp parallel for schedule(static)
-  for (long i = 0; i < limbs; ++i) {
-    const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
-    u64* x = a.limb(0, static_cast<std::size_t>(i));
-    const u64* y = p.limb(static_cast<std::size_t>(i));
-    for (std::size_t c = 0; c < n; ++c) x[c] = m.sub(x[c], y[c]);
-  }
-}
+void Evaluator::add_plain_inplace(Ciphertext& a, const Plaintext& p) const { add_sub_plain(a, p, false); }
+void Evaluator::sub_plain_inplace(Ciphertext& a, const Plaintext& p) const { add_sub_plain(a, p, true); }
 
 namespace {
 void check_scale_room(const CkksContext& ctx, std::size_t level, double scale, const char* op) {
@@ -248,34 +241,31 @@ void Evaluator::multiply_const_inplace(Ciphertext& a, double c, double const_sca
   if (!(const_scale >= 1.0) || !std::isfinite(const_scale)) throw Error("multiply_const: scale must be >= 1");
   if (!std::isfinite(c)) throw Error("multiply_const: constant is not finite");
   check_scale_room(*ctx_, a.level(), a.scale() * const_scale, "multiply_const");
-  const std::size_t n = ctx_->n(), limbs = a.limbs();
   const double v = c * const_scale;
-  std::vector<MulConst> w(limbs);
-  for (std::size_t i = 0; i < limbs; ++i) {
+  std::vector<MulConst> w(a.limbs());
+  for (std::size_t i = 0; i < a.limbs(); ++i) {
     w[i] = MulConst(detail::double_to_residue(v, ctx_->modulus(i)), ctx_->modulus(i).value);
   }
-  const long count = static_cast<long>(a.size() * limbs);
-#pragma omp parallel for schedule(static)
-  for (long t = 0; t < count; ++t) {
-    const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
-    const u64 q = ctx_->modulus(i).value;
-    u64* x = a.limb(k, i);
-    for (std::size_t j = 0; j < n; ++j) x[j] = mul_shoup(x[j], w[i].w, w[i].ws, q);
-  }
+  multiply_residues(a, w);
   a.set_scale(a.scale() * const_scale);
 }
 
 void Evaluator::multiply_integer_inplace(Ciphertext& a, std::int64_t c) const {
   check(a);
+  std::vector<MulConst> w(a.limbs());
+  for (std::size_t i = 0; i < a.limbs(); ++i) w[i] = MulConst(reduce_signed(c, ctx_->modulus(i)), ctx_->modulus(i).value);
+  multiply_residues(a, w);
+}
+
+void Evaluator::multiply_residues(Ciphertext& a, const std::vector<MulConst>& w) const {
   const std::size_t n = ctx_->n(), limbs = a.limbs();
-  std::vector<MulConst> w(limbs);
-  for (std::size_t i = 0; i < limbs; ++i) w[i] = MulConst(reduce_signed(c, ctx_->modulus(i)), ctx_->modulus(i).value);
+  u64* const base = a.poly(0);
   const long count = static_cast<long>(a.size() * limbs);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
-    const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
+    const std::size_t i = static_cast<std::size_t>(t) % limbs;
     const u64 q = ctx_->modulus(i).value;
-    u64* x = a.limb(k, i);
+    u64* x = base + static_cast<std::size_t>(t) * n;
     for (std::size_t j = 0; j < n; ++j) x[j] = mul_shoup(x[j], w[i].w, w[i].ws, q);
   }
 }

@@ -70,6 +70,9 @@ class Evaluator {
   void check(const Ciphertext& a) const;
   void check_pair(const Ciphertext& a, const Ciphertext& b, const char* op) const;
   void add_sub(Ciphertext& a, const Ciphertext& b, bool subtract) const;
+  void add_sub_plain(Ciphertext& a, const Plaintext& p, bool subtract) const;
+  // Multiplies limb i of every component by w[i].
+  void multiply_residues(Ciphertext& a, const std::vector<MulConst>& w) const;
   // Decomposes poly (NTT form, level l) into digits extended to q_0..q_l, P, in NTT form.
   void mod_up(const u64* poly, std::size_t level, std::vector<u64>& digits) const;
   // sum_d (digit_d o perm) * key_d over the extended basis, divided by P and added to out0/out1.

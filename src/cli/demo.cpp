@@ -23,7 +23,7 @@ double precision_bits(const std::vector<double>& got, const std::vector<double>&
 }
 
 struct DemoOptions {
-  std::string preset = "seal-n16384";
+  std::string preset = "n16384-l7";
   double log_scale = 40;
   int threads = 0;
   int rotation = 3;
