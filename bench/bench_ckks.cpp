@@ -58,9 +58,23 @@ BenchEnv& env(std::size_t n) {
   return *e;
 }
 
-void setup_threads() {
+// Sets the thread count and returns the environment for the benchmark's ring degree.
+BenchEnv& bench_env(const benchmark::State& state) {
   const char* t = std::getenv("HECNN_BENCH_THREADS");
   set_num_threads(t ? std::atoi(t) : 1);
+  return env(static_cast<std::size_t>(state.range(0)));
+}
+
+// Times `op` on a fresh copy of `source` each iteration (the copy is not timed).
+template <typename Op>
+void time_in_place(benchmark::State& state, const Ciphertext& source, const Op& op) {
+  Ciphertext c;
+  for (auto _ : state) {
+    state.PauseTiming();
+    c = source;
+    state.ResumeTiming();
+    op(c);
+  }
 }
 
 #define HECNN_BENCH(name)                                      \
@@ -69,111 +83,74 @@ void setup_threads() {
   void name(benchmark::State& state)
 
 HECNN_BENCH(EncodeDouble) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   Plaintext p;
   for (auto _ : state) e.encoder->encode(e.values, e.scale, e.ctx->max_level(), p);
 }
 
 HECNN_BENCH(DecodeDouble) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   for (auto _ : state) benchmark::DoNotOptimize(e.encoder->decode(e.pt));
 }
 
 HECNN_BENCH(EncryptPublic) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   Ciphertext c;
   for (auto _ : state) e.enc_pk->encrypt(e.pt, c);
 }
 
 HECNN_BENCH(EncryptSecret) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   Ciphertext c;
   for (auto _ : state) e.enc_sk->encrypt(e.pt, c);
 }
 
 HECNN_BENCH(Decrypt) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   Plaintext p;
   for (auto _ : state) e.dec->decrypt(e.ct1, p);
 }
 
 HECNN_BENCH(AddCt) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   Ciphertext c = e.ct1;
   for (auto _ : state) e.ev->add_inplace(c, e.ct2);
 }
 
 HECNN_BENCH(MulPt) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
-  Ciphertext c = e.ct1;
-  for (auto _ : state) {
-    state.PauseTiming();
-    c = e.ct1;
-    state.ResumeTiming();
-    e.ev->multiply_plain_inplace(c, e.pt);
-  }
+  BenchEnv& e = bench_env(state);
+  time_in_place(state, e.ct1, [&](Ciphertext& c) { e.ev->multiply_plain_inplace(c, e.pt); });
 }
 
 HECNN_BENCH(MulCt) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   for (auto _ : state) benchmark::DoNotOptimize(e.ev->multiply(e.ct1, e.ct2));
 }
 
 HECNN_BENCH(Square) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
-  Ciphertext c;
-  for (auto _ : state) {
-    state.PauseTiming();
-    c = e.ct1;
-    state.ResumeTiming();
-    e.ev->square_inplace(c);
-  }
+  BenchEnv& e = bench_env(state);
+  time_in_place(state, e.ct1, [&](Ciphertext& c) { e.ev->square_inplace(c); });
 }
 
 HECNN_BENCH(RelinInplace) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   const Ciphertext three = e.ev->multiply(e.ct1, e.ct2);
-  Ciphertext c;
-  for (auto _ : state) {
-    state.PauseTiming();
-    c = three;
-    state.ResumeTiming();
-    e.ev->relinearize_inplace(c, e.rk);
-  }
+  time_in_place(state, three, [&](Ciphertext& c) { e.ev->relinearize_inplace(c, e.rk); });
 }
 
 HECNN_BENCH(RescaleInplace) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
-  Ciphertext c;
-  for (auto _ : state) {
-    state.PauseTiming();
-    c = e.ct1;
-    state.ResumeTiming();
-    e.ev->rescale_inplace(c);
-  }
+  BenchEnv& e = bench_env(state);
+  time_in_place(state, e.ct1, [&](Ciphertext& c) { e.ev->rescale_inplace(c); });
 }
 
 HECNN_BENCH(Rotate) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   Ciphertext c = e.ct1;
   for (auto _ : state) e.ev->rotate_inplace(c, 1, e.gk);
 }
 
 HECNN_BENCH(RotateHoisted8) {
-  setup_threads();
-  BenchEnv& e = env(static_cast<std::size_t>(state.range(0)));
+  BenchEnv& e = bench_env(state);
   const std::vector<int> steps = {1, 2, 3, 4, 5, 6, 7, 8};
   for (auto _ : state) benchmark::DoNotOptimize(e.ev->rotate_hoisted(e.ct1, steps, e.gk));
 }

@@ -28,8 +28,6 @@ namespace {
 constexpr std::uint64_t kDomainPublicA = 1;
 constexpr std::uint64_t kDomainSwitchA = 0x100;
 
-std::vector<Modulus> all_moduli(const CkksContext& ctx) { return ctx.moduli(); }
-
 std::vector<std::size_t> all_indices(const CkksContext& ctx) {
   std::vector<std::size_t> v(ctx.chain_size() + ctx.special_count());
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = i;
@@ -39,14 +37,14 @@ std::vector<std::size_t> all_indices(const CkksContext& ctx) {
 
 void expand_public_key_a(const CkksContext& ctx, const Seed& seed, std::vector<u64>& a) {
   Prng prng(seed, kDomainPublicA);
-  const auto moduli = all_moduli(ctx);
+  const auto& moduli = ctx.moduli();
   a.resize(moduli.size() * ctx.n());
   sample_uniform(prng, moduli, ctx.n(), a.data());
 }
 
 void expand_switch_key_a(const CkksContext& ctx, const Seed& seed, std::size_t digit, std::vector<u64>& a) {
   Prng prng(seed, kDomainSwitchA + digit);
-  const auto moduli = all_moduli(ctx);
+  const auto& moduli = ctx.moduli();
   a.resize(moduli.size() * ctx.n());
   sample_uniform(prng, moduli, ctx.n(), a.data());
 }

@@ -50,6 +50,12 @@ double log2_product(const std::vector<std::uint64_t>& primes, std::size_t begin,
   return s;
 }
 
+void check_ring_degree(std::size_t n) {
+  if (n < 1024 || n > 65536 || (n & (n - 1)) != 0) {
+    throw Error("ring degree must be a power of two between 1024 and 65536, got " + std::to_string(n));
+  }
+}
+
 struct Preset {
   std::size_t n;
   std::vector<int> q_bits, p_bits;
@@ -76,11 +82,7 @@ const std::map<std::string, Preset>& presets() {
 
 CkksParameters CkksParameters::from_bit_sizes(std::size_t n, const std::vector<int>& q_bits,
                                               const std::vector<int>& p_bits, const ParameterOptions& opts) {
-  if (q_bits.empty()) throw Error("the modulus chain needs at least one prime");
-  if (p_bits.empty()) throw Error("key switching needs at least one special prime");
-  if (n < 1024 || n > 65536 || (n & (n - 1)) != 0) {
-    throw Error("ring degree must be a power of two between 1024 and 65536, got " + std::to_string(n));
-  }
+  check_ring_degree(n);  // before prime search, which depends on n; from_primes checks the rest
   // Group requests by bit size so each size gets distinct primes, largest first.
   std::vector<std::uint64_t> used;
   auto take = [&](int bits) {
@@ -96,9 +98,7 @@ CkksParameters CkksParameters::from_bit_sizes(std::size_t n, const std::vector<i
 
 CkksParameters CkksParameters::from_primes(std::size_t n, std::vector<std::uint64_t> q, std::vector<std::uint64_t> p,
                                            const ParameterOptions& opts) {
-  if (n < 1024 || n > 65536 || (n & (n - 1)) != 0) {
-    throw Error("ring degree must be a power of two between 1024 and 65536, got " + std::to_string(n));
-  }
+  check_ring_degree(n);
   if (q.empty()) throw Error("the modulus chain needs at least one prime");
   if (p.empty()) throw Error("key switching needs at least one special prime");
   if (q.size() > 64 || p.size() > 16) throw Error("too many primes in the modulus chain");
