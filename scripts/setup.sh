@@ -12,6 +12,8 @@ packages=(
   libcli11-dev       # command-line parsing
   nlohmann-json3-dev # JSON output and model metadata
   zlib1g-dev
+  libeigen3-dev      # dense least squares for polynomial fits
+  gnuplot-nox        # hecnn approx --plot
 )
 
 missing=()

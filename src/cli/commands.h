@@ -5,4 +5,5 @@ namespace hecnn::cli {
 // Subcommands register themselves with a callback that runs on parse.
 void register_demo(CLI::App& app);
 void register_params(CLI::App& app);
+void register_approx(CLI::App& app);
 }  // namespace hecnn::cli

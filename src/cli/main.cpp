@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "hecnn 0.1.0");
   hecnn::cli::register_demo(app);
   hecnn::cli::register_params(app);
+  hecnn::cli::register_approx(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,343 @@
+#include "approx/poly_eval.h"
+
+#include <cmath>
+#include <map>
+#include <string>
+
+#include "ckks/error.h"
+
+namespace hecnn::approx {
+
+namespace {
+
+int ceil_log2(int v) {
+  int l = 0;
+  while ((1 << l) < v) ++l;
+  return l;
+}
+
+int degree_of(const std::vector<double>& p) {
+  for (std::size_t i = p.size(); i-- > 1;) {
+    if (p[i] != 0) return static_cast<int>(i);
+  }
+  return 0;
+}
+
+// Depth at which basis element T_i is produced: T_{2^j} by repeated squaring, other T_i as the
+// product of the largest power of two below i and the remainder.
+int element_depth(int i) { return i <= 1 ? 0 : ceil_log2(i); }
+
+// p = q * T_g + r with deg r < g, for deg p < 2g.
+void divide(Basis basis, const std::vector<double>& p, int g, std::vector<double>& q, std::vector<double>& r) {
+  const int d = degree_of(p);
+  q.assign(static_cast<std::size_t>(d - g + 1), 0.0);
+  r.assign(static_cast<std::size_t>(g), 0.0);
+  for (int i = 0; i < g; ++i) r[static_cast<std::size_t>(i)] = p[static_cast<std::size_t>(i)];
+  if (basis == Basis::Power) {
+    for (int i = g; i <= d; ++i) q[static_cast<std::size_t>(i - g)] = p[static_cast<std::size_t>(i)];
+    return;
+  }
+  // T_g = T_0 T_g, and for g < i < 2g: T_i = 2 T_{i-g} T_g - T_{2g-i}.
+  q[0] = p[static_cast<std::size_t>(g)];
+  for (int i = g + 1; i <= d; ++i) {
+    q[static_cast<std::size_t>(i - g)] = 2 * p[static_cast<std::size_t>(i)];
+    r[static_cast<std::size_t>(2 * g - i)] -= p[static_cast<std::size_t>(i)];
+  }
+}
+
+// The recursive evaluation, written once for any backend B (ciphertexts or doubles):
+//   B::Value; level(v), scale(v), prime(level); product(a, b) (relinearized, not rescaled);
+//   rescale(v); mul_int(v, k); add_const(v, c); add(a, b); sub(a, b);
+//   scaled(v, c, level, const_scale) (copy dropped to level, times c at const_scale, no rescale);
+//   set_scale(v, s).
+template <class B>
+class Engine {
+ public:
+  using Value = typename B::Value;
+
+  Engine(const B& be, const PolyEvalPlan& plan, const Value& x) : be_(be), plan_(plan) {
+    in_level_ = be_.level(x);
+    powers_.emplace(1, x);
+  }
+
+  Value run() {
+    const double in_scale = be_.scale(powers_.at(1));
+    if (plan_.prescale != 1.0) {
+      Value& x = powers_.at(1);
+      x = be_.scaled(x, plan_.prescale, in_level_, be_.prime(in_level_));
+      be_.rescale(x);
+      be_.set_scale(x, in_scale);
+      --in_level_;
+    }
+    if (plan_.monic) return monic(plan_.coeffs);
+    return eval(plan_.coeffs, in_level_ - minimal_depth(plan_.degree, false), in_scale);
+  }
+
+ private:
+  bool chebyshev() const { return plan_.basis == Basis::Chebyshev; }
+
+  const Value& power(int i) {
+    if (auto it = powers_.find(i); it != powers_.end()) return it->second;
+    Value r;
+    if ((i & (i - 1)) == 0) {
+      const Value& h = power(i / 2);
+      r = be_.product(h, h);
+      if (chebyshev()) {  // T_2h = 2 T_h^2 - 1
+        be_.mul_int(r, 2);
+        be_.add_const(r, -1.0);
+      }
+    } else {
+      int a = 1;
+      while (2 * a < i) a *= 2;
+      const Value& ta = power(a);
+      const Value& tb = power(i - a);
+      r = be_.product(ta, tb);
+      if (chebyshev()) {  // T_{a+b} = 2 T_a T_b - T_{a-b}, subtracted before the rescale
+        be_.mul_int(r, 2);
+        const Value& tc = power(a - (i - a));
+        be_.sub(r, be_.scaled(tc, 1.0, be_.level(r), be_.scale(r) / be_.scale(tc)));
+      }
+    }
+    be_.rescale(r);
+    return powers_.emplace(i, std::move(r)).first->second;
+  }
+
+  // sum_i p_i T_i evaluated to exactly (level, scale).
+  Value eval(const std::vector<double>& p, int level, double scale) {
+    const int d = degree_of(p);
+    const int budget = in_level_ - level;
+    int need = 0;
+    for (int i = 1; i <= d; ++i) {
+      if (p[static_cast<std::size_t>(i)] != 0) need = std::max(need, element_depth(i) + 1);
+    }
+    if (d < plan_.baby_steps && need <= budget) return combine(p, level, scale);
+    const int g = 1 << (ceil_log2(d) - 1);
+    std::vector<double> q, r;
+    divide(plan_.basis, p, g, q, r);
+    const Value& tg = power(g);
+    const double qp = be_.prime(level + 1);
+    Value prod = be_.product(eval(q, level + 1, scale * qp / be_.scale(tg)), tg);
+    be_.rescale(prod);
+    be_.set_scale(prod, scale);
+    add_remainder(prod, r);
+    return prod;
+  }
+
+  // Baby step: a linear combination of available basis elements, one rescale.
+  Value combine(const std::vector<double>& p, int level, double scale) {
+    const int d = degree_of(p);
+    const double target = scale * be_.prime(level + 1);
+    Value acc;
+    bool have = false;
+    for (int i = 1; i <= d; ++i) {
+      const double c = p[static_cast<std::size_t>(i)];
+      if (c == 0) continue;
+      const Value& t = power(i);
+      Value term = be_.scaled(t, c, level + 1, target / be_.scale(t));
+      if (have) {
+        be_.add(acc, term);
+      } else {
+        acc = std::move(term);
+        have = true;
+      }
+    }
+    if (!have) throw Error("polynomial evaluation: internal error (empty linear combination)");
+    be_.set_scale(acc, target);
+    if (p[0] != 0) be_.add_const(acc, p[0]);
+    be_.rescale(acc);
+    be_.set_scale(acc, scale);
+    return acc;
+  }
+
+  void add_remainder(Value& v, const std::vector<double>& r) {
+    if (degree_of(r) > 0) {
+      be_.add(v, eval(r, be_.level(v), be_.scale(v)));
+    } else if (r[0] != 0) {
+      be_.add_const(v, r[0]);
+    }
+  }
+
+  // p with an integer leading coefficient (1, or a power of two in the Chebyshev basis): no
+  // constant multiplication on the critical path, depth ceil(log2(deg p)).
+  Value monic(const std::vector<double>& p) {
+    const int d = degree_of(p);
+    const auto lead = static_cast<std::int64_t>(p[static_cast<std::size_t>(d)]);
+    bool bare = true;  // p = lead * T_d + p_0
+    for (int i = 1; i < d; ++i) bare = bare && p[static_cast<std::size_t>(i)] == 0;
+    if (bare) {
+      Value v = power(d);
+      if (lead != 1) be_.mul_int(v, lead);
+      if (p[0] != 0) be_.add_const(v, p[0]);
+      return v;
+    }
+    const int g = 1 << (ceil_log2(d) - 1);
+    std::vector<double> q, r;
+    divide(plan_.basis, p, g, q, r);
+    Value prod = be_.product(monic(q), power(g));
+    be_.rescale(prod);
+    add_remainder(prod, r);
+    return prod;
+  }
+
+  const B& be_;
+  const PolyEvalPlan& plan_;
+  int in_level_ = 0;
+  std::map<int, Value> powers_;  // node-based: references stay valid as elements are added
+};
+
+class CiphertextBackend {
+ public:
+  using Value = ckks::Ciphertext;
+  CiphertextBackend(const ckks::Evaluator& ev, const ckks::RelinKeys& rk) : ev_(ev), rk_(rk) {}
+
+  int level(const Value& v) const { return static_cast<int>(v.level()); }
+  double scale(const Value& v) const { return v.scale(); }
+  double prime(int level) const { return static_cast<double>(ev_.context().modulus(static_cast<std::size_t>(level)).value); }
+  Value product(const Value& a, const Value& b) const {
+    Value r;
+    if (&a == &b) {
+      r = a;
+      ev_.square_inplace(r);
+    } else if (a.level() <= b.level()) {
+      r = b;
+      ev_.drop_to_level_inplace(r, a.level());
+      ev_.multiply_inplace(r, a);
+    } else {
+      r = a;
+      ev_.drop_to_level_inplace(r, b.level());
+      ev_.multiply_inplace(r, b);
+    }
+    ev_.relinearize_inplace(r, rk_);
+    return r;
+  }
+  void rescale(Value& v) const { ev_.rescale_inplace(v); }
+  void mul_int(Value& v, std::int64_t k) const { ev_.multiply_integer_inplace(v, k); }
+  void add_const(Value& v, double c) const { ev_.add_const_inplace(v, c); }
+  void add(Value& a, const Value& b) const { ev_.add_inplace(a, b); }
+  void sub(Value& a, const Value& b) const { ev_.sub_inplace(a, b); }
+  Value scaled(const Value& v, double c, int level, double const_scale) const {
+    Value r = v;
+    ev_.drop_to_level_inplace(r, static_cast<std::size_t>(level));
+    ev_.multiply_const_inplace(r, c, const_scale);
+    return r;
+  }
+  void set_scale(Value& v, double s) const { v.set_scale(s); }
+
+ private:
+  const ckks::Evaluator& ev_;
+  const ckks::RelinKeys& rk_;
+};
+
+// Doubles with the level and scale bookkeeping of the encrypted run (nominal 2^40 primes).
+struct Tracked {
+  double v = 0;
+  int level = 0;
+  double scale = 1;
+};
+
+class DoubleBackend {
+ public:
+  using Value = Tracked;
+  mutable PolyEvalStats stats;
+
+  int level(const Value& v) const { return v.level; }
+  double scale(const Value& v) const { return v.scale; }
+  double prime(int) const { return 0x1p40; }
+  Value product(const Value& a, const Value& b) const {
+    ++stats.products;
+    return {a.v * b.v, std::min(a.level, b.level), a.scale * b.scale};
+  }
+  void rescale(Value& v) const {
+    if (v.level == 0) throw Error("polynomial evaluation: internal error (rescale at level 0)");
+    ++stats.rescales;
+    v.scale /= prime(v.level);
+    --v.level;
+  }
+  void mul_int(Value& v, std::int64_t k) const { v.v *= static_cast<double>(k); }
+  void add_const(Value& v, double c) const { v.v += c; }
+  void add(Value& a, const Value& b) const {
+    check(a, b);
+    a.v += b.v;
+  }
+  void sub(Value& a, const Value& b) const {
+    check(a, b);
+    a.v -= b.v;
+  }
+  Value scaled(const Value& v, double c, int level, double const_scale) const {
+    if (level > v.level) throw Error("polynomial evaluation: internal error (raising a level)");
+    ++stats.constant_products;
+    return {v.v * c, level, v.scale * const_scale};
+  }
+  void set_scale(Value& v, double s) const { v.scale = s; }
+
+ private:
+  static void check(const Value& a, const Value& b) {
+    if (a.level != b.level || std::fabs(a.scale - b.scale) > 1e-9 * a.scale) {
+      throw Error("polynomial evaluation: internal error (terms at different levels or scales)");
+    }
+  }
+};
+
+}  // namespace
+
+int minimal_depth(int degree, bool monic) {
+  if (degree < 1) return 0;
+  return monic ? ceil_log2(degree) : ceil_log2(degree + 1);
+}
+
+PolyEvalPlan plan_polynomial(const Polynomial& p, InputForm input, bool monic) {
+  const int d = p.degree();
+  if (d < 1) throw Error("polynomial evaluation: the polynomial is constant; nothing to evaluate");
+  PolyEvalPlan plan;
+  if (input == InputForm::Raw) {
+    plan.basis = Basis::Power;
+    plan.coeffs = p.to_power().coeffs();
+  } else {
+    plan.basis = Basis::Chebyshev;
+    plan.coeffs = p.to_chebyshev().coeffs();
+    if (input == InputForm::NormalizeFirst) plan.prescale = 1.0 / p.range();
+  }
+  plan.coeffs.resize(static_cast<std::size_t>(d + 1));
+  plan.degree = degree_of(plan.coeffs);
+  if (plan.degree != d) throw Error("polynomial evaluation: leading coefficient vanished in the change of basis");
+  plan.monic = monic;
+  if (monic) {
+    plan.factor = plan.coeffs[static_cast<std::size_t>(d)];
+    for (auto& c : plan.coeffs) c /= plan.factor;
+    plan.coeffs[static_cast<std::size_t>(d)] = 1.0;
+  }
+  plan.depth = minimal_depth(d, monic) + (plan.prescale != 1.0 ? 1 : 0);
+  const int total = minimal_depth(d, false);
+  plan.baby_steps = 1 << ((total + 1) / 2);
+  return plan;
+}
+
+ckks::Ciphertext PolynomialEvaluator::evaluate(const ckks::Ciphertext& x, const PolyEvalPlan& plan) const {
+  if (x.size() != 2) throw Error("polynomial evaluation: relinearize the input first (it has " + std::to_string(x.size()) + " components)");
+  if (static_cast<int>(x.level()) < plan.depth) {
+    throw Error("polynomial evaluation: degree " + std::to_string(plan.degree) + (plan.monic ? " (monic)" : "") +
+                " needs " + std::to_string(plan.depth) + " levels, the ciphertext has " + std::to_string(x.level()));
+  }
+  CiphertextBackend be(ev_, rk_);
+  return Engine<CiphertextBackend>(be, plan, x).run();
+}
+
+double simulate(const PolyEvalPlan& plan, double x) {
+  DoubleBackend be;
+  return Engine<DoubleBackend>(be, plan, Tracked{x, plan.depth, 0x1p40}).run().v;
+}
+
+std::vector<double> simulate(const PolyEvalPlan& plan, const std::vector<double>& xs) {
+  std::vector<double> out(xs.size());
+  for (std::size_t i = 0; i < xs.size(); ++i) out[i] = simulate(plan, xs[i]);
+  return out;
+}
+
+PolyEvalStats count_operations(const PolyEvalPlan& plan) {
+  DoubleBackend be;
+  const Tracked out = Engine<DoubleBackend>(be, plan, Tracked{0.5, plan.depth, 0x1p40}).run();
+  if (out.level != 0) throw Error("polynomial evaluation: internal error (depth mismatch)");
+  return be.stats;
+}
+
+}  // namespace hecnn::approx
