@@ -14,6 +14,8 @@ packages=(
   zlib1g-dev
   libeigen3-dev      # dense least squares for polynomial fits
   gnuplot-nox        # hecnn approx --plot
+  libhdf5-dev        # Keras weights import
+  dataset-fashion-mnist  # the default dataset (/usr/share/datasets/fashion-mnist)
 )
 
 missing=()

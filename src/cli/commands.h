@@ -6,4 +6,5 @@ namespace hecnn::cli {
 void register_demo(CLI::App& app);
 void register_params(CLI::App& app);
 void register_approx(CLI::App& app);
+void register_models(CLI::App& app);
 }  // namespace hecnn::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   hecnn::cli::register_demo(app);
   hecnn::cli::register_params(app);
   hecnn::cli::register_approx(app);
+  hecnn::cli::register_models(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

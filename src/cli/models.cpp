@@ -1,0 +1,112 @@
+// Model commands: `hecnn eval` (plaintext accuracy), `hecnn import-keras`, `hecnn inspect`.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "ckks/error.h"
+#include "ckks/threads.h"
+#include "cli/commands.h"
+#include "nn/forward.h"
+#include "nn/keras.h"
+#include "nn/safetensors.h"
+
+namespace hecnn::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct EvalOptions {
+  std::string model, dataset = "mnist", data_dir, split = "test";
+  std::size_t limit = 0;
+  bool confusion = false, fold_bn = false, quiet = false;
+  int threads = 0;
+};
+
+void print_confusion(const nn::Evaluation& e) {
+  const std::size_t k = e.confusion.size();
+  std::printf("\nconfusion matrix (rows: true label, columns: predicted)\n      ");
+  for (std::size_t j = 0; j < e.confusion[0].size(); ++j) std::printf("%6zu", j);
+  std::printf("\n");
+  for (std::size_t i = 0; i < k; ++i) {
+    std::printf("%6zu", i);
+    for (std::size_t v : e.confusion[i]) std::printf("%6zu", v);
+    std::printf("\n");
+  }
+}
+
+void run_eval(const EvalOptions& o) {
+  ckks::set_num_threads(o.threads);
+  nn::Model model = nn::load_model(o.model);
+  if (o.fold_bn) model = nn::fold_batch_norm(model);
+  if (o.split != "test" && o.split != "train") throw Error("--split must be 'test' or 'train'");
+  const nn::Dataset data = nn::load_dataset(o.dataset, o.split == "test" ? nn::Split::Test : nn::Split::Train, o.data_dir);
+  const std::size_t n = o.limit == 0 ? data.size() : std::min(o.limit, data.size());
+  std::printf("model %s: %zu layers, input %s, %s\n", o.model.c_str(), model.layers.size(), model.input.to_string().c_str(),
+              o.fold_bn ? "batch normalization folded" : "as stored");
+  std::printf("dataset %s (%s split): %zu images\n", data.name.c_str(), o.split.c_str(), n);
+  const auto t = Clock::now();
+  auto last = Clock::now();
+  const bool tty = !o.quiet && isatty(fileno(stderr));
+  const nn::Evaluation e = nn::evaluate(model, data, n, false, [&](std::size_t done) {
+    if (!tty || (std::chrono::duration<double>(Clock::now() - last).count() < 0.2 && done != n)) return;
+    last = Clock::now();
+    std::fprintf(stderr, "\r  %zu / %zu images", done, n);
+    if (done == n) std::fprintf(stderr, "\n");
+  });
+  const double secs = seconds_since(t);
+  std::printf("accuracy: %.2f %% (%zu / %zu) in %.2f s (%.0f images/s, %d threads)\n", 100.0 * e.accuracy(), e.correct,
+              e.count, secs, static_cast<double>(e.count) / secs, ckks::num_threads());
+  if (o.confusion) print_confusion(e);
+}
+
+struct ImportOptions {
+  std::string structure, weights, out;
+};
+
+void run_import(const ImportOptions& o) {
+  nn::Model m = nn::import_keras(o.structure, o.weights);
+  m.info["imported_from"] = {o.structure, o.weights};
+  nn::save_model(m, o.out);
+  std::printf("%s", m.summary().c_str());
+  std::printf("written: %s\n", o.out.c_str());
+}
+
+}  // namespace
+
+void register_models(CLI::App& app) {
+  auto eo = std::make_shared<EvalOptions>();
+  CLI::App* eval = app.add_subcommand("eval", "Classify a dataset with a model (plaintext reference)");
+  eval->add_option("--model,-m", eo->model, "Model file (.safetensors)")->required();
+  eval->add_option("--dataset,-d", eo->dataset, "mnist | fashion-mnist | cifar10")->capture_default_str();
+  eval->add_option("--data-dir", eo->data_dir, "Directory holding the dataset files (default: the usual locations)");
+  eval->add_option("--split", eo->split, "test | train")->capture_default_str();
+  eval->add_option("--limit,-n", eo->limit, "Classify only the first n images");
+  eval->add_flag("--confusion", eo->confusion, "Print the confusion matrix");
+  eval->add_flag("--fold-bn", eo->fold_bn, "Fold batch normalization into the preceding layers first");
+  eval->add_option("--threads,-t", eo->threads, "Threads (0: all cores)");
+  eval->add_flag("--quiet,-q", eo->quiet, "No progress output");
+  eval->callback([eo] { run_eval(*eo); });
+
+  auto io = std::make_shared<ImportOptions>();
+  CLI::App* imp = app.add_subcommand("import-keras", "Convert a Keras model (structure JSON + weights HDF5) to a hecnn model");
+  imp->add_option("--structure,-s", io->structure, "Keras structure JSON (model.to_json())")->required();
+  imp->add_option("--weights,-w", io->weights, "Keras weights HDF5 (model.save_weights())")->required();
+  imp->add_option("--out,-o", io->out, "Output model file (.safetensors)")->required();
+  imp->callback([io] { run_import(*io); });
+
+  auto path = std::make_shared<std::string>();
+  CLI::App* ins = app.add_subcommand("inspect", "Print a model's layers, shapes and activation polynomials");
+  ins->add_option("model", *path, "Model file (.safetensors)")->required();
+  ins->callback([path] {
+    const nn::Model m = nn::load_model(*path);
+    std::printf("%s", m.summary().c_str());
+    if (!m.info.empty()) std::printf("info: %s\n", m.info.dump().c_str());
+  });
+}
+
+}  // namespace hecnn::cli

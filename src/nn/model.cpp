@@ -1,0 +1,348 @@
+#include "nn/model.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "approx/fit.h"
+#include "ckks/error.h"
+
+namespace hecnn::nn {
+
+using nlohmann::json;
+
+Tensor::Tensor(std::vector<std::int64_t> s, float fill) : shape(std::move(s)) {
+  data.assign(static_cast<std::size_t>(numel()), fill);
+}
+
+std::int64_t Tensor::numel() const {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+std::string Tensor::shape_string() const {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string Shape::to_string() const {
+  return std::to_string(c) + "x" + std::to_string(h) + "x" + std::to_string(w);
+}
+
+std::string to_string(LayerType t) {
+  switch (t) {
+    case LayerType::Conv2d: return "conv2d";
+    case LayerType::BatchNorm: return "batchnorm";
+    case LayerType::Activation: return "activation";
+    case LayerType::AvgPool2d: return "avgpool2d";
+    case LayerType::Flatten: return "flatten";
+    case LayerType::Dense: return "dense";
+  }
+  return "?";
+}
+
+namespace {
+
+LayerType parse_layer_type(const std::string& s) {
+  for (auto t : {LayerType::Conv2d, LayerType::BatchNorm, LayerType::Activation, LayerType::AvgPool2d,
+                 LayerType::Flatten, LayerType::Dense}) {
+    if (s == to_string(t)) return t;
+  }
+  throw Error("unknown layer type '" + s + "' (known: conv2d, batchnorm, activation, avgpool2d, flatten, dense)");
+}
+
+// Output size along one axis.
+int conv_out(int in, int k, int s, Padding p) {
+  if (p == Padding::Same) return (in + s - 1) / s;
+  return in >= k ? (in - k) / s + 1 : 0;
+}
+
+}  // namespace
+
+Activation Activation::parse(const std::string& spec) {
+  Activation a;
+  a.spec = spec;
+  if (spec == "square") {
+    a.poly = approx::Polynomial::power({0.0, 0.0, 1.0}, 1.0);
+    return a;
+  }
+  if (spec.find(':') == std::string::npos && spec.find("_rg") == std::string::npos) {
+    a.spec = approx::find_activation(spec).name;  // exact function; throws for unknown names
+    return a;
+  }
+  const approx::ActivationSpec s = approx::parse_activation_spec(spec);
+  a.spec = s.to_string();
+  a.poly = approx::fit(s.function, s.options).power;
+  return a;
+}
+
+Activation Activation::polynomial(std::vector<double> power_coeffs, double range, std::string spec) {
+  Activation a;
+  a.spec = std::move(spec);
+  a.poly = approx::Polynomial::power(std::move(power_coeffs), range);
+  return a;
+}
+
+double Activation::operator()(double x) const {
+  if (poly) return (*poly)(x);
+  return approx::find_activation(spec).eval(x);
+}
+
+std::map<std::string, std::vector<std::int64_t>> Model::expected_params(const Layer& l, const Shape& in) {
+  std::map<std::string, std::vector<std::int64_t>> p;
+  switch (l.type) {
+    case LayerType::Conv2d:
+      p["weight"] = {l.filters, in.c, l.kernel_h, l.kernel_w};
+      p["bias"] = {l.filters};
+      break;
+    case LayerType::Dense:
+      p["weight"] = {l.units, in.size()};
+      p["bias"] = {l.units};
+      break;
+    case LayerType::BatchNorm:
+      for (const char* n : {"weight", "bias", "running_mean", "running_var"}) p[n] = {in.c};
+      break;
+    default:
+      break;
+  }
+  return p;
+}
+
+std::vector<Shape> Model::shapes(bool check_params) const {
+  if (input.c <= 0 || input.h <= 0 || input.w <= 0) throw Error("model: input shape " + input.to_string() + " is invalid");
+  if (input.size() > (1 << 24)) throw Error("model: input shape " + input.to_string() + " is too large");
+  std::vector<Shape> out;
+  Shape s = input;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const Layer& l = layers[i];
+    const std::string where = "model: layer " + std::to_string(i) + " (" + to_string(l.type) +
+                              (l.name.empty() ? "" : " '" + l.name + "'") + ")";
+    Shape n = s;
+    switch (l.type) {
+      case LayerType::Conv2d:
+        if (l.filters <= 0 || l.kernel_h <= 0 || l.kernel_w <= 0 || l.stride_h <= 0 || l.stride_w <= 0 ||
+            l.filters > 65536 || l.kernel_h > 64 || l.kernel_w > 64) {
+          throw Error(where + ": invalid filters, kernel or stride");
+        }
+        n = {l.filters, conv_out(s.h, l.kernel_h, l.stride_h, l.padding), conv_out(s.w, l.kernel_w, l.stride_w, l.padding)};
+        break;
+      case LayerType::AvgPool2d:
+        if (l.pool <= 0 || l.pool_stride <= 0) throw Error(where + ": invalid pool size or stride");
+        n = {s.c, conv_out(s.h, l.pool, l.pool_stride, Padding::Valid), conv_out(s.w, l.pool, l.pool_stride, Padding::Valid)};
+        break;
+      case LayerType::Flatten:
+        n = {static_cast<int>(s.size()), 1, 1};
+        break;
+      case LayerType::Dense:
+        if (s.h != 1 || s.w != 1) throw Error(where + ": input " + s.to_string() + " is not flat (add a flatten layer)");
+        if (l.units <= 0 || l.units > (1 << 20)) throw Error(where + ": invalid number of units");
+        n = {l.units, 1, 1};
+        break;
+      case LayerType::BatchNorm:
+        if (!(l.eps > 0) || !std::isfinite(l.eps)) throw Error(where + ": epsilon must be positive");
+        break;
+      case LayerType::Activation:
+        if (l.activation.spec.empty()) throw Error(where + ": no activation function");
+        break;
+    }
+    if (n.c <= 0 || n.h <= 0 || n.w <= 0) throw Error(where + ": input " + s.to_string() + " is too small");
+    // Parameters: exactly the expected ones (bias optional for conv/dense), with matching shapes.
+    const auto expected = check_params ? expected_params(l, s) : decltype(expected_params(l, s)){};
+    for (const auto& [name, shape] : expected) {
+      auto it = l.params.find(name);
+      if (it == l.params.end()) {
+        if (name == "bias" && (l.type == LayerType::Conv2d || l.type == LayerType::Dense)) continue;
+        throw Error(where + ": missing parameter '" + name + "'");
+      }
+      if (it->second.shape != shape) {
+        Tensor want;
+        want.shape = shape;
+        throw Error(where + ": parameter '" + name + "' has shape " + it->second.shape_string() + ", expected " +
+                    want.shape_string());
+      }
+      if (static_cast<std::int64_t>(it->second.data.size()) != it->second.numel()) {
+        throw Error(where + ": parameter '" + name + "' has " + std::to_string(it->second.data.size()) +
+                    " values for shape " + it->second.shape_string());
+      }
+    }
+    for (const auto& [name, t] : l.params) {
+      if (check_params && !expected.count(name)) throw Error(where + ": unexpected parameter '" + name + "'");
+    }
+    out.push_back(n);
+    s = n;
+  }
+  return out;
+}
+
+Shape Model::output() const {
+  const auto s = shapes(false);
+  return s.empty() ? input : s.back();
+}
+
+json Model::architecture() const {
+  json layers_json = json::array();
+  for (const Layer& l : layers) {
+    json j;
+    j["type"] = to_string(l.type);
+    if (!l.name.empty()) j["name"] = l.name;
+    switch (l.type) {
+      case LayerType::Conv2d:
+        j["filters"] = l.filters;
+        j["kernel"] = {l.kernel_h, l.kernel_w};
+        j["stride"] = {l.stride_h, l.stride_w};
+        j["padding"] = l.padding == Padding::Same ? "same" : "valid";
+        j["bias"] = l.has_bias();
+        break;
+      case LayerType::AvgPool2d:
+        j["pool"] = l.pool;
+        j["stride"] = l.pool_stride;
+        break;
+      case LayerType::Dense:
+        j["units"] = l.units;
+        j["bias"] = l.has_bias();
+        break;
+      case LayerType::BatchNorm:
+        j["eps"] = l.eps;
+        break;
+      case LayerType::Activation:
+        j["fn"] = l.activation.spec;
+        if (l.activation.poly) {
+          j["power"] = l.activation.poly->coeffs();
+          j["range"] = l.activation.poly->range();
+        }
+        break;
+      case LayerType::Flatten:
+        break;
+    }
+    layers_json.push_back(j);
+  }
+  return json{{"input", {input.c, input.h, input.w}}, {"layers", layers_json}};
+}
+
+Model Model::from_architecture(const json& arch) {
+  try {
+    Model m;
+    const auto& in = arch.at("input");
+    if (!in.is_array() || in.size() != 3) throw Error("architecture: 'input' must be [channels, height, width]");
+    m.input = {in[0].get<int>(), in[1].get<int>(), in[2].get<int>()};
+    const auto& layers = arch.at("layers");
+    if (!layers.is_array()) throw Error("architecture: 'layers' must be an array");
+    for (const auto& j : layers) {
+      Layer l;
+      l.type = parse_layer_type(j.at("type").get<std::string>());
+      l.name = j.value("name", "");
+      auto pair = [&](const char* key, int def) -> std::pair<int, int> {
+        if (!j.contains(key)) return {def, def};
+        const auto& v = j.at(key);
+        if (v.is_number_integer()) return {v.get<int>(), v.get<int>()};
+        if (v.is_array() && v.size() == 2) return {v[0].get<int>(), v[1].get<int>()};
+        throw Error(std::string("architecture: '") + key + "' must be an integer or a pair");
+      };
+      switch (l.type) {
+        case LayerType::Conv2d: {
+          l.filters = j.at("filters").get<int>();
+          std::tie(l.kernel_h, l.kernel_w) = pair("kernel", 0);
+          std::tie(l.stride_h, l.stride_w) = pair("stride", 1);
+          const std::string pad = j.value("padding", "valid");
+          if (pad != "valid" && pad != "same") throw Error("architecture: padding must be 'valid' or 'same'");
+          l.padding = pad == "same" ? Padding::Same : Padding::Valid;
+          break;
+        }
+        case LayerType::AvgPool2d:
+          l.pool = j.at("pool").get<int>();
+          l.pool_stride = j.value("stride", l.pool);
+          break;
+        case LayerType::Dense:
+          l.units = j.at("units").get<int>();
+          break;
+        case LayerType::BatchNorm:
+          l.eps = j.value("eps", 1e-5);
+          break;
+        case LayerType::Activation: {
+          const std::string fn = j.at("fn").get<std::string>();
+          if (j.contains("power")) {
+            l.activation = Activation::polynomial(j.at("power").get<std::vector<double>>(), j.value("range", 1.0), fn);
+          } else {
+            l.activation = Activation::parse(fn);
+          }
+          break;
+        }
+        case LayerType::Flatten:
+          break;
+      }
+      m.layers.push_back(std::move(l));
+    }
+    return m;
+  } catch (const json::exception& e) {
+    throw Error(std::string("architecture: ") + e.what());
+  }
+}
+
+std::string Model::summary() const {
+  std::ostringstream os;
+  const auto s = shapes(false);
+  os << "input " << input.to_string() << "\n";
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const Layer& l = layers[i];
+    std::int64_t n = 0;
+    for (const auto& [k, t] : l.params) n += t.numel();
+    total += n;
+    os << "  " << i << ": " << to_string(l.type);
+    switch (l.type) {
+      case LayerType::Conv2d:
+        os << " " << l.filters << "@" << l.kernel_h << "x" << l.kernel_w << " stride " << l.stride_h;
+        if (l.stride_w != l.stride_h) os << "x" << l.stride_w;
+        os << " " << (l.padding == Padding::Same ? "same" : "valid");
+        break;
+      case LayerType::AvgPool2d: os << " " << l.pool << "x" << l.pool << " stride " << l.pool_stride; break;
+      case LayerType::Dense: os << " " << l.units; break;
+      case LayerType::BatchNorm: os << " eps " << l.eps; break;
+      case LayerType::Activation:
+        os << " " << l.activation.spec;
+        if (l.activation.poly) os << " = " << l.activation.poly->to_string(6);
+        break;
+      case LayerType::Flatten: break;
+    }
+    os << " -> " << s[i].to_string();
+    if (n) os << " (" << n << " parameters)";
+    os << "\n";
+  }
+  os << "total parameters: " << total << "\n";
+  return os.str();
+}
+
+std::vector<std::string> preset_names() { return {"mnist-paper", "cifar-paper"}; }
+
+Model preset_architecture(const std::string& name, const std::string& activation) {
+  auto conv = [](int filters, int k, int stride, const char* pad) {
+    return json{{"type", "conv2d"}, {"filters", filters}, {"kernel", k}, {"stride", stride}, {"padding", pad}};
+  };
+  const json bn = {{"type", "batchnorm"}, {"eps", 1e-3}};
+  const json act = {{"type", "activation"}, {"fn", activation}};
+  json arch;
+  if (name == "mnist-paper") {
+    arch = {{"input", {1, 28, 28}},
+            {"layers",
+             {conv(5, 5, 2, "valid"), bn, act, conv(50, 5, 2, "valid"), bn, act, {{"type", "flatten"}},
+              {{"type", "dense"}, {"units", 10}}}}};
+  } else if (name == "cifar-paper") {
+    json layers = json::array();
+    for (int f : {32, 64, 128}) {
+      layers.push_back(conv(f, 3, 1, "same"));
+      layers.push_back(bn);
+      layers.push_back(act);
+      layers.push_back({{"type", "avgpool2d"}, {"pool", 2}, {"stride", 2}});
+    }
+    layers.push_back({{"type", "flatten"}});
+    layers.push_back({{"type", "dense"}, {"units", 256}});
+    layers.push_back({{"type", "dense"}, {"units", 10}});
+    arch = {{"input", {3, 32, 32}}, {"layers", layers}};
+  } else {
+    throw Error("unknown architecture preset '" + name + "' (known: mnist-paper, cifar-paper, or a JSON file)");
+  }
+  return Model::from_architecture(arch);
+}
+
+}  // namespace hecnn::nn

@@ -1,0 +1,218 @@
+#include "nn/safetensors.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include "ckks/error.h"
+
+namespace hecnn::nn {
+
+using nlohmann::json;
+
+static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
+
+namespace {
+
+constexpr std::uint64_t kMaxHeader = 100u << 20;  // 100 MiB, as the reference implementation
+
+float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  float v;
+  if (exp == 0) {
+    v = std::ldexp(static_cast<float>(mant), -24);
+  } else if (exp == 31) {
+    v = mant ? NAN : INFINITY;
+  } else {
+    v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
+  }
+  return sign ? -v : v;
+}
+
+}  // namespace
+
+void write_safetensors(const std::string& path, const SafetensorsFile& f) {
+  json header = json::object();
+  if (!f.metadata.empty()) header["__metadata__"] = f.metadata;
+  std::uint64_t offset = 0;
+  for (const auto& [name, t] : f.tensors) {
+    if (static_cast<std::int64_t>(t.data.size()) != t.numel()) {
+      throw Error("safetensors: tensor '" + name + "' has " + std::to_string(t.data.size()) + " values for shape " +
+                  t.shape_string());
+    }
+    const std::uint64_t bytes = t.data.size() * sizeof(float);
+    header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned, as the format suggests
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error("cannot write " + path);
+    const std::uint64_t n = h.size();
+    out.write(reinterpret_cast<const char*>(&n), 8);
+    out.write(h.data(), static_cast<std::streamsize>(h.size()));
+    for (const auto& [name, t] : f.tensors) {
+      out.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size() * sizeof(float)));
+    }
+    if (!out) throw Error("cannot write " + path + " (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot write " + path);
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open model file " + path);
+  in.seekg(0, std::ios::end);
+  const auto file_size = static_cast<std::uint64_t>(in.tellg());
+  in.seekg(0);
+  auto bad = [&](const std::string& what) {
+    return Error(path + ": not a valid safetensors file (" + what + ")");
+  };
+  if (file_size < 8) throw bad("shorter than its 8-byte header length");
+  std::uint64_t n = 0;
+  in.read(reinterpret_cast<char*>(&n), 8);
+  if (n < 2 || n > kMaxHeader || n > file_size - 8) throw bad("header length " + std::to_string(n) + " does not fit the file");
+  std::string h(n, '\0');
+  if (!in.read(h.data(), static_cast<std::streamsize>(n))) throw bad("truncated header");
+  json header;
+  try {
+    header = json::parse(h);
+  } catch (const json::exception& e) {
+    throw bad(std::string("header is not JSON: ") + e.what());
+  }
+  if (!header.is_object()) throw bad("header is not a JSON object");
+  const std::uint64_t data_size = file_size - 8 - n;
+  SafetensorsFile out;
+  struct Range {
+    std::uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<Range> ranges;
+  try {
+    for (const auto& [name, v] : header.items()) {
+      if (name == "__metadata__") {
+        if (!v.is_object()) throw bad("__metadata__ is not an object");
+        for (const auto& [k, s] : v.items()) {
+          if (!s.is_string()) throw bad("metadata value '" + k + "' is not a string");
+          out.metadata[k] = s.get<std::string>();
+        }
+        continue;
+      }
+      const std::string dtype = v.at("dtype").get<std::string>();
+      const auto shape = v.at("shape").get<std::vector<std::int64_t>>();
+      const auto offs = v.at("data_offsets").get<std::vector<std::uint64_t>>();
+      std::uint64_t elem = 0;
+      if (dtype == "F32") elem = 4;
+      else if (dtype == "F64") elem = 8;
+      else if (dtype == "F16" || dtype == "BF16") elem = 2;
+      else throw bad("tensor '" + name + "' has unsupported dtype " + dtype + " (expected F32, F64, F16 or BF16)");
+      std::uint64_t count = 1;
+      for (auto d : shape) {
+        if (d < 0 || d > (1ll << 31)) throw bad("tensor '" + name + "' has an invalid dimension");
+        count *= static_cast<std::uint64_t>(d);
+        if (count > (1ull << 31)) throw bad("tensor '" + name + "' is too large");
+      }
+      if (offs.size() != 2 || offs[0] > offs[1] || offs[1] > data_size) {
+        throw bad("tensor '" + name + "' has data offsets outside the file (truncated?)");
+      }
+      if (offs[1] - offs[0] != count * elem) {
+        throw bad("tensor '" + name + "' spans " + std::to_string(offs[1] - offs[0]) + " bytes, its shape needs " +
+                  std::to_string(count * elem));
+      }
+      ranges.push_back({offs[0], offs[1], name});
+      Tensor t;
+      t.shape = shape;
+      t.data.resize(count);
+      std::vector<char> raw(offs[1] - offs[0]);
+      in.seekg(static_cast<std::streamoff>(8 + n + offs[0]));
+      if (!in.read(raw.data(), static_cast<std::streamsize>(raw.size()))) throw bad("tensor '" + name + "' is truncated");
+      for (std::uint64_t i = 0; i < count; ++i) {
+        float f = 0;
+        if (dtype == "F32") {
+          std::memcpy(&f, raw.data() + 4 * i, 4);
+        } else if (dtype == "F64") {
+          double d;
+          std::memcpy(&d, raw.data() + 8 * i, 8);
+          f = static_cast<float>(d);
+        } else {
+          std::uint16_t b;
+          std::memcpy(&b, raw.data() + 2 * i, 2);
+          if (dtype == "F16") {
+            f = half_to_float(b);
+          } else {
+            const std::uint32_t w = static_cast<std::uint32_t>(b) << 16;
+            std::memcpy(&f, &w, 4);
+          }
+        }
+        if (!std::isfinite(f)) throw bad("tensor '" + name + "' holds a non-finite value");
+        t.data[i] = f;
+      }
+      out.tensors.emplace(name, std::move(t));
+    }
+  } catch (const json::exception& e) {
+    throw bad(std::string("malformed tensor entry: ") + e.what());
+  }
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  std::uint64_t pos = 0;
+  for (const auto& r : ranges) {
+    if (r.begin != pos) throw bad("tensor '" + r.name + "' overlaps another or leaves a gap");
+    pos = r.end;
+  }
+  if (pos != data_size) throw bad(std::to_string(data_size - pos) + " bytes after the last tensor");
+  return out;
+}
+
+void save_model(const Model& m, const std::string& path) {
+  m.validate();
+  SafetensorsFile f;
+  f.metadata["format"] = "pt";
+  f.metadata["hecnn.architecture"] = m.architecture().dump();
+  f.metadata["hecnn.info"] = m.info.dump();
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    for (const auto& [role, t] : m.layers[i].params) f.tensors[std::to_string(i) + "." + role] = t;
+  }
+  write_safetensors(path, f);
+}
+
+Model load_model(const std::string& path) {
+  SafetensorsFile f = read_safetensors(path);
+  auto it = f.metadata.find("hecnn.architecture");
+  if (it == f.metadata.end()) {
+    throw Error(path + ": a safetensors file without a hecnn architecture (metadata 'hecnn.architecture'); "
+                "import Keras models with hecnn import-keras");
+  }
+  Model m;
+  try {
+    m = Model::from_architecture(json::parse(it->second));
+    if (auto info = f.metadata.find("hecnn.info"); info != f.metadata.end()) m.info = json::parse(info->second);
+  } catch (const json::exception& e) {
+    throw Error(path + ": architecture metadata is not valid JSON: " + e.what());
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+  std::set<std::string> used;
+  for (auto& [name, t] : f.tensors) {
+    const auto dot = name.find('.');
+    std::size_t idx = 0;
+    bool ok = dot != std::string::npos && dot > 0;
+    for (std::size_t i = 0; ok && i < dot; ++i) ok = std::isdigit(static_cast<unsigned char>(name[i])) != 0;
+    if (ok) {
+      idx = std::stoul(name.substr(0, dot));
+      ok = idx < m.layers.size();
+    }
+    if (!ok) throw Error(path + ": tensor '" + name + "' does not belong to any layer");
+    m.layers[idx].params[name.substr(dot + 1)] = std::move(t);
+  }
+  try {
+    m.validate();
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+  return m;
+}
+
+}  // namespace hecnn::nn
