@@ -2,7 +2,7 @@
 # Install what is missing, build, and run the test suite.
 #   scripts/test.sh              Release build, every test
 #   scripts/test.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build, CKKS and
-#                                file-loading tests and the polynomial toolkit (labels "ckks", "approx")
+#                                file-loading, polynomial and model tests (labels "ckks", "approx", "nn")
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
@@ -12,7 +12,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   bash "$root/scripts/build.sh" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHECNN_SANITIZE=ON -DHECNN_BUILD_BENCH=OFF
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-  ctest --test-dir "$build" -L "ckks|approx" --output-on-failure -j "$jobs"
+  ctest --test-dir "$build" -L "ckks|approx|nn" --output-on-failure -j "$jobs"
 else
   build="$root/build"
   bash "$root/scripts/build.sh" "$build"
