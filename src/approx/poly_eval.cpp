@@ -69,7 +69,7 @@ class Engine {
       be_.set_scale(x, in_scale);
       --in_level_;
     }
-    if (plan_.monic) return monic(plan_.coeffs);
+    if (plan_.monic) return monic(plan_.coeffs, !plan_.relinearize_last);
     return eval(plan_.coeffs, in_level_ - minimal_depth(plan_.degree, false), in_scale);
   }
 
@@ -159,7 +159,7 @@ class Engine {
 
   // p with an integer leading coefficient (1, or a power of two in the Chebyshev basis): no
   // constant multiplication on the critical path, depth ceil(log2(deg p)).
-  Value monic(const std::vector<double>& p) {
+  Value monic(const std::vector<double>& p, bool lazy = false) {
     const int d = degree_of(p);
     const auto lead = static_cast<std::int64_t>(p[static_cast<std::size_t>(d)]);
     bool bare = true;  // p = lead * T_d + p_0
@@ -173,7 +173,7 @@ class Engine {
     const int g = 1 << (ceil_log2(d) - 1);
     std::vector<double> q, r;
     divide(plan_.basis, p, g, q, r);
-    Value prod = be_.product(monic(q), power(g));
+    Value prod = be_.product(monic(q), power(g), !lazy);
     be_.rescale(prod);
     add_remainder(prod, r);
     return prod;
@@ -193,7 +193,7 @@ class CiphertextBackend {
   int level(const Value& v) const { return static_cast<int>(v.level()); }
   double scale(const Value& v) const { return v.scale(); }
   double prime(int level) const { return static_cast<double>(ev_.context().modulus(static_cast<std::size_t>(level)).value); }
-  Value product(const Value& a, const Value& b) const {
+  Value product(const Value& a, const Value& b, bool relinearize = true) const {
     Value r;
     if (&a == &b) {
       r = a;
@@ -207,7 +207,7 @@ class CiphertextBackend {
       ev_.drop_to_level_inplace(r, b.level());
       ev_.multiply_inplace(r, b);
     }
-    ev_.relinearize_inplace(r, rk_);
+    if (relinearize) ev_.relinearize_inplace(r, rk_);
     return r;
   }
   void rescale(Value& v) const { ev_.rescale_inplace(v); }
@@ -243,7 +243,7 @@ class DoubleBackend {
   int level(const Value& v) const { return v.level; }
   double scale(const Value& v) const { return v.scale; }
   double prime(int) const { return 0x1p40; }
-  Value product(const Value& a, const Value& b) const {
+  Value product(const Value& a, const Value& b, bool = true) const {
     ++stats.products;
     return {a.v * b.v, std::min(a.level, b.level), a.scale * b.scale};
   }

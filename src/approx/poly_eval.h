@@ -41,6 +41,9 @@ struct PolyEvalPlan {
   double prescale = 1.0;        // NormalizeFirst: 1/r, applied to the input at the cost of a level
   int depth = 0;                // levels consumed (including the prescale's)
   int baby_steps = 0;           // basis elements T_1 .. T_{k-1} usable in linear combinations
+  // Monic plans only: false leaves the final product unrelinearized (3 components), for a caller
+  // that sums such outputs and relinearizes the sums instead.
+  bool relinearize_last = true;
 };
 
 // Levels needed: ceil(log2(d + 1)), or ceil(log2(d)) in monic form.

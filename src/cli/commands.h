@@ -7,4 +7,5 @@ void register_demo(CLI::App& app);
 void register_params(CLI::App& app);
 void register_approx(CLI::App& app);
 void register_models(CLI::App& app);
+void register_plan(CLI::App& app);
 }  // namespace hecnn::cli

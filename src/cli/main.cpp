@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   hecnn::cli::register_params(app);
   hecnn::cli::register_approx(app);
   hecnn::cli::register_models(app);
+  hecnn::cli::register_plan(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

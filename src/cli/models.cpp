@@ -8,6 +8,7 @@
 #include "ckks/error.h"
 #include "ckks/threads.h"
 #include "cli/commands.h"
+#include "cli/encrypted.h"
 #include "nn/forward.h"
 #include "nn/keras.h"
 #include "nn/safetensors.h"
@@ -23,8 +24,9 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 struct EvalOptions {
   std::string model, dataset = "mnist", data_dir, split = "test";
   std::size_t limit = 0;
-  bool confusion = false, fold_bn = false, quiet = false;
+  bool confusion = false, fold_bn = false, quiet = false, encrypted = false, simulate = false;
   int threads = 0;
+  he::CompileOptions compile;
 };
 
 void print_confusion(const nn::Evaluation& e) {
@@ -40,6 +42,11 @@ void print_confusion(const nn::Evaluation& e) {
 }
 
 void run_eval(const EvalOptions& o) {
+  if (o.encrypted) {
+    if (o.split != "test") throw Error("--encrypted evaluates the test split");
+    run_encrypted_eval_cli(o.model, o.dataset, o.data_dir, o.limit, o.threads, o.quiet, o.simulate, o.compile);
+    return;
+  }
   ckks::set_num_threads(o.threads);
   nn::Model model = nn::load_model(o.model);
   if (o.fold_bn) model = nn::fold_batch_norm(model);
@@ -90,6 +97,10 @@ void register_models(CLI::App& app) {
   eval->add_flag("--fold-bn", eo->fold_bn, "Fold batch normalization into the preceding layers first");
   eval->add_option("--threads,-t", eo->threads, "Threads (0: all cores)");
   eval->add_flag("--quiet,-q", eo->quiet, "No progress output");
+  eval->add_flag("--encrypted,-e", eo->encrypted,
+                 "Classify encrypted images: keygen, encrypt, infer, decrypt in one process, with timings");
+  eval->add_flag("--simulate", eo->simulate, "With --encrypted: also run the compiled computation on doubles");
+  add_compile_options(eval, eo->compile);
   eval->callback([eo] { run_eval(*eo); });
 
   auto io = std::make_shared<ImportOptions>();

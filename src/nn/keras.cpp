@@ -201,7 +201,7 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         if (act == "linear") return;
         Layer a;
         a.type = LayerType::Activation;
-        a.name = name + "_activation";
+        a.name = cls == "Activation" ? name : name + "_activation";
         a.activation = keras_activation(act, name);
         m.layers.push_back(std::move(a));
       };

@@ -1,0 +1,264 @@
+#include "he/engine.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <exception>
+
+#include "ckks/error.h"
+#include "ckks/polyops.h"
+
+namespace hecnn::he {
+
+using ckks::Ciphertext;
+using ckks::Modulus;
+using ckks::u64;
+using u128 = unsigned __int128;
+
+namespace {
+
+double seconds(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Residue of round(x) modulo m for |x| < 2^63 (weights times their constant scale).
+u64 signed_residue(double x, const Modulus& m) {
+  const double r = std::nearbyint(x);
+  if (!(std::fabs(r) < 9.2e18)) throw Error("encrypted inference: a weight times its scale overflows 64 bits");
+  const auto v = static_cast<std::int64_t>(r);
+  const u64 a = m.reduce(static_cast<u64>(v < 0 ? -v : v));
+  return v < 0 && a != 0 ? m.value - a : a;
+}
+
+// Exceptions must not escape an OpenMP region: the first one is kept and rethrown after it.
+class ParallelErrors {
+ public:
+  template <typename F>
+  void run(F&& f) {
+    try {
+      f();
+    } catch (...) {
+#pragma omp critical(hecnn_he_errors)
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const ckks::RelinKeys& rk)
+    : plan_(plan), ctx_(std::move(ctx)), rk_(rk), ev_(ctx_) {
+  if (!plan.params || !(ctx_->params() == *plan.params)) {
+    throw Error("encrypted inference: the keys were made for other parameters than this model's plan");
+  }
+}
+
+void Engine::report(const ProgressFn& progress, std::size_t index, const Stage& s, std::size_t done,
+                    std::size_t total) const {
+  if (!progress) return;
+  progress(Progress{index, plan_.stages.size(), s.name, done, total, seconds(start_), seconds(stage_start_)});
+}
+
+std::vector<Ciphertext> Engine::linear(const Stage& s, std::size_t index, std::vector<Ciphertext>& in,
+                                       const ProgressFn& progress) const {
+  const LinearStage& L = s.linear;
+  const std::size_t level = in[0].level(), n = ctx_->n(), comps = in[0].size(), outs = L.bias.size();
+  if (level == 0) throw Error("encrypted inference: no level left for stage '" + s.name + "'");
+  const double in_scale = in[0].scale();
+  const double q_top = static_cast<double>(ctx_->modulus(level).value);
+  // Weights are multiplied by C so that after dividing by q_top the output has the plan's scale.
+  const double c = plan_.scale() * q_top / in_scale;
+  const double out_raw_scale = in_scale * c;
+  const std::size_t limbs = level + 1, nnz = L.weight.size();
+  std::vector<u64> w(limbs * nnz);
+  for (std::size_t j = 0; j < limbs; ++j) {
+    const Modulus& m = ctx_->modulus(j);
+    for (std::size_t k = 0; k < nnz; ++k) w[j * nnz + k] = signed_residue(L.weight[k] * c, m);
+  }
+  std::vector<Ciphertext> out(outs);
+  std::size_t done = 0;
+  const auto progress_every = std::max<std::size_t>(1, outs / 50);
+  ParallelErrors errors;
+#pragma omp parallel
+  {
+    std::vector<u128> acc(n);
+#pragma omp for schedule(dynamic, 1)
+    for (std::size_t o = 0; o < outs; ++o) errors.run([&] {
+      Ciphertext r(n, level, comps, in[0].slots(), out_raw_scale);
+      const std::uint32_t begin = L.row_start[o], end = L.row_start[o + 1];
+      for (std::size_t k = 0; k < comps; ++k) {
+        for (std::size_t j = 0; j < limbs; ++j) {
+          const Modulus& m = ctx_->modulus(j);
+          const u64* wj = w.data() + j * nnz;
+          u64* dst = r.limb(k, j);
+          std::fill(acc.begin(), acc.end(), u128{0});
+          // Products are below 2^120: up to 256 of them sum without overflowing 128 bits.
+          std::uint32_t t = begin;
+          while (t < end) {
+            const std::uint32_t stop = std::min<std::uint32_t>(end, t + 256);
+            for (; t < stop; ++t) {
+              const u64 wt = wj[t];
+              const u64* src = in[L.col[t]].limb(k, j);
+              for (std::size_t i = 0; i < n; ++i) acc[i] += static_cast<u128>(wt) * src[i];
+            }
+            if (t < end) {
+              for (std::size_t i = 0; i < n; ++i) acc[i] = m.reduce128(acc[i]);
+            }
+          }
+          for (std::size_t i = 0; i < n; ++i) dst[i] = m.reduce128(acc[i]);
+          if (k == 0 && L.bias[o] != 0) {
+            // A constant is the same value in every NTT slot.
+            const u64 b = ckks::detail::double_to_residue(L.bias[o] * out_raw_scale, m);
+            for (std::size_t i = 0; i < n; ++i) dst[i] = m.add(dst[i], b);
+          }
+        }
+      }
+      ev_.rescale_inplace(r);
+      if (r.size() == 3) ev_.relinearize_inplace(r, rk_);
+      r.set_scale(plan_.scale());
+      out[o] = std::move(r);
+#pragma omp atomic
+      ++done;
+      if (omp_get_thread_num() == 0 && (done % progress_every == 0 || done == outs)) report(progress, index, s, done, outs);
+    });
+  }
+  errors.rethrow();
+  report(progress, index, s, outs, outs);
+  return out;
+}
+
+std::vector<Ciphertext> Engine::sum_pool(const Stage& s, std::vector<Ciphertext>& in) const {
+  const nn::Shape a = s.in, b = s.out;
+  std::vector<Ciphertext> out(static_cast<std::size_t>(b.size()));
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::int64_t o = 0; o < b.size(); ++o) errors.run([&] {
+    const int c = static_cast<int>(o / (b.h * b.w)), oy = static_cast<int>(o / b.w % b.h), ox = static_cast<int>(o % b.w);
+    Ciphertext acc;
+    bool first = true;
+    for (int ky = 0; ky < s.pool.pool; ++ky) {
+      for (int kx = 0; kx < s.pool.pool; ++kx) {
+        const auto& x = in[static_cast<std::size_t>((c * a.h + oy * s.pool.stride + ky) * a.w + ox * s.pool.stride + kx)];
+        if (first) {
+          acc = x;
+          first = false;
+        } else {
+          ev_.add_inplace(acc, x);
+        }
+      }
+    }
+    out[static_cast<std::size_t>(o)] = std::move(acc);
+  });
+  errors.rethrow();
+  return out;
+}
+
+std::vector<Ciphertext> Engine::activation(const Stage& s, std::size_t index, std::vector<Ciphertext>& in,
+                                           const ProgressFn& progress) const {
+  approx::PolyEvalPlan poly = s.activation.poly;
+  poly.relinearize_last = s.activation.relinearize_output;
+  const approx::PolynomialEvaluator pe(ev_, rk_);
+  std::vector<Ciphertext> out(in.size());
+  std::size_t done = 0;
+  const auto progress_every = std::max<std::size_t>(1, in.size() / 50);
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t i = 0; i < in.size(); ++i) errors.run([&] {
+    out[i] = pe.evaluate(in[i], poly);
+    in[i] = Ciphertext();  // release the input as soon as it is used
+#pragma omp atomic
+    ++done;
+    if (omp_get_thread_num() == 0 && (done % progress_every == 0 || done == in.size())) report(progress, index, s, done, in.size());
+  });
+  errors.rethrow();
+  report(progress, index, s, in.size(), in.size());
+  return out;
+}
+
+std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn& progress) const {
+  if (x.size() != static_cast<std::size_t>(plan_.input.size())) {
+    throw Error("encrypted inference: the model expects " + std::to_string(plan_.input.size()) + " input ciphertexts (" +
+                plan_.input.to_string() + "), the query has " + std::to_string(x.size()));
+  }
+  for (const auto& c : x) {
+    if (c.level() != x[0].level() || c.size() != 2 || std::fabs(c.scale() - x[0].scale()) > 1e-9 * x[0].scale() ||
+        c.n() != ctx_->n()) {
+      throw Error("encrypted inference: the input ciphertexts differ in level, size or scale");
+    }
+  }
+  if (static_cast<int>(x[0].level()) < plan_.depth) {
+    throw Error("encrypted inference: the inputs have " + std::to_string(x[0].level()) + " levels, the model needs " +
+                std::to_string(plan_.depth));
+  }
+  start_ = std::chrono::steady_clock::now();
+  stage_seconds_.assign(plan_.stages.size(), 0.0);
+  for (std::size_t i = 0; i < plan_.stages.size(); ++i) {
+    const Stage& s = plan_.stages[i];
+    const auto t = std::chrono::steady_clock::now();
+    stage_start_ = t;
+    std::vector<Ciphertext> y;
+    switch (s.kind) {
+      case StageKind::Linear: y = linear(s, i, x, progress); break;
+      case StageKind::SumPool: y = sum_pool(s, x); break;
+      case StageKind::Activation: y = activation(s, i, x, progress); break;
+    }
+    x = std::move(y);  // frees the stage's inputs
+    stage_seconds_[i] = seconds(t);
+  }
+  return x;
+}
+
+Client::Client(const HePlan& plan, ckks::ContextPtr ctx, const ckks::SecretKey& sk)
+    : plan_(plan), ctx_(ctx), encoder_(ctx), encryptor_(ctx, sk), decryptor_(ctx, sk) {
+  if (!plan.params || !(ctx_->params() == *plan.params)) {
+    throw Error("client: the keys were made for other parameters than this model's plan");
+  }
+}
+
+std::vector<Ciphertext> Client::encrypt(const float* images, std::size_t count) const {
+  if (count == 0 || count > plan_.batch_size()) {
+    throw Error("client: a batch holds 1 to " + std::to_string(plan_.batch_size()) + " images; got " + std::to_string(count));
+  }
+  const auto pixels = static_cast<std::size_t>(plan_.input.size());
+  std::vector<Ciphertext> out(pixels);
+  ParallelErrors errors;
+#pragma omp parallel
+  {
+    std::vector<double> v(count);
+    ckks::Plaintext pt;
+#pragma omp for schedule(dynamic, 4)
+    for (std::size_t p = 0; p < pixels; ++p) errors.run([&] {
+      for (std::size_t b = 0; b < count; ++b) v[b] = images[b * pixels + p];
+      encoder_.encode(v, plan_.scale(), ctx_->max_level(), pt);
+      encryptor_.encrypt(pt, out[p]);
+    });
+  }
+  errors.rethrow();
+  return out;
+}
+
+std::vector<std::vector<double>> Client::decrypt(const std::vector<Ciphertext>& outputs, std::size_t count) const {
+  if (outputs.size() != plan_.outputs()) {
+    throw Error("client: the result holds " + std::to_string(outputs.size()) + " ciphertexts, the model has " +
+                std::to_string(plan_.outputs()) + " outputs");
+  }
+  std::vector<std::vector<double>> r(count, std::vector<double>(outputs.size()));
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t o = 0; o < outputs.size(); ++o) errors.run([&] {
+    const std::vector<double> v = encoder_.decode(decryptor_.decrypt(outputs[o]));
+    if (v.size() < count) throw Error("client: the result holds fewer slots than images");
+    for (std::size_t b = 0; b < count; ++b) r[b][o] = v[b] * plan_.output_factor;
+  });
+  errors.rethrow();
+  return r;
+}
+
+}  // namespace hecnn::he
