@@ -8,4 +8,5 @@ void register_params(CLI::App& app);
 void register_approx(CLI::App& app);
 void register_models(CLI::App& app);
 void register_plan(CLI::App& app);
+void register_client_server(CLI::App& app);
 }  // namespace hecnn::cli

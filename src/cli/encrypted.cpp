@@ -98,6 +98,7 @@ void run_encrypted_eval(const EncEvalOptions& o) {
   const he::Engine engine(plan, ctx, rk);
 
   double t_enc = 0, t_inf = 0, t_dec = 0, max_diff = 0;
+  std::vector<double> stage_s(plan.stages.size(), 0.0);
   std::size_t correct = 0, agree = 0;
   const auto pixels = static_cast<std::size_t>(plan.input.size());
   for (std::size_t start = 0; start < n; start += plan.batch_size()) {
@@ -109,6 +110,7 @@ void run_encrypted_eval(const EncEvalOptions& o) {
     t = Clock::now();
     std::vector<ckks::Ciphertext> r = engine.run(std::move(q), stage_progress(!o.quiet && isatty(fileno(stderr))));
     t_inf += since(t);
+    for (std::size_t k = 0; k < stage_s.size(); ++k) stage_s[k] += engine.stage_seconds()[k];
     t = Clock::now();
     const auto logits = client.decrypt(r, count);
     t_dec += since(t);
@@ -126,6 +128,8 @@ void run_encrypted_eval(const EncEvalOptions& o) {
   std::printf("agreement with plaintext predictions: %.2f %% (%zu / %zu); largest logit difference %.3g\n",
               100.0 * static_cast<double>(agree) / static_cast<double>(n), agree, n, max_diff);
   std::printf("time: keygen %.2f s, encrypt %.2f s, infer %.2f s, decrypt %.2f s\n", t_keygen, t_enc, t_inf, t_dec);
+  std::printf("inference by stage:");
+  for (std::size_t k = 0; k < stage_s.size(); ++k) std::printf(" %s %.2f s%s", plan.stages[k].name.c_str(), stage_s[k], k + 1 < stage_s.size() ? ";" : "\n");
   std::printf("throughput: %.1f images/s end to end (encrypt + infer + decrypt; key generation excluded)\n",
               static_cast<double>(n) / total);
   std::printf("peak memory: %.2f GiB\n", peak_memory_gib());

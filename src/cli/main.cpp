@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   hecnn::cli::register_approx(app);
   hecnn::cli::register_models(app);
   hecnn::cli::register_plan(app);
+  hecnn::cli::register_client_server(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
