@@ -8,6 +8,7 @@
 
 #include "ckks/error.h"
 #include "ckks/polyops.h"
+#include "he/linear_kernel.h"
 
 namespace hecnn::he {
 
@@ -71,66 +72,73 @@ std::vector<Ciphertext> Engine::linear(const Stage& s, std::size_t index, std::v
   const LinearStage& L = s.linear;
   const std::size_t level = in[0].level(), n = ctx_->n(), comps = in[0].size(), outs = L.bias.size();
   if (level == 0) throw Error("encrypted inference: no level left for stage '" + s.name + "'");
+  for (const auto& c : in) {
+    if (c.level() != level || c.size() != comps) throw Error("encrypted inference: stage '" + s.name + "' got mixed inputs");
+  }
   const double in_scale = in[0].scale();
   const double q_top = static_cast<double>(ctx_->modulus(level).value);
   // Weights are multiplied by C so that after dividing by q_top the output has the plan's scale.
   const double c = plan_.scale() * q_top / in_scale;
   const double out_raw_scale = in_scale * c;
   const std::size_t limbs = level + 1, nnz = L.weight.size();
-  std::vector<u64> w(limbs * nnz);
+  std::vector<u64> w(limbs * nnz), bias(limbs * outs);
   for (std::size_t j = 0; j < limbs; ++j) {
     const Modulus& m = ctx_->modulus(j);
     for (std::size_t k = 0; k < nnz; ++k) w[j * nnz + k] = signed_residue(L.weight[k] * c, m);
+    for (std::size_t o = 0; o < outs; ++o) {
+      bias[j * outs + o] = L.bias[o] == 0 ? 0 : ckks::detail::double_to_residue(L.bias[o] * out_raw_scale, m);
+    }
   }
   std::vector<Ciphertext> out(outs);
+  for (auto& r : out) r.reset(n, level, comps, in[0].slots(), out_raw_scale);
+  // Coefficient blocks are independent: each task runs every output over one block of one limb of
+  // one component, so the inputs' blocks stay in cache while all outputs read them.
+  const std::size_t blocks = n / kLinearBlock, tasks = comps * limbs * blocks;
+  const auto progress_every = std::max<std::size_t>(1, tasks / 50);
   std::size_t done = 0;
-  const auto progress_every = std::max<std::size_t>(1, outs / 50);
   ParallelErrors errors;
 #pragma omp parallel
   {
-    std::vector<u128> acc(n);
-#pragma omp for schedule(dynamic, 1)
-    for (std::size_t o = 0; o < outs; ++o) errors.run([&] {
-      Ciphertext r(n, level, comps, in[0].slots(), out_raw_scale);
-      const std::uint32_t begin = L.row_start[o], end = L.row_start[o + 1];
-      for (std::size_t k = 0; k < comps; ++k) {
-        for (std::size_t j = 0; j < limbs; ++j) {
-          const Modulus& m = ctx_->modulus(j);
-          const u64* wj = w.data() + j * nnz;
-          u64* dst = r.limb(k, j);
-          std::fill(acc.begin(), acc.end(), u128{0});
-          // Products are below 2^120: up to 256 of them sum without overflowing 128 bits.
-          std::uint32_t t = begin;
-          while (t < end) {
-            const std::uint32_t stop = std::min<std::uint32_t>(end, t + 256);
-            for (; t < stop; ++t) {
-              const u64 wt = wj[t];
-              const u64* src = in[L.col[t]].limb(k, j);
-              for (std::size_t i = 0; i < n; ++i) acc[i] += static_cast<u128>(wt) * src[i];
-            }
-            if (t < end) {
-              for (std::size_t i = 0; i < n; ++i) acc[i] = m.reduce128(acc[i]);
-            }
-          }
-          for (std::size_t i = 0; i < n; ++i) dst[i] = m.reduce128(acc[i]);
-          if (k == 0 && L.bias[o] != 0) {
-            // A constant is the same value in every NTT slot.
-            const u64 b = ckks::detail::double_to_residue(L.bias[o] * out_raw_scale, m);
-            for (std::size_t i = 0; i < n; ++i) dst[i] = m.add(dst[i], b);
-          }
+    std::vector<const u64*> src(kLinearMaxTerms);
+#pragma omp for schedule(dynamic, 4)
+    for (std::size_t task = 0; task < tasks; ++task) errors.run([&] {
+      const std::size_t k = task / (limbs * blocks), j = task / blocks % limbs, b0 = task % blocks * kLinearBlock;
+      const Modulus& m = ctx_->modulus(j);
+      const u64* wj = w.data() + j * nnz;
+      alignas(64) u64 part[kLinearBlock];
+      for (std::size_t o = 0; o < outs; ++o) {
+        u64* dst = out[o].limb(k, j) + b0;
+        std::fill(dst, dst + kLinearBlock, u64{0});
+        for (std::uint32_t t = L.row_start[o]; t < L.row_start[o + 1]; t += kLinearMaxTerms) {
+          const std::size_t terms = std::min<std::size_t>(kLinearMaxTerms, L.row_start[o + 1] - t);
+          for (std::size_t e = 0; e < terms; ++e) src[e] = in[L.col[t + e]].limb(k, j) + b0;
+          linear_block(m, wj + t, src.data(), terms, kLinearBlock, part);
+          for (std::size_t i = 0; i < kLinearBlock; ++i) dst[i] = m.add(dst[i], part[i]);
+        }
+        const u64 b = k == 0 ? bias[j * outs + o] : 0;
+        if (b != 0) {
+          for (std::size_t i = 0; i < kLinearBlock; ++i) dst[i] = m.add(dst[i], b);  // a constant is the same in every NTT slot
         }
       }
-      ev_.rescale_inplace(r);
-      if (r.size() == 3) ev_.relinearize_inplace(r, rk_);
-      r.set_scale(plan_.scale());
-      out[o] = std::move(r);
 #pragma omp atomic
       ++done;
-      if (omp_get_thread_num() == 0 && (done % progress_every == 0 || done == outs)) report(progress, index, s, done, outs);
+      if (omp_get_thread_num() == 0 && done % progress_every == 0) report(progress, index, s, done / 2, tasks);
     });
   }
   errors.rethrow();
-  report(progress, index, s, outs, outs);
+  in.clear();  // the inputs are no longer needed: release them before rescaling
+  in.shrink_to_fit();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t o = 0; o < outs; ++o) errors.run([&] {
+    ev_.rescale_inplace(out[o]);
+    if (out[o].size() == 3) ev_.relinearize_inplace(out[o], rk_);
+    out[o].set_scale(plan_.scale());
+#pragma omp atomic
+    ++done;
+    if (omp_get_thread_num() == 0 && done % progress_every == 0) report(progress, index, s, tasks / 2 + (done - tasks) * tasks / (2 * outs), tasks);
+  });
+  errors.rethrow();
+  report(progress, index, s, tasks, tasks);
   return out;
 }
 
