@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The client/server commands end to end at small insecure parameters (PP-CNN's MNIST model from
+# ../shared), and their clear errors on bad input. Exits 77 (skipped) without ../shared.
+set -u
+hecnn="$1"
+shared="$2"
+structure="$shared/models/ppcnn-mnist/CKKS-swish_rg4_deg4-BN-DA_structure.json"
+weights="$shared/models/ppcnn-mnist/CKKS-swish_rg4_deg4-BN-DA_weights.h5"
+if [ ! -f "$structure" ] || [ ! -d "$shared/datasets/mnist" ]; then
+  echo "skipped: $shared (PP-CNN model, MNIST) not present"
+  exit 77
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+small=(--log-n 11 --allow-insecure)
+data=(--dataset mnist --data-dir "$shared/datasets/mnist")
+
+"$hecnn" import-keras -s "$structure" -w "$weights" -o "$work/m.safetensors" >/dev/null || fail "import-keras"
+"$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys" "${small[@]}" >"$work/keygen.txt" || fail "keygen"
+grep -q "INSECURE" "$work/keygen.txt" || fail "keygen does not say the parameters are insecure"
+[ "$(stat -c %a "$work/keys/secret.key")" = "600" ] || fail "secret.key is not private"
+"$hecnn" encrypt -k "$work/keys" "${data[@]}" --limit 40 --offset 100 -o "$work/q.bin" 2>/dev/null >/dev/null || fail "encrypt"
+# The server's key directory holds no secret key.
+mkdir "$work/server" && cp "$work/keys/keys.json" "$work/keys/params.bin" "$work/keys/relin.key" "$work/server/"
+"$hecnn" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/r.bin" -q 2>/dev/null >/dev/null ||
+  fail "infer with evaluation keys only"
+out=$("$hecnn" decrypt -k "$work/keys" -i "$work/r.bin" --labels mnist --data-dir "$shared/datasets/mnist") || fail "decrypt"
+grep -q "decrypted 40 predictions; accuracy 100.00 %" <<<"$out" || fail "unexpected result: $out"
+
+expect_error() {
+  local pattern="$1"
+  shift
+  local msg
+  if msg=$("$hecnn" "$@" 2>&1); then fail "'$*' should fail"; fi
+  grep -qi -- "$pattern" <<<"$msg" || fail "'$*': message '$msg' does not mention '$pattern'"
+}
+# Wrong keys for the query; a query made with other parameters; a truncated query.
+"$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys2" "${small[@]}" >/dev/null || fail "keygen 2"
+expect_error "other keys" infer -m "$work/m.safetensors" -k "$work/keys2" -i "$work/q.bin" -o "$work/x.bin"
+"$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys3" --log-n 11 --scale-bits 36 --allow-insecure >/dev/null || fail "keygen 3"
+expect_error "other encryption parameters" infer -m "$work/m.safetensors" -k "$work/keys3" -i "$work/q.bin" -o "$work/x.bin"
+head -c 200000 "$work/q.bin" >"$work/cut.bin"
+expect_error "truncated\|end of\|short\|incomplete" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/cut.bin" -o "$work/x.bin"
+expect_error "not a hecnn query file" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/r.bin" -o "$work/x.bin"
+expect_error "not a hecnn result file" decrypt -k "$work/keys" -i "$work/q.bin"
+expect_error "other keys" decrypt -k "$work/keys2" -i "$work/r.bin"
+# A model whose input shape does not match the keys and query.
+python3 - "$structure" "$work/s2.json" <<'PY' 2>/dev/null || sed 's/"batch_input_shape": \[null, 28, 28, 1\]/"batch_input_shape": [null, 29, 29, 1]/' "$structure" >"$work/s2.json"
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["config"][0]["config"]["batch_input_shape"] = [None, 29, 29, 1]
+json.dump(s, open(sys.argv[2], "w"))
+PY
+if "$hecnn" import-keras -s "$work/s2.json" -w "$weights" -o "$work/m2.safetensors" >/dev/null 2>&1; then
+  expect_error "other model\|expects\|parameters differ" infer -m "$work/m2.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/x.bin"
+fi
+expect_error "cannot open" infer -m "$work/m.safetensors" -k "$work/nope" -i "$work/q.bin" -o "$work/x.bin"
+expect_error "scale-bits must be between" plan -m "$work/m.safetensors" --log-n 11 --allow-insecure --scale-bits 70
+echo "cli_he: ok"
