@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build, and run the walkthrough (`hecnn demo`).
-# Extra arguments go to `hecnn demo` (see `build/src/hecnn demo --help`).
+# The main job: install what is missing, build, and classify one full batch of encrypted test
+# images with a committed model: key generation, encryption, encrypted inference, decryption, then
+# accuracy, agreement with the plaintext model and timings.
+#   MNIST (models/mnist-swish4.safetensors) where the MNIST test set is present
+#   (../shared/datasets/mnist or data/mnist), otherwise Fashion-MNIST (Debian's
+#   dataset-fashion-mnist, installed by setup.sh) with models/fashion-mnist-swish4.safetensors.
+# Extra arguments go to `hecnn eval` (e.g. --limit 1000, --threads 2, --log-n 15).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 bash "$root/scripts/build.sh" "$root/build"
-exec "$root/build/src/hecnn" demo "$@"
+hecnn="$root/build/src/hecnn"
+cd "$root"
+if [ -f models/mnist-swish4.safetensors ] && { [ -d ../shared/datasets/mnist ] || [ -d data/mnist ]; }; then
+  model=models/mnist-swish4.safetensors dataset=mnist
+else
+  model=models/fashion-mnist-swish4.safetensors dataset=fashion-mnist
+fi
+echo "== encrypted classification: $model on the $dataset test set"
+exec "$hecnn" eval --model "$model" --dataset "$dataset" --encrypted --limit 8192 "$@"
