@@ -4,40 +4,30 @@
 #include <sstream>
 
 #include "ckks/error.h"
+#include "nn/conv.h"
 #include "nn/forward.h"
 
 namespace hecnn::he {
 
 namespace {
 
-// Output index -> input taps of a convolution (TensorFlow "same" padding, as nn::forward).
+// Output index -> input taps of a convolution (the same taps as nn::forward).
 LinearStage conv_rows(const nn::Layer& l, const nn::Shape& in, const nn::Shape& out, double in_factor) {
-  LinearStage s;
-  const int ph = l.padding == nn::Padding::Same ? std::max((out.h - 1) * l.stride_h + l.kernel_h - in.h, 0) / 2 : 0;
-  const int pw = l.padding == nn::Padding::Same ? std::max((out.w - 1) * l.stride_w + l.kernel_w - in.w, 0) / 2 : 0;
   const auto& w = l.params.at("weight").data;
+  std::vector<std::vector<std::pair<std::uint32_t, double>>> rows(static_cast<std::size_t>(out.size()));
+  nn::for_each_conv_tap(l, in, out, [&](std::size_t o, std::size_t i, std::size_t k) {
+    if (w[k] != 0) rows[o].push_back({static_cast<std::uint32_t>(i), w[k] * in_factor});
+  });
+  LinearStage s;
   s.row_start.push_back(0);
-  for (int f = 0; f < out.c; ++f) {
-    for (int oy = 0; oy < out.h; ++oy) {
-      for (int ox = 0; ox < out.w; ++ox) {
-        for (int c = 0; c < in.c; ++c) {
-          for (int ky = 0; ky < l.kernel_h; ++ky) {
-            const int iy = oy * l.stride_h + ky - ph;
-            if (iy < 0 || iy >= in.h) continue;
-            for (int kx = 0; kx < l.kernel_w; ++kx) {
-              const int ix = ox * l.stride_w + kx - pw;
-              if (ix < 0 || ix >= in.w) continue;
-              const double v = w[((static_cast<std::size_t>(f) * in.c + c) * l.kernel_h + ky) * l.kernel_w + kx];
-              if (v == 0) continue;
-              s.col.push_back(static_cast<std::uint32_t>((c * in.h + iy) * in.w + ix));
-              s.weight.push_back(v * in_factor);
-            }
-          }
-        }
-        s.row_start.push_back(static_cast<std::uint32_t>(s.col.size()));
-        s.bias.push_back(l.has_bias() ? l.params.at("bias").data[static_cast<std::size_t>(f)] : 0.0);
-      }
+  for (std::size_t o = 0; o < rows.size(); ++o) {
+    for (const auto& [i, v] : rows[o]) {
+      s.col.push_back(i);
+      s.weight.push_back(v);
     }
+    s.row_start.push_back(static_cast<std::uint32_t>(s.col.size()));
+    const std::size_t f = o / (static_cast<std::size_t>(out.h) * out.w);
+    s.bias.push_back(l.has_bias() ? l.params.at("bias").data[f] : 0.0);
   }
   return s;
 }

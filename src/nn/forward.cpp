@@ -5,52 +5,26 @@
 #include <cmath>
 
 #include "approx/activation.h"
+#include "nn/conv.h"
 #include "ckks/error.h"
 
 namespace hecnn::nn {
-
-namespace {
-
-// Top/left padding for "same": out = ceil(in / s), total = max((out - 1) s + k - in, 0), the extra
-// row/column going to the bottom/right (TensorFlow's convention, which Keras models follow).
-int pad_before(int in, int k, int s, Padding p) {
-  if (p == Padding::Valid) return 0;
-  const int out = (in + s - 1) / s;
-  return std::max((out - 1) * s + k - in, 0) / 2;
-}
-
-}  // namespace
 
 void forward_layer(const Layer& l, const Shape& in, const std::vector<double>& x, std::vector<double>& y) {
   switch (l.type) {
     case LayerType::Conv2d: {
       const int oh = l.padding == Padding::Same ? (in.h + l.stride_h - 1) / l.stride_h : (in.h - l.kernel_h) / l.stride_h + 1;
       const int ow = l.padding == Padding::Same ? (in.w + l.stride_w - 1) / l.stride_w : (in.w - l.kernel_w) / l.stride_w + 1;
-      const int ph = pad_before(in.h, l.kernel_h, l.stride_h, l.padding);
-      const int pw = pad_before(in.w, l.kernel_w, l.stride_w, l.padding);
+      const Shape out{l.filters, oh, ow};
       const auto& w = l.params.at("weight").data;
-      const auto* b = l.has_bias() ? &l.params.at("bias").data : nullptr;
-      y.assign(static_cast<std::size_t>(l.filters) * oh * ow, 0.0);
-      for (int f = 0; f < l.filters; ++f) {
-        for (int oy = 0; oy < oh; ++oy) {
-          for (int ox = 0; ox < ow; ++ox) {
-            double acc = b ? (*b)[static_cast<std::size_t>(f)] : 0.0;
-            for (int c = 0; c < in.c; ++c) {
-              for (int ky = 0; ky < l.kernel_h; ++ky) {
-                const int iy = oy * l.stride_h + ky - ph;
-                if (iy < 0 || iy >= in.h) continue;
-                for (int kx = 0; kx < l.kernel_w; ++kx) {
-                  const int ix = ox * l.stride_w + kx - pw;
-                  if (ix < 0 || ix >= in.w) continue;
-                  acc += static_cast<double>(w[((static_cast<std::size_t>(f) * in.c + c) * l.kernel_h + ky) * l.kernel_w + kx]) *
-                         x[(static_cast<std::size_t>(c) * in.h + iy) * in.w + ix];
-                }
-              }
-            }
-            y[(static_cast<std::size_t>(f) * oh + oy) * ow + ox] = acc;
-          }
-        }
+      y.assign(static_cast<std::size_t>(out.size()), 0.0);
+      if (l.has_bias()) {
+        const auto& b = l.params.at("bias").data;
+        for (std::size_t o = 0; o < y.size(); ++o) y[o] = b[o / (static_cast<std::size_t>(oh) * ow)];
       }
+      for_each_conv_tap(l, in, out, [&](std::size_t o, std::size_t i, std::size_t k) {
+        y[o] += static_cast<double>(w[k]) * x[i];
+      });
       return;
     }
     case LayerType::BatchNorm: {
