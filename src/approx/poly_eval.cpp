@@ -106,34 +106,48 @@ class Engine {
   Value eval(const std::vector<double>& p, int level, double scale) {
     const int d = degree_of(p);
     const int budget = in_level_ - level;
-    int need = 0;
-    for (int i = 1; i <= d; ++i) {
-      if (p[static_cast<std::size_t>(i)] != 0) need = std::max(need, element_depth(i) + 1);
-    }
-    if (d < plan_.baby_steps && need <= budget) return combine(p, level, scale);
+    if (d < plan_.baby_steps && leafable(p, level + 1) && budget >= 1) return combine(p, level, scale);
     const int g = 1 << (ceil_log2(d) - 1);
     std::vector<double> q, r;
     divide(plan_.basis, p, g, q, r);
     const Value& tg = power(g);
     const double qp = be_.prime(level + 1);
     Value prod = be_.product(eval(q, level + 1, scale * qp / be_.scale(tg)), tg);
-    be_.rescale(prod);
+    be_.set_scale(prod, scale * qp);
+    finish(prod, r);
     be_.set_scale(prod, scale);
-    add_remainder(prod, r);
     return prod;
+  }
+
+  // Whether sum_i p_i T_i can be formed at raw_level (before a rescale) from available elements.
+  bool leafable(const std::vector<double>& p, int raw_level) const {
+    const int d = degree_of(p);
+    if (d >= plan_.baby_steps) return false;
+    for (int i = 1; i <= d; ++i) {
+      if (p[static_cast<std::size_t>(i)] != 0 && in_level_ - element_depth(i) < raw_level) return false;
+    }
+    return true;
   }
 
   // Baby step: a linear combination of available basis elements, one rescale.
   Value combine(const std::vector<double>& p, int level, double scale) {
+    Value acc = combine_raw(p, level + 1, scale * be_.prime(level + 1));
+    be_.rescale(acc);
+    be_.set_scale(acc, scale);
+    return acc;
+  }
+
+  // sum_i p_i T_i at raw_level and exactly raw_scale, not rescaled: each constant is encoded at the
+  // scale that lands its term there.
+  Value combine_raw(const std::vector<double>& p, int raw_level, double raw_scale) {
     const int d = degree_of(p);
-    const double target = scale * be_.prime(level + 1);
     Value acc;
     bool have = false;
     for (int i = 1; i <= d; ++i) {
       const double c = p[static_cast<std::size_t>(i)];
       if (c == 0) continue;
       const Value& t = power(i);
-      Value term = be_.scaled(t, c, level + 1, target / be_.scale(t));
+      Value term = be_.scaled(t, c, raw_level, raw_scale / be_.scale(t));
       if (have) {
         be_.add(acc, term);
       } else {
@@ -142,18 +156,24 @@ class Engine {
       }
     }
     if (!have) throw Error("polynomial evaluation: internal error (empty linear combination)");
-    be_.set_scale(acc, target);
+    be_.set_scale(acc, raw_scale);
     if (p[0] != 0) be_.add_const(acc, p[0]);
-    be_.rescale(acc);
-    be_.set_scale(acc, scale);
     return acc;
   }
 
-  void add_remainder(Value& v, const std::vector<double>& r) {
-    if (degree_of(r) > 0) {
-      be_.add(v, eval(r, be_.level(v), be_.scale(v)));
-    } else if (r[0] != 0) {
-      be_.add_const(v, r[0]);
+  // prod (a product, not yet rescaled) + r, with one rescale: r's terms join the product before
+  // the rescale when they are available at its level, else r is evaluated after it.
+  void finish(Value& prod, const std::vector<double>& r) {
+    const int raw_level = be_.level(prod);
+    if (degree_of(r) == 0) {
+      if (r[0] != 0) be_.add_const(prod, r[0]);
+      be_.rescale(prod);
+    } else if (leafable(r, raw_level)) {
+      be_.add(prod, combine_raw(r, raw_level, be_.scale(prod)));
+      be_.rescale(prod);
+    } else {
+      be_.rescale(prod);
+      be_.add(prod, eval(r, be_.level(prod), be_.scale(prod)));
     }
   }
 
@@ -174,8 +194,7 @@ class Engine {
     std::vector<double> q, r;
     divide(plan_.basis, p, g, q, r);
     Value prod = be_.product(monic(q), power(g), !lazy);
-    be_.rescale(prod);
-    add_remainder(prod, r);
+    finish(prod, r);
     return prod;
   }
 
