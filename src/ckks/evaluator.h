@@ -31,6 +31,8 @@ class Evaluator {
 
   // Multiplication. Ciphertext products have 3 components until relinearized.
   void multiply_inplace(Ciphertext& a, const Ciphertext& b) const;
+  // out = a * b (3 components); out may be a or b.
+  void multiply(const Ciphertext& a, const Ciphertext& b, Ciphertext& out) const;
   void square_inplace(Ciphertext& a) const;
   void relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const;
   void multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const;
@@ -51,7 +53,8 @@ class Evaluator {
 
   // Rotation to the left by `step` slots (negative: right), with the key for that step.
   void rotate_inplace(Ciphertext& a, int step, const GaloisKeys& gk) const;
-  // Rotations of one ciphertext by many steps, sharing one key-switching decomposition.
+  // Rotations of one ciphertext by many steps, sharing one key-switching decomposition (the
+  // modulus raising is done once; each step costs a permutation, an inner product and a mod-down).
   std::vector<Ciphertext> rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps,
                                          const GaloisKeys& gk) const;
   // Complex conjugation of every slot.
@@ -61,7 +64,7 @@ class Evaluator {
   // Out-of-place conveniences.
   Ciphertext add(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; add_inplace(r, b); return r; }
   Ciphertext sub(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; sub_inplace(r, b); return r; }
-  Ciphertext multiply(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; multiply_inplace(r, b); return r; }
+  Ciphertext multiply(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r; multiply(a, b, r); return r; }
   Ciphertext rotate(const Ciphertext& a, int step, const GaloisKeys& gk) const { Ciphertext r = a; rotate_inplace(r, step, gk); return r; }
 
   const CkksContext& context() const { return *ctx_; }
@@ -73,14 +76,16 @@ class Evaluator {
   void add_sub_plain(Ciphertext& a, const Plaintext& p, bool subtract) const;
   // Multiplies limb i of every component by w[i].
   void multiply_residues(Ciphertext& a, const std::vector<MulConst>& w) const;
-  // Decomposes poly (NTT form, level l) into digits extended to q_0..q_l, P, in NTT form.
-  void mod_up(const u64* poly, std::size_t level, std::vector<u64>& digits) const;
-  // sum_d (digit_d o perm) * key_d over the extended basis, divided by P and added to out0/out1.
-  void key_switch_from_digits(const std::vector<u64>& digits, std::size_t level, const KeySwitchKey& key,
-                              const std::uint32_t* perm, u64* out0, u64* out1) const;
-  // r = (a0 o g, 0) + key switch of the (pre-decomposed) a1 o g.
-  void switch_galois(const Ciphertext& a, const std::vector<u64>& digits, std::uint32_t galois_elt,
-                     const KeySwitchKey& key, Ciphertext& r) const;
+  // Decomposes poly (NTT form, level l) into digits extended to q_0..q_l, P, in NTT form: digit d,
+  // extended limb j at digits + (d * ext + j) * N, ext = l + 1 + K. Returns the digit buffer
+  // (per-thread scratch, valid until the next key switch on this thread).
+  u64* mod_up(const u64* poly, std::size_t level) const;
+  // acc0, acc1 (ext limbs each) = sum_d (digit_d o perm) * key_d, one reduction per coefficient.
+  void inner_product(const u64* digits, std::size_t level, const KeySwitchKey& key, const std::uint32_t* perm,
+                     u64* acc0, u64* acc1) const;
+  // r = (a0 o g, 0) + key switch of the decomposed a1 o g.
+  void switch_galois(const Ciphertext& a, const u64* digits, std::uint32_t galois_elt, const KeySwitchKey& key,
+                     Ciphertext& r) const;
   std::shared_ptr<const std::vector<std::uint32_t>> permutation(std::uint32_t galois_elt) const;
   const KeySwitchKey& galois_key(const GaloisKeys& gk, std::uint32_t elt, int step) const;
 
