@@ -8,6 +8,7 @@
 #include "ckks/kernels.h"
 #include "ckks/polyops.h"
 #include "ckks/scratch.h"
+#include "ckks/threads.h"
 
 namespace hecnn::ckks {
 
@@ -384,36 +385,85 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level) const {
   return digits;
 }
 
-void Evaluator::inner_product(const u64* digits, std::size_t level, const KeySwitchKey& key,
-                              const std::uint32_t* perm, u64* acc0, u64* acc1) const {
+void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitchKey* const* keys,
+                           const std::uint32_t* const* perms, std::size_t count, u64* const* out0,
+                           u64* const* out1, const u64* base0, bool accumulate) const {
   const std::size_t n = ctx_->n(), limbs = level + 1, K = ctx_->special_count(), L = ctx_->chain_size();
   const std::size_t ext = limbs + K;
-  const std::size_t D = ctx_->key_switch(level).digit_count;
-  if (key.b.size() < D || key.a.size() < D) throw Error("key-switching key has too few digits for these parameters");
-  for (std::size_t d = 0; d < D; ++d) {
-    if (key.b[d].size() < (L + K) * n || key.a[d].size() < (L + K) * n) {
-      throw Error("key-switching key does not match these parameters");
+  const KeySwitchLevel& ks = ctx_->key_switch(level);
+  const std::size_t D = ks.digit_count;
+  for (std::size_t s = 0; s < count; ++s) {
+    const KeySwitchKey& key = *keys[s];
+    if (key.b.size() < D || key.a.size() < D) throw Error("key-switching key has too few digits for these parameters");
+    for (std::size_t d = 0; d < D; ++d) {
+      if (key.b[d].size() < (L + K) * n || key.a[d].size() < (L + K) * n) {
+        throw Error("key-switching key does not match these parameters");
+      }
     }
   }
-  // Tasks of (extended limb, block of coefficients), so that both threads stay busy whatever the
-  // number of limbs.
-  constexpr std::size_t kBlock = 2048;
-  const std::size_t blocks = (n + kBlock - 1) / kBlock;
-  const long count = static_cast<long>(ext * blocks);
-#pragma omp parallel for schedule(static)
-  for (long t = 0; t < count; ++t) {
-    const std::size_t j = static_cast<std::size_t>(t) / blocks, c0 = (static_cast<std::size_t>(t) % blocks) * kBlock;
-    const std::size_t len = std::min(kBlock, n - c0), ki = ext_key_index(level, L, j);
+  // Inner product for extended limb j, coefficients [c0, c0 + len), of key s.
+  auto inner = [&](std::size_t s, std::size_t j, std::size_t c0, std::size_t len, u64* r0, u64* r1) {
+    const std::size_t ki = ext_key_index(level, L, j);
+    const std::uint32_t* perm = perms ? perms[s] : nullptr;
     const u64* x[64];
     const u64* b[64];
     const u64* a[64];
     for (std::size_t d = 0; d < D; ++d) {
       x[d] = digits + (d * ext + j) * n + (perm ? 0 : c0);
-      b[d] = key.b[d].data() + ki * n + c0;
-      a[d] = key.a[d].data() + ki * n + c0;
+      b[d] = keys[s]->b[d].data() + ki * n + c0;
+      a[d] = keys[s]->a[d].data() + ki * n + c0;
     }
-    kernels::ks_inner_product(x, b, a, D, perm ? perm + c0 : nullptr, acc0 + j * n + c0, acc1 + j * n + c0, len,
-                              ctx_->modulus(ki));
+    kernels::ks_inner_product(x, b, a, D, perm ? perm + c0 : nullptr, r0, r1, len, ctx_->modulus(ki));
+  };
+  // 1. P limbs of every key's two results: inner product (in blocks, to spread it over the threads),
+  //    then coefficient form + floor(P/2) for rounding, scaled for the conversion to the chain primes.
+  u64* const pbuf = detail::scratch(detail::Scratch::acc, count * 2 * K * n);  // [s][poly][k]
+  {
+    std::size_t blocks = 1;
+    while (blocks < n / 1024 && count * K * blocks < 8 * static_cast<std::size_t>(num_threads())) blocks <<= 1;
+    const std::size_t len = n / blocks;
+    const long tasks = static_cast<long>(count * K * blocks);
+#pragma omp parallel for schedule(static)
+    for (long t = 0; t < tasks; ++t) {
+      const std::size_t s = static_cast<std::size_t>(t) / (K * blocks), k = static_cast<std::size_t>(t) / blocks % K;
+      const std::size_t c0 = static_cast<std::size_t>(t) % blocks * len;
+      u64* r0 = pbuf + (s * 2 * K + k) * n + c0;
+      inner(s, limbs + k, c0, len, r0, r0 + K * n);
+    }
+  }
+  {
+    const long tasks = static_cast<long>(count * 2 * K);
+#pragma omp parallel for schedule(static)
+    for (long t = 0; t < tasks; ++t) {
+      const std::size_t k = static_cast<std::size_t>(t) % K;
+      u64* x = pbuf + static_cast<std::size_t>(t) * n;
+      const u64 pk = ctx_->modulus(L + k).value;
+      ctx_->ntt(L + k).inverse(x);
+      kernels::add_scalar_mod(x, ks.half_p_mod_p[k], x, n, pk);
+      ks.mod_down.scale_source(k, x, x, n);
+    }
+  }
+  // 2. Chain limbs, limb-major over the keys (the limb's digits stay in cache across keys): inner
+  //    product, then out (+)= (ip - NTT(P part mod q_j - floor(P/2))) * P^-1 for both results.
+  const long tasks = static_cast<long>(limbs * count);
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < tasks; ++t) {
+    const std::size_t j = static_cast<std::size_t>(t) / count, s = static_cast<std::size_t>(t) % count;
+    const Modulus& m = ctx_->modulus(j);
+    u64* const tmp = detail::scratch(detail::Scratch::task, 3 * n);
+    u64* const ip[2] = {tmp, tmp + n};
+    u64* const conv = tmp + 2 * n;
+    inner(s, j, 0, n, ip[0], ip[1]);
+    if (base0) kernels::permute(base0 + j * n, perms[s], out0[s] + j * n, n);
+    for (std::size_t poly = 0; poly < 2; ++poly) {
+      const u64* y[16];
+      for (std::size_t k = 0; k < K; ++k) y[k] = pbuf + ((s * 2 + poly) * K + k) * n;
+      const u64* c = ks.mod_down.to_target(y, j, conv, n, true, 3);
+      ctx_->ntt(j).forward(c, conv, m.value - ks.half_p_mod_q[j]);
+      u64* out = (poly == 0 ? out0[s] : out1[s]) + j * n;
+      const bool acc = accumulate || (poly == 0 && base0);
+      kernels::sub_mul_scalar_mod(ip[poly], conv, 0, ks.p_inv[j], out, n, m.value, acc);
+    }
   }
 }
 
@@ -421,14 +471,11 @@ void Evaluator::relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const {
   check(a);
   if (a.size() == 2) return;
   if (rk.params_id != ctx_->params().id()) throw Error("relinearize: relinearization key was made for other parameters");
-  const std::size_t n = ctx_->n(), level = a.level(), ext = level + 1 + ctx_->special_count();
-  const u64* digits = mod_up(a.poly(2), level);
-  u64* const acc = detail::scratch(detail::Scratch::acc, 2 * ext * n);
-  inner_product(digits, level, rk.key, nullptr, acc, acc + ext * n);
-  u64* const ext_polys[2] = {acc, acc + ext * n};
-  u64* const outs[2] = {a.poly(0), a.poly(1)};
-  const bool accumulate[2] = {true, true};
-  detail::divide_round_by_p(*ctx_, ext_polys, 2, level, outs, accumulate);
+  const u64* digits = mod_up(a.poly(2), a.level());
+  const KeySwitchKey* key = &rk.key;
+  u64* const out0 = a.poly(0);
+  u64* const out1 = a.poly(1);
+  key_switch(digits, a.level(), &key, nullptr, 1, &out0, &out1, nullptr, true);
   a.truncate_size(2);
 }
 
@@ -453,27 +500,38 @@ const KeySwitchKey& Evaluator::galois_key(const GaloisKeys& gk, std::uint32_t el
 }
 
 
-void Evaluator::switch_galois(const Ciphertext& a, const u64* digits, std::uint32_t galois_elt,
-                              const KeySwitchKey& key, Ciphertext& r) const {
-  const std::size_t n = ctx_->n(), limbs = a.limbs(), level = a.level(), ext = limbs + ctx_->special_count();
-  const auto perm = permutation(galois_elt);
-  r.reset(n, level, 2, a.slots(), a.scale());
-  u64* const acc = detail::scratch(detail::Scratch::acc, 2 * ext * n);
-  inner_product(digits, level, key, perm->data(), acc, acc + ext * n);
-  const long count = static_cast<long>(limbs);
-#pragma omp parallel for schedule(static)
-  for (long t = 0; t < count; ++t) {
-    const std::size_t i = static_cast<std::size_t>(t);
-    kernels::permute(a.limb(0, i), perm->data(), r.limb(0, i), n);
+void Evaluator::switch_galois(const Ciphertext& a, const u64* digits, const std::uint32_t* galois_elts,
+                              const KeySwitchKey* const* keys, std::size_t count, Ciphertext* const* r) const {
+  const std::size_t n = ctx_->n(), level = a.level();
+  std::vector<std::shared_ptr<const std::vector<std::uint32_t>>> perm_owners(count);
+  std::vector<const std::uint32_t*> perms(count);
+  std::vector<u64*> out0(count), out1(count);
+  for (std::size_t s = 0; s < count; ++s) {
+    perm_owners[s] = permutation(galois_elts[s]);
+    perms[s] = perm_owners[s]->data();
+    r[s]->reset(n, level, 2, a.slots(), a.scale());
+    out0[s] = r[s]->poly(0);
+    out1[s] = r[s]->poly(1);
   }
-  u64* const ext_polys[2] = {acc, acc + ext * n};
-  u64* const outs[2] = {r.poly(0), r.poly(1)};
-  const bool accumulate[2] = {true, false};
-  detail::divide_round_by_p(*ctx_, ext_polys, 2, level, outs, accumulate);
+  key_switch(digits, level, keys, perms.data(), count, out0.data(), out1.data(), a.poly(0), false);
 }
 
 std::vector<Ciphertext> Evaluator::rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps,
                                                   const GaloisKeys& gk) const {
+  std::vector<Ciphertext> out;
+  rotate_hoisted(a, steps, gk, out);
+  return out;
+}
+
+void Evaluator::rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps, const GaloisKeys& gk,
+                               std::vector<Ciphertext>& out) const {
+  for (const Ciphertext& o : out) {
+    if (&o == &a) {  // the source is one of the outputs: work from a copy
+      const Ciphertext copy = a;
+      rotate_hoisted(copy, steps, gk, out);
+      return;
+    }
+  }
   check(a);
   if (a.size() != 2) throw Error("rotate: relinearize the ciphertext first");
   // Resolve every key before the expensive decomposition, so a missing key fails fast.
@@ -483,28 +541,38 @@ std::vector<Ciphertext> Evaluator::rotate_hoisted(const Ciphertext& a, const std
     elts[s] = ctx_->galois_element(steps[s]);
     if (elts[s] != 1) keys[s] = &galois_key(gk, elts[s], steps[s]);
   }
-  std::vector<Ciphertext> out(steps.size());
-  const u64* digits = nullptr;
+  out.resize(steps.size());
+  std::vector<std::uint32_t> batch_elts;
+  std::vector<const KeySwitchKey*> batch_keys;
+  std::vector<Ciphertext*> batch_out;
   for (std::size_t s = 0; s < steps.size(); ++s) {
     if (elts[s] == 1) {
       out[s] = a;
-      continue;
+    } else {
+      batch_elts.push_back(elts[s]);
+      batch_keys.push_back(keys[s]);
+      batch_out.push_back(&out[s]);
     }
-    if (!digits) digits = mod_up(a.poly(1), a.level());
-    switch_galois(a, digits, elts[s], *keys[s], out[s]);
   }
-  return out;
+  if (batch_elts.empty()) return;
+  const u64* digits = mod_up(a.poly(1), a.level());
+  // Batches bound the accumulator scratch (2 polynomials over Q*P per step).
+  constexpr std::size_t kBatch = 8;
+  for (std::size_t b = 0; b < batch_elts.size(); b += kBatch) {
+    const std::size_t c = std::min(kBatch, batch_elts.size() - b);
+    switch_galois(a, digits, batch_elts.data() + b, batch_keys.data() + b, c, batch_out.data() + b);
+  }
 }
 
 void Evaluator::apply_galois_inplace(Ciphertext& a, std::uint32_t galois_elt, const GaloisKeys& gk) const {
   check(a);
   if (a.size() != 2) throw Error("rotate: relinearize the ciphertext first");
   if (galois_elt == 1) return;
-  const KeySwitchKey& key = galois_key(gk, galois_elt, 0);
+  const KeySwitchKey* key = &galois_key(gk, galois_elt, 0);
   const u64* digits = mod_up(a.poly(1), a.level());
-  Ciphertext& r = spare();
-  switch_galois(a, digits, galois_elt, key, r);
-  std::swap(a, r);
+  Ciphertext* r = &spare();
+  switch_galois(a, digits, &galois_elt, &key, 1, &r);
+  std::swap(a, *r);
 }
 
 void Evaluator::rotate_inplace(Ciphertext& a, int step, const GaloisKeys& gk) const {

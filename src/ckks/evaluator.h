@@ -57,6 +57,9 @@ class Evaluator {
   // modulus raising is done once; each step costs a permutation, an inner product and a mod-down).
   std::vector<Ciphertext> rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps,
                                          const GaloisKeys& gk) const;
+  // The same into `out` (resized to steps.size()), reusing the storage its ciphertexts already have.
+  void rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps, const GaloisKeys& gk,
+                      std::vector<Ciphertext>& out) const;
   // Complex conjugation of every slot.
   void conjugate_inplace(Ciphertext& a, const GaloisKeys& gk) const;
   void apply_galois_inplace(Ciphertext& a, std::uint32_t galois_elt, const GaloisKeys& gk) const;
@@ -80,12 +83,17 @@ class Evaluator {
   // extended limb j at digits + (d * ext + j) * N, ext = l + 1 + K. Returns the digit buffer
   // (per-thread scratch, valid until the next key switch on this thread).
   u64* mod_up(const u64* poly, std::size_t level) const;
-  // acc0, acc1 (ext limbs each) = sum_d (digit_d o perm) * key_d, one reduction per coefficient.
-  void inner_product(const u64* digits, std::size_t level, const KeySwitchKey& key, const std::uint32_t* perm,
-                     u64* acc0, u64* acc1) const;
-  // r = (a0 o g, 0) + key switch of the decomposed a1 o g.
-  void switch_galois(const Ciphertext& a, const u64* digits, std::uint32_t galois_elt, const KeySwitchKey& key,
-                     Ciphertext& r) const;
+  // Key switching of one decomposition with `count` keys (and permutations, for rotations; null for
+  // none): for each s, (ks0, ks1) = round(sum_d (digit_d o perm_s) * key_s,d / P) over q_0..q_l, added
+  // to (out0[s], out1[s]) when `accumulate`, else written there, with base0 o perm_s added to out0[s]
+  // when base0 is given. The inner products of the P limbs come first; then each chain limb's inner
+  // product, conversion and subtraction run in one task, so nothing over Q*P leaves the cache.
+  void key_switch(const u64* digits, std::size_t level, const KeySwitchKey* const* keys,
+                  const std::uint32_t* const* perms, std::size_t count, u64* const* out0, u64* const* out1,
+                  const u64* base0, bool accumulate) const;
+  // r[s] = (a0 o g_s, 0) + key switch of the decomposed a1 o g_s, for `count` Galois elements at once.
+  void switch_galois(const Ciphertext& a, const u64* digits, const std::uint32_t* galois_elts,
+                     const KeySwitchKey* const* keys, std::size_t count, Ciphertext* const* r) const;
   std::shared_ptr<const std::vector<std::uint32_t>> permutation(std::uint32_t galois_elt) const;
   const KeySwitchKey& galois_key(const GaloisKeys& gk, std::uint32_t elt, int step) const;
 
