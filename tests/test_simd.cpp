@@ -120,6 +120,12 @@ TEST(Simd, ElementwiseKernelsMatchPortable) {
     const auto d = random_below(n, qv, rng), a4 = random_below(n, 4 * qv, rng);
     std::vector<u64> wide(n);
     for (auto& x : wide) x = rng();
+    std::vector<std::int64_t> signed_wide(n);
+    for (auto& x : signed_wide) x = static_cast<std::int64_t>(rng());
+    signed_wide[0] = INT64_MIN;
+    signed_wide[1] = INT64_MAX;
+    signed_wide[2] = -1;
+    signed_wide[3] = -static_cast<std::int64_t>(qv);
     const MulConst w(rng() % qv, qv);
     const u64 s = rng() % qv;
     std::vector<std::uint32_t> perm(n);
@@ -143,6 +149,7 @@ TEST(Simd, ElementwiseKernelsMatchPortable) {
       std::copy(c.begin(), c.end(), acc);
       kernels::sub_mul_scalar_mod(a.data(), b.data(), s, w, acc, n, qv, true);
       kernels::reduce_mod(wide.data(), out(), n, m);
+      kernels::reduce_signed_mod(signed_wide.data(), out(), n, m);
       kernels::mul_mod(a.data(), b.data(), out(), n, m);
       kernels::mul_add_mod(a.data(), b.data(), c.data(), out(), n, m);
       u64 *d0 = out(), *d1 = out(), *d2 = out();

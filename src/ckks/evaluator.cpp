@@ -582,6 +582,21 @@ void Evaluator::rotate_inplace(Ciphertext& a, int step, const GaloisKeys& gk) co
   apply_galois_inplace(a, elt, gk);
 }
 
+void Evaluator::rotate(const Ciphertext& a, int step, const GaloisKeys& gk, Ciphertext& out) const {
+  if (&out == &a) return rotate_inplace(out, step, gk);
+  check(a);
+  if (a.size() != 2) throw Error("rotate: relinearize the ciphertext first");
+  const std::uint32_t elt = ctx_->galois_element(step);
+  if (elt == 1) {
+    out = a;
+    return;
+  }
+  const KeySwitchKey* key = &galois_key(gk, elt, step);
+  const u64* digits = mod_up(a.poly(1), a.level());
+  Ciphertext* r = &out;
+  switch_galois(a, digits, &elt, &key, 1, &r);
+}
+
 void Evaluator::conjugate_inplace(Ciphertext& a, const GaloisKeys& gk) const {
   apply_galois_inplace(a, ctx_->conjugation_element(), gk);
 }

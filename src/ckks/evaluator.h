@@ -53,6 +53,8 @@ class Evaluator {
 
   // Rotation to the left by `step` slots (negative: right), with the key for that step.
   void rotate_inplace(Ciphertext& a, int step, const GaloisKeys& gk) const;
+  // out = a rotated (out may be a); reuses out's storage.
+  void rotate(const Ciphertext& a, int step, const GaloisKeys& gk, Ciphertext& out) const;
   // Rotations of one ciphertext by many steps, sharing one key-switching decomposition (the
   // modulus raising is done once; each step costs a permutation, an inner product and a mod-down).
   std::vector<Ciphertext> rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps,
@@ -68,7 +70,7 @@ class Evaluator {
   Ciphertext add(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; add_inplace(r, b); return r; }
   Ciphertext sub(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; sub_inplace(r, b); return r; }
   Ciphertext multiply(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r; multiply(a, b, r); return r; }
-  Ciphertext rotate(const Ciphertext& a, int step, const GaloisKeys& gk) const { Ciphertext r = a; rotate_inplace(r, step, gk); return r; }
+  Ciphertext rotate(const Ciphertext& a, int step, const GaloisKeys& gk) const { Ciphertext r; rotate(a, step, gk, r); return r; }
 
   const CkksContext& context() const { return *ctx_; }
 

@@ -34,6 +34,8 @@ constexpr u64 kIfmaPrimeBound = 1ULL << 50;
                           bool accumulate);                                                                    \
   /* out = a mod q for any 64-bit a. */                                                                        \
   void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulus& m);                                    \
+  /* out = a mod q for any signed 64-bit a. */                                                                 \
+  void reduce_signed_mod(const std::int64_t* a, u64* out, std::size_t n, const Modulus& m);                    \
   void mul_mod(const u64* a, const u64* b, u64* out, std::size_t n, const Modulus& m);                         \
   /* out = c + a * b mod q. */                                                                                 \
   void mul_add_mod(const u64* a, const u64* b, const u64* c, u64* out, std::size_t n, const Modulus& m);       \
@@ -96,6 +98,9 @@ inline void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const MulConst
 }
 inline void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulus& m) {
   HECNN_DISPATCH(reduce_mod, a, out, n, m)
+}
+inline void reduce_signed_mod(const std::int64_t* a, u64* out, std::size_t n, const Modulus& m) {
+  HECNN_DISPATCH(reduce_signed_mod, a, out, n, m)
 }
 inline void mul_mod(const u64* a, const u64* b, u64* out, std::size_t n, const Modulus& m) {
   HECNN_DISPATCH(mul_mod, a, b, out, n, m)

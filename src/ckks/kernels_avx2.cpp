@@ -257,6 +257,9 @@ HECNN_TARGET void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulu
   portable::reduce_mod(a + i, out + i, n - i, m);
 }
 
+void reduce_signed_mod(const std::int64_t* a, u64* out, std::size_t n, const Modulus& m) {
+  portable::reduce_signed_mod(a, out, n, m);
+}
 void mul_mod(const u64* a, const u64* b, u64* out, std::size_t n, const Modulus& m) {
   portable::mul_mod(a, b, out, n, m);
 }

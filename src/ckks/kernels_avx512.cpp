@@ -131,6 +131,20 @@ HECNN_TARGET void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulu
   portable::reduce_mod(a + i, out + i, n - i, m);
 }
 
+HECNN_TARGET void reduce_signed_mod(const std::int64_t* a, u64* out, std::size_t n, const Modulus& m) {
+  // |a| mod q (|INT64_MIN| = 2^63 is right as an unsigned lane), then q - r for negative a.
+  const __m512i vq = set1(m.value), ratio = set1(m.ratio_hi), zero = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i x = _mm512_loadu_si512(a + i);
+    const __m512i ax = _mm512_abs_epi64(x);
+    const __m512i r = reduce_once(_mm512_sub_epi64(ax, _mm512_mullo_epi64(mulhi64(ax, ratio), vq)), vq);
+    const __mmask8 neg = _mm512_cmplt_epi64_mask(x, zero);
+    store(out + i, _mm512_mask_blend_epi64(neg, r, reduce_once(_mm512_sub_epi64(vq, r), vq)));
+  }
+  portable::reduce_signed_mod(a + i, out + i, n - i, m);
+}
+
 void mul_mod(const u64* a, const u64* b, u64* out, std::size_t n, const Modulus& m) {
   portable::mul_mod(a, b, out, n, m);
 }

@@ -110,6 +110,9 @@ void sub_mod(const u64* a, const u64* b, u64* out, std::size_t n, u64 q) { avx51
 void neg_mod(const u64* a, u64* out, std::size_t n, u64 q) { avx512::neg_mod(a, out, n, q); }
 void add_scalar_mod(const u64* a, u64 c, u64* out, std::size_t n, u64 q) { avx512::add_scalar_mod(a, c, out, n, q); }
 void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulus& m) { avx512::reduce_mod(a, out, n, m); }
+void reduce_signed_mod(const std::int64_t* a, u64* out, std::size_t n, const Modulus& m) {
+  avx512::reduce_signed_mod(a, out, n, m);
+}
 void permute(const u64* a, const std::uint32_t* perm, u64* out, std::size_t n) { avx512::permute(a, perm, out, n); }
 
 HECNN_TARGET void mul_scalar_mod(const u64* a, const MulConst& w, u64* out, std::size_t n, u64 q) {

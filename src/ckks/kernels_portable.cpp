@@ -113,6 +113,10 @@ void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulus& m) {
   for (std::size_t i = 0; i < n; ++i) out[i] = m.reduce(a[i]);
 }
 
+void reduce_signed_mod(const std::int64_t* a, u64* out, std::size_t n, const Modulus& m) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = reduce_signed(a[i], m);
+}
+
 void mul_mod(const u64* a, const u64* b, u64* out, std::size_t n, const Modulus& m) {
   for (std::size_t i = 0; i < n; ++i) out[i] = m.mul(a[i], b[i]);
 }
