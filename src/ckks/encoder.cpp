@@ -277,6 +277,9 @@ std::vector<std::complex<double>> CkksEncoder::decode_complex(const Plaintext& p
   std::vector<double> values(2 * slots);
   const Crt& crt = crt_[level];
   const std::size_t words = level + 2;
+  // 1/q_i for the estimate of the CRT overflow count (corrected exactly below).
+  std::vector<double> inv_q(level + 1);
+  for (std::size_t i = 0; i <= level; ++i) inv_q[i] = 1.0 / static_cast<double>(ctx_->modulus(i).value);
   const long count = static_cast<long>(2 * slots);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
@@ -293,7 +296,7 @@ std::vector<std::complex<double>> CkksEncoder::decode_complex(const Plaintext& p
         const u64 qi = ctx_->modulus(i).value;
         const u64 y = crt.inv_hat[i].apply(coeff[i * n + idx], qi);
         add_mul_word(acc, words, crt.hat[i].data(), words - 1, y);
-        frac += static_cast<double>(y) / static_cast<double>(qi);
+        frac += static_cast<double>(y) * inv_q[i];
       }
       // acc = x + k*Q with k = floor(frac) up to rounding; subtract all but a safe margin, then fix up.
       std::size_t k = static_cast<std::size_t>(frac);
