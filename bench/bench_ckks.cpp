@@ -170,6 +170,13 @@ HECNN_BENCH(RotateHoisted8) {
   for (auto _ : state) e.ev->rotate_hoisted(e.ct1, steps, e.gk, out);
 }
 
+// Their sum, kept over Q*P and brought down once.
+HECNN_BENCH(RotateSumHoisted8) {
+  BenchEnv& e = bench_env(state);
+  const std::vector<int> steps = {1, 2, 3, 4, 5, 6, 7, 8};
+  for (auto _ : state) benchmark::DoNotOptimize(e.ev->rotate_sum_hoisted(e.ct1, steps, e.gk));
+}
+
 // Key switching and friends at N=16384 with an explicit thread count (second argument).
 #define HECNN_BENCH_THREADS(name)                                                                  \
   void name(benchmark::State& state);                                                              \

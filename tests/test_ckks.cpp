@@ -303,6 +303,24 @@ TEST_P(Ckks, HoistedRotationsMatchSeparateOnes) {
   EXPECT_THROW(e.ev->rotate_hoisted(cx, {1, 7}, e.gk), hecnn::Error);
 }
 
+TEST_P(Ckks, HoistedRotationSumMatchesSumOfRotations) {
+  Env& e = env();
+  const std::size_t n = e.slots();
+  const auto x = random_vector(n, -1, 1, 26);
+  const Ciphertext cx = e.encrypt(x);
+  const std::vector<int> steps = {1, 2, 4, -1, 0, 100, 2};
+  const Ciphertext sum = e.ev->rotate_sum_hoisted(cx, steps, e.gk);
+  std::vector<double> want(n, 0.0);
+  for (int s : steps) {
+    const auto r = rotated(x, s);
+    for (std::size_t i = 0; i < n; ++i) want[i] += r[i];
+  }
+  EXPECT_GE(precision_bits(e.decrypt(sum), want), kMinBits - 3);
+  EXPECT_EQ(sum.level(), cx.level());
+  EXPECT_THROW(e.ev->rotate_sum_hoisted(cx, {1, 7}, e.gk), hecnn::Error);
+  EXPECT_THROW(e.ev->rotate_sum_hoisted(cx, {}, e.gk), hecnn::Error);
+}
+
 TEST_P(Ckks, RotationOfSparseVectorIsCyclicOverItsSlots) {
   Env& e = env();
   const std::size_t n = 16;

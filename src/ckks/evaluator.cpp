@@ -387,7 +387,7 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level) const {
 
 void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitchKey* const* keys,
                            const std::uint32_t* const* perms, std::size_t count, u64* const* out0,
-                           u64* const* out1, const u64* base0, bool accumulate) const {
+                           u64* const* out1, const u64* base0, bool accumulate, bool sum) const {
   const std::size_t n = ctx_->n(), limbs = level + 1, K = ctx_->special_count(), L = ctx_->chain_size();
   const std::size_t ext = limbs + K;
   const KeySwitchLevel& ks = ctx_->key_switch(level);
@@ -415,24 +415,37 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
     }
     kernels::ks_inner_product(x, b, a, D, perm ? perm + c0 : nullptr, r0, r1, len, ctx_->modulus(ki));
   };
+  // Result o's inner product: key o's, or with `sum` the sum over all keys (still over Q*P: one
+  // mod-down for all). tmp holds 2 * len words.
+  const std::size_t outputs = sum ? 1 : count;
+  auto inner_out = [&](std::size_t o, std::size_t j, std::size_t c0, std::size_t len, u64* r0, u64* r1, u64* tmp) {
+    if (!sum) return inner(o, j, c0, len, r0, r1);
+    const u64 q = ctx_->modulus(ext_key_index(level, L, j)).value;
+    inner(0, j, c0, len, r0, r1);
+    for (std::size_t s = 1; s < count; ++s) {
+      inner(s, j, c0, len, tmp, tmp + len);
+      kernels::add_mod(r0, tmp, r0, len, q);
+      kernels::add_mod(r1, tmp + len, r1, len, q);
+    }
+  };
   // 1. P limbs of every key's two results: inner product (in blocks, to spread it over the threads),
   //    then coefficient form + floor(P/2) for rounding, scaled for the conversion to the chain primes.
-  u64* const pbuf = detail::scratch(detail::Scratch::acc, count * 2 * K * n);  // [s][poly][k]
+  u64* const pbuf = detail::scratch(detail::Scratch::acc, outputs * 2 * K * n);  // [o][poly][k]
   {
     std::size_t blocks = 1;
-    while (blocks < n / 1024 && count * K * blocks < 8 * static_cast<std::size_t>(num_threads())) blocks <<= 1;
+    while (blocks < n / 1024 && outputs * K * blocks < 8 * static_cast<std::size_t>(num_threads())) blocks <<= 1;
     const std::size_t len = n / blocks;
-    const long tasks = static_cast<long>(count * K * blocks);
+    const long tasks = static_cast<long>(outputs * K * blocks);
 #pragma omp parallel for schedule(static)
     for (long t = 0; t < tasks; ++t) {
-      const std::size_t s = static_cast<std::size_t>(t) / (K * blocks), k = static_cast<std::size_t>(t) / blocks % K;
+      const std::size_t o = static_cast<std::size_t>(t) / (K * blocks), k = static_cast<std::size_t>(t) / blocks % K;
       const std::size_t c0 = static_cast<std::size_t>(t) % blocks * len;
-      u64* r0 = pbuf + (s * 2 * K + k) * n + c0;
-      inner(s, limbs + k, c0, len, r0, r0 + K * n);
+      u64* r0 = pbuf + (o * 2 * K + k) * n + c0;
+      inner_out(o, limbs + k, c0, len, r0, r0 + K * n, detail::scratch(detail::Scratch::task, 2 * len));
     }
   }
   {
-    const long tasks = static_cast<long>(count * 2 * K);
+    const long tasks = static_cast<long>(outputs * 2 * K);
 #pragma omp parallel for schedule(static)
     for (long t = 0; t < tasks; ++t) {
       const std::size_t k = static_cast<std::size_t>(t) % K;
@@ -445,16 +458,23 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
   }
   // 2. Chain limbs, limb-major over the keys (the limb's digits stay in cache across keys): inner
   //    product, then out (+)= (ip - NTT(P part mod q_j - floor(P/2))) * P^-1 for both results.
-  const long tasks = static_cast<long>(limbs * count);
+  const long tasks = static_cast<long>(limbs * outputs);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < tasks; ++t) {
-    const std::size_t j = static_cast<std::size_t>(t) / count, s = static_cast<std::size_t>(t) % count;
+    const std::size_t j = static_cast<std::size_t>(t) / outputs, s = static_cast<std::size_t>(t) % outputs;
     const Modulus& m = ctx_->modulus(j);
-    u64* const tmp = detail::scratch(detail::Scratch::task, 3 * n);
+    u64* const tmp = detail::scratch(detail::Scratch::task, 5 * n);
     u64* const ip[2] = {tmp, tmp + n};
     u64* const conv = tmp + 2 * n;
-    inner(s, j, 0, n, ip[0], ip[1]);
-    if (base0) kernels::permute(base0 + j * n, perms[s], out0[s] + j * n, n);
+    inner_out(s, j, 0, n, ip[0], ip[1], tmp + 3 * n);
+    if (base0) {
+      u64* o0 = out0[s] + j * n;
+      kernels::permute(base0 + j * n, perms[s], o0, n);
+      for (std::size_t k = 1; sum && k < count; ++k) {
+        kernels::permute(base0 + j * n, perms[k], conv, n);
+        kernels::add_mod(o0, conv, o0, n, m.value);
+      }
+    }
     for (std::size_t poly = 0; poly < 2; ++poly) {
       const u64* y[16];
       for (std::size_t k = 0; k < K; ++k) y[k] = pbuf + ((s * 2 + poly) * K + k) * n;
@@ -475,7 +495,7 @@ void Evaluator::relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const {
   const KeySwitchKey* key = &rk.key;
   u64* const out0 = a.poly(0);
   u64* const out1 = a.poly(1);
-  key_switch(digits, a.level(), &key, nullptr, 1, &out0, &out1, nullptr, true);
+  key_switch(digits, a.level(), &key, nullptr, 1, &out0, &out1, nullptr, true, false);
   a.truncate_size(2);
 }
 
@@ -513,7 +533,7 @@ void Evaluator::switch_galois(const Ciphertext& a, const u64* digits, const std:
     out0[s] = r[s]->poly(0);
     out1[s] = r[s]->poly(1);
   }
-  key_switch(digits, level, keys, perms.data(), count, out0.data(), out1.data(), a.poly(0), false);
+  key_switch(digits, level, keys, perms.data(), count, out0.data(), out1.data(), a.poly(0), false, false);
 }
 
 std::vector<Ciphertext> Evaluator::rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps,
@@ -562,6 +582,43 @@ void Evaluator::rotate_hoisted(const Ciphertext& a, const std::vector<int>& step
     const std::size_t c = std::min(kBatch, batch_elts.size() - b);
     switch_galois(a, digits, batch_elts.data() + b, batch_keys.data() + b, c, batch_out.data() + b);
   }
+}
+
+Ciphertext Evaluator::rotate_sum_hoisted(const Ciphertext& a, const std::vector<int>& steps,
+                                         const GaloisKeys& gk) const {
+  check(a);
+  if (a.size() != 2) throw Error("rotate: relinearize the ciphertext first");
+  if (steps.empty()) throw Error("rotate_sum_hoisted: no steps");
+  std::vector<std::uint32_t> elts;
+  std::vector<const KeySwitchKey*> keys;
+  std::size_t identities = 0;
+  for (int step : steps) {
+    const std::uint32_t e = ctx_->galois_element(step);
+    if (e == 1) {
+      ++identities;
+    } else {
+      elts.push_back(e);
+      keys.push_back(&galois_key(gk, e, step));
+    }
+  }
+  const std::size_t n = ctx_->n(), level = a.level();
+  Ciphertext r(n, level, 2, a.slots(), a.scale());
+  if (!elts.empty()) {
+    std::vector<std::shared_ptr<const std::vector<std::uint32_t>>> owners;
+    std::vector<const std::uint32_t*> perms;
+    for (std::uint32_t e : elts) {
+      owners.push_back(permutation(e));
+      perms.push_back(owners.back()->data());
+    }
+    const u64* digits = mod_up(a.poly(1), level);
+    u64* const out0 = r.poly(0);
+    u64* const out1 = r.poly(1);
+    key_switch(digits, level, keys.data(), perms.data(), elts.size(), &out0, &out1, a.poly(0), false, true);
+  } else {
+    std::fill(r.poly(0), r.poly(0) + r.word_count(), u64{0});
+  }
+  for (std::size_t k = 0; k < identities; ++k) add_inplace(r, a);  // steps that are no rotation at all
+  return r;
 }
 
 void Evaluator::apply_galois_inplace(Ciphertext& a, std::uint32_t galois_elt, const GaloisKeys& gk) const {

@@ -62,6 +62,9 @@ class Evaluator {
   // The same into `out` (resized to steps.size()), reusing the storage its ciphertexts already have.
   void rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps, const GaloisKeys& gk,
                       std::vector<Ciphertext>& out) const;
+  // The sum of the rotations of `a` by every step (a step may repeat; 0 adds `a` itself): one modulus
+  // raising, the inner products summed over Q*P, and a single mod-down for the whole sum.
+  Ciphertext rotate_sum_hoisted(const Ciphertext& a, const std::vector<int>& steps, const GaloisKeys& gk) const;
   // Complex conjugation of every slot.
   void conjugate_inplace(Ciphertext& a, const GaloisKeys& gk) const;
   void apply_galois_inplace(Ciphertext& a, std::uint32_t galois_elt, const GaloisKeys& gk) const;
@@ -90,9 +93,11 @@ class Evaluator {
   // to (out0[s], out1[s]) when `accumulate`, else written there, with base0 o perm_s added to out0[s]
   // when base0 is given. The inner products of the P limbs come first; then each chain limb's inner
   // product, conversion and subtraction run in one task, so nothing over Q*P leaves the cache.
+  // With `sum`, the count results are summed over Q*P and written to out0[0], out1[0] after a single
+  // mod-down.
   void key_switch(const u64* digits, std::size_t level, const KeySwitchKey* const* keys,
                   const std::uint32_t* const* perms, std::size_t count, u64* const* out0, u64* const* out1,
-                  const u64* base0, bool accumulate) const;
+                  const u64* base0, bool accumulate, bool sum) const;
   // r[s] = (a0 o g_s, 0) + key switch of the decomposed a1 o g_s, for `count` Galois elements at once.
   void switch_galois(const Ciphertext& a, const u64* digits, const std::uint32_t* galois_elts,
                      const KeySwitchKey* const* keys, std::size_t count, Ciphertext* const* r) const;
