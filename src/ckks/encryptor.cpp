@@ -96,6 +96,7 @@ void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
   expand_symmetric_a(*ctx_, seed, level, out.poly(1));
   detail::small_to_ntt(*ctx_, e.data(), detail::chain_indices(level), out.poly(0));
   const long count = static_cast<long>(limbs);
+  const detail::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < count; ++i) {
     const std::size_t ii = static_cast<std::size_t>(i);
@@ -105,7 +106,7 @@ void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
     u64* c0 = out.limb(0, ii);
     // c0 = e - a*s + m: c0 += m, then c0 - a*s as c0 + a*(q - s).
     kernels::add_mod(c0, pt.limb(ii), c0, n, m.value);
-    u64* neg_s = detail::scratch(detail::Scratch::task, n);
+    u64* neg_s = team.mine();
     kernels::neg_mod(s, neg_s, n, m.value);
     kernels::mul_add_mod(a, neg_s, c0, c0, n, m);
     wipe(neg_s, n * sizeof(u64));

@@ -295,11 +295,12 @@ void Evaluator::rescale_inplace(Ciphertext& a) const {
   Ciphertext& r = spare();
   r.reset(n, l - 1, size, a.slots(), a.scale() / static_cast<double>(ql.value));
   const long count = static_cast<long>(size * l);
+  const detail::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t k = static_cast<std::size_t>(t) / l, i = static_cast<std::size_t>(t) % l;
     const Modulus& m = ctx_->modulus(i);
-    u64* tmp = detail::scratch(detail::Scratch::task, n);
+    u64* tmp = team.mine();
     const u64* src = last + k * n;
     if (ql.value >= 3 * m.value) {  // else values below q_l, plus the offset below q_i, stay below 4 q_i
       kernels::reduce_mod(src, tmp, n, m);
@@ -431,6 +432,7 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
   // 1. P limbs of every key's two results: inner product (in blocks, to spread it over the threads),
   //    then coefficient form + floor(P/2) for rounding, scaled for the conversion to the chain primes.
   u64* const pbuf = detail::scratch(detail::Scratch::acc, outputs * 2 * K * n);  // [o][poly][k]
+  const detail::TeamScratch team(5 * n);
   {
     std::size_t blocks = 1;
     while (blocks < n / 1024 && outputs * K * blocks < 8 * static_cast<std::size_t>(num_threads())) blocks <<= 1;
@@ -441,7 +443,7 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
       const std::size_t o = static_cast<std::size_t>(t) / (K * blocks), k = static_cast<std::size_t>(t) / blocks % K;
       const std::size_t c0 = static_cast<std::size_t>(t) % blocks * len;
       u64* r0 = pbuf + (o * 2 * K + k) * n + c0;
-      inner_out(o, limbs + k, c0, len, r0, r0 + K * n, detail::scratch(detail::Scratch::task, 2 * len));
+      inner_out(o, limbs + k, c0, len, r0, r0 + K * n, team.mine());
     }
   }
   {
@@ -463,7 +465,7 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
   for (long t = 0; t < tasks; ++t) {
     const std::size_t j = static_cast<std::size_t>(t) / outputs, s = static_cast<std::size_t>(t) % outputs;
     const Modulus& m = ctx_->modulus(j);
-    u64* const tmp = detail::scratch(detail::Scratch::task, 5 * n);
+    u64* const tmp = team.mine();
     u64* const ip[2] = {tmp, tmp + n};
     u64* const conv = tmp + 2 * n;
     inner_out(s, j, 0, n, ip[0], ip[1], tmp + 3 * n);

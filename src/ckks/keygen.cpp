@@ -88,13 +88,14 @@ PublicKey KeyGenerator::create_public_key() const {
   pk.b.resize(L * n);
   detail::small_to_ntt(*ctx_, e.data(), all_indices(*ctx_), pk.b.data());
   const long limbs = static_cast<long>(L);
+  const detail::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < limbs; ++i) {
     const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
     const u64* a = pk.a.data() + i * n;
     const u64* s = sk_.ntt.data() + i * n;
     u64* b = pk.b.data() + i * n;
-    u64* tmp = detail::scratch(detail::Scratch::task, n);
+    u64* tmp = team.mine();
     kernels::neg_mod(s, tmp, n, m.value);
     kernels::mul_add_mod(a, tmp, b, b, n, m);
     wipe(tmp, n * sizeof(u64));
@@ -120,6 +121,7 @@ KeySwitchKey KeyGenerator::make_switch_key(const std::vector<u64>& s_prime) cons
     detail::small_to_ntt(*ctx_, e.data(), idx, b.data());
     const std::size_t lo = d * alpha, hi = std::min(L, lo + alpha);
     const long count = static_cast<long>(total);
+    const detail::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < count; ++i) {
       const std::size_t ii = static_cast<std::size_t>(i);
@@ -128,7 +130,7 @@ KeySwitchKey KeyGenerator::make_switch_key(const std::vector<u64>& s_prime) cons
       const u64* s = sk_.ntt.data() + ii * n;
       u64* bb = b.data() + ii * n;
       // b = e - a*s (+ P * s' on the digit's primes), as e + a*(q - s) (+ s' * (P mod q)).
-      u64* tmp = detail::scratch(detail::Scratch::task, n);
+      u64* tmp = team.mine();
       kernels::neg_mod(s, tmp, n, m.value);
       kernels::mul_add_mod(a, tmp, bb, bb, n, m);
       if (ii >= lo && ii < hi) {

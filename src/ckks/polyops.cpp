@@ -99,12 +99,13 @@ void divide_round_by_p(const CkksContext& ctx, u64* const* ext, std::size_t coun
   // forward transform's offset q_i - floor(P/2) mod q_i, free) and take it to NTT form; then
   // out (+)= (x - that) * P^-1.
   const long tasks = static_cast<long>(count * limbs);
+  const TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < tasks; ++t) {
     const std::size_t p = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
     const u64* y[16];
     for (std::size_t k = 0; k < K; ++k) y[k] = ext[p] + (limbs + k) * n;
-    u64* tmp = scratch(Scratch::task, n);
+    u64* tmp = team.mine();
     const u64 qi = ctx.modulus(i).value;
     // Lazy conversion leaves values below 3 q_i, so adding the offset (< q_i) stays below 4 q_i.
     const u64* c = conv.to_target(y, i, tmp, n, true, 3);
