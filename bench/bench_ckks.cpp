@@ -1,5 +1,7 @@
 // CKKS primitive timings with SEAL's default 128-bit chains, ciphertexts at the top level.
-// Single-threaded by default (HECNN_BENCH_THREADS overrides), like SEAL's sealbench.
+// Single-threaded by default (HECNN_BENCH_THREADS overrides), like SEAL's sealbench; the *Threads
+// benchmarks take the thread count as their second argument. HECNN_SIMD selects the vector level
+// (reported in the context as hecnn_simd).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -122,9 +124,11 @@ HECNN_BENCH(MulPt) {
   time_in_place(state, e.ct1, [&](Ciphertext& c) { e.ev->multiply_plain_inplace(c, e.pt); });
 }
 
+// Into a reused output, like sealbench's multiply(ct0, ct1, ct2).
 HECNN_BENCH(MulCt) {
   BenchEnv& e = bench_env(state);
-  for (auto _ : state) benchmark::DoNotOptimize(e.ev->multiply(e.ct1, e.ct2));
+  Ciphertext c;
+  for (auto _ : state) e.ev->multiply(e.ct1, e.ct2, c);
 }
 
 HECNN_BENCH(Square) {
@@ -149,12 +153,86 @@ HECNN_BENCH(Rotate) {
   for (auto _ : state) e.ev->rotate_inplace(c, 1, e.gk);
 }
 
+// Eight rotations of one ciphertext by steps 1..8 (eight different keys), into reused outputs:
+// separately (a full key switch each), and hoisted (one modulus raising shared by all eight).
+HECNN_BENCH(RotateSeparate8) {
+  BenchEnv& e = bench_env(state);
+  std::vector<Ciphertext> out(8);
+  for (auto _ : state) {
+    for (int s = 1; s <= 8; ++s) e.ev->rotate(e.ct1, s, e.gk, out[static_cast<std::size_t>(s - 1)]);
+  }
+}
+
 HECNN_BENCH(RotateHoisted8) {
   BenchEnv& e = bench_env(state);
   const std::vector<int> steps = {1, 2, 3, 4, 5, 6, 7, 8};
-  for (auto _ : state) benchmark::DoNotOptimize(e.ev->rotate_hoisted(e.ct1, steps, e.gk));
+  std::vector<Ciphertext> out;
+  for (auto _ : state) e.ev->rotate_hoisted(e.ct1, steps, e.gk, out);
+}
+
+// Their sum, kept over Q*P and brought down once.
+HECNN_BENCH(RotateSumHoisted8) {
+  BenchEnv& e = bench_env(state);
+  const std::vector<int> steps = {1, 2, 3, 4, 5, 6, 7, 8};
+  for (auto _ : state) benchmark::DoNotOptimize(e.ev->rotate_sum_hoisted(e.ct1, steps, e.gk));
+}
+
+// Key switching and friends at N=16384 with an explicit thread count (second argument).
+#define HECNN_BENCH_THREADS(name)                                                                  \
+  void name(benchmark::State& state);                                                              \
+  BENCHMARK(name)->ArgsProduct({{16384}, {1, 2}})->Unit(benchmark::kMicrosecond)->UseRealTime();   \
+  void name(benchmark::State& state)
+
+BenchEnv& bench_env_threads(const benchmark::State& state) {
+  set_num_threads(static_cast<int>(state.range(1)));
+  return env(static_cast<std::size_t>(state.range(0)));
+}
+
+HECNN_BENCH_THREADS(RelinInplaceThreads) {
+  BenchEnv& e = bench_env_threads(state);
+  const Ciphertext three = e.ev->multiply(e.ct1, e.ct2);
+  time_in_place(state, three, [&](Ciphertext& c) { e.ev->relinearize_inplace(c, e.rk); });
+}
+
+HECNN_BENCH_THREADS(RotateThreads) {
+  BenchEnv& e = bench_env_threads(state);
+  Ciphertext c = e.ct1;
+  for (auto _ : state) e.ev->rotate_inplace(c, 1, e.gk);
+}
+
+HECNN_BENCH_THREADS(RescaleInplaceThreads) {
+  BenchEnv& e = bench_env_threads(state);
+  time_in_place(state, e.ct1, [&](Ciphertext& c) { e.ev->rescale_inplace(c); });
+}
+
+HECNN_BENCH_THREADS(MulCtThreads) {
+  BenchEnv& e = bench_env_threads(state);
+  Ciphertext c;
+  for (auto _ : state) e.ev->multiply(e.ct1, e.ct2, c);
+}
+
+HECNN_BENCH_THREADS(RotateSeparate8Threads) {
+  BenchEnv& e = bench_env_threads(state);
+  std::vector<Ciphertext> out(8);
+  for (auto _ : state) {
+    for (int s = 1; s <= 8; ++s) e.ev->rotate(e.ct1, s, e.gk, out[static_cast<std::size_t>(s - 1)]);
+  }
+}
+
+HECNN_BENCH_THREADS(RotateHoisted8Threads) {
+  BenchEnv& e = bench_env_threads(state);
+  const std::vector<int> steps = {1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<Ciphertext> out;
+  for (auto _ : state) e.ev->rotate_hoisted(e.ct1, steps, e.gk, out);
 }
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("hecnn_simd", simd_level_name(simd_level()));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -178,6 +178,21 @@ TEST_P(Ckks, DeferredRelinearizationOfSummedProducts) {
   for (std::size_t i = 0; i < a.size(); ++i) want[i] = a[i] * b[i] + c[i] * d[i];
   EXPECT_GE(precision_bits(e.decrypt(ab), want), kMinBits);
   EXPECT_THROW(e.ev->rotate(cd, 1, e.gk), hecnn::Error);  // rotation needs 2 components
+
+  // A 2-component ciphertext (at the product's scale) added to a 3-component one, either way round.
+  const auto f = random_vector(e.slots(), -1, 1, 25);
+  const Ciphertext cf = e.encrypt(f, kScale * kScale);
+  Ciphertext sum3 = cd;
+  e.ev->add_inplace(sum3, cf);
+  Ciphertext sum2 = cf;
+  e.ev->add_inplace(sum2, cd);
+  ASSERT_EQ(sum2.size(), 3u);
+  for (std::size_t i = 0; i < want.size(); ++i) want[i] = c[i] * d[i] + f[i];
+  for (Ciphertext* s : {&sum3, &sum2}) {
+    e.ev->relinearize_inplace(*s, e.rk);
+    e.ev->rescale_inplace(*s);
+    EXPECT_GE(precision_bits(e.decrypt(*s), want), kMinBits);
+  }
 }
 
 TEST_P(Ckks, MultiplyPlainAndConstants) {
@@ -288,6 +303,24 @@ TEST_P(Ckks, HoistedRotationsMatchSeparateOnes) {
   EXPECT_THROW(e.ev->rotate_hoisted(cx, {1, 7}, e.gk), hecnn::Error);
 }
 
+TEST_P(Ckks, HoistedRotationSumMatchesSumOfRotations) {
+  Env& e = env();
+  const std::size_t n = e.slots();
+  const auto x = random_vector(n, -1, 1, 26);
+  const Ciphertext cx = e.encrypt(x);
+  const std::vector<int> steps = {1, 2, 4, -1, 0, 100, 2};
+  const Ciphertext sum = e.ev->rotate_sum_hoisted(cx, steps, e.gk);
+  std::vector<double> want(n, 0.0);
+  for (int s : steps) {
+    const auto r = rotated(x, s);
+    for (std::size_t i = 0; i < n; ++i) want[i] += r[i];
+  }
+  EXPECT_GE(precision_bits(e.decrypt(sum), want), kMinBits - 3);
+  EXPECT_EQ(sum.level(), cx.level());
+  EXPECT_THROW(e.ev->rotate_sum_hoisted(cx, {1, 7}, e.gk), hecnn::Error);
+  EXPECT_THROW(e.ev->rotate_sum_hoisted(cx, {}, e.gk), hecnn::Error);
+}
+
 TEST_P(Ckks, RotationOfSparseVectorIsCyclicOverItsSlots) {
   Env& e = env();
   const std::size_t n = 16;
@@ -347,6 +380,33 @@ TEST_P(Ckks, ThreadCountIsSettableAndResultsAgree) {
   set_num_threads(0);
   ASSERT_EQ(r1.word_count(), r2.word_count());
   EXPECT_TRUE(std::equal(r1.poly(0), r1.poly(0) + r1.word_count(), r2.poly(0)));  // deterministic
+}
+
+TEST_P(Ckks, IndependentCiphertextsInParallelThreads) {
+  // Callers may run operations on different ciphertexts from their own threads (the library's
+  // scratch buffers are per thread; its inner parallel loops then run serially): same results.
+  Env& e = env();
+  std::vector<Ciphertext> in;
+  for (unsigned k = 0; k < 4; ++k) in.push_back(e.enc_sk->encrypt(e.encoder->encode(random_vector(e.slots(), -1, 1, 50 + k), kScale)));
+  auto work = [&](const Ciphertext& c) {
+    Ciphertext m = e.ev->multiply(c, c);
+    e.ev->relinearize_inplace(m, e.rk);
+    e.ev->rescale_inplace(m);
+    Ciphertext r = e.ev->rotate(m, 3, e.gk);
+    const auto hoisted = e.ev->rotate_hoisted(r, {1, -1}, e.gk);
+    e.ev->add_inplace(r, hoisted[0]);
+    e.ev->add_inplace(r, hoisted[1]);
+    return r;
+  };
+  std::vector<Ciphertext> serial, parallel(in.size());
+  for (const auto& c : in) serial.push_back(work(c));
+  const long count = static_cast<long>(in.size());
+#pragma omp parallel for schedule(static, 1) num_threads(2)
+  for (long k = 0; k < count; ++k) parallel[static_cast<std::size_t>(k)] = work(in[static_cast<std::size_t>(k)]);
+  for (std::size_t k = 0; k < in.size(); ++k) {
+    ASSERT_EQ(serial[k].word_count(), parallel[k].word_count());
+    EXPECT_TRUE(std::equal(serial[k].poly(0), serial[k].poly(0) + serial[k].word_count(), parallel[k].poly(0))) << k;
+  }
 }
 
 TEST_P(Ckks, MismatchedKeysAndOperandsAreRejected) {

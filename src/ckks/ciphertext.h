@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "ckks/aligned.h"
 #include "ckks/modarith.h"
 #include "ckks/random.h"
 
@@ -51,7 +52,8 @@ class Ciphertext {
   Ciphertext(std::size_t n, std::size_t level, std::size_t size, std::size_t slots, double scale) {
     reset(n, level, size, slots, scale);
   }
-  // Resizes (reusing capacity) and zeroes nothing: callers overwrite every word.
+  // Resizes (reusing capacity) and zeroes nothing: callers overwrite every word. New storage is left
+  // uninitialized, also by the sizing constructor.
   void reset(std::size_t n, std::size_t level, std::size_t size, std::size_t slots, double scale) {
     n_ = n;
     level_ = level;
@@ -95,7 +97,7 @@ class Ciphertext {
  private:
   std::size_t n_ = 0, level_ = 0, size_ = 0, slots_ = 0;
   double scale_ = 1.0;
-  std::vector<u64> data_;
+  detail::AlignedVector<u64> data_;
   std::optional<Seed> seed_;
 };
 

@@ -10,4 +10,5 @@
 #include "ckks/keys.h"
 #include "ckks/params.h"
 #include "ckks/serialization.h"
+#include "ckks/simd.h"
 #include "ckks/threads.h"

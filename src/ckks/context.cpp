@@ -1,6 +1,10 @@
 #include "ckks/context.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "ckks/error.h"
+#include "ckks/kernels.h"
 
 namespace hecnn::ckks {
 
@@ -25,36 +29,43 @@ BaseConverter::BaseConverter(const std::vector<Modulus>& source, const std::vect
       hat_mod_target_[t * k + i] = hat;
     }
   }
+  for (const auto& s : source) max_source_ = std::max(max_source_, s.value);
+}
+
+void BaseConverter::scale_source(std::size_t i, const u64* in, u64* out, std::size_t n) const {
+  if (source_.size() == 1) {
+    if (in != out) std::memcpy(out, in, n * sizeof(u64));
+    return;
+  }
+  kernels::mul_scalar_mod(in, inv_hat_[i], out, n, source_[i].value);
+}
+
+const u64* BaseConverter::to_target(const u64* const* y, std::size_t t, u64* out, std::size_t n, bool lazy,
+                                    u64 lazy_factor) const {
+  const std::size_t k = source_.size();
+  const Modulus& m = target_[t];
+  if (k == 1) {
+    // (S/s_0) = 1: a plain reduction, or nothing when the NTT can take the values as they are.
+    if (lazy && source_[0].value < lazy_factor * m.value) return y[0];
+    if (source_[0].value <= m.value) {
+      if (y[0] != out) std::memcpy(out, y[0], n * sizeof(u64));
+    } else {
+      kernels::reduce_mod(y[0], out, n, m);
+    }
+    return out;
+  }
+  kernels::convert_sum(y, hat_mod_target_.data() + t * k, k, max_source_, out, n, m);
+  return out;
 }
 
 void BaseConverter::convert(const u64* const* in, u64* const* out, std::size_t n, u64* scratch) const {
   const std::size_t k = source_.size();
-  const long ks = static_cast<long>(k), ts = static_cast<long>(target_.size());
-#pragma omp parallel for schedule(static) if (ks > 1)
-  for (long ii = 0; ii < ks; ++ii) {
-    const std::size_t i = static_cast<std::size_t>(ii);
-    const u64 q = source_[i].value, w = inv_hat_[i].w, ws = inv_hat_[i].ws;
-    const u64* x = in[i];
-    u64* y = scratch + i * n;
-    for (std::size_t c = 0; c < n; ++c) y[c] = mul_shoup(x[c], w, ws, q);
+  std::vector<const u64*> y(k);
+  for (std::size_t i = 0; i < k; ++i) {
+    scale_source(i, in[i], scratch + i * n, n);
+    y[i] = scratch + i * n;
   }
-#pragma omp parallel for schedule(static) if (ts > 1)
-  for (long tt = 0; tt < ts; ++tt) {
-    const std::size_t t = static_cast<std::size_t>(tt);
-    const Modulus& m = target_[t];
-    const u64* hat = hat_mod_target_.data() + t * k;
-    u64* o = out[t];
-    if (k == 1) {
-      const MulConst h(hat[0], m.value);
-      for (std::size_t c = 0; c < n; ++c) o[c] = h.apply(m.reduce(scratch[c]), m.value);
-    } else {
-      for (std::size_t c = 0; c < n; ++c) {
-        u128 acc = 0;
-        for (std::size_t i = 0; i < k; ++i) acc += static_cast<u128>(scratch[i * n + c]) * hat[i];
-        o[c] = m.reduce128(acc);
-      }
-    }
-  }
+  for (std::size_t t = 0; t < target_.size(); ++t) to_target(y.data(), t, out[t], n, false);
 }
 
 std::shared_ptr<const CkksContext> CkksContext::create(const CkksParameters& params) {

@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "ckks/error.h"
+#include "ckks/kernels.h"
 #include "ckks/polyops.h"
 
 namespace hecnn::ckks {
@@ -123,38 +124,53 @@ CkksEncoder::CkksEncoder(ContextPtr ctx) : ctx_(std::move(ctx)) {
   }
 }
 
+// Both transforms work on interleaved (re, im) doubles with explicit arithmetic: std::complex's
+// operator* carries NaN/infinity recovery branches that keep the loops from vectorizing.
 void CkksEncoder::embed_inverse(std::vector<std::complex<double>>& v) const {
   const std::size_t size = v.size(), m = 2 * ctx_->n();
-  for (std::size_t len = size; len >= 1; len >>= 1) {
-    const std::size_t lenh = len >> 1, lenq = len << 2;
-    for (std::size_t i = 0; i < size; i += len) {
-      for (std::size_t j = 0; j < lenh; ++j) {
-        const std::size_t idx = (lenq - (rot_group_[j] % lenq)) * (m / lenq);
-        const std::complex<double> u = v[i + j] + v[i + j + lenh];
-        const std::complex<double> w = (v[i + j] - v[i + j + lenh]) * roots_[idx];
-        v[i + j] = u;
-        v[i + j + lenh] = w;
+  double* const d = reinterpret_cast<double*>(v.data());
+  const double* const roots = reinterpret_cast<const double*>(roots_.data());
+  for (std::size_t len = size; len >= 2; len >>= 1) {
+    const std::size_t lenh = len >> 1, lenq = len << 2, stride = m / lenq;
+    for (std::size_t j = 0; j < lenh; ++j) {
+      const std::size_t idx = (lenq - (rot_group_[j] % lenq)) * stride;
+      const double wr = roots[2 * idx], wi = roots[2 * idx + 1];
+      for (std::size_t i = 0; i < size; i += len) {
+        double* x = d + 2 * (i + j);
+        double* y = d + 2 * (i + j + lenh);
+        const double ur = x[0], ui = x[1], vr = y[0], vi = y[1];
+        x[0] = ur + vr;
+        x[1] = ui + vi;
+        const double tr = ur - vr, ti = ui - vi;
+        y[0] = tr * wr - ti * wi;
+        y[1] = tr * wi + ti * wr;
       }
     }
-    if (len == 1) break;
   }
   bit_reverse(v);
   const double inv = 1.0 / static_cast<double>(size);
-  for (auto& x : v) x *= inv;
+  for (std::size_t i = 0; i < 2 * size; ++i) d[i] *= inv;
 }
 
 void CkksEncoder::embed(std::vector<std::complex<double>>& v) const {
   const std::size_t size = v.size(), m = 2 * ctx_->n();
   bit_reverse(v);
+  double* const d = reinterpret_cast<double*>(v.data());
+  const double* const roots = reinterpret_cast<const double*>(roots_.data());
   for (std::size_t len = 2; len <= size; len <<= 1) {
-    const std::size_t lenh = len >> 1, lenq = len << 2;
-    for (std::size_t i = 0; i < size; i += len) {
-      for (std::size_t j = 0; j < lenh; ++j) {
-        const std::size_t idx = (rot_group_[j] % lenq) * (m / lenq);
-        const std::complex<double> u = v[i + j];
-        const std::complex<double> w = v[i + j + lenh] * roots_[idx];
-        v[i + j] = u + w;
-        v[i + j + lenh] = u - w;
+    const std::size_t lenh = len >> 1, lenq = len << 2, stride = m / lenq;
+    for (std::size_t j = 0; j < lenh; ++j) {
+      const std::size_t idx = (rot_group_[j] % lenq) * stride;
+      const double wr = roots[2 * idx], wi = roots[2 * idx + 1];
+      for (std::size_t i = 0; i < size; i += len) {
+        double* x = d + 2 * (i + j);
+        double* y = d + 2 * (i + j + lenh);
+        const double ur = x[0], ui = x[1];
+        const double tr = y[0] * wr - y[1] * wi, ti = y[0] * wi + y[1] * wr;
+        x[0] = ur + tr;
+        x[1] = ui + ti;
+        y[0] = ur - tr;
+        y[1] = ui - ti;
       }
     }
   }
@@ -220,6 +236,23 @@ void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t h
   }
   out.reset(n, level, slots, scale);
   const long limbs = static_cast<long>(level + 1);
+  if (max_abs < 0x1p63) {
+    // Every coefficient as a signed 64-bit integer once (zero in the gaps), then one vectorized
+    // reduction and one NTT per prime.
+    std::vector<std::int64_t> ints(n, 0);
+    for (std::size_t j = 0; j < half; ++j) {
+      ints[j * gap] = static_cast<std::int64_t>(scaled[j]);
+      ints[n / 2 + j * gap] = static_cast<std::int64_t>(scaled[half + j]);
+    }
+#pragma omp parallel for schedule(static) if (limbs > 1)
+    for (long i = 0; i < limbs; ++i) {
+      const std::size_t ii = static_cast<std::size_t>(i);
+      u64* o = out.limb(ii);
+      kernels::reduce_signed_mod(ints.data(), o, n, ctx_->modulus(ii));
+      ctx_->ntt(ii).forward(o);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (limbs > 1)
   for (long i = 0; i < limbs; ++i) {
     const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
@@ -244,6 +277,9 @@ std::vector<std::complex<double>> CkksEncoder::decode_complex(const Plaintext& p
   std::vector<double> values(2 * slots);
   const Crt& crt = crt_[level];
   const std::size_t words = level + 2;
+  // 1/q_i for the estimate of the CRT overflow count (corrected exactly below).
+  std::vector<double> inv_q(level + 1);
+  for (std::size_t i = 0; i <= level; ++i) inv_q[i] = 1.0 / static_cast<double>(ctx_->modulus(i).value);
   const long count = static_cast<long>(2 * slots);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
@@ -260,7 +296,7 @@ std::vector<std::complex<double>> CkksEncoder::decode_complex(const Plaintext& p
         const u64 qi = ctx_->modulus(i).value;
         const u64 y = crt.inv_hat[i].apply(coeff[i * n + idx], qi);
         add_mul_word(acc, words, crt.hat[i].data(), words - 1, y);
-        frac += static_cast<double>(y) / static_cast<double>(qi);
+        frac += static_cast<double>(y) * inv_q[i];
       }
       // acc = x + k*Q with k = floor(frac) up to rounding; subtract all but a safe margin, then fix up.
       std::size_t k = static_cast<std::size_t>(frac);

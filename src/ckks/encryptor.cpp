@@ -2,8 +2,12 @@
 
 #include <vector>
 
+#include <cstring>
+
 #include "ckks/error.h"
+#include "ckks/kernels.h"
 #include "ckks/polyops.h"
+#include "ckks/scratch.h"
 
 namespace hecnn::ckks {
 
@@ -55,37 +59,31 @@ void Encryptor::encrypt_public(const Plaintext& pt, Ciphertext& out) const {
   // (pk.b * u + e0, pk.a * u + e1) over q_0..q_l, P, then divided by P: the errors shrink by P.
   const auto idx = detail::extended_indices(*ctx_, level);
   const std::size_t ext = idx.size();
-  WipedVector<u64> u_ntt(ext * n), c0(ext * n), c1(ext * n);
-  detail::small_to_ntt(*ctx_, u.data(), idx, u_ntt.data());
-  detail::small_to_ntt(*ctx_, e0.data(), idx, c0.data());
-  detail::small_to_ntt(*ctx_, e1.data(), idx, c1.data());
+  // Per-thread scratch, wiped before returning: it holds the ephemeral secret u and the noise.
+  u64* const buf = detail::scratch(detail::Scratch::encrypt, 3 * ext * n);
+  u64* const u_ntt = buf;
+  u64* const c0 = buf + ext * n;
+  u64* const c1 = buf + 2 * ext * n;
+  detail::small_to_ntt(*ctx_, u.data(), idx, u_ntt);
+  const std::int64_t* const errors[2] = {e0.data(), e1.data()};
+  u64* const err_out[2] = {c0, c1};
+  detail::small_to_ntt_many(*ctx_, errors, 2, idx, err_out);
   const long count = static_cast<long>(ext);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t j = static_cast<std::size_t>(t), ki = idx[j];
     const Modulus& m = ctx_->modulus(ki);
-    const u64* uu = u_ntt.data() + j * n;
-    const u64* b = pk_->b.data() + ki * n;
-    const u64* a = pk_->a.data() + ki * n;
-    u64* x0 = c0.data() + j * n;
-    u64* x1 = c1.data() + j * n;
-    for (std::size_t c = 0; c < n; ++c) {
-      x0[c] = m.add(x0[c], m.mul(b[c], uu[c]));
-      x1[c] = m.add(x1[c], m.mul(a[c], uu[c]));
-    }
+    const u64* uu = u_ntt + j * n;
+    kernels::mul_add_mod(pk_->b.data() + ki * n, uu, c0 + j * n, c0 + j * n, n, m);
+    kernels::mul_add_mod(pk_->a.data() + ki * n, uu, c1 + j * n, c1 + j * n, n, m);
   }
   out.reset(n, level, 2, pt.slots(), pt.scale());
-  detail::divide_round_by_p(*ctx_, c0.data(), level, out.poly(0), false);
-  detail::divide_round_by_p(*ctx_, c1.data(), level, out.poly(1), false);
-  const long lc = static_cast<long>(limbs);
-#pragma omp parallel for schedule(static)
-  for (long i = 0; i < lc; ++i) {
-    const std::size_t ii = static_cast<std::size_t>(i);
-    const Modulus& m = ctx_->modulus(ii);
-    const u64* mm = pt.limb(ii);
-    u64* o = out.limb(0, ii);
-    for (std::size_t c = 0; c < n; ++c) o[c] = m.add(o[c], mm[c]);
-  }
+  std::memcpy(out.poly(0), pt.data(), limbs * n * sizeof(u64));  // the message, added by the division
+  u64* const ext_polys[2] = {c0, c1};
+  u64* const outs[2] = {out.poly(0), out.poly(1)};
+  const bool accumulate[2] = {true, false};
+  detail::divide_round_by_p(*ctx_, ext_polys, 2, level, outs, accumulate);
+  wipe(buf, 3 * ext * n * sizeof(u64));
 }
 
 void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
@@ -98,15 +96,20 @@ void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
   expand_symmetric_a(*ctx_, seed, level, out.poly(1));
   detail::small_to_ntt(*ctx_, e.data(), detail::chain_indices(level), out.poly(0));
   const long count = static_cast<long>(limbs);
+  const detail::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < count; ++i) {
     const std::size_t ii = static_cast<std::size_t>(i);
     const Modulus& m = ctx_->modulus(ii);
     const u64* s = sk_->ntt.data() + ii * n;
-    const u64* mm = pt.limb(ii);
     const u64* a = out.limb(1, ii);
     u64* c0 = out.limb(0, ii);
-    for (std::size_t c = 0; c < n; ++c) c0[c] = m.add(m.sub(c0[c], m.mul(a[c], s[c])), mm[c]);
+    // c0 = e - a*s + m: c0 += m, then c0 - a*s as c0 + a*(q - s).
+    kernels::add_mod(c0, pt.limb(ii), c0, n, m.value);
+    u64* neg_s = team.mine();
+    kernels::neg_mod(s, neg_s, n, m.value);
+    kernels::mul_add_mod(a, neg_s, c0, c0, n, m);
+    wipe(neg_s, n * sizeof(u64));
   }
   out.set_seed(seed);
 }
@@ -131,14 +134,13 @@ void Decryptor::decrypt(const Ciphertext& ct, Plaintext& out) const {
     const std::size_t ii = static_cast<std::size_t>(i);
     const Modulus& m = ctx_->modulus(ii);
     const u64* s = sk_.ntt.data() + ii * n;
-    const u64* c0 = ct.limb(0, ii);
-    const u64* c1 = ct.limb(1, ii);
-    const u64* c2 = size == 3 ? ct.limb(2, ii) : nullptr;
     u64* o = out.limb(ii);
-    for (std::size_t c = 0; c < n; ++c) {
-      u64 v = m.add(c0[c], m.mul(c1[c], s[c]));
-      if (c2) v = m.add(v, m.mul(m.mul(c2[c], s[c]), s[c]));
-      o[c] = v;
+    if (size == 3) {
+      // c0 + (c1 + c2 s) s.
+      kernels::mul_add_mod(ct.limb(2, ii), s, ct.limb(1, ii), o, n, m);
+      kernels::mul_add_mod(o, s, ct.limb(0, ii), o, n, m);
+    } else {
+      kernels::mul_add_mod(ct.limb(1, ii), s, ct.limb(0, ii), o, n, m);
     }
   }
 }

@@ -5,7 +5,10 @@
 #include <string>
 
 #include "ckks/error.h"
+#include "ckks/kernels.h"
 #include "ckks/polyops.h"
+#include "ckks/scratch.h"
+#include "ckks/threads.h"
 
 namespace hecnn::ckks {
 
@@ -27,6 +30,13 @@ constexpr double kScaleTolerance = 1e-9;
 bool scales_match(double a, double b) { return std::fabs(a - b) <= kScaleTolerance * std::max(a, b); }
 
 std::string scale_str(double s) { return "2^" + std::to_string(std::log2(s)); }
+
+// A per-thread spare ciphertext: out-of-place results are built in it and swapped into the operand,
+// whose old storage becomes the next spare. In steady state nothing is allocated.
+Ciphertext& spare() {
+  thread_local Ciphertext c;
+  return c;
+}
 
 // Limb `j` of an extended level-l polynomial maps to this key index.
 inline std::size_t ext_key_index(std::size_t level, std::size_t chain, std::size_t j) {
@@ -78,9 +88,9 @@ void Evaluator::add_sub(Ciphertext& a, const Ciphertext& b, bool subtract) const
     u64* x = a.limb(k, i);
     const u64* y = b.limb(k, i);
     if (subtract) {
-      for (std::size_t c = 0; c < n; ++c) x[c] = m.sub(x[c], y[c]);
+      kernels::sub_mod(x, y, x, n, m.value);
     } else {
-      for (std::size_t c = 0; c < n; ++c) x[c] = m.add(x[c], y[c]);
+      kernels::add_mod(x, y, x, n, m.value);
     }
   }
 }
@@ -97,7 +107,7 @@ void Evaluator::negate_inplace(Ciphertext& a) const {
     const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
     const Modulus& m = ctx_->modulus(i);
     u64* x = a.limb(k, i);
-    for (std::size_t c = 0; c < n; ++c) x[c] = m.neg(x[c]);
+    kernels::neg_mod(x, x, n, m.value);
   }
 }
 
@@ -132,9 +142,9 @@ void Evaluator::add_sub_plain(Ciphertext& a, const Plaintext& p, bool subtract) 
     u64* x = c0 + ii * n;
     const u64* y = p.limb(ii);
     if (subtract) {
-      for (std::size_t c = 0; c < n; ++c) x[c] = m.sub(x[c], y[c]);
+      kernels::sub_mod(x, y, x, n, m.value);
     } else {
-      for (std::size_t c = 0; c < n; ++c) x[c] = m.add(x[c], y[c]);
+      kernels::add_mod(x, y, x, n, m.value);
     }
   }
 }
@@ -169,53 +179,47 @@ void Evaluator::add_const_inplace(Ciphertext& a, double c) const {
     const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
     const u64 ri = r[static_cast<std::size_t>(i)];
     u64* x = c0 + static_cast<std::size_t>(i) * n;
-    for (std::size_t j = 0; j < n; ++j) x[j] = m.add(x[j], ri);
+    kernels::add_scalar_mod(x, ri, x, n, m.value);
   }
 }
 
-void Evaluator::multiply_inplace(Ciphertext& a, const Ciphertext& b) const {
+void Evaluator::multiply(const Ciphertext& a, const Ciphertext& b, Ciphertext& out) const {
   check_pair(a, b, "multiply");
   if (a.size() != 2 || b.size() != 2) throw Error("multiply: relinearize 3-component operands first");
   check_scale_room(*ctx_, a.level(), a.scale() * b.scale(), "multiply");
+  if (&out == &a || &out == &b) {
+    Ciphertext& r = spare();
+    multiply(a, b, r);
+    std::swap(out, r);
+    return;
+  }
   const std::size_t n = ctx_->n(), limbs = a.limbs();
-  Ciphertext r(n, a.level(), 3, a.slots(), a.scale() * b.scale());
+  out.reset(n, a.level(), 3, a.slots(), a.scale() * b.scale());
   const long count = static_cast<long>(limbs);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t i = static_cast<std::size_t>(t);
-    const Modulus& m = ctx_->modulus(i);
-    const u64 *a0 = a.limb(0, i), *a1 = a.limb(1, i), *b0 = b.limb(0, i), *b1 = b.limb(1, i);
-    u64 *d0 = r.limb(0, i), *d1 = r.limb(1, i), *d2 = r.limb(2, i);
-    for (std::size_t c = 0; c < n; ++c) {
-      d0[c] = m.mul(a0[c], b0[c]);
-      d1[c] = m.reduce128(static_cast<u128>(a0[c]) * b1[c] + static_cast<u128>(a1[c]) * b0[c]);
-      d2[c] = m.mul(a1[c], b1[c]);
-    }
+    kernels::tensor_mod(a.limb(0, i), a.limb(1, i), b.limb(0, i), b.limb(1, i), out.limb(0, i), out.limb(1, i),
+                        out.limb(2, i), n, ctx_->modulus(i));
   }
-  a = std::move(r);
 }
+
+void Evaluator::multiply_inplace(Ciphertext& a, const Ciphertext& b) const { multiply(a, b, a); }
 
 void Evaluator::square_inplace(Ciphertext& a) const {
   check(a);
   if (a.size() != 2) throw Error("square: relinearize a 3-component operand first");
   check_scale_room(*ctx_, a.level(), a.scale() * a.scale(), "square");
   const std::size_t n = ctx_->n(), limbs = a.limbs();
-  Ciphertext r(n, a.level(), 3, a.slots(), a.scale() * a.scale());
+  Ciphertext& r = spare();
+  r.reset(n, a.level(), 3, a.slots(), a.scale() * a.scale());
   const long count = static_cast<long>(limbs);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t i = static_cast<std::size_t>(t);
-    const Modulus& m = ctx_->modulus(i);
-    const u64 *a0 = a.limb(0, i), *a1 = a.limb(1, i);
-    u64 *d0 = r.limb(0, i), *d1 = r.limb(1, i), *d2 = r.limb(2, i);
-    for (std::size_t c = 0; c < n; ++c) {
-      d0[c] = m.mul(a0[c], a0[c]);
-      const u64 x = m.mul(a0[c], a1[c]);
-      d1[c] = m.add(x, x);
-      d2[c] = m.mul(a1[c], a1[c]);
-    }
+    kernels::square_mod(a.limb(0, i), a.limb(1, i), r.limb(0, i), r.limb(1, i), r.limb(2, i), n, ctx_->modulus(i));
   }
-  a = std::move(r);
+  std::swap(a, r);
 }
 
 void Evaluator::multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const {
@@ -229,8 +233,7 @@ void Evaluator::multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const 
     const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
     const Modulus& m = ctx_->modulus(i);
     u64* x = a.limb(k, i);
-    const u64* y = p.limb(i);
-    for (std::size_t c = 0; c < n; ++c) x[c] = m.mul(x[c], y[c]);
+    kernels::mul_mod(x, p.limb(i), x, n, m);
   }
   a.set_scale(a.scale() * p.scale());
 }
@@ -264,40 +267,49 @@ void Evaluator::multiply_residues(Ciphertext& a, const std::vector<MulConst>& w)
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t i = static_cast<std::size_t>(t) % limbs;
-    const u64 q = ctx_->modulus(i).value;
     u64* x = base + static_cast<std::size_t>(t) * n;
-    for (std::size_t j = 0; j < n; ++j) x[j] = mul_shoup(x[j], w[i].w, w[i].ws, q);
+    kernels::mul_scalar_mod(x, w[i], x, n, ctx_->modulus(i).value);
   }
 }
 
 void Evaluator::rescale_inplace(Ciphertext& a) const {
   check(a);
-  const std::size_t l = a.level(), n = ctx_->n();
+  const std::size_t l = a.level(), n = ctx_->n(), size = a.size();
   if (l == 0) throw Error("rescale: the ciphertext is at level 0, no prime left to divide by");
   const Modulus& ql = ctx_->modulus(l);
   const u64 half = ql.value >> 1;
   const auto& inv = ctx_->rescale_inv(l);
-  std::vector<u64> last(n);
-  for (std::size_t k = 0; k < a.size(); ++k) {
-    std::memcpy(last.data(), a.limb(k, l), n * sizeof(u64));
-    ctx_->ntt(l).inverse(last.data());
-    for (std::size_t c = 0; c < n; ++c) last[c] = ql.add(last[c], half);
-    const long count = static_cast<long>(l);
+  // Top limb of each component in coefficient form, + floor(q_l / 2) so the division rounds.
+  u64* const last = detail::scratch(detail::Scratch::coeff, size * n);
+  {
+    const long count = static_cast<long>(size);
 #pragma omp parallel for schedule(static)
-    for (long t = 0; t < count; ++t) {
-      const std::size_t i = static_cast<std::size_t>(t);
-      thread_local std::vector<u64> tmp;
-      tmp.resize(n);
-      const Modulus& m = ctx_->modulus(i);
-      const u64 half_i = m.reduce(half);
-      for (std::size_t c = 0; c < n; ++c) tmp[c] = m.sub(m.reduce(last[c]), half_i);
-      ctx_->ntt(i).forward(tmp.data());
-      u64* x = a.limb(k, i);
-      for (std::size_t c = 0; c < n; ++c) x[c] = mul_shoup(m.sub(x[c], tmp[c]), inv[i].w, inv[i].ws, m.value);
+    for (long k = 0; k < count; ++k) {
+      u64* x = last + static_cast<std::size_t>(k) * n;
+      ctx_->ntt(l).inverse(a.limb(static_cast<std::size_t>(k), l), x);
+      kernels::add_scalar_mod(x, half, x, n, ql.value);
     }
   }
-  a.drop_to_level(l - 1);
-  a.set_scale(a.scale() / static_cast<double>(ql.value));
+  // Every other limb: x' = (x - NTT(last - floor(q_l/2) mod q_i)) * q_l^-1, the subtraction done as
+  // the forward transform's offset. Written straight into the new layout (a spare ciphertext).
+  Ciphertext& r = spare();
+  r.reset(n, l - 1, size, a.slots(), a.scale() / static_cast<double>(ql.value));
+  const long count = static_cast<long>(size * l);
+  const detail::TeamScratch team(n);
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < count; ++t) {
+    const std::size_t k = static_cast<std::size_t>(t) / l, i = static_cast<std::size_t>(t) % l;
+    const Modulus& m = ctx_->modulus(i);
+    u64* tmp = team.mine();
+    const u64* src = last + k * n;
+    if (ql.value >= 3 * m.value) {  // else values below q_l, plus the offset below q_i, stay below 4 q_i
+      kernels::reduce_mod(src, tmp, n, m);
+      src = tmp;
+    }
+    ctx_->ntt(i).forward(src, tmp, m.value - m.reduce(half));
+    kernels::sub_mul_scalar_mod(a.limb(k, i), tmp, 0, inv[i], r.limb(k, i), n, m.value, false);
+  }
+  std::swap(a, r);
 }
 
 void Evaluator::drop_to_level_inplace(Ciphertext& a, std::size_t level) const {
@@ -334,77 +346,158 @@ void Evaluator::align_inplace(Ciphertext& a, Ciphertext& b) const {
 
 // ---- key switching ----
 
-void Evaluator::mod_up(const u64* poly, std::size_t level, std::vector<u64>& digits) const {
+u64* Evaluator::mod_up(const u64* poly, std::size_t level) const {
   const std::size_t n = ctx_->n(), limbs = level + 1, K = ctx_->special_count(), L = ctx_->chain_size();
   const std::size_t ext = limbs + K, alpha = ctx_->params().digit_size();
   const KeySwitchLevel& ks = ctx_->key_switch(level);
-  thread_local std::vector<u64> coeff, scratch;
-  coeff.assign(poly, poly + limbs * n);
-  detail::ntt_inverse(*ctx_, coeff.data(), detail::chain_indices(level));
-  digits.resize(ks.digit_count * ext * n);
-  scratch.resize(alpha * n);
-  for (std::size_t d = 0; d < ks.digit_count; ++d) {
-    const std::size_t lo = d * alpha, hi = std::min(limbs, lo + alpha);
-    u64* e = digits.data() + d * ext * n;
-    std::memcpy(e + lo * n, poly + lo * n, (hi - lo) * n * sizeof(u64));
-    std::vector<const u64*> in;
-    for (std::size_t i = lo; i < hi; ++i) in.push_back(coeff.data() + i * n);
-    const auto& targets = ks.mod_up_targets[d];
-    std::vector<u64*> out;
-    for (std::size_t t : targets) out.push_back(e + t * n);
-    ks.mod_up[d].convert(in.data(), out.data(), n, scratch.data());
-    const long count = static_cast<long>(targets.size());
+  const std::size_t D = ks.digit_count;
+  u64* const digits = detail::scratch(detail::Scratch::digits, D * ext * n);
+  u64* const coeff = detail::scratch(detail::Scratch::coeff, limbs * n);
+  // Coefficient form of every limb, scaled by its digit's (Q_d / q_i)^-1 (nothing for 1-prime digits).
+  {
+    const long count = static_cast<long>(limbs);
 #pragma omp parallel for schedule(static)
     for (long t = 0; t < count; ++t) {
-      const std::size_t j = targets[static_cast<std::size_t>(t)];
-      ctx_->ntt(ext_key_index(level, L, j)).forward(e + j * n);
+      const std::size_t i = static_cast<std::size_t>(t), d = i / alpha;
+      u64* x = coeff + i * n;
+      ctx_->ntt(i).inverse(poly + i * n, x);
+      ks.mod_up[d].scale_source(i - d * alpha, x, x, n);
     }
   }
+  // Every (digit, extended limb) pair: the digit's own limbs are copied (already in NTT form), the
+  // others are converted from the digit's primes and transformed. A single-prime digit below 4 times
+  // the target prime goes into the NTT as it is.
+  const long count = static_cast<long>(D * ext);
+#pragma omp parallel for schedule(dynamic)
+  for (long t = 0; t < count; ++t) {
+    const std::size_t d = static_cast<std::size_t>(t) / ext, j = static_cast<std::size_t>(t) % ext;
+    const std::size_t lo = d * alpha, hi = std::min(limbs, lo + alpha);
+    u64* out = digits + (d * ext + j) * n;
+    if (j >= lo && j < hi) {
+      std::memcpy(out, poly + j * n, n * sizeof(u64));
+      continue;
+    }
+    const u64* y[64];
+    for (std::size_t i = lo; i < hi; ++i) y[i - lo] = coeff + i * n;
+    const std::size_t target = j < lo ? j : j - (hi - lo);
+    const u64* src = ks.mod_up[d].to_target(y, target, out, n, true);
+    ctx_->ntt(ext_key_index(level, L, j)).forward(src, out);
+  }
+  return digits;
 }
 
-void Evaluator::key_switch_from_digits(const std::vector<u64>& digits, std::size_t level, const KeySwitchKey& key,
-                                       const std::uint32_t* perm, u64* out0, u64* out1) const {
+void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitchKey* const* keys,
+                           const std::uint32_t* const* perms, std::size_t count, u64* const* out0,
+                           u64* const* out1, const u64* base0, bool accumulate, bool sum) const {
   const std::size_t n = ctx_->n(), limbs = level + 1, K = ctx_->special_count(), L = ctx_->chain_size();
   const std::size_t ext = limbs + K;
   const KeySwitchLevel& ks = ctx_->key_switch(level);
   const std::size_t D = ks.digit_count;
-  if (key.b.size() < D || key.a.size() < D) throw Error("key-switching key has too few digits for these parameters");
-  thread_local std::vector<u64> acc0, acc1;
-  acc0.resize(ext * n);
-  acc1.resize(ext * n);
-  // thread_local names resolve per OpenMP thread: take the caller's buffers by pointer.
-  u64* const acc0_p = acc0.data();
-  u64* const acc1_p = acc1.data();
-  const long count = static_cast<long>(ext);
-#pragma omp parallel for schedule(static)
-  for (long t = 0; t < count; ++t) {
-    const std::size_t j = static_cast<std::size_t>(t), ki = ext_key_index(level, L, j);
-    const Modulus& m = ctx_->modulus(ki);
-    u64* r0 = acc0_p + j * n;
-    u64* r1 = acc1_p + j * n;
-    for (std::size_t c = 0; c < n; ++c) {
-      u128 s0 = 0, s1 = 0;
-      for (std::size_t d = 0; d < D; ++d) {
-        const u64* e = digits.data() + (d * ext + j) * n;
-        const u64 x = perm ? e[perm[c]] : e[c];
-        s0 += static_cast<u128>(x) * key.b[d][ki * n + c];
-        s1 += static_cast<u128>(x) * key.a[d][ki * n + c];
+  for (std::size_t s = 0; s < count; ++s) {
+    const KeySwitchKey& key = *keys[s];
+    if (key.b.size() < D || key.a.size() < D) throw Error("key-switching key has too few digits for these parameters");
+    for (std::size_t d = 0; d < D; ++d) {
+      if (key.b[d].size() < (L + K) * n || key.a[d].size() < (L + K) * n) {
+        throw Error("key-switching key does not match these parameters");
       }
-      r0[c] = m.reduce128(s0);
-      r1[c] = m.reduce128(s1);
     }
   }
-  detail::divide_round_by_p(*ctx_, acc0_p, level, out0, true);
-  detail::divide_round_by_p(*ctx_, acc1_p, level, out1, true);
+  // Inner product for extended limb j, coefficients [c0, c0 + len), of key s.
+  auto inner = [&](std::size_t s, std::size_t j, std::size_t c0, std::size_t len, u64* r0, u64* r1) {
+    const std::size_t ki = ext_key_index(level, L, j);
+    const std::uint32_t* perm = perms ? perms[s] : nullptr;
+    const u64* x[64];
+    const u64* b[64];
+    const u64* a[64];
+    for (std::size_t d = 0; d < D; ++d) {
+      x[d] = digits + (d * ext + j) * n + (perm ? 0 : c0);
+      b[d] = keys[s]->b[d].data() + ki * n + c0;
+      a[d] = keys[s]->a[d].data() + ki * n + c0;
+    }
+    kernels::ks_inner_product(x, b, a, D, perm ? perm + c0 : nullptr, r0, r1, len, ctx_->modulus(ki));
+  };
+  // Result o's inner product: key o's, or with `sum` the sum over all keys (still over Q*P: one
+  // mod-down for all). tmp holds 2 * len words.
+  const std::size_t outputs = sum ? 1 : count;
+  auto inner_out = [&](std::size_t o, std::size_t j, std::size_t c0, std::size_t len, u64* r0, u64* r1, u64* tmp) {
+    if (!sum) return inner(o, j, c0, len, r0, r1);
+    const u64 q = ctx_->modulus(ext_key_index(level, L, j)).value;
+    inner(0, j, c0, len, r0, r1);
+    for (std::size_t s = 1; s < count; ++s) {
+      inner(s, j, c0, len, tmp, tmp + len);
+      kernels::add_mod(r0, tmp, r0, len, q);
+      kernels::add_mod(r1, tmp + len, r1, len, q);
+    }
+  };
+  // 1. P limbs of every key's two results: inner product (in blocks, to spread it over the threads),
+  //    then coefficient form + floor(P/2) for rounding, scaled for the conversion to the chain primes.
+  u64* const pbuf = detail::scratch(detail::Scratch::acc, outputs * 2 * K * n);  // [o][poly][k]
+  const detail::TeamScratch team(5 * n);
+  {
+    std::size_t blocks = 1;
+    while (blocks < n / 1024 && outputs * K * blocks < 8 * static_cast<std::size_t>(num_threads())) blocks <<= 1;
+    const std::size_t len = n / blocks;
+    const long tasks = static_cast<long>(outputs * K * blocks);
+#pragma omp parallel for schedule(static)
+    for (long t = 0; t < tasks; ++t) {
+      const std::size_t o = static_cast<std::size_t>(t) / (K * blocks), k = static_cast<std::size_t>(t) / blocks % K;
+      const std::size_t c0 = static_cast<std::size_t>(t) % blocks * len;
+      u64* r0 = pbuf + (o * 2 * K + k) * n + c0;
+      inner_out(o, limbs + k, c0, len, r0, r0 + K * n, team.mine());
+    }
+  }
+  {
+    const long tasks = static_cast<long>(outputs * 2 * K);
+#pragma omp parallel for schedule(static)
+    for (long t = 0; t < tasks; ++t) {
+      const std::size_t k = static_cast<std::size_t>(t) % K;
+      u64* x = pbuf + static_cast<std::size_t>(t) * n;
+      const u64 pk = ctx_->modulus(L + k).value;
+      ctx_->ntt(L + k).inverse(x);
+      kernels::add_scalar_mod(x, ks.half_p_mod_p[k], x, n, pk);
+      ks.mod_down.scale_source(k, x, x, n);
+    }
+  }
+  // 2. Chain limbs, limb-major over the keys (the limb's digits stay in cache across keys): inner
+  //    product, then out (+)= (ip - NTT(P part mod q_j - floor(P/2))) * P^-1 for both results.
+  const long tasks = static_cast<long>(limbs * outputs);
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < tasks; ++t) {
+    const std::size_t j = static_cast<std::size_t>(t) / outputs, s = static_cast<std::size_t>(t) % outputs;
+    const Modulus& m = ctx_->modulus(j);
+    u64* const tmp = team.mine();
+    u64* const ip[2] = {tmp, tmp + n};
+    u64* const conv = tmp + 2 * n;
+    inner_out(s, j, 0, n, ip[0], ip[1], tmp + 3 * n);
+    if (base0) {
+      u64* o0 = out0[s] + j * n;
+      kernels::permute(base0 + j * n, perms[s], o0, n);
+      for (std::size_t k = 1; sum && k < count; ++k) {
+        kernels::permute(base0 + j * n, perms[k], conv, n);
+        kernels::add_mod(o0, conv, o0, n, m.value);
+      }
+    }
+    for (std::size_t poly = 0; poly < 2; ++poly) {
+      const u64* y[16];
+      for (std::size_t k = 0; k < K; ++k) y[k] = pbuf + ((s * 2 + poly) * K + k) * n;
+      const u64* c = ks.mod_down.to_target(y, j, conv, n, true, 3);
+      ctx_->ntt(j).forward(c, conv, m.value - ks.half_p_mod_q[j]);
+      u64* out = (poly == 0 ? out0[s] : out1[s]) + j * n;
+      const bool acc = accumulate || (poly == 0 && base0);
+      kernels::sub_mul_scalar_mod(ip[poly], conv, 0, ks.p_inv[j], out, n, m.value, acc);
+    }
+  }
 }
 
 void Evaluator::relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const {
   check(a);
   if (a.size() == 2) return;
   if (rk.params_id != ctx_->params().id()) throw Error("relinearize: relinearization key was made for other parameters");
-  std::vector<u64> digits;
-  mod_up(a.poly(2), a.level(), digits);
-  key_switch_from_digits(digits, a.level(), rk.key, nullptr, a.poly(0), a.poly(1));
+  const u64* digits = mod_up(a.poly(2), a.level());
+  const KeySwitchKey* key = &rk.key;
+  u64* const out0 = a.poly(0);
+  u64* const out1 = a.poly(1);
+  key_switch(digits, a.level(), &key, nullptr, 1, &out0, &out1, nullptr, true, false);
   a.truncate_size(2);
 }
 
@@ -429,25 +522,38 @@ const KeySwitchKey& Evaluator::galois_key(const GaloisKeys& gk, std::uint32_t el
 }
 
 
-void Evaluator::switch_galois(const Ciphertext& a, const std::vector<u64>& digits, std::uint32_t galois_elt,
-                              const KeySwitchKey& key, Ciphertext& r) const {
-  const std::size_t n = ctx_->n(), limbs = a.limbs(), level = a.level();
-  const auto perm = permutation(galois_elt);
-  r.reset(n, level, 2, a.slots(), a.scale());
-  const long count = static_cast<long>(limbs);
-#pragma omp parallel for schedule(static)
-  for (long t = 0; t < count; ++t) {
-    const std::size_t i = static_cast<std::size_t>(t);
-    const u64* x = a.limb(0, i);
-    u64* y = r.limb(0, i);
-    for (std::size_t c = 0; c < n; ++c) y[c] = x[(*perm)[c]];
-    std::memset(r.limb(1, i), 0, n * sizeof(u64));
+void Evaluator::switch_galois(const Ciphertext& a, const u64* digits, const std::uint32_t* galois_elts,
+                              const KeySwitchKey* const* keys, std::size_t count, Ciphertext* const* r) const {
+  const std::size_t n = ctx_->n(), level = a.level();
+  std::vector<std::shared_ptr<const std::vector<std::uint32_t>>> perm_owners(count);
+  std::vector<const std::uint32_t*> perms(count);
+  std::vector<u64*> out0(count), out1(count);
+  for (std::size_t s = 0; s < count; ++s) {
+    perm_owners[s] = permutation(galois_elts[s]);
+    perms[s] = perm_owners[s]->data();
+    r[s]->reset(n, level, 2, a.slots(), a.scale());
+    out0[s] = r[s]->poly(0);
+    out1[s] = r[s]->poly(1);
   }
-  key_switch_from_digits(digits, level, key, perm->data(), r.poly(0), r.poly(1));
+  key_switch(digits, level, keys, perms.data(), count, out0.data(), out1.data(), a.poly(0), false, false);
 }
 
 std::vector<Ciphertext> Evaluator::rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps,
                                                   const GaloisKeys& gk) const {
+  std::vector<Ciphertext> out;
+  rotate_hoisted(a, steps, gk, out);
+  return out;
+}
+
+void Evaluator::rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps, const GaloisKeys& gk,
+                               std::vector<Ciphertext>& out) const {
+  for (const Ciphertext& o : out) {
+    if (&o == &a) {  // the source is one of the outputs: work from a copy
+      const Ciphertext copy = a;
+      rotate_hoisted(copy, steps, gk, out);
+      return;
+    }
+  }
   check(a);
   if (a.size() != 2) throw Error("rotate: relinearize the ciphertext first");
   // Resolve every key before the expensive decomposition, so a missing key fails fast.
@@ -457,33 +563,76 @@ std::vector<Ciphertext> Evaluator::rotate_hoisted(const Ciphertext& a, const std
     elts[s] = ctx_->galois_element(steps[s]);
     if (elts[s] != 1) keys[s] = &galois_key(gk, elts[s], steps[s]);
   }
-  std::vector<Ciphertext> out(steps.size());
-  std::vector<u64> digits;
-  bool decomposed = false;
+  out.resize(steps.size());
+  std::vector<std::uint32_t> batch_elts;
+  std::vector<const KeySwitchKey*> batch_keys;
+  std::vector<Ciphertext*> batch_out;
   for (std::size_t s = 0; s < steps.size(); ++s) {
     if (elts[s] == 1) {
       out[s] = a;
-      continue;
+    } else {
+      batch_elts.push_back(elts[s]);
+      batch_keys.push_back(keys[s]);
+      batch_out.push_back(&out[s]);
     }
-    if (!decomposed) {
-      mod_up(a.poly(1), a.level(), digits);
-      decomposed = true;
-    }
-    switch_galois(a, digits, elts[s], *keys[s], out[s]);
   }
-  return out;
+  if (batch_elts.empty()) return;
+  const u64* digits = mod_up(a.poly(1), a.level());
+  // Steps one at a time: batching them (limb-major over several keys) measured no faster, since each
+  // step's 19 MB key streams through L2 and evicts the shared digits anyway; and it needs more scratch.
+  constexpr std::size_t kBatch = 1;
+  for (std::size_t b = 0; b < batch_elts.size(); b += kBatch) {
+    const std::size_t c = std::min(kBatch, batch_elts.size() - b);
+    switch_galois(a, digits, batch_elts.data() + b, batch_keys.data() + b, c, batch_out.data() + b);
+  }
+}
+
+Ciphertext Evaluator::rotate_sum_hoisted(const Ciphertext& a, const std::vector<int>& steps,
+                                         const GaloisKeys& gk) const {
+  check(a);
+  if (a.size() != 2) throw Error("rotate: relinearize the ciphertext first");
+  if (steps.empty()) throw Error("rotate_sum_hoisted: no steps");
+  std::vector<std::uint32_t> elts;
+  std::vector<const KeySwitchKey*> keys;
+  std::size_t identities = 0;
+  for (int step : steps) {
+    const std::uint32_t e = ctx_->galois_element(step);
+    if (e == 1) {
+      ++identities;
+    } else {
+      elts.push_back(e);
+      keys.push_back(&galois_key(gk, e, step));
+    }
+  }
+  const std::size_t n = ctx_->n(), level = a.level();
+  Ciphertext r(n, level, 2, a.slots(), a.scale());
+  if (!elts.empty()) {
+    std::vector<std::shared_ptr<const std::vector<std::uint32_t>>> owners;
+    std::vector<const std::uint32_t*> perms;
+    for (std::uint32_t e : elts) {
+      owners.push_back(permutation(e));
+      perms.push_back(owners.back()->data());
+    }
+    const u64* digits = mod_up(a.poly(1), level);
+    u64* const out0 = r.poly(0);
+    u64* const out1 = r.poly(1);
+    key_switch(digits, level, keys.data(), perms.data(), elts.size(), &out0, &out1, a.poly(0), false, true);
+  } else {
+    std::fill(r.poly(0), r.poly(0) + r.word_count(), u64{0});
+  }
+  for (std::size_t k = 0; k < identities; ++k) add_inplace(r, a);  // steps that are no rotation at all
+  return r;
 }
 
 void Evaluator::apply_galois_inplace(Ciphertext& a, std::uint32_t galois_elt, const GaloisKeys& gk) const {
   check(a);
   if (a.size() != 2) throw Error("rotate: relinearize the ciphertext first");
   if (galois_elt == 1) return;
-  const KeySwitchKey& key = galois_key(gk, galois_elt, 0);
-  std::vector<u64> digits;
-  mod_up(a.poly(1), a.level(), digits);
-  Ciphertext r;
-  switch_galois(a, digits, galois_elt, key, r);
-  a = std::move(r);
+  const KeySwitchKey* key = &galois_key(gk, galois_elt, 0);
+  const u64* digits = mod_up(a.poly(1), a.level());
+  Ciphertext* r = &spare();
+  switch_galois(a, digits, &galois_elt, &key, 1, &r);
+  std::swap(a, *r);
 }
 
 void Evaluator::rotate_inplace(Ciphertext& a, int step, const GaloisKeys& gk) const {
@@ -491,6 +640,21 @@ void Evaluator::rotate_inplace(Ciphertext& a, int step, const GaloisKeys& gk) co
   const std::uint32_t elt = ctx_->galois_element(step);
   if (elt != 1) galois_key(gk, elt, step);
   apply_galois_inplace(a, elt, gk);
+}
+
+void Evaluator::rotate(const Ciphertext& a, int step, const GaloisKeys& gk, Ciphertext& out) const {
+  if (&out == &a) return rotate_inplace(out, step, gk);
+  check(a);
+  if (a.size() != 2) throw Error("rotate: relinearize the ciphertext first");
+  const std::uint32_t elt = ctx_->galois_element(step);
+  if (elt == 1) {
+    out = a;
+    return;
+  }
+  const KeySwitchKey* key = &galois_key(gk, elt, step);
+  const u64* digits = mod_up(a.poly(1), a.level());
+  Ciphertext* r = &out;
+  switch_galois(a, digits, &elt, &key, 1, &r);
 }
 
 void Evaluator::conjugate_inplace(Ciphertext& a, const GaloisKeys& gk) const {

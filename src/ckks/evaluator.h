@@ -31,6 +31,8 @@ class Evaluator {
 
   // Multiplication. Ciphertext products have 3 components until relinearized.
   void multiply_inplace(Ciphertext& a, const Ciphertext& b) const;
+  // out = a * b (3 components); out may be a or b.
+  void multiply(const Ciphertext& a, const Ciphertext& b, Ciphertext& out) const;
   void square_inplace(Ciphertext& a) const;
   void relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const;
   void multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const;
@@ -51,9 +53,18 @@ class Evaluator {
 
   // Rotation to the left by `step` slots (negative: right), with the key for that step.
   void rotate_inplace(Ciphertext& a, int step, const GaloisKeys& gk) const;
-  // Rotations of one ciphertext by many steps, sharing one key-switching decomposition.
+  // out = a rotated (out may be a); reuses out's storage.
+  void rotate(const Ciphertext& a, int step, const GaloisKeys& gk, Ciphertext& out) const;
+  // Rotations of one ciphertext by many steps, sharing one key-switching decomposition (the
+  // modulus raising is done once; each step costs a permutation, an inner product and a mod-down).
   std::vector<Ciphertext> rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps,
                                          const GaloisKeys& gk) const;
+  // The same into `out` (resized to steps.size()), reusing the storage its ciphertexts already have.
+  void rotate_hoisted(const Ciphertext& a, const std::vector<int>& steps, const GaloisKeys& gk,
+                      std::vector<Ciphertext>& out) const;
+  // The sum of the rotations of `a` by every step (a step may repeat; 0 adds `a` itself): one modulus
+  // raising, the inner products summed over Q*P, and a single mod-down for the whole sum.
+  Ciphertext rotate_sum_hoisted(const Ciphertext& a, const std::vector<int>& steps, const GaloisKeys& gk) const;
   // Complex conjugation of every slot.
   void conjugate_inplace(Ciphertext& a, const GaloisKeys& gk) const;
   void apply_galois_inplace(Ciphertext& a, std::uint32_t galois_elt, const GaloisKeys& gk) const;
@@ -61,8 +72,8 @@ class Evaluator {
   // Out-of-place conveniences.
   Ciphertext add(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; add_inplace(r, b); return r; }
   Ciphertext sub(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; sub_inplace(r, b); return r; }
-  Ciphertext multiply(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r = a; multiply_inplace(r, b); return r; }
-  Ciphertext rotate(const Ciphertext& a, int step, const GaloisKeys& gk) const { Ciphertext r = a; rotate_inplace(r, step, gk); return r; }
+  Ciphertext multiply(const Ciphertext& a, const Ciphertext& b) const { Ciphertext r; multiply(a, b, r); return r; }
+  Ciphertext rotate(const Ciphertext& a, int step, const GaloisKeys& gk) const { Ciphertext r; rotate(a, step, gk, r); return r; }
 
   const CkksContext& context() const { return *ctx_; }
 
@@ -73,14 +84,23 @@ class Evaluator {
   void add_sub_plain(Ciphertext& a, const Plaintext& p, bool subtract) const;
   // Multiplies limb i of every component by w[i].
   void multiply_residues(Ciphertext& a, const std::vector<MulConst>& w) const;
-  // Decomposes poly (NTT form, level l) into digits extended to q_0..q_l, P, in NTT form.
-  void mod_up(const u64* poly, std::size_t level, std::vector<u64>& digits) const;
-  // sum_d (digit_d o perm) * key_d over the extended basis, divided by P and added to out0/out1.
-  void key_switch_from_digits(const std::vector<u64>& digits, std::size_t level, const KeySwitchKey& key,
-                              const std::uint32_t* perm, u64* out0, u64* out1) const;
-  // r = (a0 o g, 0) + key switch of the (pre-decomposed) a1 o g.
-  void switch_galois(const Ciphertext& a, const std::vector<u64>& digits, std::uint32_t galois_elt,
-                     const KeySwitchKey& key, Ciphertext& r) const;
+  // Decomposes poly (NTT form, level l) into digits extended to q_0..q_l, P, in NTT form: digit d,
+  // extended limb j at digits + (d * ext + j) * N, ext = l + 1 + K. Returns the digit buffer
+  // (per-thread scratch, valid until the next key switch on this thread).
+  u64* mod_up(const u64* poly, std::size_t level) const;
+  // Key switching of one decomposition with `count` keys (and permutations, for rotations; null for
+  // none): for each s, (ks0, ks1) = round(sum_d (digit_d o perm_s) * key_s,d / P) over q_0..q_l, added
+  // to (out0[s], out1[s]) when `accumulate`, else written there, with base0 o perm_s added to out0[s]
+  // when base0 is given. The inner products of the P limbs come first; then each chain limb's inner
+  // product, conversion and subtraction run in one task, so nothing over Q*P leaves the cache.
+  // With `sum`, the count results are summed over Q*P and written to out0[0], out1[0] after a single
+  // mod-down.
+  void key_switch(const u64* digits, std::size_t level, const KeySwitchKey* const* keys,
+                  const std::uint32_t* const* perms, std::size_t count, u64* const* out0, u64* const* out1,
+                  const u64* base0, bool accumulate, bool sum) const;
+  // r[s] = (a0 o g_s, 0) + key switch of the decomposed a1 o g_s, for `count` Galois elements at once.
+  void switch_galois(const Ciphertext& a, const u64* digits, const std::uint32_t* galois_elts,
+                     const KeySwitchKey* const* keys, std::size_t count, Ciphertext* const* r) const;
   std::shared_ptr<const std::vector<std::uint32_t>> permutation(std::uint32_t galois_elt) const;
   const KeySwitchKey& galois_key(const GaloisKeys& gk, std::uint32_t elt, int step) const;
 

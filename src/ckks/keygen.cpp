@@ -2,8 +2,12 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+
 #include "ckks/error.h"
+#include "ckks/kernels.h"
 #include "ckks/polyops.h"
+#include "ckks/scratch.h"
 
 namespace hecnn::ckks {
 
@@ -84,13 +88,17 @@ PublicKey KeyGenerator::create_public_key() const {
   pk.b.resize(L * n);
   detail::small_to_ntt(*ctx_, e.data(), all_indices(*ctx_), pk.b.data());
   const long limbs = static_cast<long>(L);
+  const detail::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < limbs; ++i) {
     const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
     const u64* a = pk.a.data() + i * n;
     const u64* s = sk_.ntt.data() + i * n;
     u64* b = pk.b.data() + i * n;
-    for (std::size_t c = 0; c < n; ++c) b[c] = m.sub(b[c], m.mul(a[c], s[c]));
+    u64* tmp = team.mine();
+    kernels::neg_mod(s, tmp, n, m.value);
+    kernels::mul_add_mod(a, tmp, b, b, n, m);
+    wipe(tmp, n * sizeof(u64));
   }
   return pk;
 }
@@ -113,6 +121,7 @@ KeySwitchKey KeyGenerator::make_switch_key(const std::vector<u64>& s_prime) cons
     detail::small_to_ntt(*ctx_, e.data(), idx, b.data());
     const std::size_t lo = d * alpha, hi = std::min(L, lo + alpha);
     const long count = static_cast<long>(total);
+    const detail::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < count; ++i) {
       const std::size_t ii = static_cast<std::size_t>(i);
@@ -120,14 +129,15 @@ KeySwitchKey KeyGenerator::make_switch_key(const std::vector<u64>& s_prime) cons
       const u64* a = key.a[d].data() + ii * n;
       const u64* s = sk_.ntt.data() + ii * n;
       u64* bb = b.data() + ii * n;
-      const bool in_digit = ii >= lo && ii < hi;
-      const u64 p_mod = in_digit ? ctx_->p_mod_q()[ii] : 0;
-      const u64* sp = s_prime.data() + ii * n;
-      for (std::size_t c = 0; c < n; ++c) {
-        u64 v = m.sub(bb[c], m.mul(a[c], s[c]));
-        if (in_digit) v = m.add(v, m.mul(p_mod, sp[c]));
-        bb[c] = v;
+      // b = e - a*s (+ P * s' on the digit's primes), as e + a*(q - s) (+ s' * (P mod q)).
+      u64* tmp = team.mine();
+      kernels::neg_mod(s, tmp, n, m.value);
+      kernels::mul_add_mod(a, tmp, bb, bb, n, m);
+      if (ii >= lo && ii < hi) {
+        kernels::mul_scalar_mod(s_prime.data() + ii * n, MulConst(ctx_->p_mod_q()[ii], m.value), tmp, n, m.value);
+        kernels::add_mod(bb, tmp, bb, n, m.value);
       }
+      wipe(tmp, n * sizeof(u64));
     }
   }
   return key;
@@ -137,8 +147,7 @@ RelinKeys KeyGenerator::create_relin_keys() const {
   const std::size_t n = ctx_->n(), total = ctx_->chain_size() + ctx_->special_count();
   WipedVector<u64> s2(total * n);
   for (std::size_t i = 0; i < total; ++i) {
-    const Modulus& m = ctx_->modulus(i);
-    for (std::size_t c = 0; c < n; ++c) s2[i * n + c] = m.mul(sk_.ntt[i * n + c], sk_.ntt[i * n + c]);
+    kernels::mul_mod(sk_.ntt.data() + i * n, sk_.ntt.data() + i * n, s2.data() + i * n, n, ctx_->modulus(i));
   }
   RelinKeys rk;
   rk.params_id = ctx_->params().id();
@@ -150,17 +159,31 @@ GaloisKeys KeyGenerator::create_galois_keys_for_elements(const std::vector<std::
   const std::size_t n = ctx_->n(), total = ctx_->chain_size() + ctx_->special_count();
   GaloisKeys gk;
   gk.params_id = ctx_->params().id();
-  WipedVector<u64> s_g(total * n);
+  std::vector<std::uint32_t> todo;
   for (std::uint32_t g : elements) {
-    if (gk.has(g) || g == 1) continue;
-    const auto perm = ctx_->galois_permutation_ntt(g);
-    for (std::size_t i = 0; i < total; ++i) {
-      const u64* s = sk_.ntt.data() + i * n;
-      u64* o = s_g.data() + i * n;
-      for (std::size_t c = 0; c < n; ++c) o[c] = s[perm[c]];
-    }
-    gk.keys.emplace(g, make_switch_key(s_g));
+    if (g != 1 && std::find(todo.begin(), todo.end(), g) == todo.end()) todo.push_back(g);
   }
+  for (std::uint32_t g : todo) ctx_->galois_permutation_ntt(g);  // validates every element before the work
+  // Keys are independent: one per thread (their inner loops then run serially).
+  std::vector<KeySwitchKey> keys(todo.size());
+  std::string failure;
+  const long count = static_cast<long>(todo.size());
+#pragma omp parallel for schedule(dynamic)
+  for (long t = 0; t < count; ++t) {
+    try {
+      const auto perm = ctx_->galois_permutation_ntt(todo[static_cast<std::size_t>(t)]);
+      WipedVector<u64> s_g(total * n);
+      for (std::size_t i = 0; i < total; ++i) {
+        kernels::permute(sk_.ntt.data() + i * n, perm.data(), s_g.data() + i * n, n);
+      }
+      keys[static_cast<std::size_t>(t)] = make_switch_key(s_g);
+    } catch (const std::exception& e) {  // no exception may leave an OpenMP region
+#pragma omp critical(hecnn_galois_keys)
+      failure = e.what();
+    }
+  }
+  if (!failure.empty()) throw Error(failure);
+  for (std::size_t t = 0; t < todo.size(); ++t) gk.keys.emplace(todo[t], std::move(keys[t]));
   return gk;
 }
 

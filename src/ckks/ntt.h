@@ -2,6 +2,7 @@
 // Negacyclic number-theoretic transform over Z_q[X]/(X^N + 1).
 // Forward: Cooley-Tukey with Harvey's lazy butterflies (values in [0, 4q)) and Shoup twiddles,
 // output in bit-reversed order. Inverse: Gentleman-Sande, taking bit-reversed input.
+// The transforms run on the active SIMD level (see simd.h); every level gives identical results.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -16,21 +17,36 @@ class NttTables {
 
   const Modulus& modulus() const { return q_; }
   std::size_t n() const { return n_; }
+  int log_n() const { return log_n_; }
   // Root used: psi is a primitive 2n-th root of unity.
   u64 psi() const { return psi_; }
 
-  // In place; input in [0, q), output in [0, q).
-  void forward(u64* a) const;
-  void inverse(u64* a) const;
+  // In place. forward: input in [0, 4q) (so a lazily reduced or a smaller prime's residue may be fed
+  // directly), output in [0, q). inverse: input in [0, 2q), output in [0, q).
+  void forward(u64* a) const { forward(a, a, 0); }
+  void inverse(u64* a) const { inverse(a, a); }
+  // Out of place (in == out allowed, else no overlap); saves a copy where the input must be kept.
+  // forward transforms in[i] + add (each below 4q): a constant offset costs nothing extra.
+  void forward(const u64* in, u64* out, u64 add = 0) const;
+  void inverse(const u64* in, u64* out) const;
+
+  // Twiddle tables for the kernels: psi^brev(k) and psi^-brev(k), with Shoup companions
+  // floor(w 2^64 / q) and, when q < 2^50, floor(w 2^52 / q) for the IFMA kernels (else empty).
+  struct Tables {
+    std::vector<u64> fwd, fwd_shoup, fwd_shoup52;
+    std::vector<u64> inv, inv_shoup, inv_shoup52;
+    // n^-1, and n^-1 * psi^-brev(1) for the last inverse stage (fused scaling).
+    u64 n_inv = 0, n_inv_shoup = 0, n_inv_shoup52 = 0;
+    u64 last = 0, last_shoup = 0, last_shoup52 = 0;
+  };
+  const Tables& tables() const { return t_; }
 
  private:
   Modulus q_;
   std::size_t n_;
   int log_n_;
   u64 psi_;
-  std::vector<u64> fwd_, fwd_shoup_;  // psi^brev(k)
-  std::vector<u64> inv_, inv_shoup_;  // psi^-brev(k)
-  u64 n_inv_, n_inv_shoup_;
+  Tables t_;
 };
 
 inline std::uint32_t reverse_bits(std::uint32_t x, int bits) {
@@ -41,5 +57,8 @@ inline std::uint32_t reverse_bits(std::uint32_t x, int bits) {
   }
   return r;
 }
+
+// Shoup companion for 52-bit lanes: floor(w * 2^52 / q), for w < q < 2^52.
+inline u64 shoup52(u64 w, u64 q) { return static_cast<u64>((static_cast<u128>(w) << 52) / q); }
 
 }  // namespace hecnn::ckks

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "ckks/error.h"
+#include "ckks/kernels.h"
+#include "ckks/scratch.h"
 
 namespace hecnn::ckks::detail {
 
@@ -32,68 +34,83 @@ void ntt_inverse(const CkksContext& ctx, u64* data, const std::vector<std::size_
   for (long j = 0; j < count; ++j) ctx.ntt(key_indices[j]).inverse(data + j * n);
 }
 
+namespace {
+template <typename Int>
+void small_limb_to_ntt(const CkksContext& ctx, const Int* v, std::size_t key_index, u64* o) {
+  const std::size_t n = ctx.n();
+  const u64 q = ctx.modulus(key_index).value;
+  for (std::size_t c = 0; c < n; ++c) {
+    const std::int64_t x = v[c];
+    o[c] = x >= 0 ? static_cast<u64>(x) : q - static_cast<u64>(-x);
+  }
+  ctx.ntt(key_index).forward(o);
+}
+}  // namespace
+
 template <typename Int>
 void small_to_ntt(const CkksContext& ctx, const Int* v, const std::vector<std::size_t>& key_indices, u64* out) {
-  const std::size_t n = ctx.n();
-  const long count = static_cast<long>(key_indices.size());
-#pragma omp parallel for schedule(static) if (count > 1)
-  for (long j = 0; j < count; ++j) {
-    const Modulus& m = ctx.modulus(key_indices[j]);
-    u64* o = out + j * n;
-    for (std::size_t c = 0; c < n; ++c) {
-      const std::int64_t x = v[c];
-      o[c] = x >= 0 ? static_cast<u64>(x) : m.value - static_cast<u64>(-x);
-    }
-    ctx.ntt(key_indices[j]).forward(o);
+  u64* const o = out;
+  small_to_ntt_many(ctx, &v, 1, key_indices, &o);
+}
+
+template <typename Int>
+void small_to_ntt_many(const CkksContext& ctx, const Int* const* v, std::size_t count,
+                       const std::vector<std::size_t>& key_indices, u64* const* out) {
+  const std::size_t n = ctx.n(), limbs = key_indices.size();
+  const long tasks = static_cast<long>(count * limbs);
+#pragma omp parallel for schedule(static) if (tasks > 1)
+  for (long t = 0; t < tasks; ++t) {
+    const std::size_t p = static_cast<std::size_t>(t) / limbs, j = static_cast<std::size_t>(t) % limbs;
+    small_limb_to_ntt(ctx, v[p], key_indices[j], out[p] + j * n);
   }
 }
 template void small_to_ntt<std::int8_t>(const CkksContext&, const std::int8_t*, const std::vector<std::size_t>&, u64*);
 template void small_to_ntt<std::int64_t>(const CkksContext&, const std::int64_t*, const std::vector<std::size_t>&,
                                          u64*);
+template void small_to_ntt_many<std::int8_t>(const CkksContext&, const std::int8_t* const*, std::size_t,
+                                             const std::vector<std::size_t>&, u64* const*);
+template void small_to_ntt_many<std::int64_t>(const CkksContext&, const std::int64_t* const*, std::size_t,
+                                              const std::vector<std::size_t>&, u64* const*);
 
 void divide_round_by_p(const CkksContext& ctx, u64* ext, std::size_t level, u64* out, bool accumulate) {
+  divide_round_by_p(ctx, &ext, 1, level, &out, &accumulate);
+}
+
+void divide_round_by_p(const CkksContext& ctx, u64* const* ext, std::size_t count, std::size_t level,
+                       u64* const* out, const bool* accumulate) {
   const std::size_t n = ctx.n(), limbs = level + 1, K = ctx.special_count(), L = ctx.chain_size();
   const KeySwitchLevel& ks = ctx.key_switch(level);
-  u64* p_part = ext + limbs * n;
+  const BaseConverter& conv = ks.mod_down;
   // Rounding instead of flooring: add floor(P/2) to the P part, subtract it again modulo each q_i.
+  // Step 1, per P limb of every polynomial: coefficient form, + floor(P/2), scaled for conversion.
   {
-    const long count = static_cast<long>(K);
-#pragma omp parallel for schedule(static) if (count > 1)
-    for (long k = 0; k < count; ++k) {
-      const std::size_t kk = static_cast<std::size_t>(k);
-      const Modulus& m = ctx.modulus(L + kk);
-      u64* x = p_part + kk * n;
-      ctx.ntt(L + kk).inverse(x);
-      const u64 h = ks.half_p_mod_p[kk];
-      for (std::size_t c = 0; c < n; ++c) x[c] = m.add(x[c], h);
+    const long tasks = static_cast<long>(count * K);
+#pragma omp parallel for schedule(static) if (tasks > 1)
+    for (long t = 0; t < tasks; ++t) {
+      const std::size_t p = static_cast<std::size_t>(t) / K, k = static_cast<std::size_t>(t) % K;
+      u64* x = ext[p] + (limbs + k) * n;
+      const u64 pk = ctx.modulus(L + k).value;
+      ctx.ntt(L + k).inverse(x);
+      kernels::add_scalar_mod(x, ks.half_p_mod_p[k], x, n, pk);
+      conv.scale_source(k, x, x, n);
     }
   }
-  thread_local std::vector<u64> conv, scratch;
-  conv.resize(limbs * n);
-  scratch.resize(K * n);
-  std::vector<const u64*> in;
-  for (std::size_t k = 0; k < K; ++k) in.push_back(p_part + k * n);
-  std::vector<u64*> outp;
-  for (std::size_t i = 0; i < limbs; ++i) outp.push_back(conv.data() + i * n);
-  ks.mod_down.convert(in.data(), outp.data(), n, scratch.data());
-  u64* const conv_p = conv.data();  // thread_local names resolve per OpenMP thread: pass by pointer
-  const long count = static_cast<long>(limbs);
+  // Step 2, per Q limb of every polynomial: convert the P part to q_i, subtract floor(P/2) again (as the
+  // forward transform's offset q_i - floor(P/2) mod q_i, free) and take it to NTT form; then
+  // out (+)= (x - that) * P^-1.
+  const long tasks = static_cast<long>(count * limbs);
+  const TeamScratch team(n);
 #pragma omp parallel for schedule(static)
-  for (long t = 0; t < count; ++t) {
-    const std::size_t i = static_cast<std::size_t>(t);
-    const Modulus& m = ctx.modulus(i);
-    u64* cv = conv_p + i * n;
-    const u64 h = ks.half_p_mod_q[i];
-    for (std::size_t c = 0; c < n; ++c) cv[c] = m.sub(cv[c], h);
-    ctx.ntt(i).forward(cv);
-    const u64* x = ext + i * n;
-    u64* o = out + i * n;
-    const MulConst pinv = ks.p_inv[i];
-    if (accumulate) {
-      for (std::size_t c = 0; c < n; ++c) o[c] = m.add(o[c], mul_shoup(m.sub(x[c], cv[c]), pinv.w, pinv.ws, m.value));
-    } else {
-      for (std::size_t c = 0; c < n; ++c) o[c] = mul_shoup(m.sub(x[c], cv[c]), pinv.w, pinv.ws, m.value);
-    }
+  for (long t = 0; t < tasks; ++t) {
+    const std::size_t p = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
+    const u64* y[16];
+    for (std::size_t k = 0; k < K; ++k) y[k] = ext[p] + (limbs + k) * n;
+    u64* tmp = team.mine();
+    const u64 qi = ctx.modulus(i).value;
+    // Lazy conversion leaves values below 3 q_i, so adding the offset (< q_i) stays below 4 q_i.
+    const u64* c = conv.to_target(y, i, tmp, n, true, 3);
+    ctx.ntt(i).forward(c, tmp, qi - ks.half_p_mod_q[i]);
+    kernels::sub_mul_scalar_mod(ext[p] + i * n, tmp, 0, ks.p_inv[i], out[p] + i * n, n, qi, accumulate[p]);
   }
 }
 

@@ -24,6 +24,14 @@ void small_to_ntt(const CkksContext& ctx, const Int* v, const std::vector<std::s
 // ext holds a level-l polynomial over q_0..q_l, p_0..p_K-1 in NTT form; writes round(ext / P) over
 // q_0..q_l (NTT form) into out, or adds it to out when `accumulate`. The P limbs of ext are clobbered.
 void divide_round_by_p(const CkksContext& ctx, u64* ext, std::size_t level, u64* out, bool accumulate);
+// The same for `count` polynomials at once, parallel over all their limbs (no serial section).
+void divide_round_by_p(const CkksContext& ctx, u64* const* ext, std::size_t count, std::size_t level,
+                       u64* const* out, const bool* accumulate);
+
+// small_to_ntt for several polynomials at once, parallel over all their limbs.
+template <typename Int>
+void small_to_ntt_many(const CkksContext& ctx, const Int* const* v, std::size_t count,
+                       const std::vector<std::size_t>& key_indices, u64* const* out);
 
 // The integer nearest to x (a finite double of any magnitude) modulo m; exact.
 u64 double_to_residue(double x, const Modulus& m);

@@ -26,15 +26,18 @@ struct DemoOptions {
   std::string preset = "n16384-l7";
   double log_scale = 40;
   int threads = 0;
+  std::string simd = "auto";
   int rotation = 3;
 };
 
 void run_demo(const DemoOptions& o) {
   using namespace hecnn::ckks;
   set_num_threads(o.threads);
+  if (o.simd != "auto") set_simd_level(parse_simd_level(o.simd));
   const CkksParameters params = CkksParameters::preset(o.preset);
   std::printf("Parameters (%s): %s\n", o.preset.c_str(), params.describe().c_str());
-  std::printf("Threads: %d\n", num_threads());
+  std::printf("Threads: %d, SIMD: %s (CPU supports up to %s)\n", num_threads(), simd_level_name(simd_level()),
+              simd_level_name(detected_simd_level()));
   auto ctx = CkksContext::create(params);
   const double scale = std::ldexp(1.0, static_cast<int>(o.log_scale));
 
@@ -97,12 +100,17 @@ void register_demo(CLI::App& app) {
       CLI::Range(10.0, 60.0));
   cmd->add_option("--threads", opts->threads, "worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--rotate", opts->rotation, "rotation step to demonstrate")->capture_default_str();
+  cmd->add_option("--simd", opts->simd, "vector level: auto, portable, avx2, avx512, ifma (also HECNN_SIMD)")
+      ->capture_default_str();
   cmd->callback([opts] { run_demo(*opts); });
 }
 
 void register_params(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("params", "list the parameter presets and their security");
   cmd->callback([] {
+    std::printf("SIMD level: %s (CPU supports up to %s; HECNN_SIMD=portable|avx2|avx512|ifma forces one)\n\n",
+                hecnn::ckks::simd_level_name(hecnn::ckks::simd_level()),
+                hecnn::ckks::simd_level_name(hecnn::ckks::detected_simd_level()));
     for (const auto& name : hecnn::ckks::CkksParameters::preset_names()) {
       const auto p = hecnn::ckks::CkksParameters::preset(name);
       std::printf("%-12s %s\n             %s\n", name.c_str(), hecnn::ckks::CkksParameters::preset_description(name).c_str(),

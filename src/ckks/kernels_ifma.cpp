@@ -1,0 +1,272 @@
+// AVX-512 IFMA kernels (vpmadd52luq / vpmadd52huq) for primes below 2^50, where lazily reduced
+// values in [0, 4q) fit 52 bits. Larger primes forward to the avx512 level.
+// Only functions carrying HECNN_TARGET contain AVX-512 code, and they are reached only through the
+// dispatcher once the CPU is known to support it; this file is compiled for the baseline ISA.
+// GCC 12 reports false -Wmaybe-uninitialized in the AVX-512 intrinsic headers (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include "ckks/kernels.h"
+#include "ckks/ntt.h"
+
+#define HECNN_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx512ifma")))
+
+namespace hecnn::ckks::kernels {
+namespace {
+
+constexpr u64 kMask52 = (1ULL << 52) - 1;
+
+HECNN_TARGET inline __m512i set1(u64 x) { return _mm512_set1_epi64(static_cast<long long>(x)); }
+HECNN_TARGET inline __m512i load(const u64* p) { return _mm512_loadu_si512(p); }
+HECNN_TARGET inline void store(u64* p, __m512i v) { _mm512_storeu_si512(p, v); }
+HECNN_TARGET inline __m512i madd_lo(__m512i acc, __m512i a, __m512i b) { return _mm512_madd52lo_epu64(acc, a, b); }
+HECNN_TARGET inline __m512i madd_hi(__m512i acc, __m512i a, __m512i b) { return _mm512_madd52hi_epu64(acc, a, b); }
+
+struct Ops52 {
+  __m512i q, two_q, neg_q, mask;
+  explicit HECNN_TARGET Ops52(u64 qv)
+      : q(set1(qv)), two_q(set1(2 * qv)), neg_q(set1(0 - qv)), mask(set1(kMask52)) {}
+  // Shoup on 52-bit lanes: y * w - floor(y * ws / 2^52) * q, in [0, 2q), for y < 2^52 and
+  // ws = floor(w 2^52 / q). Computed modulo 2^52: y*w mod 2^52 plus (-qt*q) mod 2^52, masked.
+  HECNN_TARGET __m512i mul_lazy(__m512i y, __m512i w, __m512i ws) const {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i qt = madd_hi(zero, y, ws);
+    return _mm512_and_si512(madd_lo(madd_lo(zero, y, w), qt, neg_q), mask);
+  }
+};
+
+#include "ckks/ntt_avx512_impl.h"
+
+// Barrett reduction of P = hi * 2^52 + lo < 2 q^2 (q of b bits, b <= 50): with s = b - 1,
+// c1 = floor(P / 2^s) < 2^52, qe = floor(c1 * k / 2^52) for k = floor(2^(s+52) / q) is at most
+// 2 below floor(P / q), so P - qe q is in [0, 3q) and two conditional subtractions finish.
+struct Barrett52 {
+  Ops52 o;
+  __m128i shl, shr;
+  __m512i k;
+  explicit HECNN_TARGET Barrett52(u64 qv) : o(qv) {
+    const int b = 64 - __builtin_clzll(qv), s = b - 1;
+    shl = _mm_cvtsi32_si128(52 - s);
+    shr = _mm_cvtsi32_si128(s);
+    k = set1(static_cast<u64>((static_cast<u128>(1) << (s + 52)) / qv));
+  }
+  HECNN_TARGET __m512i reduce(__m512i hi, __m512i lo) const {
+    const __m512i c1 = _mm512_add_epi64(_mm512_sll_epi64(hi, shl), _mm512_srl_epi64(lo, shr));
+    const __m512i qe = madd_hi(_mm512_setzero_si512(), c1, k);
+    const __m512i r = _mm512_and_si512(madd_lo(lo, qe, o.neg_q), o.mask);
+    return reduce_once(reduce_once(r, o.q), o.q);
+  }
+};
+
+// Reduces V = hi * 2^52 + lo (hi < 2^51, lo < 2^58) modulo q: hi * (2^52 mod q) by Shoup, lo by
+// a one-word Barrett, then a final correction.
+struct WideReducer {
+  Ops52 o;
+  __m512i r52, r52s, kq;
+  explicit HECNN_TARGET WideReducer(u64 qv) : o(qv) {
+    const u64 r = static_cast<u64>((static_cast<u128>(1) << 52) % qv);
+    r52 = set1(r);
+    r52s = set1(shoup52(r, qv));
+    kq = set1((1ULL << 52) / qv);
+  }
+  HECNN_TARGET __m512i reduce(__m512i hi, __m512i lo) const {
+    hi = _mm512_add_epi64(hi, _mm512_srli_epi64(lo, 52));
+    lo = _mm512_and_si512(lo, o.mask);
+    const __m512i r1 = o.mul_lazy(hi, r52, r52s);
+    const __m512i qe = madd_hi(_mm512_setzero_si512(), lo, kq);
+    const __m512i r2 = _mm512_and_si512(madd_lo(lo, qe, o.neg_q), o.mask);
+    return reduce_once(reduce_once(_mm512_add_epi64(r1, r2), o.two_q), o.q);
+  }
+};
+
+// Digits per group of lazy accumulation: 8 products below 2^100 keep hi < 2^51 and lo < 2^55.
+constexpr std::size_t kGroup = 8;
+
+}  // namespace
+
+namespace ifma {
+
+HECNN_TARGET void ntt_forward(const NttTables& t, const u64* in, u64* a, u64 add) {
+  const std::size_t n = t.n();
+  const u64 q = t.modulus().value;
+  if (q >= kIfmaPrimeBound || n < 16) return avx512::ntt_forward(t, in, a, add);
+  const Ops52 o(q);
+  ntt_forward_avx512(o, t.tables().fwd.data(), t.tables().fwd_shoup52.data(), in, a, n, add);
+}
+
+HECNN_TARGET void ntt_inverse(const NttTables& t, const u64* in, u64* a) {
+  const std::size_t n = t.n();
+  const u64 q = t.modulus().value;
+  if (q >= kIfmaPrimeBound || n < 16) return avx512::ntt_inverse(t, in, a);
+  const auto& T = t.tables();
+  const Ops52 o(q);
+  ntt_inverse_avx512(o, T.inv.data(), T.inv_shoup52.data(), T.n_inv, T.n_inv_shoup52, T.last, T.last_shoup52, in, a, n);
+}
+
+void add_mod(const u64* a, const u64* b, u64* out, std::size_t n, u64 q) { avx512::add_mod(a, b, out, n, q); }
+void sub_mod(const u64* a, const u64* b, u64* out, std::size_t n, u64 q) { avx512::sub_mod(a, b, out, n, q); }
+void neg_mod(const u64* a, u64* out, std::size_t n, u64 q) { avx512::neg_mod(a, out, n, q); }
+void add_scalar_mod(const u64* a, u64 c, u64* out, std::size_t n, u64 q) { avx512::add_scalar_mod(a, c, out, n, q); }
+void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulus& m) { avx512::reduce_mod(a, out, n, m); }
+void reduce_signed_mod(const std::int64_t* a, u64* out, std::size_t n, const Modulus& m) {
+  avx512::reduce_signed_mod(a, out, n, m);
+}
+void permute(const u64* a, const std::uint32_t* perm, u64* out, std::size_t n) { avx512::permute(a, perm, out, n); }
+
+HECNN_TARGET void mul_scalar_mod(const u64* a, const MulConst& w, u64* out, std::size_t n, u64 q) {
+  if (q >= kIfmaPrimeBound) return avx512::mul_scalar_mod(a, w, out, n, q);
+  const Ops52 o(q);
+  const __m512i vw = set1(w.w), vws = set1(shoup52(w.w, q));
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) store(out + i, reduce_once(o.mul_lazy(load(a + i), vw, vws), o.q));
+  portable::mul_scalar_mod(a + i, w, out + i, n - i, q);
+}
+
+HECNN_TARGET void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const MulConst& w, u64* out, std::size_t n,
+                                     u64 q, bool accumulate) {
+  if (q >= kIfmaPrimeBound) return avx512::sub_mul_scalar_mod(x, y, c, w, out, n, q, accumulate);
+  const Ops52 o(q);
+  const __m512i vw = set1(w.w), vws = set1(shoup52(w.w, q)), cq = set1(c + q);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i v = _mm512_sub_epi64(_mm512_add_epi64(load(x + i), cq), load(y + i));  // < 3q
+    __m512i r = reduce_once(o.mul_lazy(v, vw, vws), o.q);
+    if (accumulate) r = reduce_once(_mm512_add_epi64(r, load(out + i)), o.q);
+    store(out + i, r);
+  }
+  portable::sub_mul_scalar_mod(x + i, y + i, c, w, out + i, n - i, q, accumulate);
+}
+
+HECNN_TARGET void mul_mod(const u64* a, const u64* b, u64* out, std::size_t n, const Modulus& m) {
+  if (m.value >= kIfmaPrimeBound) return avx512::mul_mod(a, b, out, n, m);
+  const Barrett52 br(m.value);
+  const __m512i zero = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i x = load(a + i), y = load(b + i);
+    store(out + i, br.reduce(madd_hi(zero, x, y), madd_lo(zero, x, y)));
+  }
+  portable::mul_mod(a + i, b + i, out + i, n - i, m);
+}
+
+HECNN_TARGET void mul_add_mod(const u64* a, const u64* b, const u64* c, u64* out, std::size_t n, const Modulus& m) {
+  if (m.value >= kIfmaPrimeBound) return avx512::mul_add_mod(a, b, c, out, n, m);
+  const Barrett52 br(m.value);
+  const __m512i zero = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i x = load(a + i), y = load(b + i);
+    store(out + i, br.reduce(madd_hi(zero, x, y), madd_lo(load(c + i), x, y)));
+  }
+  portable::mul_add_mod(a + i, b + i, c + i, out + i, n - i, m);
+}
+
+HECNN_TARGET void tensor_mod(const u64* a0, const u64* a1, const u64* b0, const u64* b1, u64* d0, u64* d1, u64* d2,
+                             std::size_t n, const Modulus& m) {
+  if (m.value >= kIfmaPrimeBound) return avx512::tensor_mod(a0, a1, b0, b1, d0, d1, d2, n, m);
+  const Barrett52 br(m.value);
+  const __m512i zero = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i x0 = load(a0 + i), x1 = load(a1 + i), y0 = load(b0 + i), y1 = load(b1 + i);
+    store(d0 + i, br.reduce(madd_hi(zero, x0, y0), madd_lo(zero, x0, y0)));
+    store(d1 + i, br.reduce(madd_hi(madd_hi(zero, x0, y1), x1, y0), madd_lo(madd_lo(zero, x0, y1), x1, y0)));
+    store(d2 + i, br.reduce(madd_hi(zero, x1, y1), madd_lo(zero, x1, y1)));
+  }
+  portable::tensor_mod(a0 + i, a1 + i, b0 + i, b1 + i, d0 + i, d1 + i, d2 + i, n - i, m);
+}
+
+HECNN_TARGET void square_mod(const u64* a0, const u64* a1, u64* d0, u64* d1, u64* d2, std::size_t n,
+                             const Modulus& m) {
+  if (m.value >= kIfmaPrimeBound) return avx512::square_mod(a0, a1, d0, d1, d2, n, m);
+  const Barrett52 br(m.value);
+  const __m512i zero = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i x0 = load(a0 + i), x1 = load(a1 + i);
+    store(d0 + i, br.reduce(madd_hi(zero, x0, x0), madd_lo(zero, x0, x0)));
+    const __m512i h = madd_hi(zero, x0, x1), l = madd_lo(zero, x0, x1);
+    store(d1 + i, br.reduce(_mm512_add_epi64(h, h), _mm512_add_epi64(l, l)));
+    store(d2 + i, br.reduce(madd_hi(zero, x1, x1), madd_lo(zero, x1, x1)));
+  }
+  portable::square_mod(a0 + i, a1 + i, d0 + i, d1 + i, d2 + i, n - i, m);
+}
+
+HECNN_TARGET void ks_inner_product(const u64* const* digits, const u64* const* kb, const u64* const* ka,
+                                   std::size_t D, const std::uint32_t* perm, u64* out0, u64* out1, std::size_t n,
+                                   const Modulus& m) {
+  if (m.value >= kIfmaPrimeBound || D > 64) return avx512::ks_inner_product(digits, kb, ka, D, perm, out0, out1, n, m);
+  const WideReducer red(m.value);
+  const __m512i zero = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512i r0 = zero, r1 = zero;
+    __m256i idx = _mm256_setzero_si256();
+    if (perm) idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(perm + i));
+    for (std::size_t g = 0; g < D; g += kGroup) {
+      const std::size_t end = g + kGroup < D ? g + kGroup : D;
+      __m512i lo0 = r0, hi0 = zero, lo1 = r1, hi1 = zero;
+      for (std::size_t d = g; d < end; ++d) {
+        const __m512i x = perm ? _mm512_i32gather_epi64(idx, reinterpret_cast<const long long*>(digits[d]), 8)
+                               : load(digits[d] + i);
+        // The keys stream from memory (tens of MB per key switch): fetch a little ahead.
+        _mm_prefetch(reinterpret_cast<const char*>(kb[d] + i + 128), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(ka[d] + i + 128), _MM_HINT_T0);
+        const __m512i b = load(kb[d] + i), a = load(ka[d] + i);
+        lo0 = madd_lo(lo0, x, b);
+        hi0 = madd_hi(hi0, x, b);
+        lo1 = madd_lo(lo1, x, a);
+        hi1 = madd_hi(hi1, x, a);
+      }
+      r0 = red.reduce(hi0, lo0);
+      r1 = red.reduce(hi1, lo1);
+    }
+    store(out0 + i, r0);
+    store(out1 + i, r1);
+  }
+  if (i < n) {
+    const u64* dd[64];
+    const u64* bb[64];
+    const u64* aa[64];
+    for (std::size_t d = 0; d < D; ++d) {
+      dd[d] = perm ? digits[d] : digits[d] + i;
+      bb[d] = kb[d] + i;
+      aa[d] = ka[d] + i;
+    }
+    portable::ks_inner_product(dd, bb, aa, D, perm ? perm + i : nullptr, out0 + i, out1 + i, n - i, m);
+  }
+}
+
+HECNN_TARGET void convert_sum(const u64* const* y, const u64* hat, std::size_t k, u64 y_bound, u64* out,
+                              std::size_t n, const Modulus& m) {
+  if (m.value >= kIfmaPrimeBound || y_bound > kIfmaPrimeBound || k > 64) {
+    return avx512::convert_sum(y, hat, k, y_bound, out, n, m);
+  }
+  const WideReducer red(m.value);
+  const __m512i zero = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512i r = zero;
+    for (std::size_t g = 0; g < k; g += kGroup) {
+      const std::size_t end = g + kGroup < k ? g + kGroup : k;
+      __m512i lo = r, hi = zero;
+      for (std::size_t j = g; j < end; ++j) {
+        const __m512i x = load(y[j] + i), h = set1(hat[j]);
+        lo = madd_lo(lo, x, h);
+        hi = madd_hi(hi, x, h);
+      }
+      r = red.reduce(hi, lo);
+    }
+    store(out + i, r);
+  }
+  if (i < n) {
+    const u64* yy[64];
+    for (std::size_t j = 0; j < k; ++j) yy[j] = y[j] + i;
+    portable::convert_sum(yy, hat, k, y_bound, out + i, n - i, m);
+  }
+}
+
+}  // namespace ifma
+}  // namespace hecnn::ckks::kernels

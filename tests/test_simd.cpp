@@ -1,0 +1,215 @@
+// Every vectorized kernel against the portable one on the same inputs: results must be identical.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "ckks/error.h"
+#include "ckks/kernels.h"
+#include "ckks/ntt.h"
+#include "ckks/primes.h"
+#include "ckks/simd.h"
+
+using namespace hecnn::ckks;
+
+namespace {
+
+// Restores the active level when a test ends.
+class SimdLevelGuard {
+ public:
+  SimdLevelGuard() : saved_(simd_level()) {}
+  ~SimdLevelGuard() { set_simd_level(saved_); }
+
+ private:
+  SimdLevel saved_;
+};
+
+std::vector<SimdLevel> vector_levels() {
+  std::vector<SimdLevel> v;
+  for (SimdLevel l : supported_simd_levels()) {
+    if (l != SimdLevel::portable) v.push_back(l);
+  }
+  return v;
+}
+
+std::vector<u64> random_below(std::size_t n, u64 bound, std::mt19937_64& rng) {
+  std::vector<u64> v(n);
+  for (auto& x : v) x = rng() % bound;
+  return v;
+}
+
+// Primes of several sizes: 60 and 59 bits (64-bit lanes), 50 bits (largest for IFMA: just below
+// 2^50), 49 and 40 bits, and small ones.
+std::vector<u64> test_primes(std::size_t n) {
+  std::vector<u64> ps;
+  for (int bits : {60, 59, 50, 49, 40, 30, 20}) ps.push_back(ntt_primes(bits, n, 1)[0]);
+  return ps;
+}
+
+}  // namespace
+
+TEST(Simd, LevelApi) {
+  SimdLevelGuard guard;
+  EXPECT_TRUE(simd_level_supported(SimdLevel::portable));
+  EXPECT_EQ(supported_simd_levels().front(), SimdLevel::portable);
+  EXPECT_EQ(supported_simd_levels().back(), detected_simd_level());
+  for (SimdLevel l : supported_simd_levels()) {
+    set_simd_level(l);
+    EXPECT_EQ(simd_level(), l);
+    EXPECT_EQ(parse_simd_level(simd_level_name(l)), l);
+  }
+  EXPECT_THROW(parse_simd_level("sse9"), hecnn::Error);
+  if (detected_simd_level() != SimdLevel::ifma) {
+    EXPECT_THROW(set_simd_level(SimdLevel::ifma), hecnn::Error);
+  }
+}
+
+TEST(Simd, NttMatchesPortable) {
+  SimdLevelGuard guard;
+  std::mt19937_64 rng(11);
+  for (std::size_t n : {std::size_t{16}, std::size_t{256}, std::size_t{4096}, std::size_t{8192}, std::size_t{16384},
+                        std::size_t{32768}}) {
+    for (u64 q : test_primes(n)) {
+      const NttTables t(q, n);
+      // Forward accepts [0, 4q), inverse [0, 2q).
+      const auto in_fwd = random_below(n, 4 * q, rng), in_inv = random_below(n, 2 * q, rng);
+      const auto in_off = random_below(n, 3 * q, rng);  // plus an offset below q
+      const u64 offset = rng() % q;
+      set_simd_level(SimdLevel::portable);
+      auto want_f = in_fwd, want_i = in_inv;
+      t.forward(want_f.data());
+      t.inverse(want_i.data());
+      std::vector<u64> want_o(n);
+      t.forward(in_off.data(), want_o.data(), offset);
+      {
+        auto shifted = in_off;
+        for (auto& x : shifted) x = (x + offset) % q;
+        t.forward(shifted.data());
+        ASSERT_EQ(shifted, want_o) << "portable offset forward, n=" << n;
+      }
+      for (u64 x : want_f) ASSERT_LT(x, q);
+      for (SimdLevel l : vector_levels()) {
+        set_simd_level(l);
+        auto f = in_fwd, i = in_inv;
+        t.forward(f.data());
+        t.inverse(i.data());
+        ASSERT_EQ(f, want_f) << simd_level_name(l) << " forward, n=" << n << " q=" << q;
+        ASSERT_EQ(i, want_i) << simd_level_name(l) << " inverse, n=" << n << " q=" << q;
+        std::vector<u64> f2(n), i2(n);  // out of place
+        t.forward(in_fwd.data(), f2.data());
+        t.inverse(in_inv.data(), i2.data());
+        ASSERT_EQ(f2, want_f) << simd_level_name(l);
+        ASSERT_EQ(i2, want_i) << simd_level_name(l);
+        t.forward(in_off.data(), f2.data(), offset);
+        ASSERT_EQ(f2, want_o) << simd_level_name(l) << " offset forward, n=" << n << " q=" << q;
+        auto rt = want_f;  // round trip
+        t.inverse(rt.data());
+        t.forward(rt.data());
+        ASSERT_EQ(rt, want_f) << simd_level_name(l);
+      }
+    }
+  }
+}
+
+TEST(Simd, ElementwiseKernelsMatchPortable) {
+  SimdLevelGuard guard;
+  std::mt19937_64 rng(12);
+  const std::size_t n = 1000 + 7;  // not a multiple of the lane count: exercises the tails
+  for (u64 qv : test_primes(1024)) {
+    const Modulus m(qv);
+    const auto a = random_below(n, qv, rng), b = random_below(n, qv, rng), c = random_below(n, qv, rng);
+    const auto d = random_below(n, qv, rng), a4 = random_below(n, 4 * qv, rng);
+    std::vector<u64> wide(n);
+    for (auto& x : wide) x = rng();
+    std::vector<std::int64_t> signed_wide(n);
+    for (auto& x : signed_wide) x = static_cast<std::int64_t>(rng());
+    signed_wide[0] = INT64_MIN;
+    signed_wide[1] = INT64_MAX;
+    signed_wide[2] = -1;
+    signed_wide[3] = -static_cast<std::int64_t>(qv);
+    const MulConst w(rng() % qv, qv);
+    const u64 s = rng() % qv;
+    std::vector<std::uint32_t> perm(n);
+    for (std::size_t i = 0; i < n; ++i) perm[i] = static_cast<std::uint32_t>(i);
+    std::shuffle(perm.begin(), perm.end(), rng);
+
+    // Runs every kernel at the active level; returns all outputs concatenated.
+    auto run_all = [&]() {
+      std::vector<std::vector<u64>> outs;
+      auto out = [&]() -> u64* {
+        outs.emplace_back(n, 0);
+        return outs.back().data();
+      };
+      kernels::add_mod(a.data(), b.data(), out(), n, qv);
+      kernels::sub_mod(a.data(), b.data(), out(), n, qv);
+      kernels::neg_mod(a.data(), out(), n, qv);
+      kernels::add_scalar_mod(a.data(), s, out(), n, qv);
+      kernels::mul_scalar_mod(a4.data(), w, out(), n, qv);
+      kernels::sub_mul_scalar_mod(a.data(), b.data(), s, w, out(), n, qv, false);
+      u64* acc = out();
+      std::copy(c.begin(), c.end(), acc);
+      kernels::sub_mul_scalar_mod(a.data(), b.data(), s, w, acc, n, qv, true);
+      kernels::reduce_mod(wide.data(), out(), n, m);
+      kernels::reduce_signed_mod(signed_wide.data(), out(), n, m);
+      kernels::mul_mod(a.data(), b.data(), out(), n, m);
+      kernels::mul_add_mod(a.data(), b.data(), c.data(), out(), n, m);
+      u64 *d0 = out(), *d1 = out(), *d2 = out();
+      kernels::tensor_mod(a.data(), b.data(), c.data(), d.data(), d0, d1, d2, n, m);
+      d0 = out(), d1 = out(), d2 = out();
+      kernels::square_mod(a.data(), b.data(), d0, d1, d2, n, m);
+      kernels::permute(a.data(), perm.data(), out(), n);
+      // In place (out aliasing an input).
+      u64* inplace = out();
+      std::copy(a.begin(), a.end(), inplace);
+      kernels::mul_mod(inplace, b.data(), inplace, n, m);
+      // Inner products over 1, 3, 8 and 11 digits (groups of 8 in the IFMA kernel), with and without
+      // a permutation; base-conversion sums over 1, 2 and 9 terms.
+      for (std::size_t D : {std::size_t{1}, std::size_t{3}, std::size_t{8}, std::size_t{11}}) {
+        std::vector<std::vector<u64>> xs, ks0, ks1;
+        std::mt19937_64 r2(D);
+        std::vector<const u64*> xp, k0p, k1p;
+        for (std::size_t i = 0; i < D; ++i) {
+          xs.push_back(random_below(n, qv, r2));
+          ks0.push_back(random_below(n, qv, r2));
+          ks1.push_back(random_below(n, qv, r2));
+        }
+        for (std::size_t i = 0; i < D; ++i) {
+          xp.push_back(xs[i].data());
+          k0p.push_back(ks0[i].data());
+          k1p.push_back(ks1[i].data());
+        }
+        u64 *o0 = out(), *o1 = out();
+        kernels::ks_inner_product(xp.data(), k0p.data(), k1p.data(), D, nullptr, o0, o1, n, m);
+        o0 = out(), o1 = out();
+        kernels::ks_inner_product(xp.data(), k0p.data(), k1p.data(), D, perm.data(), o0, o1, n, m);
+      }
+      for (std::size_t k : {std::size_t{1}, std::size_t{2}, std::size_t{9}}) {
+        std::mt19937_64 r2(100 + k);
+        const u64 src = ntt_primes(49, 1024, 1)[0];
+        std::vector<std::vector<u64>> ys;
+        std::vector<const u64*> yp;
+        std::vector<u64> hat;
+        for (std::size_t i = 0; i < k; ++i) {
+          ys.push_back(random_below(n, src, r2));
+          hat.push_back(r2() % qv);
+        }
+        for (auto& y : ys) yp.push_back(y.data());
+        kernels::convert_sum(yp.data(), hat.data(), k, src, out(), n, m);
+      }
+      return outs;
+    };
+
+    set_simd_level(SimdLevel::portable);
+    const auto want = run_all();
+    for (const auto& o : want) {
+      for (u64 x : o) ASSERT_LT(x, qv);
+    }
+    for (SimdLevel l : vector_levels()) {
+      set_simd_level(l);
+      const auto got = run_all();
+      ASSERT_EQ(got.size(), want.size());
+      for (std::size_t k = 0; k < want.size(); ++k) {
+        ASSERT_EQ(got[k], want[k]) << simd_level_name(l) << ": kernel output " << k << ", q=" << qv;
+      }
+    }
+  }
+}
