@@ -89,6 +89,8 @@ std::vector<Ciphertext> Engine::linear(const Stage& s, std::size_t index, std::v
       bias[j * outs + o] = L.bias[o] == 0 ? 0 : ckks::detail::double_to_residue(L.bias[o] * out_raw_scale, m);
     }
   }
+  std::vector<LinearModulus> lmods;
+  for (std::size_t j = 0; j < limbs; ++j) lmods.emplace_back(ctx_->modulus(j));
   std::vector<Ciphertext> out(outs);
   for (auto& r : out) r.reset(n, level, comps, in[0].slots(), out_raw_scale);
   // Coefficient blocks are independent: each task runs every output over one block of one limb of
@@ -108,12 +110,16 @@ std::vector<Ciphertext> Engine::linear(const Stage& s, std::size_t index, std::v
       alignas(64) u64 part[kLinearBlock];
       for (std::size_t o = 0; o < outs; ++o) {
         u64* dst = out[o].limb(k, j) + b0;
-        std::fill(dst, dst + kLinearBlock, u64{0});
+        if (L.row_start[o] == L.row_start[o + 1]) std::fill(dst, dst + kLinearBlock, u64{0});
         for (std::uint32_t t = L.row_start[o]; t < L.row_start[o + 1]; t += kLinearMaxTerms) {
           const std::size_t terms = std::min<std::size_t>(kLinearMaxTerms, L.row_start[o + 1] - t);
           for (std::size_t e = 0; e < terms; ++e) src[e] = in[L.col[t + e]].limb(k, j) + b0;
-          linear_block(m, wj + t, src.data(), terms, kLinearBlock, part);
-          for (std::size_t i = 0; i < kLinearBlock; ++i) dst[i] = m.add(dst[i], part[i]);
+          if (t == L.row_start[o]) {
+            linear_block(lmods[j], wj + t, src.data(), terms, kLinearBlock, dst);
+          } else {
+            linear_block(lmods[j], wj + t, src.data(), terms, kLinearBlock, part);
+            for (std::size_t i = 0; i < kLinearBlock; ++i) dst[i] = m.add(dst[i], part[i]);
+          }
         }
         const u64 b = k == 0 ? bias[j * outs + o] : 0;
         if (b != 0) {
@@ -130,8 +136,9 @@ std::vector<Ciphertext> Engine::linear(const Stage& s, std::size_t index, std::v
   in.shrink_to_fit();
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t o = 0; o < outs; ++o) errors.run([&] {
-    ev_.rescale_inplace(out[o]);
+    // Relinearize first: its noise is then divided by the prime like everything else.
     if (out[o].size() == 3) ev_.relinearize_inplace(out[o], rk_);
+    ev_.rescale_inplace(out[o]);
     out[o].set_scale(plan_.scale());
 #pragma omp atomic
     ++done;

@@ -13,12 +13,20 @@ namespace hecnn::he {
 constexpr std::size_t kLinearBlock = 64;
 constexpr std::size_t kLinearMaxTerms = 256;
 
+// Per-prime constants of the kernel (built once per prime, not per call).
+struct LinearModulus {
+  explicit LinearModulus(const ckks::Modulus& q);
+  const ckks::Modulus* q;
+  bool vectorized;                  // the IFMA path applies (CPU support, prime below 2^50)
+  std::uint64_t c52, c52_shoup;     // 2^52 mod q and floor(c52 * 2^52 / q)
+  std::uint64_t c104, c104_shoup;   // 2^104 mod q and its quotient
+  std::uint64_t one_shoup;          // floor(2^52 / q)
+};
+
 // src[t] points at the first coefficient of term t's block.
 void linear_block_portable(const ckks::Modulus& q, const std::uint64_t* w, const std::uint64_t* const* src,
                            std::size_t terms, std::size_t len, std::uint64_t* dst);
-void linear_block(const ckks::Modulus& q, const std::uint64_t* w, const std::uint64_t* const* src, std::size_t terms,
+void linear_block(const LinearModulus& q, const std::uint64_t* w, const std::uint64_t* const* src, std::size_t terms,
                   std::size_t len, std::uint64_t* dst);
-// Whether linear_block uses the IFMA path for this modulus.
-bool linear_block_vectorized(const ckks::Modulus& q);
 
 }  // namespace hecnn::he
