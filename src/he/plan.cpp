@@ -115,15 +115,19 @@ ckks::CkksParameters choose_parameters(int depth, const CompileOptions& o, int* 
     } else {
       for (int s = 40; s >= 30; --s) scales.push_back(s);
     }
-    // The cheapest key switching (fewest digits x limbs) first, then the largest scale.
+    // The cheapest key switching (fewest digits x limbs) first, then the largest scale. Special
+    // primes of 49 bits keep every prime below 2^50, where the IFMA kernels apply.
+    constexpr int kSpecialBits = 49;
     int best_s = 0, best_k = 0;
     double best_cost = 1e300;
     for (int s : scales) {
-      const int q0 = std::min(60, s + 14);  // room for outputs of magnitude up to ~2^13
-      for (int k = 1; k <= 4; ++k) {
-        const int total = q0 + levels * s + 60 * k;
+      const int q0 = std::min(49, s + 14);  // room for outputs of magnitude up to ~2^13
+      for (int k = 1; k <= 6; ++k) {
+        const int total = q0 + levels * s + kSpecialBits * k;
         if (!o.allow_insecure && total > bound) continue;
-        const int alpha = std::max(1, (60 * k) / s);
+        // Primes per key-switching digit: each digit's product (the first holds q0) stays below P.
+        const int p_bits = kSpecialBits * k - 1;
+        const int alpha = std::max(1, std::min(p_bits / s, 1 + (p_bits - q0) / s));
         const int digits = (levels + 1 + alpha - 1) / alpha;
         const double cost = static_cast<double>(digits) * (levels + 1 + k);
         if (cost < best_cost) {
@@ -134,12 +138,12 @@ ckks::CkksParameters choose_parameters(int depth, const CompileOptions& o, int* 
       }
     }
     if (best_k != 0) {
-      std::vector<int> qb{std::min(60, best_s + 14)};
+      std::vector<int> qb{std::min(49, best_s + 14)};
       for (int i = 0; i < levels; ++i) qb.push_back(best_s);
       ckks::ParameterOptions po;
       po.allow_insecure = o.allow_insecure;
       *scale_bits_out = best_s;
-      return ckks::CkksParameters::from_bit_sizes(n, qb, std::vector<int>(static_cast<std::size_t>(best_k), 60), po);
+      return ckks::CkksParameters::from_bit_sizes(n, qb, std::vector<int>(static_cast<std::size_t>(best_k), kSpecialBits), po);
     }
     tried += " N=" + std::to_string(n) + " (bound " + std::to_string(bound) + " bits)";
   }
