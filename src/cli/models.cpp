@@ -116,7 +116,11 @@ void register_models(CLI::App& app) {
   ins->callback([path] {
     const nn::Model m = nn::load_model(*path);
     std::printf("%s", m.summary().c_str());
-    if (!m.info.empty()) std::printf("info: %s\n", m.info.dump().c_str());
+    if (!m.info.empty()) {
+      nlohmann::json info = m.info;
+      if (info.contains("training") && info["training"].is_object()) info["training"].erase("history");  // per-epoch detail
+      std::printf("info: %s\n", info.dump(2).c_str());
+    }
   });
 }
 
