@@ -170,6 +170,42 @@ TEST(Train, AugmentIdentityAndShape) {
   EXPECT_FALSE(torch::allclose(y, x, 1e-3, 1e-3));
 }
 
+TEST(Train, RecalibrateBatchNorm) {
+  const nlohmann::json arch = {{"input", {1, 8, 8}},
+                               {"layers",
+                                {{{"type", "conv2d"}, {"filters", 3}, {"kernel", 3}},
+                                 {{"type", "batchnorm"}, {"eps", 1e-3}},
+                                 {{"type", "flatten"}},
+                                 {{"type", "dense"}, {"units", 2}}}}};
+  torch::manual_seed(2);
+  train::Network net(nn::Model::from_architecture(arch));
+  const torch::Tensor x = torch::rand({50, 1, 8, 8}) * 3;
+  net->recalibrate_batch_norm(x, 10);  // five batches of ten: the average of the batch statistics
+  const nn::Model m = net->to_model();
+  const nn::Model conv_only = [&] {
+    nn::Model c = m;
+    c.layers.resize(1);
+    return c;
+  }();
+  torch::Tensor mean = torch::zeros({3}, torch::kFloat64), var = torch::zeros({3}, torch::kFloat64);
+  for (int b = 0; b < 5; ++b) {
+    std::vector<double> acts;  // [image][channel][6x6]
+    for (int i = b * 10; i < b * 10 + 10; ++i) {
+      const auto y = nn::forward(conv_only, x[i].contiguous().data_ptr<float>());
+      acts.insert(acts.end(), y.begin(), y.end());
+    }
+    const torch::Tensor t = torch::tensor(acts, torch::kFloat64).view({10, 3, 36}).transpose(0, 1).reshape({3, 360});
+    mean += t.mean(1) / 5;
+    var += t.var(1, /*unbiased=*/true) / 5;
+  }
+  const auto& bn = m.layers[1].params;
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_NEAR(bn.at("running_mean").data[static_cast<std::size_t>(c)], mean[c].item<double>(), 1e-4);
+    EXPECT_NEAR(bn.at("running_var").data[static_cast<std::size_t>(c)], var[c].item<double>(), 1e-4);
+  }
+  EXPECT_TRUE(net->is_training());
+}
+
 // Ten classes of synthetic 28x28 digits: a bright 6x6 block at a class-dependent place, plus noise.
 nn::Dataset synthetic(std::size_t n, std::uint64_t seed) {
   nn::Dataset d;

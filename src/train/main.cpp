@@ -208,6 +208,9 @@ int main(int argc, char** argv) {
   app.add_option("--zoom", o.t.zoom, "Augmentation: largest relative zoom")->capture_default_str();
   app.add_option("--shift", o.t.shift, "Augmentation: largest shift, as a fraction of the image size")->capture_default_str();
   auto* flip = app.add_flag("--flip,!--no-flip", o.t.flip, "Augmentation: random horizontal flips (default: on for cifar10)");
+  app.add_flag("!--no-bn-recalibrate", o.t.bn_recalibrate,
+               "With --augment: keep the batch-norm statistics of the augmented batches instead of recomputing them on "
+               "the training images after each epoch");
   app.add_option("--bn-momentum", o.t.bn_momentum, "Batch normalization running-average momentum (PyTorch convention)")
       ->capture_default_str();
   app.add_option("--seed", o.t.seed, "Random seed (weights, shuffles, validation split, augmentation)")->capture_default_str();

@@ -162,6 +162,32 @@ torch::Tensor NetworkImpl::forward(torch::Tensor x, std::vector<torch::Tensor>* 
   return x.flatten(1);
 }
 
+void NetworkImpl::recalibrate_batch_norm(const torch::Tensor& images, std::int64_t batch_size) {
+  std::vector<BatchNorm> bns;
+  for (const auto& b : bn_) {
+    if (b) bns.push_back(b);
+  }
+  if (bns.empty() || images.size(0) < 2) return;
+  torch::NoGradGuard no_grad;
+  const bool was_training = is_training();
+  train();
+  std::vector<double> momentum;
+  for (auto& b : bns) {
+    momentum.push_back(b->momentum);
+    b->running_mean.zero_();
+    b->running_var.fill_(1);
+  }
+  // With momentum 1 / (k + 1) at batch k, the running values are the mean of the batch values.
+  const std::int64_t n = images.size(0);
+  std::int64_t k = 0;
+  for (std::int64_t s = 0; s + 2 <= n; s += batch_size, ++k) {
+    for (auto& b : bns) b->momentum = 1.0 / static_cast<double>(k + 1);
+    forward(images.slice(0, s, std::min(n, s + batch_size)));
+  }
+  for (std::size_t i = 0; i < bns.size(); ++i) bns[i]->momentum = momentum[i];
+  train(was_training);
+}
+
 nn::Model NetworkImpl::to_model() const {
   nn::Model m = arch_;
   for (std::size_t i = 0; i < m.layers.size(); ++i) {

@@ -40,6 +40,10 @@ class NetworkImpl : public torch::nn::Module {
   // activation layer is appended to it (in layer order).
   torch::Tensor forward(torch::Tensor x, std::vector<torch::Tensor>* activation_inputs = nullptr);
 
+  // Recomputes the batch-normalization running statistics as plain averages over `images` (after
+  // training on augmented images, so they describe the images the model will see).
+  void recalibrate_batch_norm(const torch::Tensor& images, std::int64_t batch_size = 500);
+
   // The architecture with the current parameters (float32), ready for nn::save_model.
   nn::Model to_model() const;
   const nn::Model& architecture() const { return arch_; }

@@ -252,6 +252,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     s.train_loss = loss_sum / static_cast<double>(std::max<std::int64_t>(seen, 1));
     s.train_acc = static_cast<double>(correct) / static_cast<double>(std::max<std::int64_t>(seen, 1));
     s.lr = opt->lr();
+    if (o.augment && o.bn_recalibrate) net->recalibrate_batch_norm(x_train);
     if (has_val) {
       const Loss v = evaluate_network(net, x_val, y_val);
       s.val_loss = v.loss;

@@ -25,6 +25,9 @@ struct TrainOptions {
   bool augment = false;            // random rotation, zoom and shift (and flip if `flip`)
   double rotate_deg = 10, zoom = 0.1, shift = 0.1;  // shift as a fraction of the image size
   bool flip = false;               // random horizontal flips (with augment)
+  // With augment: after each epoch, recompute the batch-norm statistics on the unaugmented training
+  // images (they are what validation, test and inference images look like).
+  bool bn_recalibrate = true;
   double bn_momentum = 0.1;        // PyTorch convention
   std::uint64_t seed = 1;
   bool progress = true;            // progress bar on stderr (only when it is a terminal)
