@@ -163,6 +163,22 @@ TEST(Train, AugmentIdentityAndShape) {
   o.shift = 0;
   const torch::Tensor x = torch::rand({3, 1, 28, 28});
   EXPECT_TRUE(torch::allclose(train::augment_batch(x, o), x, 1e-5, 1e-5));
+  // Whole-pixel shifts without rotation or zoom: every output is the input moved by (dx, dy).
+  o.shift = 0.1;
+  const torch::Tensor img = torch::rand({1, 1, 10, 10}).repeat({8, 1, 1, 1});
+  const torch::Tensor shifted = train::augment_batch(img, o);
+  for (int i = 0; i < 8; ++i) {
+    bool found = false;
+    for (int dy = -1; dy <= 1 && !found; ++dy) {
+      for (int dx = -1; dx <= 1 && !found; ++dx) {
+        const torch::Tensor moved = torch::zeros({10, 10});
+        moved.slice(0, std::max(0, dy), 10 + std::min(0, dy)).slice(1, std::max(0, dx), 10 + std::min(0, dx))
+            .copy_(img[0][0].slice(0, std::max(0, -dy), 10 - std::max(0, dy)).slice(1, std::max(0, -dx), 10 - std::max(0, dx)));
+        found = torch::allclose(shifted[i][0], moved, 1e-5, 1e-5);
+      }
+    }
+    EXPECT_TRUE(found) << "image " << i;
+  }
   o = {};
   o.flip = true;
   const torch::Tensor y = train::augment_batch(x, o);

@@ -162,6 +162,15 @@ torch::Tensor NetworkImpl::forward(torch::Tensor x, std::vector<torch::Tensor>* 
   return x.flatten(1);
 }
 
+std::vector<double> NetworkImpl::activation_intervals() const {
+  std::vector<double> r;
+  for (const auto& l : arch_.layers) {
+    if (l.type != nn::LayerType::Activation) continue;
+    r.push_back(l.activation.poly && l.activation.spec != "square" ? l.activation.poly->range() : 0.0);
+  }
+  return r;
+}
+
 void NetworkImpl::recalibrate_batch_norm(const torch::Tensor& images, std::int64_t batch_size) {
   std::vector<BatchNorm> bns;
   for (const auto& b : bn_) {

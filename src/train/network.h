@@ -40,6 +40,10 @@ class NetworkImpl : public torch::nn::Module {
   // activation layer is appended to it (in layer order).
   torch::Tensor forward(torch::Tensor x, std::vector<torch::Tensor>* activation_inputs = nullptr);
 
+  // For each activation layer in order: r of a fitted polynomial's interval [-r, r], 0 for exact
+  // functions and "square".
+  std::vector<double> activation_intervals() const;
+
   // Recomputes the batch-normalization running statistics as plain averages over `images` (after
   // training on augmented images, so they describe the images the model will see).
   void recalibrate_batch_norm(const torch::Tensor& images, std::int64_t batch_size = 500);

@@ -152,7 +152,12 @@ torch::Tensor augment_batch(const torch::Tensor& x, const TrainOptions& o) {
   const auto uniform = [n](double a) { return (torch::rand({n}, torch::kFloat64) * 2 - 1) * a; };
   const torch::Tensor angle = uniform(o.rotate_deg * M_PI / 180.0);
   const torch::Tensor scale = 1 + uniform(o.zoom);     // > 1 zooms in
-  const torch::Tensor tx = uniform(2 * o.shift), ty = uniform(2 * o.shift);  // normalized coordinates span 2
+  torch::Tensor tx = uniform(2 * o.shift), ty = uniform(2 * o.shift);  // normalized coordinates span 2
+  if (o.rotate_deg == 0 && o.zoom == 0) {
+    // A pure translation by whole pixels copies pixels exactly (no interpolation blur).
+    tx = torch::round(tx * (x.size(3) / 2.0)) * (2.0 / x.size(3));
+    ty = torch::round(ty * (x.size(2) / 2.0)) * (2.0 / x.size(2));
+  }
   torch::Tensor sx = torch::ones({n}, torch::kFloat64);
   if (o.flip) sx = torch::where(torch::rand({n}, torch::kFloat64) < 0.5, -sx, sx);
   // affine_grid maps output coordinates to input coordinates: in = R(angle) out / scale + t.
@@ -204,6 +209,8 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
   const bool has_val = val.size() > 0;
 
   auto opt = make_optimizer(net->parameters(), o);
+  const std::vector<double> intervals = net->activation_intervals();
+  const bool penalize = o.range_penalty > 0 && std::any_of(intervals.begin(), intervals.end(), [](double r) { return r > 0; });
   TrainResult r;
   Snapshot best;
   double best_monitor = std::numeric_limits<double>::infinity();
@@ -226,15 +233,19 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       torch::Tensor xb = x_train.index_select(0, idx);
       const torch::Tensor yb = y_train.index_select(0, idx);
       if (o.augment) xb = augment_batch(xb, o);
-      const torch::Tensor logits = net->forward(xb);
-      const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, yb);
-      const double l = loss.item<double>();
-      if (!std::isfinite(l)) {
+      std::vector<torch::Tensor> acts;
+      const torch::Tensor logits = net->forward(xb, penalize ? &acts : nullptr);
+      const torch::Tensor ce = torch::nn::functional::cross_entropy(logits, yb);
+      torch::Tensor loss = ce;
+      for (std::size_t k = 0; k < acts.size(); ++k) {
+        if (intervals[k] > 0) loss = loss + o.range_penalty * torch::relu(acts[k].abs() - intervals[k]).square().mean();
+      }
+      const double l = ce.item<double>();
+      if (!std::isfinite(loss.item<double>())) {
         bar.clear();
-        throw Error("the training loss is " + std::to_string(l) + " at epoch " + std::to_string(epoch) + ", batch " +
-                    std::to_string(b + 1) +
+        throw Error("the training loss is not finite at epoch " + std::to_string(epoch) + ", batch " + std::to_string(b + 1) +
                     ": the network diverged (polynomial activations grow fast outside their range); "
-                    "try a lower --lr or --clip-grad 1");
+                    "try a lower --lr, --clip-grad 1 or --range-penalty");
       }
       opt->zero_grad();
       loss.backward();

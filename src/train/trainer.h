@@ -22,6 +22,10 @@ struct TrainOptions {
   double lr_factor = 0.5;          // new lr = lr * factor
   double min_lr = 1e-6;
   double clip_grad = 0;            // maximum gradient norm (0: no clipping)
+  // Adds range_penalty * mean(max(|x| - r, 0)^2) over the inputs x of every fitted polynomial
+  // activation (interval [-r, r]) to the loss: keeps inputs where the polynomial approximates its
+  // function and away from the fast growth of its leading term.
+  double range_penalty = 0;
   bool augment = false;            // random rotation, zoom and shift (and flip if `flip`)
   double rotate_deg = 10, zoom = 0.1, shift = 0.1;  // shift as a fraction of the image size
   bool flip = false;               // random horizontal flips (with augment)
@@ -71,6 +75,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
 Loss evaluate_network(Network& net, const torch::Tensor& images, const torch::Tensor& labels, int batch_size = 1000);
 
 // Random rotation / zoom / shift (and horizontal flip) of a batch [N, C, H, W], bilinear, zeros outside.
+// Without rotation and zoom, shifts are rounded to whole pixels.
 torch::Tensor augment_batch(const torch::Tensor& x, const TrainOptions& o);
 
 // Inputs of one activation layer over a dataset, computed with the plaintext reference (nn::forward).
