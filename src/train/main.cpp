@@ -153,7 +153,7 @@ int run(const Options& o, const std::string& command) {
       {"images", {{"train", train_set.size()}, {"validation", val_set.size()}, {"test", test_n}}},
       {"training",
        {{"epochs", o.t.epochs}, {"best_epoch", r.best_epoch}, {"batch_size", o.t.batch_size}, {"optimizer", o.t.optimizer},
-        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}, {"bn_recalibrate", o.t.bn_recalibrate}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"seed", o.t.seed},
+        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}, {"bn_recalibrate", o.t.bn_recalibrate}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"weight_decay", o.t.weight_decay}, {"seed", o.t.seed},
         {"threads", torch::get_num_threads()}, {"seconds", r.seconds}, {"history", history}}},
       {"accuracy", {{"train", best.train_acc}, {"validation", best.val_acc}}},
       {"activation_ranges", train::ranges_json(ranges)},
@@ -200,6 +200,9 @@ int main(int argc, char** argv) {
   app.add_option("--lr-factor", o.t.lr_factor, "Factor applied to the lr on a plateau")->capture_default_str();
   app.add_option("--min-lr", o.t.min_lr, "Lowest lr reduce-on-plateau goes to")->capture_default_str();
   app.add_option("--clip-grad", o.t.clip_grad, "Clip the gradient norm to this value (0: off)")->capture_default_str();
+  app.add_option("--label-smoothing", o.t.label_smoothing, "Label smoothing of the training loss")
+      ->check(CLI::Range(0.0, 0.5))
+      ->capture_default_str();
   app.add_option("--range-penalty", o.t.range_penalty,
                  "Add this times mean(max(|x| - r, 0)^2) over the inputs of polynomial activations to the loss (0: off)")
       ->capture_default_str();

@@ -235,7 +235,8 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       if (o.augment) xb = augment_batch(xb, o);
       std::vector<torch::Tensor> acts;
       const torch::Tensor logits = net->forward(xb, penalize ? &acts : nullptr);
-      const torch::Tensor ce = torch::nn::functional::cross_entropy(logits, yb);
+      const torch::Tensor ce = torch::nn::functional::cross_entropy(
+          logits, yb, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.label_smoothing));
       torch::Tensor loss = ce;
       for (std::size_t k = 0; k < acts.size(); ++k) {
         if (intervals[k] > 0) loss = loss + o.range_penalty * torch::relu(acts[k].abs() - intervals[k]).square().mean();

@@ -22,6 +22,7 @@ struct TrainOptions {
   double lr_factor = 0.5;          // new lr = lr * factor
   double min_lr = 1e-6;
   double clip_grad = 0;            // maximum gradient norm (0: no clipping)
+  double label_smoothing = 0;      // cross-entropy against (1 - e) one-hot + e / classes
   // Adds range_penalty * mean(max(|x| - r, 0)^2) over the inputs x of every fitted polynomial
   // activation (interval [-r, r]) to the loss: keeps inputs where the polynomial approximates its
   // function and away from the fast growth of its leading term.
