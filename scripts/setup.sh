@@ -15,6 +15,7 @@ packages=(
   libeigen3-dev      # dense least squares for polynomial fits
   gnuplot-nox        # hecnn approx --plot
   libhdf5-dev        # Keras weights import
+  libtorch-dev       # hecnn-train (src/train/ only)
   dataset-fashion-mnist  # the default dataset (/usr/share/datasets/fashion-mnist)
 )
 

@@ -1,12 +1,14 @@
 // hecnn: command-line entry point. Each subcommand lives in its own file.
 #include <CLI/CLI.hpp>
 
+#include <cstring>
 #include <iostream>
 
 #include "ckks/error.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "train") == 0) return hecnn::cli::exec_train(argc - 2, argv + 2);
   CLI::App app{"hecnn: private CNN inference over CKKS homomorphic encryption"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "hecnn 0.1.0");
@@ -16,6 +18,7 @@ int main(int argc, char** argv) {
   hecnn::cli::register_models(app);
   hecnn::cli::register_plan(app);
   hecnn::cli::register_client_server(app);
+  hecnn::cli::register_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
