@@ -9,6 +9,7 @@
 #include <random>
 
 #include "ckks/error.h"
+#include "test_util.h"
 #include "he/engine.h"
 #include "he/files.h"
 #include "he/linear_kernel.h"
@@ -114,15 +115,7 @@ class TempDir {
   fs::path path_;
 };
 
-template <typename F>
-void expect_error_mentioning(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning '" << needle << "'";
-  } catch (const hecnn::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using hecnn::test::expect_error_mentioning;
 
 }  // namespace
 

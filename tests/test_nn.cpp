@@ -10,6 +10,7 @@
 #include <random>
 
 #include "ckks/error.h"
+#include "test_util.h"
 #include "nn/dataset.h"
 #include "nn/forward.h"
 #include "nn/keras.h"
@@ -67,15 +68,7 @@ std::vector<unsigned char> idx_labels(std::uint32_t n) {
   return v;
 }
 
-template <typename F>
-void expect_error_mentioning(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning '" << needle << "'";
-  } catch (const hecnn::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using hecnn::test::expect_error_mentioning;
 
 Tensor random_tensor(std::vector<std::int64_t> shape, std::mt19937_64& rng, float lo = -0.5f, float hi = 0.5f) {
   Tensor t(std::move(shape));

@@ -1,8 +1,13 @@
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cmath>
+#include <string>
 #include <complex>
 #include <random>
 #include <vector>
+
+#include "ckks/error.h"
 
 namespace hecnn::test {
 
@@ -26,6 +31,17 @@ inline double precision_bits(const std::vector<std::complex<double>>& got,
   double err = 0;
   for (std::size_t i = 0; i < want.size(); ++i) err = std::max(err, std::abs(got.at(i) - want[i]));
   return err == 0 ? 64.0 : -std::log2(err);
+}
+
+// Runs f, which must throw hecnn::Error with `needle` in its message.
+template <typename F>
+void expect_error_mentioning(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error mentioning '" << needle << "'";
+  } catch (const hecnn::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace hecnn::test
