@@ -14,8 +14,14 @@ hecnn="$root/build/src/hecnn"
 cd "$root"
 if [ -f models/mnist-swish4.safetensors ] && { [ -d ../shared/datasets/mnist ] || [ -d data/mnist ]; }; then
   model=models/mnist-swish4.safetensors dataset=mnist
-else
+elif [ -f models/fashion-mnist-swish4.safetensors ]; then
   model=models/fashion-mnist-swish4.safetensors dataset=fashion-mnist
+else
+  echo "run.sh: no MNIST test set found (../shared/datasets/mnist or data/mnist; download it from" >&2
+  echo "https://yann.lecun.com/exdb/mnist/ into data/mnist) and no Fashion-MNIST model committed yet" >&2
+  echo "(train one: build/src/hecnn train --dataset fashion-mnist --arch mnist-paper" >&2
+  echo "--activation swish:deg4:range4 --out models/fashion-mnist-swish4.safetensors)" >&2
+  exit 1
 fi
 echo "== encrypted classification: $model on the $dataset test set"
 exec "$hecnn" eval --model "$model" --dataset "$dataset" --encrypted --limit 8192 "$@"
