@@ -271,6 +271,34 @@ TEST(Train, TinyRunReducesLoss) {
   EXPECT_NEAR(e.accuracy(), after.accuracy, 0.01);
 }
 
+TEST(Train, DistillationAndRangePenalty) {
+  torch::manual_seed(6);
+  const nn::Dataset data = synthetic(200, 4);
+  nn::Dataset tr, val;
+  nn::split_validation(data, 0.2, 1, tr, val);
+  train::TrainOptions o;
+  o.epochs = 1;
+  o.batch_size = 32;
+  o.lr = 1e-2;
+  o.log = nullptr;
+  o.progress = false;
+  train::Network teacher(nn::preset_architecture("mnist-paper", "relu"));
+  train::train_network(teacher, tr, val, o);
+  o.teacher = teacher;
+  o.distill_alpha = 0.7;
+  o.range_penalty = 1;
+  o.label_smoothing = 0.1;
+  train::Network student(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
+  const train::TrainResult r = train::train_network(student, tr, val, o);
+  ASSERT_EQ(r.history.size(), 1u);
+  EXPECT_TRUE(std::isfinite(r.history[0].train_loss));
+  EXPECT_GT(r.history[0].val_acc, 0.3);
+  // A teacher for other images is refused.
+  const nlohmann::json small = {{"input", {1, 8, 8}}, {"layers", {{{"type", "flatten"}}, {{"type", "dense"}, {"units", 10}}}}};
+  o.teacher = train::Network(nn::Model::from_architecture(small));
+  EXPECT_THROW(train::train_network(student, tr, val, o), hecnn::Error);
+}
+
 TEST(Train, Optimizers) {
   for (const char* name : {"adam", "sgd", "adadelta"}) {
     torch::Tensor w = torch::full({4}, 3.0, torch::requires_grad());

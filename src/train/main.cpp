@@ -24,7 +24,7 @@ using namespace hecnn;
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string dataset = "mnist", data_dir, test_dir, arch = "mnist-paper", activation, out;
+  std::string dataset = "mnist", data_dir, test_dir, arch = "mnist-paper", activation, out, teacher;
   double val_split = 0.1;
   std::size_t limit = 0;
   int threads = 0;
@@ -124,6 +124,15 @@ int run(const Options& o, const std::string& command) {
 
   train::TrainOptions to = o.t;
   to.progress = !o.quiet;
+  nlohmann::json teacher_info;
+  if (!o.teacher.empty()) {
+    const nn::Model t = nn::load_model(o.teacher);
+    to.teacher = train::Network(t);
+    teacher_info = {{"file", o.teacher}, {"alpha", o.t.distill_alpha}, {"temperature", o.t.distill_temperature}};
+    if (t.info.contains("accuracy")) teacher_info["accuracy"] = t.info["accuracy"];
+    std::printf("distilling from %s (alpha %g, temperature %g)\n", o.teacher.c_str(), o.t.distill_alpha,
+                o.t.distill_temperature);
+  }
   const train::TrainResult r = train::train_network(net, train_set, val_set, to);
   const train::EpochStats& best = r.history.at(static_cast<std::size_t>(r.best_epoch - 1));
 
@@ -153,7 +162,7 @@ int run(const Options& o, const std::string& command) {
       {"images", {{"train", train_set.size()}, {"validation", val_set.size()}, {"test", test_n}}},
       {"training",
        {{"epochs", o.t.epochs}, {"best_epoch", r.best_epoch}, {"batch_size", o.t.batch_size}, {"optimizer", o.t.optimizer},
-        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}, {"bn_recalibrate", o.t.bn_recalibrate}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"weight_decay", o.t.weight_decay}, {"seed", o.t.seed},
+        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"weight_decay", o.t.weight_decay}, {"bn_recalibrate", o.t.bn_recalibrate}, {"seed", o.t.seed},
         {"threads", torch::get_num_threads()}, {"seconds", r.seconds}, {"history", history}}},
       {"accuracy", {{"train", best.train_acc}, {"validation", best.val_acc}}},
       {"activation_ranges", train::ranges_json(ranges)},
@@ -162,6 +171,7 @@ int run(const Options& o, const std::string& command) {
       {"trainer", "hecnn-train (libtorch " TORCH_VERSION ")"},
   };
   if (test_acc >= 0) model.info["accuracy"]["test"] = test_acc;
+  if (!teacher_info.is_null()) model.info["training"]["teacher"] = teacher_info;
   nn::save_model(model, o.out);
 
   const double total = std::chrono::duration<double>(Clock::now() - t_start).count();
@@ -203,6 +213,10 @@ int main(int argc, char** argv) {
   app.add_option("--label-smoothing", o.t.label_smoothing, "Label smoothing of the training loss")
       ->check(CLI::Range(0.0, 0.5))
       ->capture_default_str();
+  app.add_option("--teacher", o.teacher, "Distill from this trained model (.safetensors, any architecture)");
+  app.add_option("--distill-alpha", o.t.distill_alpha, "Weight of the distillation term (the rest: cross-entropy)")
+      ->capture_default_str();
+  app.add_option("--distill-temperature", o.t.distill_temperature, "Distillation temperature")->capture_default_str();
   app.add_option("--range-penalty", o.t.range_penalty,
                  "Add this times mean(max(|x| - r, 0)^2) over the inputs of polynomial activations to the loss (0: off)")
       ->capture_default_str();
@@ -215,8 +229,8 @@ int main(int argc, char** argv) {
   app.add_option("--shift", o.t.shift, "Augmentation: largest shift, as a fraction of the image size")->capture_default_str();
   auto* flip = app.add_flag("--flip,!--no-flip", o.t.flip, "Augmentation: random horizontal flips (default: on for cifar10)");
   app.add_flag("!--no-bn-recalibrate", o.t.bn_recalibrate,
-               "With --augment: keep the batch-norm statistics of the augmented batches instead of recomputing them on "
-               "the training images after each epoch");
+               "Keep the batch-norm running averages of training instead of recomputing the statistics on the "
+               "unaugmented training images after each epoch");
   app.add_option("--bn-momentum", o.t.bn_momentum, "Batch normalization running-average momentum (PyTorch convention)")
       ->capture_default_str();
   app.add_option("--seed", o.t.seed, "Random seed (weights, shuffles, validation split, augmentation)")->capture_default_str();

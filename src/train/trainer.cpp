@@ -210,6 +210,22 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
 
   auto opt = make_optimizer(net->parameters(), o);
   const std::vector<double> intervals = net->activation_intervals();
+  Network teacher = o.teacher;
+  const bool distill = !teacher.is_empty();
+  const double T = o.distill_temperature;
+  if (distill) {
+    if (!(o.distill_alpha >= 0 && o.distill_alpha <= 1)) throw Error("--distill-alpha must be in [0, 1]");
+    if (!(T > 0)) throw Error("--distill-temperature must be positive");
+    if (!(teacher->architecture().input == train.shape)) {
+      throw Error("the teacher expects " + teacher->architecture().input.to_string() + " inputs, the dataset has " +
+                  train.shape.to_string() + " images");
+    }
+    if (teacher->architecture().output() != net->architecture().output()) {
+      throw Error("the teacher has " + std::to_string(teacher->architecture().output().size()) + " outputs, the network " +
+                  std::to_string(net->architecture().output().size()));
+    }
+    teacher->eval();
+  }
   const bool penalize = o.range_penalty > 0 && std::any_of(intervals.begin(), intervals.end(), [](double r) { return r > 0; });
   TrainResult r;
   Snapshot best;
@@ -238,6 +254,17 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       const torch::Tensor ce = torch::nn::functional::cross_entropy(
           logits, yb, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.label_smoothing));
       torch::Tensor loss = ce;
+      if (distill) {
+        torch::Tensor soft;
+        {
+          torch::NoGradGuard no_grad;
+          soft = torch::softmax(teacher->forward(xb) / T, 1);
+        }
+        namespace F = torch::nn::functional;
+        const torch::Tensor kd =
+            F::kl_div(torch::log_softmax(logits / T, 1), soft, F::KLDivFuncOptions().reduction(torch::kBatchMean)) * (T * T);
+        loss = (1 - o.distill_alpha) * ce + o.distill_alpha * kd;
+      }
       for (std::size_t k = 0; k < acts.size(); ++k) {
         if (intervals[k] > 0) loss = loss + o.range_penalty * torch::relu(acts[k].abs() - intervals[k]).square().mean();
       }
@@ -264,7 +291,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     s.train_loss = loss_sum / static_cast<double>(std::max<std::int64_t>(seen, 1));
     s.train_acc = static_cast<double>(correct) / static_cast<double>(std::max<std::int64_t>(seen, 1));
     s.lr = opt->lr();
-    if (o.augment && o.bn_recalibrate) net->recalibrate_batch_norm(x_train);
+    if (o.bn_recalibrate) net->recalibrate_batch_norm(x_train);
     if (has_val) {
       const Loss v = evaluate_network(net, x_val, y_val);
       s.val_loss = v.loss;

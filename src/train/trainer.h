@@ -30,9 +30,14 @@ struct TrainOptions {
   bool augment = false;            // random rotation, zoom and shift (and flip if `flip`)
   double rotate_deg = 10, zoom = 0.1, shift = 0.1;  // shift as a fraction of the image size
   bool flip = false;               // random horizontal flips (with augment)
-  // With augment: after each epoch, recompute the batch-norm statistics on the unaugmented training
-  // images (they are what validation, test and inference images look like).
+  // After each epoch, recompute the batch-norm statistics as exact averages over the unaugmented
+  // training images, for the epoch's final weights (the running averages mix earlier weights and,
+  // with augment, describe augmented images rather than what inference sees).
   bool bn_recalibrate = true;
+  // Knowledge distillation: with a teacher, the loss is (1 - alpha) CE + alpha T^2 KL(teacher || student)
+  // on logits divided by the temperature T (Hinton et al. 2015).
+  Network teacher{nullptr};
+  double distill_alpha = 0.5, distill_temperature = 4;
   double bn_momentum = 0.1;        // PyTorch convention
   std::uint64_t seed = 1;
   bool progress = true;            // progress bar on stderr (only when it is a terminal)
