@@ -117,8 +117,8 @@ int run(const Options& o, const std::string& command) {
               train_set.size(), val_set.size(), test_n);
   std::printf("%s", net->to_model().summary().c_str());
   const double lr = o.t.lr > 0 ? o.t.lr : train::default_lr(o.t.optimizer);
-  std::printf("optimizer %s, lr %g, batch %d, %d epochs, augmentation %s, seed %llu, %d threads\n", o.t.optimizer.c_str(), lr,
-              o.t.batch_size, o.t.epochs, o.t.augment ? (o.t.flip ? "on (with flips)" : "on") : "off",
+  std::printf("optimizer %s, lr %g (%s), batch %d, %d epochs, dropout %g, augmentation %s, seed %llu, %d threads\n",
+              o.t.optimizer.c_str(), lr, o.t.schedule.c_str(), o.t.batch_size, o.t.epochs, o.t.dropout, o.t.augment ? (o.t.flip ? "on (with flips)" : "on") : "off",
               static_cast<unsigned long long>(o.t.seed), torch::get_num_threads());
   std::fflush(stdout);
 
@@ -162,7 +162,7 @@ int run(const Options& o, const std::string& command) {
       {"images", {{"train", train_set.size()}, {"validation", val_set.size()}, {"test", test_n}}},
       {"training",
        {{"epochs", o.t.epochs}, {"best_epoch", r.best_epoch}, {"batch_size", o.t.batch_size}, {"optimizer", o.t.optimizer},
-        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"weight_decay", o.t.weight_decay}, {"bn_recalibrate", o.t.bn_recalibrate}, {"seed", o.t.seed},
+        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"schedule", o.t.schedule}, {"dropout", o.t.dropout}, {"weight_decay", o.t.weight_decay}, {"bn_recalibrate", o.t.bn_recalibrate}, {"seed", o.t.seed},
         {"threads", torch::get_num_threads()}, {"seconds", r.seconds}, {"history", history}}},
       {"accuracy", {{"train", best.train_acc}, {"validation", best.val_acc}}},
       {"activation_ranges", train::ranges_json(ranges)},
@@ -209,6 +209,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--lr-factor", o.t.lr_factor, "Factor applied to the lr on a plateau")->capture_default_str();
   app.add_option("--min-lr", o.t.min_lr, "Lowest lr reduce-on-plateau goes to")->capture_default_str();
+  app.add_option("--schedule", o.t.schedule, "Learning-rate schedule: plateau (reduce on plateau) | cosine (to --min-lr)")
+      ->check(CLI::IsMember({"plateau", "cosine"}))
+      ->capture_default_str();
+  app.add_option("--dropout", o.t.dropout, "Dropout on the inputs of dense layers while training")->capture_default_str();
   app.add_option("--clip-grad", o.t.clip_grad, "Clip the gradient norm to this value (0: off)")->capture_default_str();
   app.add_option("--label-smoothing", o.t.label_smoothing, "Label smoothing of the training loss")
       ->check(CLI::Range(0.0, 0.5))

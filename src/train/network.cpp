@@ -155,7 +155,9 @@ torch::Tensor NetworkImpl::forward(torch::Tensor x, std::vector<torch::Tensor>* 
         x = x.flatten(1);
         break;
       case nn::LayerType::Dense:
-        x = dense_[i]->forward(x.flatten(1));
+        x = x.flatten(1);
+        if (dropout_ > 0 && is_training()) x = torch::dropout(x, dropout_, true);
+        x = dense_[i]->forward(x);
         break;
     }
   }

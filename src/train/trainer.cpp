@@ -198,6 +198,10 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
   if (o.batch_size < 2) throw Error("--batch-size must be at least 2 (batch normalization needs a batch)");
   if (train.size() < 2) throw Error("the training set needs at least 2 images");
   if (!(o.lr_factor > 0 && o.lr_factor <= 1)) throw Error("--lr-factor must be in (0, 1]");
+  if (o.schedule != "plateau" && o.schedule != "cosine") {
+    throw Error("--schedule must be 'plateau' or 'cosine', not '" + o.schedule + "'");
+  }
+  if (!(o.dropout >= 0 && o.dropout < 1)) throw Error("--dropout must be in [0, 1)");
   if (!(train.shape == net->architecture().input)) {
     throw Error("the network expects " + net->architecture().input.to_string() + " inputs, the dataset '" + train.name +
                 "' has " + train.shape.to_string() + " images");
@@ -226,6 +230,18 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     }
     teacher->eval();
   }
+  // Without augmentation the teacher sees the same images every epoch: its soft targets are computed once.
+  torch::Tensor teacher_soft;
+  if (distill && !o.augment) {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> parts;
+    for (std::int64_t i = 0; i < x_train.size(0); i += 1000) {
+      parts.push_back(torch::softmax(teacher->forward(x_train.slice(0, i, std::min<std::int64_t>(i + 1000, x_train.size(0)))) / T, 1));
+    }
+    teacher_soft = torch::cat(parts);
+  }
+  net->set_dropout(o.dropout);
+  const double lr0 = opt->lr();
   const bool penalize = o.range_penalty > 0 && std::any_of(intervals.begin(), intervals.end(), [](double r) { return r > 0; });
   TrainResult r;
   Snapshot best;
@@ -245,6 +261,11 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     for (std::size_t b = 0; b < batches; ++b) {
       const std::int64_t start = static_cast<std::int64_t>(b) * bs, end = std::min(n, start + bs);
       if (end - start < 2) continue;  // batch normalization needs two samples
+      if (o.schedule == "cosine") {
+        const double t = (static_cast<double>(epoch - 1) * static_cast<double>(batches) + static_cast<double>(b)) /
+                         (static_cast<double>(o.epochs) * static_cast<double>(batches));
+        opt->set_lr(o.min_lr + 0.5 * (lr0 - o.min_lr) * (1 + std::cos(M_PI * t)));
+      }
       const torch::Tensor idx = perm.slice(0, start, end);
       torch::Tensor xb = x_train.index_select(0, idx);
       const torch::Tensor yb = y_train.index_select(0, idx);
@@ -256,7 +277,9 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       torch::Tensor loss = ce;
       if (distill) {
         torch::Tensor soft;
-        {
+        if (teacher_soft.defined()) {
+          soft = teacher_soft.index_select(0, idx);
+        } else {
           torch::NoGradGuard no_grad;
           soft = torch::softmax(teacher->forward(xb) / T, 1);
         }
@@ -320,7 +343,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     if (monitor < best_monitor * (1 - 1e-4)) {
       best_monitor = monitor;
       wait = 0;
-    } else if (o.lr_patience > 0 && ++wait >= o.lr_patience) {
+    } else if (o.schedule == "plateau" && o.lr_patience > 0 && ++wait >= o.lr_patience) {
       wait = 0;
       const double lr = std::max(opt->lr() * o.lr_factor, o.min_lr);
       if (lr < opt->lr()) {
@@ -329,6 +352,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       }
     }
   }
+  net->set_dropout(0);
   if (has_val) restore(net, best);
   r.final_lr = opt->lr();
   r.seconds = seconds_since(t0);

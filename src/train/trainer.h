@@ -21,6 +21,10 @@ struct TrainOptions {
   int lr_patience = 3;             // reduce-on-plateau: epochs without improvement (0: off)
   double lr_factor = 0.5;          // new lr = lr * factor
   double min_lr = 1e-6;
+  // "plateau": reduce-on-plateau (lr_patience, lr_factor); "cosine": lr follows half a cosine from
+  // lr to min_lr over all the batches of the run.
+  std::string schedule = "plateau";
+  double dropout = 0;              // dropout on the inputs of dense layers while training
   double clip_grad = 0;            // maximum gradient norm (0: no clipping)
   double label_smoothing = 0;      // cross-entropy against (1 - e) one-hot + e / classes
   // Adds range_penalty * mean(max(|x| - r, 0)^2) over the inputs x of every fitted polynomial
