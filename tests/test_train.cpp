@@ -336,6 +336,38 @@ TEST(Train, CosineScheduleAndDropout) {
   EXPECT_THROW(train::train_network(net, tr, val, o), hecnn::Error);
 }
 
+TEST(Train, WeightAveraging) {
+  const nn::Dataset data = synthetic(200, 6);
+  nn::Dataset tr, val;
+  nn::split_validation(data, 0.2, 1, tr, val);
+  train::TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.lr = 1e-2;
+  o.log = nullptr;
+  o.progress = false;
+  auto run = [&](double ema) {
+    torch::manual_seed(8);
+    train::Network net(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
+    o.ema = ema;
+    const train::TrainResult r = train::train_network(net, tr, val, o);
+    EXPECT_TRUE(std::isfinite(r.history.back().val_loss));
+    return net;
+  };
+  train::Network plain = run(0), averaged = run(0.9);
+  // Same seed, same batches: only the averaging differs, and the averaged weights are what is kept.
+  const auto a = plain->named_parameters(), b = averaged->named_parameters();
+  double diff = 0;
+  for (const auto& p : a) diff = std::max(diff, (p.value() - b[p.key()]).abs().max().item<double>());
+  EXPECT_GT(diff, 1e-4);
+  const torch::Tensor x = train::images_tensor(val.images.data(), val.size(), val.shape);
+  torch::Tensor y = torch::empty({static_cast<std::int64_t>(val.size())}, torch::kInt64);
+  for (std::size_t i = 0; i < val.size(); ++i) y[static_cast<std::int64_t>(i)] = val.labels[i];
+  EXPECT_NEAR(nn::evaluate(averaged->to_model(), val).accuracy(), train::evaluate_network(averaged, x, y).accuracy, 0.01);
+  o.ema = 1;
+  EXPECT_THROW(train::train_network(averaged, tr, val, o), hecnn::Error);
+}
+
 TEST(Train, Optimizers) {
   for (const char* name : {"adam", "sgd", "adadelta"}) {
     torch::Tensor w = torch::full({4}, 3.0, torch::requires_grad());

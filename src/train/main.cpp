@@ -162,7 +162,7 @@ int run(const Options& o, const std::string& command) {
       {"images", {{"train", train_set.size()}, {"validation", val_set.size()}, {"test", test_n}}},
       {"training",
        {{"epochs", o.t.epochs}, {"best_epoch", r.best_epoch}, {"batch_size", o.t.batch_size}, {"optimizer", o.t.optimizer},
-        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"schedule", o.t.schedule}, {"dropout", o.t.dropout}, {"weight_decay", o.t.weight_decay}, {"bn_recalibrate", o.t.bn_recalibrate}, {"seed", o.t.seed},
+        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"schedule", o.t.schedule}, {"dropout", o.t.dropout}, {"ema", o.t.ema}, {"weight_decay", o.t.weight_decay}, {"bn_recalibrate", o.t.bn_recalibrate}, {"seed", o.t.seed},
         {"threads", torch::get_num_threads()}, {"seconds", r.seconds}, {"history", history}}},
       {"accuracy", {{"train", best.train_acc}, {"validation", best.val_acc}}},
       {"activation_ranges", train::ranges_json(ranges)},
@@ -213,6 +213,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"plateau", "cosine"}))
       ->capture_default_str();
   app.add_option("--dropout", o.t.dropout, "Dropout on the inputs of dense layers while training")->capture_default_str();
+  app.add_option("--ema", o.t.ema, "Keep an exponential moving average of the weights with this decay, e.g. 0.999 (0: off)")
+      ->capture_default_str();
   app.add_option("--clip-grad", o.t.clip_grad, "Clip the gradient norm to this value (0: off)")->capture_default_str();
   app.add_option("--label-smoothing", o.t.label_smoothing, "Label smoothing of the training loss")
       ->check(CLI::Range(0.0, 0.5))

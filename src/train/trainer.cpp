@@ -202,6 +202,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     throw Error("--schedule must be 'plateau' or 'cosine', not '" + o.schedule + "'");
   }
   if (!(o.dropout >= 0 && o.dropout < 1)) throw Error("--dropout must be in [0, 1)");
+  if (!(o.ema >= 0 && o.ema < 1)) throw Error("--ema must be in [0, 1)");
   if (!(train.shape == net->architecture().input)) {
     throw Error("the network expects " + net->architecture().input.to_string() + " inputs, the dataset '" + train.name +
                 "' has " + train.shape.to_string() + " images");
@@ -242,6 +243,12 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
   }
   net->set_dropout(o.dropout);
   const double lr0 = opt->lr();
+  // The averaged parameters (batch-norm buffers are recomputed, not averaged).
+  std::vector<torch::Tensor> params = net->parameters(), averaged;
+  if (o.ema > 0) {
+    for (const auto& p : params) averaged.push_back(p.detach().clone());
+  }
+  std::int64_t steps = 0;
   const bool penalize = o.range_penalty > 0 && std::any_of(intervals.begin(), intervals.end(), [](double r) { return r > 0; });
   TrainResult r;
   Snapshot best;
@@ -302,6 +309,13 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       loss.backward();
       if (o.clip_grad > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), o.clip_grad);
       opt->step();
+      if (o.ema > 0) {
+        // Warm-up as in TensorFlow's ExponentialMovingAverage: early steps weigh the present more.
+        ++steps;
+        const double d = std::min(o.ema, (1.0 + static_cast<double>(steps)) / (10.0 + static_cast<double>(steps)));
+        torch::NoGradGuard no_grad;
+        for (std::size_t i = 0; i < params.size(); ++i) averaged[i].mul_(d).add_(params[i].detach(), 1 - d);
+      }
       loss_sum += l * static_cast<double>(end - start);
       correct += logits.argmax(1).eq(yb).sum().item<std::int64_t>();
       seen += end - start;
@@ -314,7 +328,16 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     s.train_loss = loss_sum / static_cast<double>(std::max<std::int64_t>(seen, 1));
     s.train_acc = static_cast<double>(correct) / static_cast<double>(std::max<std::int64_t>(seen, 1));
     s.lr = opt->lr();
-    if (o.bn_recalibrate) net->recalibrate_batch_norm(x_train);
+    Snapshot training_state;
+    if (o.ema > 0) {
+      // Evaluate (and keep, if best) the averaged weights; training goes on from its own.
+      training_state = snapshot(net);
+      torch::NoGradGuard no_grad;
+      for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(averaged[i]);
+      net->recalibrate_batch_norm(x_train);
+    } else if (o.bn_recalibrate) {
+      net->recalibrate_batch_norm(x_train);
+    }
     if (has_val) {
       const Loss v = evaluate_network(net, x_val, y_val);
       s.val_loss = v.loss;
@@ -330,8 +353,9 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     if (improved) {
       r.best_epoch = epoch;
       r.best_val_acc = s.val_acc;
-      if (has_val) best = snapshot(net);
+      if (has_val || o.ema > 0) best = snapshot(net);
     }
+    if (o.ema > 0 && epoch < o.epochs) restore(net, training_state);
     if (o.log) {
       std::fprintf(o.log, "epoch %3d/%d  train loss %.4f acc %6.2f %%", epoch, o.epochs, s.train_loss, 100 * s.train_acc);
       if (has_val) std::fprintf(o.log, "  val loss %.4f acc %6.2f %%%s", s.val_loss, 100 * s.val_acc, improved ? " *" : "  ");
@@ -353,7 +377,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     }
   }
   net->set_dropout(0);
-  if (has_val) restore(net, best);
+  if (has_val || o.ema > 0) restore(net, best);
   r.final_lr = opt->lr();
   r.seconds = seconds_since(t0);
   return r;

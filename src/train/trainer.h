@@ -25,6 +25,10 @@ struct TrainOptions {
   // lr to min_lr over all the batches of the run.
   std::string schedule = "plateau";
   double dropout = 0;              // dropout on the inputs of dense layers while training
+  // Exponential moving average of the weights (Polyak averaging), updated after every batch with
+  // this decay (0: off). Validation, the best-epoch choice and the result use the averaged weights,
+  // with batch-norm statistics recomputed for them.
+  double ema = 0;
   double clip_grad = 0;            // maximum gradient norm (0: no clipping)
   double label_smoothing = 0;      // cross-entropy against (1 - e) one-hot + e / classes
   // Adds range_penalty * mean(max(|x| - r, 0)^2) over the inputs x of every fitted polynomial
