@@ -271,6 +271,103 @@ TEST(Train, TinyRunReducesLoss) {
   EXPECT_NEAR(e.accuracy(), after.accuracy, 0.01);
 }
 
+TEST(Train, DistillationAndRangePenalty) {
+  torch::manual_seed(6);
+  const nn::Dataset data = synthetic(200, 4);
+  nn::Dataset tr, val;
+  nn::split_validation(data, 0.2, 1, tr, val);
+  train::TrainOptions o;
+  o.epochs = 1;
+  o.batch_size = 32;
+  o.lr = 1e-2;
+  o.log = nullptr;
+  o.progress = false;
+  train::Network teacher(nn::preset_architecture("mnist-paper", "relu"));
+  train::train_network(teacher, tr, val, o);
+  o.teacher = teacher;
+  o.distill_alpha = 0.7;
+  o.range_penalty = 1;
+  o.label_smoothing = 0.1;
+  train::Network student(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
+  const train::TrainResult r = train::train_network(student, tr, val, o);
+  ASSERT_EQ(r.history.size(), 1u);
+  EXPECT_TRUE(std::isfinite(r.history[0].train_loss));
+  EXPECT_GT(r.history[0].val_acc, 0.3);
+  // A teacher for other images is refused.
+  const nlohmann::json small = {{"input", {1, 8, 8}}, {"layers", {{{"type", "flatten"}}, {{"type", "dense"}, {"units", 10}}}}};
+  o.teacher = train::Network(nn::Model::from_architecture(small));
+  EXPECT_THROW(train::train_network(student, tr, val, o), hecnn::Error);
+}
+
+TEST(Train, CosineScheduleAndDropout) {
+  torch::manual_seed(7);
+  const nn::Dataset data = synthetic(200, 5);
+  nn::Dataset tr, val;
+  nn::split_validation(data, 0.2, 1, tr, val);
+  train::TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.lr = 1e-2;
+  o.min_lr = 1e-4;
+  o.schedule = "cosine";
+  o.dropout = 0.5;
+  o.log = nullptr;
+  o.progress = false;
+  train::Network net(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
+  const train::TrainResult r = train::train_network(net, tr, val, o);
+  ASSERT_EQ(r.history.size(), 2u);
+  // Half a cosine over the run, per batch: 160 images in 5 batches of 32, so epoch 1 ends at t = 4/10
+  // and the run at t = 9/10.
+  const double expected0 = 1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + std::cos(M_PI * 0.4));
+  EXPECT_NEAR(r.history[0].lr, expected0, 1e-9);
+  EXPECT_LT(r.final_lr, 1e-3);
+  EXPECT_GT(r.final_lr, 1e-4 - 1e-12);
+  // Dropout is off once training returns: evaluation is deterministic and matches the export.
+  const torch::Tensor x = train::images_tensor(tr.images.data(), tr.size(), tr.shape);
+  torch::Tensor y = torch::empty({static_cast<std::int64_t>(tr.size())}, torch::kInt64);
+  for (std::size_t i = 0; i < tr.size(); ++i) y[static_cast<std::int64_t>(i)] = tr.labels[i];
+  const train::Loss a = train::evaluate_network(net, x, y), b = train::evaluate_network(net, x, y);
+  EXPECT_EQ(a.loss, b.loss);
+  EXPECT_NEAR(nn::evaluate(net->to_model(), tr).accuracy(), a.accuracy, 0.01);
+  o.schedule = "step";
+  EXPECT_THROW(train::train_network(net, tr, val, o), hecnn::Error);
+  o.schedule = "cosine";
+  o.dropout = 1;
+  EXPECT_THROW(train::train_network(net, tr, val, o), hecnn::Error);
+}
+
+TEST(Train, WeightAveraging) {
+  const nn::Dataset data = synthetic(200, 6);
+  nn::Dataset tr, val;
+  nn::split_validation(data, 0.2, 1, tr, val);
+  train::TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.lr = 1e-2;
+  o.log = nullptr;
+  o.progress = false;
+  auto run = [&](double ema) {
+    torch::manual_seed(8);
+    train::Network net(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
+    o.ema = ema;
+    const train::TrainResult r = train::train_network(net, tr, val, o);
+    EXPECT_TRUE(std::isfinite(r.history.back().val_loss));
+    return net;
+  };
+  train::Network plain = run(0), averaged = run(0.9);
+  // Same seed, same batches: only the averaging differs, and the averaged weights are what is kept.
+  const auto a = plain->named_parameters(), b = averaged->named_parameters();
+  double diff = 0;
+  for (const auto& p : a) diff = std::max(diff, (p.value() - b[p.key()]).abs().max().item<double>());
+  EXPECT_GT(diff, 1e-4);
+  const torch::Tensor x = train::images_tensor(val.images.data(), val.size(), val.shape);
+  torch::Tensor y = torch::empty({static_cast<std::int64_t>(val.size())}, torch::kInt64);
+  for (std::size_t i = 0; i < val.size(); ++i) y[static_cast<std::int64_t>(i)] = val.labels[i];
+  EXPECT_NEAR(nn::evaluate(averaged->to_model(), val).accuracy(), train::evaluate_network(averaged, x, y).accuracy, 0.01);
+  o.ema = 1;
+  EXPECT_THROW(train::train_network(averaged, tr, val, o), hecnn::Error);
+}
+
 TEST(Train, Optimizers) {
   for (const char* name : {"adam", "sgd", "adadelta"}) {
     torch::Tensor w = torch::full({4}, 3.0, torch::requires_grad());

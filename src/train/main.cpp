@@ -24,7 +24,7 @@ using namespace hecnn;
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string dataset = "mnist", data_dir, test_dir, arch = "mnist-paper", activation, out;
+  std::string dataset = "mnist", data_dir, test_dir, arch = "mnist-paper", activation, out, teacher;
   double val_split = 0.1;
   std::size_t limit = 0;
   int threads = 0;
@@ -117,13 +117,22 @@ int run(const Options& o, const std::string& command) {
               train_set.size(), val_set.size(), test_n);
   std::printf("%s", net->to_model().summary().c_str());
   const double lr = o.t.lr > 0 ? o.t.lr : train::default_lr(o.t.optimizer);
-  std::printf("optimizer %s, lr %g, batch %d, %d epochs, augmentation %s, seed %llu, %d threads\n", o.t.optimizer.c_str(), lr,
-              o.t.batch_size, o.t.epochs, o.t.augment ? (o.t.flip ? "on (with flips)" : "on") : "off",
+  std::printf("optimizer %s, lr %g (%s), batch %d, %d epochs, dropout %g, augmentation %s, seed %llu, %d threads\n",
+              o.t.optimizer.c_str(), lr, o.t.schedule.c_str(), o.t.batch_size, o.t.epochs, o.t.dropout, o.t.augment ? (o.t.flip ? "on (with flips)" : "on") : "off",
               static_cast<unsigned long long>(o.t.seed), torch::get_num_threads());
   std::fflush(stdout);
 
   train::TrainOptions to = o.t;
   to.progress = !o.quiet;
+  nlohmann::json teacher_info;
+  if (!o.teacher.empty()) {
+    const nn::Model t = nn::load_model(o.teacher);
+    to.teacher = train::Network(t);
+    teacher_info = {{"file", o.teacher}, {"alpha", o.t.distill_alpha}, {"temperature", o.t.distill_temperature}};
+    if (t.info.contains("accuracy")) teacher_info["accuracy"] = t.info["accuracy"];
+    std::printf("distilling from %s (alpha %g, temperature %g)\n", o.teacher.c_str(), o.t.distill_alpha,
+                o.t.distill_temperature);
+  }
   const train::TrainResult r = train::train_network(net, train_set, val_set, to);
   const train::EpochStats& best = r.history.at(static_cast<std::size_t>(r.best_epoch - 1));
 
@@ -153,7 +162,7 @@ int run(const Options& o, const std::string& command) {
       {"images", {{"train", train_set.size()}, {"validation", val_set.size()}, {"test", test_n}}},
       {"training",
        {{"epochs", o.t.epochs}, {"best_epoch", r.best_epoch}, {"batch_size", o.t.batch_size}, {"optimizer", o.t.optimizer},
-        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}, {"bn_recalibrate", o.t.bn_recalibrate}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"weight_decay", o.t.weight_decay}, {"seed", o.t.seed},
+        {"lr", lr}, {"final_lr", r.final_lr}, {"augment", o.t.augment ? nlohmann::json{{"rotate_deg", o.t.rotate_deg}, {"zoom", o.t.zoom}, {"shift", o.t.shift}, {"flip", o.t.flip}} : nlohmann::json(false)}, {"range_penalty", o.t.range_penalty}, {"label_smoothing", o.t.label_smoothing}, {"schedule", o.t.schedule}, {"dropout", o.t.dropout}, {"ema", o.t.ema}, {"weight_decay", o.t.weight_decay}, {"bn_recalibrate", o.t.bn_recalibrate}, {"seed", o.t.seed},
         {"threads", torch::get_num_threads()}, {"seconds", r.seconds}, {"history", history}}},
       {"accuracy", {{"train", best.train_acc}, {"validation", best.val_acc}}},
       {"activation_ranges", train::ranges_json(ranges)},
@@ -162,6 +171,7 @@ int run(const Options& o, const std::string& command) {
       {"trainer", "hecnn-train (libtorch " TORCH_VERSION ")"},
   };
   if (test_acc >= 0) model.info["accuracy"]["test"] = test_acc;
+  if (!teacher_info.is_null()) model.info["training"]["teacher"] = teacher_info;
   nn::save_model(model, o.out);
 
   const double total = std::chrono::duration<double>(Clock::now() - t_start).count();
@@ -199,10 +209,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--lr-factor", o.t.lr_factor, "Factor applied to the lr on a plateau")->capture_default_str();
   app.add_option("--min-lr", o.t.min_lr, "Lowest lr reduce-on-plateau goes to")->capture_default_str();
+  app.add_option("--schedule", o.t.schedule, "Learning-rate schedule: plateau (reduce on plateau) | cosine (to --min-lr)")
+      ->check(CLI::IsMember({"plateau", "cosine"}))
+      ->capture_default_str();
+  app.add_option("--dropout", o.t.dropout, "Dropout on the inputs of dense layers while training")->capture_default_str();
+  app.add_option("--ema", o.t.ema, "Keep an exponential moving average of the weights with this decay, e.g. 0.999 (0: off)")
+      ->capture_default_str();
   app.add_option("--clip-grad", o.t.clip_grad, "Clip the gradient norm to this value (0: off)")->capture_default_str();
   app.add_option("--label-smoothing", o.t.label_smoothing, "Label smoothing of the training loss")
       ->check(CLI::Range(0.0, 0.5))
       ->capture_default_str();
+  app.add_option("--teacher", o.teacher, "Distill from this trained model (.safetensors, any architecture)");
+  app.add_option("--distill-alpha", o.t.distill_alpha, "Weight of the distillation term (the rest: cross-entropy)")
+      ->capture_default_str();
+  app.add_option("--distill-temperature", o.t.distill_temperature, "Distillation temperature")->capture_default_str();
   app.add_option("--range-penalty", o.t.range_penalty,
                  "Add this times mean(max(|x| - r, 0)^2) over the inputs of polynomial activations to the loss (0: off)")
       ->capture_default_str();
@@ -215,8 +235,8 @@ int main(int argc, char** argv) {
   app.add_option("--shift", o.t.shift, "Augmentation: largest shift, as a fraction of the image size")->capture_default_str();
   auto* flip = app.add_flag("--flip,!--no-flip", o.t.flip, "Augmentation: random horizontal flips (default: on for cifar10)");
   app.add_flag("!--no-bn-recalibrate", o.t.bn_recalibrate,
-               "With --augment: keep the batch-norm statistics of the augmented batches instead of recomputing them on "
-               "the training images after each epoch");
+               "Keep the batch-norm running averages of training instead of recomputing the statistics on the "
+               "unaugmented training images after each epoch");
   app.add_option("--bn-momentum", o.t.bn_momentum, "Batch normalization running-average momentum (PyTorch convention)")
       ->capture_default_str();
   app.add_option("--seed", o.t.seed, "Random seed (weights, shuffles, validation split, augmentation)")->capture_default_str();

@@ -155,7 +155,9 @@ torch::Tensor NetworkImpl::forward(torch::Tensor x, std::vector<torch::Tensor>* 
         x = x.flatten(1);
         break;
       case nn::LayerType::Dense:
-        x = dense_[i]->forward(x.flatten(1));
+        x = x.flatten(1);
+        if (dropout_ > 0 && is_training()) x = torch::dropout(x, dropout_, true);
+        x = dense_[i]->forward(x);
         break;
     }
   }
@@ -179,6 +181,8 @@ void NetworkImpl::recalibrate_batch_norm(const torch::Tensor& images, std::int64
   if (bns.empty() || images.size(0) < 2) return;
   torch::NoGradGuard no_grad;
   const bool was_training = is_training();
+  const double dropout = dropout_;
+  dropout_ = 0;  // the statistics of what inference sees
   train();
   std::vector<double> momentum;
   for (auto& b : bns) {
@@ -194,6 +198,7 @@ void NetworkImpl::recalibrate_batch_norm(const torch::Tensor& images, std::int64
     forward(images.slice(0, s, std::min(n, s + batch_size)));
   }
   for (std::size_t i = 0; i < bns.size(); ++i) bns[i]->momentum = momentum[i];
+  dropout_ = dropout;
   train(was_training);
 }
 

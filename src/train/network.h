@@ -46,6 +46,9 @@ class NetworkImpl : public torch::nn::Module {
 
   // Recomputes the batch-normalization running statistics as plain averages over `images` (after
   // training on augmented images, so they describe the images the model will see).
+  // Dropout with probability p on the inputs of every dense layer, in training mode only (0: off).
+  void set_dropout(double p) { dropout_ = p; }
+
   void recalibrate_batch_norm(const torch::Tensor& images, std::int64_t batch_size = 500);
 
   // The architecture with the current parameters (float32), ready for nn::save_model.
@@ -58,7 +61,8 @@ class NetworkImpl : public torch::nn::Module {
   std::vector<torch::nn::Conv2d> conv_;     // per layer index (null where not a conv)
   std::vector<torch::nn::Linear> dense_;
   std::vector<BatchNorm> bn_;
-  std::vector<std::vector<std::int64_t>> pad_;  // constant_pad_nd amounts {left, right, top, bottom}
+  std::vector<std::vector<std::int64_t>> pad_;
+  double dropout_ = 0;  // constant_pad_nd amounts {left, right, top, bottom}
 };
 TORCH_MODULE(Network);
 

@@ -198,6 +198,11 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
   if (o.batch_size < 2) throw Error("--batch-size must be at least 2 (batch normalization needs a batch)");
   if (train.size() < 2) throw Error("the training set needs at least 2 images");
   if (!(o.lr_factor > 0 && o.lr_factor <= 1)) throw Error("--lr-factor must be in (0, 1]");
+  if (o.schedule != "plateau" && o.schedule != "cosine") {
+    throw Error("--schedule must be 'plateau' or 'cosine', not '" + o.schedule + "'");
+  }
+  if (!(o.dropout >= 0 && o.dropout < 1)) throw Error("--dropout must be in [0, 1)");
+  if (!(o.ema >= 0 && o.ema < 1)) throw Error("--ema must be in [0, 1)");
   if (!(train.shape == net->architecture().input)) {
     throw Error("the network expects " + net->architecture().input.to_string() + " inputs, the dataset '" + train.name +
                 "' has " + train.shape.to_string() + " images");
@@ -210,6 +215,40 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
 
   auto opt = make_optimizer(net->parameters(), o);
   const std::vector<double> intervals = net->activation_intervals();
+  Network teacher = o.teacher;
+  const bool distill = !teacher.is_empty();
+  const double T = o.distill_temperature;
+  if (distill) {
+    if (!(o.distill_alpha >= 0 && o.distill_alpha <= 1)) throw Error("--distill-alpha must be in [0, 1]");
+    if (!(T > 0)) throw Error("--distill-temperature must be positive");
+    if (!(teacher->architecture().input == train.shape)) {
+      throw Error("the teacher expects " + teacher->architecture().input.to_string() + " inputs, the dataset has " +
+                  train.shape.to_string() + " images");
+    }
+    if (teacher->architecture().output() != net->architecture().output()) {
+      throw Error("the teacher has " + std::to_string(teacher->architecture().output().size()) + " outputs, the network " +
+                  std::to_string(net->architecture().output().size()));
+    }
+    teacher->eval();
+  }
+  // Without augmentation the teacher sees the same images every epoch: its soft targets are computed once.
+  torch::Tensor teacher_soft;
+  if (distill && !o.augment) {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> parts;
+    for (std::int64_t i = 0; i < x_train.size(0); i += 1000) {
+      parts.push_back(torch::softmax(teacher->forward(x_train.slice(0, i, std::min<std::int64_t>(i + 1000, x_train.size(0)))) / T, 1));
+    }
+    teacher_soft = torch::cat(parts);
+  }
+  net->set_dropout(o.dropout);
+  const double lr0 = opt->lr();
+  // The averaged parameters (batch-norm buffers are recomputed, not averaged).
+  std::vector<torch::Tensor> params = net->parameters(), averaged;
+  if (o.ema > 0) {
+    for (const auto& p : params) averaged.push_back(p.detach().clone());
+  }
+  std::int64_t steps = 0;
   const bool penalize = o.range_penalty > 0 && std::any_of(intervals.begin(), intervals.end(), [](double r) { return r > 0; });
   TrainResult r;
   Snapshot best;
@@ -229,6 +268,11 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     for (std::size_t b = 0; b < batches; ++b) {
       const std::int64_t start = static_cast<std::int64_t>(b) * bs, end = std::min(n, start + bs);
       if (end - start < 2) continue;  // batch normalization needs two samples
+      if (o.schedule == "cosine") {
+        const double t = (static_cast<double>(epoch - 1) * static_cast<double>(batches) + static_cast<double>(b)) /
+                         (static_cast<double>(o.epochs) * static_cast<double>(batches));
+        opt->set_lr(o.min_lr + 0.5 * (lr0 - o.min_lr) * (1 + std::cos(M_PI * t)));
+      }
       const torch::Tensor idx = perm.slice(0, start, end);
       torch::Tensor xb = x_train.index_select(0, idx);
       const torch::Tensor yb = y_train.index_select(0, idx);
@@ -238,6 +282,19 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       const torch::Tensor ce = torch::nn::functional::cross_entropy(
           logits, yb, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.label_smoothing));
       torch::Tensor loss = ce;
+      if (distill) {
+        torch::Tensor soft;
+        if (teacher_soft.defined()) {
+          soft = teacher_soft.index_select(0, idx);
+        } else {
+          torch::NoGradGuard no_grad;
+          soft = torch::softmax(teacher->forward(xb) / T, 1);
+        }
+        namespace F = torch::nn::functional;
+        const torch::Tensor kd =
+            F::kl_div(torch::log_softmax(logits / T, 1), soft, F::KLDivFuncOptions().reduction(torch::kBatchMean)) * (T * T);
+        loss = (1 - o.distill_alpha) * ce + o.distill_alpha * kd;
+      }
       for (std::size_t k = 0; k < acts.size(); ++k) {
         if (intervals[k] > 0) loss = loss + o.range_penalty * torch::relu(acts[k].abs() - intervals[k]).square().mean();
       }
@@ -252,6 +309,13 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       loss.backward();
       if (o.clip_grad > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), o.clip_grad);
       opt->step();
+      if (o.ema > 0) {
+        // Warm-up as in TensorFlow's ExponentialMovingAverage: early steps weigh the present more.
+        ++steps;
+        const double d = std::min(o.ema, (1.0 + static_cast<double>(steps)) / (10.0 + static_cast<double>(steps)));
+        torch::NoGradGuard no_grad;
+        for (std::size_t i = 0; i < params.size(); ++i) averaged[i].mul_(d).add_(params[i].detach(), 1 - d);
+      }
       loss_sum += l * static_cast<double>(end - start);
       correct += logits.argmax(1).eq(yb).sum().item<std::int64_t>();
       seen += end - start;
@@ -264,7 +328,16 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     s.train_loss = loss_sum / static_cast<double>(std::max<std::int64_t>(seen, 1));
     s.train_acc = static_cast<double>(correct) / static_cast<double>(std::max<std::int64_t>(seen, 1));
     s.lr = opt->lr();
-    if (o.augment && o.bn_recalibrate) net->recalibrate_batch_norm(x_train);
+    Snapshot training_state;
+    if (o.ema > 0) {
+      // Evaluate (and keep, if best) the averaged weights; training goes on from its own.
+      training_state = snapshot(net);
+      torch::NoGradGuard no_grad;
+      for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(averaged[i]);
+      net->recalibrate_batch_norm(x_train);
+    } else if (o.bn_recalibrate) {
+      net->recalibrate_batch_norm(x_train);
+    }
     if (has_val) {
       const Loss v = evaluate_network(net, x_val, y_val);
       s.val_loss = v.loss;
@@ -280,8 +353,9 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     if (improved) {
       r.best_epoch = epoch;
       r.best_val_acc = s.val_acc;
-      if (has_val) best = snapshot(net);
+      if (has_val || o.ema > 0) best = snapshot(net);
     }
+    if (o.ema > 0 && epoch < o.epochs) restore(net, training_state);
     if (o.log) {
       std::fprintf(o.log, "epoch %3d/%d  train loss %.4f acc %6.2f %%", epoch, o.epochs, s.train_loss, 100 * s.train_acc);
       if (has_val) std::fprintf(o.log, "  val loss %.4f acc %6.2f %%%s", s.val_loss, 100 * s.val_acc, improved ? " *" : "  ");
@@ -293,7 +367,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
     if (monitor < best_monitor * (1 - 1e-4)) {
       best_monitor = monitor;
       wait = 0;
-    } else if (o.lr_patience > 0 && ++wait >= o.lr_patience) {
+    } else if (o.schedule == "plateau" && o.lr_patience > 0 && ++wait >= o.lr_patience) {
       wait = 0;
       const double lr = std::max(opt->lr() * o.lr_factor, o.min_lr);
       if (lr < opt->lr()) {
@@ -302,7 +376,8 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       }
     }
   }
-  if (has_val) restore(net, best);
+  net->set_dropout(0);
+  if (has_val || o.ema > 0) restore(net, best);
   r.final_lr = opt->lr();
   r.seconds = seconds_since(t0);
   return r;

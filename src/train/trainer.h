@@ -21,6 +21,14 @@ struct TrainOptions {
   int lr_patience = 3;             // reduce-on-plateau: epochs without improvement (0: off)
   double lr_factor = 0.5;          // new lr = lr * factor
   double min_lr = 1e-6;
+  // "plateau": reduce-on-plateau (lr_patience, lr_factor); "cosine": lr follows half a cosine from
+  // lr to min_lr over all the batches of the run.
+  std::string schedule = "plateau";
+  double dropout = 0;              // dropout on the inputs of dense layers while training
+  // Exponential moving average of the weights (Polyak averaging), updated after every batch with
+  // this decay (0: off). Validation, the best-epoch choice and the result use the averaged weights,
+  // with batch-norm statistics recomputed for them.
+  double ema = 0;
   double clip_grad = 0;            // maximum gradient norm (0: no clipping)
   double label_smoothing = 0;      // cross-entropy against (1 - e) one-hot + e / classes
   // Adds range_penalty * mean(max(|x| - r, 0)^2) over the inputs x of every fitted polynomial
@@ -30,9 +38,14 @@ struct TrainOptions {
   bool augment = false;            // random rotation, zoom and shift (and flip if `flip`)
   double rotate_deg = 10, zoom = 0.1, shift = 0.1;  // shift as a fraction of the image size
   bool flip = false;               // random horizontal flips (with augment)
-  // With augment: after each epoch, recompute the batch-norm statistics on the unaugmented training
-  // images (they are what validation, test and inference images look like).
+  // After each epoch, recompute the batch-norm statistics as exact averages over the unaugmented
+  // training images, for the epoch's final weights (the running averages mix earlier weights and,
+  // with augment, describe augmented images rather than what inference sees).
   bool bn_recalibrate = true;
+  // Knowledge distillation: with a teacher, the loss is (1 - alpha) CE + alpha T^2 KL(teacher || student)
+  // on logits divided by the temperature T (Hinton et al. 2015).
+  Network teacher{nullptr};
+  double distill_alpha = 0.5, distill_temperature = 4;
   double bn_momentum = 0.1;        // PyTorch convention
   std::uint64_t seed = 1;
   bool progress = true;            // progress bar on stderr (only when it is a terminal)
