@@ -243,15 +243,20 @@ nn::Dataset synthetic(std::size_t n, std::uint64_t seed) {
   return d;
 }
 
+// A dataset as libtorch tensors: images [N, C, H, W] and int64 labels [N].
+std::pair<torch::Tensor, torch::Tensor> tensors(const nn::Dataset& d) {
+  torch::Tensor y = torch::empty({static_cast<std::int64_t>(d.size())}, torch::kInt64);
+  for (std::size_t i = 0; i < d.size(); ++i) y[static_cast<std::int64_t>(i)] = d.labels[i];
+  return {train::images_tensor(d.images.data(), d.size(), d.shape), y};
+}
+
 TEST(Train, TinyRunReducesLoss) {
   torch::manual_seed(5);
   const nn::Dataset data = synthetic(400, 1);
   nn::Dataset tr, val;
   nn::split_validation(data, 0.2, 1, tr, val);
   train::Network net(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
-  const torch::Tensor x = train::images_tensor(tr.images.data(), tr.size(), tr.shape);
-  torch::Tensor y = torch::empty({static_cast<std::int64_t>(tr.size())}, torch::kInt64);
-  for (std::size_t i = 0; i < tr.size(); ++i) y[static_cast<std::int64_t>(i)] = tr.labels[i];
+  const auto [x, y] = tensors(tr);
   const train::Loss before = train::evaluate_network(net, x, y);
   train::TrainOptions o;
   o.epochs = 1;
@@ -323,9 +328,7 @@ TEST(Train, CosineScheduleAndDropout) {
   EXPECT_LT(r.final_lr, 1e-3);
   EXPECT_GT(r.final_lr, 1e-4 - 1e-12);
   // Dropout is off once training returns: evaluation is deterministic and matches the export.
-  const torch::Tensor x = train::images_tensor(tr.images.data(), tr.size(), tr.shape);
-  torch::Tensor y = torch::empty({static_cast<std::int64_t>(tr.size())}, torch::kInt64);
-  for (std::size_t i = 0; i < tr.size(); ++i) y[static_cast<std::int64_t>(i)] = tr.labels[i];
+  const auto [x, y] = tensors(tr);
   const train::Loss a = train::evaluate_network(net, x, y), b = train::evaluate_network(net, x, y);
   EXPECT_EQ(a.loss, b.loss);
   EXPECT_NEAR(nn::evaluate(net->to_model(), tr).accuracy(), a.accuracy, 0.01);
@@ -360,9 +363,7 @@ TEST(Train, WeightAveraging) {
   double diff = 0;
   for (const auto& p : a) diff = std::max(diff, (p.value() - b[p.key()]).abs().max().item<double>());
   EXPECT_GT(diff, 1e-4);
-  const torch::Tensor x = train::images_tensor(val.images.data(), val.size(), val.shape);
-  torch::Tensor y = torch::empty({static_cast<std::int64_t>(val.size())}, torch::kInt64);
-  for (std::size_t i = 0; i < val.size(); ++i) y[static_cast<std::int64_t>(i)] = val.labels[i];
+  const auto [x, y] = tensors(val);
   EXPECT_NEAR(nn::evaluate(averaged->to_model(), val).accuracy(), train::evaluate_network(averaged, x, y).accuracy, 0.01);
   o.ema = 1;
   EXPECT_THROW(train::train_network(averaged, tr, val, o), hecnn::Error);
