@@ -250,6 +250,17 @@ std::pair<torch::Tensor, torch::Tensor> tensors(const nn::Dataset& d) {
   return {train::images_tensor(d.images.data(), d.size(), d.shape), y};
 }
 
+// Silent, short training: batch 32, lr 1e-2.
+train::TrainOptions quick_options(int epochs) {
+  train::TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 32;
+  o.lr = 1e-2;
+  o.log = nullptr;
+  o.progress = false;
+  return o;
+}
+
 TEST(Train, TinyRunReducesLoss) {
   torch::manual_seed(5);
   const nn::Dataset data = synthetic(400, 1);
@@ -258,12 +269,7 @@ TEST(Train, TinyRunReducesLoss) {
   train::Network net(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
   const auto [x, y] = tensors(tr);
   const train::Loss before = train::evaluate_network(net, x, y);
-  train::TrainOptions o;
-  o.epochs = 1;
-  o.batch_size = 32;
-  o.lr = 1e-2;
-  o.log = nullptr;
-  o.progress = false;
+  train::TrainOptions o = quick_options(1);
   const train::TrainResult r = train::train_network(net, tr, val, o);
   // train_network updated the batch-norm statistics; evaluate in eval mode like the export.
   const train::Loss after = train::evaluate_network(net, x, y);
@@ -281,12 +287,7 @@ TEST(Train, DistillationAndRangePenalty) {
   const nn::Dataset data = synthetic(200, 4);
   nn::Dataset tr, val;
   nn::split_validation(data, 0.2, 1, tr, val);
-  train::TrainOptions o;
-  o.epochs = 1;
-  o.batch_size = 32;
-  o.lr = 1e-2;
-  o.log = nullptr;
-  o.progress = false;
+  train::TrainOptions o = quick_options(1);
   train::Network teacher(nn::preset_architecture("mnist-paper", "relu"));
   train::train_network(teacher, tr, val, o);
   o.teacher = teacher;
@@ -309,15 +310,10 @@ TEST(Train, CosineScheduleAndDropout) {
   const nn::Dataset data = synthetic(200, 5);
   nn::Dataset tr, val;
   nn::split_validation(data, 0.2, 1, tr, val);
-  train::TrainOptions o;
-  o.epochs = 2;
-  o.batch_size = 32;
-  o.lr = 1e-2;
+  train::TrainOptions o = quick_options(2);
   o.min_lr = 1e-4;
   o.schedule = "cosine";
   o.dropout = 0.5;
-  o.log = nullptr;
-  o.progress = false;
   train::Network net(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
   const train::TrainResult r = train::train_network(net, tr, val, o);
   ASSERT_EQ(r.history.size(), 2u);
@@ -343,12 +339,7 @@ TEST(Train, WeightAveraging) {
   const nn::Dataset data = synthetic(200, 6);
   nn::Dataset tr, val;
   nn::split_validation(data, 0.2, 1, tr, val);
-  train::TrainOptions o;
-  o.epochs = 2;
-  o.batch_size = 32;
-  o.lr = 1e-2;
-  o.log = nullptr;
-  o.progress = false;
+  train::TrainOptions o = quick_options(2);
   auto run = [&](double ema) {
     torch::manual_seed(8);
     train::Network net(nn::preset_architecture("mnist-paper", "swish:deg4:range4"));
