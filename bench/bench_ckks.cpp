@@ -63,7 +63,7 @@ BenchEnv& env(std::size_t n) {
 // Sets the thread count and returns the environment for the benchmark's ring degree.
 BenchEnv& bench_env(const benchmark::State& state) {
   const char* t = std::getenv("HECNN_BENCH_THREADS");
-  set_num_threads(t ? std::atoi(t) : 1);
+  hecnn::set_num_threads(t ? std::atoi(t) : 1);
   return env(static_cast<std::size_t>(state.range(0)));
 }
 
@@ -184,7 +184,7 @@ HECNN_BENCH(RotateSumHoisted8) {
   void name(benchmark::State& state)
 
 BenchEnv& bench_env_threads(const benchmark::State& state) {
-  set_num_threads(static_cast<int>(state.range(1)));
+  hecnn::set_num_threads(static_cast<int>(state.range(1)));
   return env(static_cast<std::size_t>(state.range(0)));
 }
 
@@ -231,7 +231,7 @@ HECNN_BENCH_THREADS(RotateHoisted8Threads) {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("hecnn_simd", simd_level_name(simd_level()));
+  benchmark::AddCustomContext("hecnn_simd", hecnn::ring::simd_level_name(hecnn::ring::simd_level()));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -6,7 +6,7 @@
 
 #include "approx/fit.h"
 #include "approx/poly_eval.h"
-#include "ckks/error.h"
+#include "common/error.h"
 
 using namespace hecnn::approx;
 

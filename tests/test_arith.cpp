@@ -4,13 +4,14 @@
 #include <random>
 
 #include "ckks/context.h"
-#include "ckks/error.h"
-#include "ckks/modarith.h"
-#include "ckks/ntt.h"
+#include "common/error.h"
+#include "ring/modarith.h"
+#include "ring/ntt.h"
 #include "ckks/polyops.h"
-#include "ckks/primes.h"
+#include "ring/primes.h"
 
 using namespace hecnn::ckks;
+using namespace hecnn::ring;
 
 TEST(ModArith, BarrettMatchesDivision) {
   std::mt19937_64 rng(1);

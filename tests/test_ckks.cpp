@@ -371,13 +371,13 @@ TEST_P(Ckks, ThreadCountIsSettableAndResultsAgree) {
   Env& e = env();
   const auto x = random_vector(e.slots(), -1, 1, 22);
   const Ciphertext c = e.enc_sk->encrypt(e.encoder->encode(x, kScale));
-  set_num_threads(1);
-  EXPECT_EQ(num_threads(), 1);
+  hecnn::set_num_threads(1);
+  EXPECT_EQ(hecnn::num_threads(), 1);
   const Ciphertext r1 = e.ev->rotate(c, 1, e.gk);
-  set_num_threads(2);
-  EXPECT_EQ(num_threads(), 2);
+  hecnn::set_num_threads(2);
+  EXPECT_EQ(hecnn::num_threads(), 2);
   const Ciphertext r2 = e.ev->rotate(c, 1, e.gk);
-  set_num_threads(0);
+  hecnn::set_num_threads(0);
   ASSERT_EQ(r1.word_count(), r2.word_count());
   EXPECT_TRUE(std::equal(r1.poly(0), r1.poly(0) + r1.word_count(), r2.poly(0)));  // deterministic
 }

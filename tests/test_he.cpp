@@ -8,12 +8,11 @@
 #include <fstream>
 #include <random>
 
-#include "ckks/error.h"
+#include "common/error.h"
 #include "test_util.h"
 #include "he/engine.h"
 #include "he/files.h"
-#include "he/linear_kernel.h"
-#include "ckks/primes.h"
+#include "ring/primes.h"
 #include "nn/forward.h"
 
 using namespace hecnn;
@@ -261,34 +260,4 @@ TEST(HeFiles, ClientServerRoundTripAndBadInputs) {
   const he::Client client(plan, ck.ctx, ck.secret);
   std::vector<float> many(static_cast<std::size_t>(m.input.size()) * (plan.batch_size() + 1), 0.5f);
   expect_error_mentioning([&] { client.encrypt(many.data(), plan.batch_size() + 1); }, "batch holds");
-}
-
-TEST(HeKernel, VectorizedMatchesPortable) {
-  std::mt19937_64 rng(9);
-  for (int bits : {30, 36, 44, 49, 60}) {
-    const auto primes = ckks::ntt_primes(bits, 2048, 1);
-    const ckks::Modulus q(primes[0]);
-    const he::LinearModulus lq(q);
-    for (std::size_t terms : {std::size_t{1}, std::size_t{25}, std::size_t{125}, he::kLinearMaxTerms}) {
-      std::vector<std::uint64_t> w(terms), data(terms * he::kLinearBlock);
-      for (auto& x : w) x = rng() % q.value;
-      for (auto& x : data) x = rng() % q.value;
-      if (terms == he::kLinearMaxTerms) {  // the extremes: every operand q - 1
-        std::fill(w.begin(), w.end(), q.value - 1);
-        std::fill(data.begin(), data.end(), q.value - 1);
-      }
-      std::vector<const std::uint64_t*> src(terms);
-      for (std::size_t t = 0; t < terms; ++t) src[t] = data.data() + t * he::kLinearBlock;
-      std::vector<std::uint64_t> a(he::kLinearBlock), b(he::kLinearBlock);
-      he::linear_block_portable(q, w.data(), src.data(), terms, he::kLinearBlock, a.data());
-      he::linear_block(lq, w.data(), src.data(), terms, he::kLinearBlock, b.data());
-      EXPECT_EQ(a, b) << bits << "-bit prime, " << terms << " terms (vectorized: " << lq.vectorized << ")";
-      // And the portable result is the true sum mod q.
-      for (std::size_t i = 0; i < he::kLinearBlock; i += 17) {
-        unsigned __int128 s = 0;
-        for (std::size_t t = 0; t < terms; ++t) s = (s + static_cast<unsigned __int128>(w[t]) * src[t][i]) % q.value;
-        EXPECT_EQ(a[i], static_cast<std::uint64_t>(s));
-      }
-    }
-  }
 }

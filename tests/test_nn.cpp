@@ -9,7 +9,7 @@
 #include <fstream>
 #include <random>
 
-#include "ckks/error.h"
+#include "common/error.h"
 #include "test_util.h"
 #include "nn/dataset.h"
 #include "nn/forward.h"

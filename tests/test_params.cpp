@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "ckks/error.h"
+#include "common/error.h"
 #include "ckks/params.h"
 
 using namespace hecnn::ckks;

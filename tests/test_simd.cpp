@@ -3,13 +3,13 @@
 
 #include <random>
 
-#include "ckks/error.h"
-#include "ckks/kernels.h"
-#include "ckks/ntt.h"
-#include "ckks/primes.h"
-#include "ckks/simd.h"
+#include "common/error.h"
+#include "ring/kernels.h"
+#include "ring/ntt.h"
+#include "ring/primes.h"
+#include "ring/simd.h"
 
-using namespace hecnn::ckks;
+using namespace hecnn::ring;
 
 namespace {
 
@@ -209,6 +209,41 @@ TEST(Simd, ElementwiseKernelsMatchPortable) {
       ASSERT_EQ(got.size(), want.size());
       for (std::size_t k = 0; k < want.size(); ++k) {
         ASSERT_EQ(got[k], want[k]) << simd_level_name(l) << ": kernel output " << k << ", q=" << qv;
+      }
+    }
+  }
+}
+
+// The multi-term dot kernel of linear layers (Evaluator::multiply_sparse): every level equals the
+// portable result, which equals the true sum mod q, up to the most terms a call takes with every
+// operand q - 1.
+TEST(Simd, DotBlockMatchesPortable) {
+  SimdLevelGuard guard;
+  std::mt19937_64 rng(9);
+  for (u64 qv : test_primes(2048)) {
+    const Modulus q(qv);
+    const kernels::DotConstants dc(q);
+    for (std::size_t terms : {std::size_t{1}, std::size_t{25}, std::size_t{125}, kernels::kDotMaxTerms}) {
+      for (std::size_t len : {kernels::kDotBlock, std::size_t{16}, std::size_t{5}}) {
+        std::vector<u64> w = random_below(terms, qv, rng), data = random_below(terms * len, qv, rng);
+        if (terms == kernels::kDotMaxTerms) {
+          std::fill(w.begin(), w.end(), qv - 1);
+          std::fill(data.begin(), data.end(), qv - 1);
+        }
+        std::vector<const u64*> src(terms);
+        for (std::size_t t = 0; t < terms; ++t) src[t] = data.data() + t * len;
+        std::vector<u64> expect(len), got(len);
+        kernels::portable::dot_block(w.data(), src.data(), terms, len, expect.data(), q, dc);
+        for (std::size_t i = 0; i < len; ++i) {
+          u128 s = 0;
+          for (std::size_t t = 0; t < terms; ++t) s = (s + static_cast<u128>(w[t]) * src[t][i]) % qv;
+          ASSERT_EQ(expect[i], static_cast<u64>(s)) << qv << " " << terms << " terms, coefficient " << i;
+        }
+        for (SimdLevel l : vector_levels()) {
+          set_simd_level(l);
+          kernels::dot_block(w.data(), src.data(), terms, len, got.data(), q, dc);
+          EXPECT_EQ(got, expect) << simd_level_name(l) << ", " << qv << ", " << terms << " terms, length " << len;
+        }
       }
     }
   }

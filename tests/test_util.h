@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::test {
 

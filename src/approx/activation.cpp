@@ -4,7 +4,7 @@
 #include <cctype>
 #include <cmath>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::approx {
 

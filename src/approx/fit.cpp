@@ -7,7 +7,7 @@
 #include <numbers>
 #include <sstream>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::approx {
 

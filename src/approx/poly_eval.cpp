@@ -4,7 +4,7 @@
 #include <map>
 #include <string>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::approx {
 

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::approx {
 

@@ -6,8 +6,8 @@
 #include <optional>
 #include <vector>
 
-#include "ckks/aligned.h"
-#include "ckks/modarith.h"
+#include "ring/aligned.h"
+#include "ckks/ring_types.h"
 #include "ckks/random.h"
 
 namespace hecnn::ckks {
@@ -97,7 +97,7 @@ class Ciphertext {
  private:
   std::size_t n_ = 0, level_ = 0, size_ = 0, slots_ = 0;
   double scale_ = 1.0;
-  detail::AlignedVector<u64> data_;
+  ring::AlignedVector<u64> data_;
   std::optional<Seed> seed_;
 };
 

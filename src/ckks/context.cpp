@@ -3,70 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "ckks/error.h"
-#include "ckks/kernels.h"
+#include "common/error.h"
+#include "ring/kernels.h"
 
 namespace hecnn::ckks {
-
-BaseConverter::BaseConverter(const std::vector<Modulus>& source, const std::vector<Modulus>& target)
-    : source_(source), target_(target) {
-  const std::size_t k = source.size();
-  inv_hat_.resize(k);
-  for (std::size_t i = 0; i < k; ++i) {
-    u64 hat = 1;
-    for (std::size_t j = 0; j < k; ++j) {
-      if (j != i) hat = source[i].mul(hat, source[i].reduce(source[j].value));
-    }
-    inv_hat_[i] = MulConst(source[i].inv(hat), source[i].value);
-  }
-  hat_mod_target_.resize(target.size() * k);
-  for (std::size_t t = 0; t < target.size(); ++t) {
-    for (std::size_t i = 0; i < k; ++i) {
-      u64 hat = 1;
-      for (std::size_t j = 0; j < k; ++j) {
-        if (j != i) hat = target[t].mul(hat, target[t].reduce(source[j].value));
-      }
-      hat_mod_target_[t * k + i] = hat;
-    }
-  }
-  for (const auto& s : source) max_source_ = std::max(max_source_, s.value);
-}
-
-void BaseConverter::scale_source(std::size_t i, const u64* in, u64* out, std::size_t n) const {
-  if (source_.size() == 1) {
-    if (in != out) std::memcpy(out, in, n * sizeof(u64));
-    return;
-  }
-  kernels::mul_scalar_mod(in, inv_hat_[i], out, n, source_[i].value);
-}
-
-const u64* BaseConverter::to_target(const u64* const* y, std::size_t t, u64* out, std::size_t n, bool lazy,
-                                    u64 lazy_factor) const {
-  const std::size_t k = source_.size();
-  const Modulus& m = target_[t];
-  if (k == 1) {
-    // (S/s_0) = 1: a plain reduction, or nothing when the NTT can take the values as they are.
-    if (lazy && source_[0].value < lazy_factor * m.value) return y[0];
-    if (source_[0].value <= m.value) {
-      if (y[0] != out) std::memcpy(out, y[0], n * sizeof(u64));
-    } else {
-      kernels::reduce_mod(y[0], out, n, m);
-    }
-    return out;
-  }
-  kernels::convert_sum(y, hat_mod_target_.data() + t * k, k, max_source_, out, n, m);
-  return out;
-}
-
-void BaseConverter::convert(const u64* const* in, u64* const* out, std::size_t n, u64* scratch) const {
-  const std::size_t k = source_.size();
-  std::vector<const u64*> y(k);
-  for (std::size_t i = 0; i < k; ++i) {
-    scale_source(i, in[i], scratch + i * n, n);
-    y[i] = scratch + i * n;
-  }
-  for (std::size_t t = 0; t < target_.size(); ++t) to_target(y.data(), t, out[t], n, false);
-}
 
 std::shared_ptr<const CkksContext> CkksContext::create(const CkksParameters& params) {
   return std::shared_ptr<const CkksContext>(new CkksContext(params));
@@ -121,13 +61,7 @@ CkksContext::CkksContext(const CkksParameters& params) : params_(params) {
       t.mod_up_targets.push_back(std::move(idx));
     }
     std::vector<Modulus> qs(moduli_.begin(), moduli_.begin() + static_cast<long>(active));
-    t.mod_down = BaseConverter(special, qs);
-    for (std::size_t i = 0; i < active; ++i) {
-      t.p_inv.emplace_back(moduli_[i].inv(p_mod_q_[i]), moduli_[i].value);
-      // P is odd, so floor(P/2) = (P - 1) / 2 = (P - 1) * 2^-1 modulo any odd prime.
-      t.half_p_mod_q.push_back(moduli_[i].mul(moduli_[i].sub(p_mod_q_[i], 1), moduli_[i].inv(2)));
-    }
-    for (std::size_t k = 0; k < K; ++k) t.half_p_mod_p.push_back((special[k].value - 1) / 2);
+    t.mod_down = DivideRoundByP(special, qs);
   }
 }
 
@@ -148,9 +82,9 @@ std::vector<std::uint32_t> CkksContext::galois_permutation_ntt(std::uint32_t gal
   std::vector<std::uint32_t> perm(N);
   for (std::size_t i = 0; i < N; ++i) {
     // Slot i of the NTT holds the evaluation at psi^(2*brev(i)+1); X -> X^g moves it to psi^(e*g).
-    const std::uint64_t e = 2 * static_cast<std::uint64_t>(reverse_bits(static_cast<std::uint32_t>(i), log_n_)) + 1;
+    const std::uint64_t e = 2 * static_cast<std::uint64_t>(ring::reverse_bits(static_cast<std::uint32_t>(i), log_n_)) + 1;
     const std::uint64_t eg = (e * galois_elt) & mask;
-    perm[i] = reverse_bits(static_cast<std::uint32_t>((eg - 1) >> 1), log_n_);
+    perm[i] = ring::reverse_bits(static_cast<std::uint32_t>((eg - 1) >> 1), log_n_);
   }
   return perm;
 }

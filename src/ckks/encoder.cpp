@@ -3,8 +3,8 @@
 #include <cmath>
 #include <numbers>
 
-#include "ckks/error.h"
-#include "ckks/kernels.h"
+#include "common/error.h"
+#include "ring/kernels.h"
 #include "ckks/polyops.h"
 
 namespace hecnn::ckks {
@@ -248,7 +248,7 @@ void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t h
     for (long i = 0; i < limbs; ++i) {
       const std::size_t ii = static_cast<std::size_t>(i);
       u64* o = out.limb(ii);
-      kernels::reduce_signed_mod(ints.data(), o, n, ctx_->modulus(ii));
+      ring::kernels::reduce_signed_mod(ints.data(), o, n, ctx_->modulus(ii));
       ctx_->ntt(ii).forward(o);
     }
     return;

@@ -4,10 +4,10 @@
 
 #include <cstring>
 
-#include "ckks/error.h"
-#include "ckks/kernels.h"
+#include "common/error.h"
+#include "ring/kernels.h"
 #include "ckks/polyops.h"
-#include "ckks/scratch.h"
+#include "ring/scratch.h"
 
 namespace hecnn::ckks {
 
@@ -60,7 +60,7 @@ void Encryptor::encrypt_public(const Plaintext& pt, Ciphertext& out) const {
   const auto idx = detail::extended_indices(*ctx_, level);
   const std::size_t ext = idx.size();
   // Per-thread scratch, wiped before returning: it holds the ephemeral secret u and the noise.
-  u64* const buf = detail::scratch(detail::Scratch::encrypt, 3 * ext * n);
+  u64* const buf = ring::scratch(ring::Scratch::encrypt, 3 * ext * n);
   u64* const u_ntt = buf;
   u64* const c0 = buf + ext * n;
   u64* const c1 = buf + 2 * ext * n;
@@ -74,8 +74,8 @@ void Encryptor::encrypt_public(const Plaintext& pt, Ciphertext& out) const {
     const std::size_t j = static_cast<std::size_t>(t), ki = idx[j];
     const Modulus& m = ctx_->modulus(ki);
     const u64* uu = u_ntt + j * n;
-    kernels::mul_add_mod(pk_->b.data() + ki * n, uu, c0 + j * n, c0 + j * n, n, m);
-    kernels::mul_add_mod(pk_->a.data() + ki * n, uu, c1 + j * n, c1 + j * n, n, m);
+    ring::kernels::mul_add_mod(pk_->b.data() + ki * n, uu, c0 + j * n, c0 + j * n, n, m);
+    ring::kernels::mul_add_mod(pk_->a.data() + ki * n, uu, c1 + j * n, c1 + j * n, n, m);
   }
   out.reset(n, level, 2, pt.slots(), pt.scale());
   std::memcpy(out.poly(0), pt.data(), limbs * n * sizeof(u64));  // the message, added by the division
@@ -96,7 +96,7 @@ void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
   expand_symmetric_a(*ctx_, seed, level, out.poly(1));
   detail::small_to_ntt(*ctx_, e.data(), detail::chain_indices(level), out.poly(0));
   const long count = static_cast<long>(limbs);
-  const detail::TeamScratch team(n);
+  const ring::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < count; ++i) {
     const std::size_t ii = static_cast<std::size_t>(i);
@@ -105,10 +105,10 @@ void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
     const u64* a = out.limb(1, ii);
     u64* c0 = out.limb(0, ii);
     // c0 = e - a*s + m: c0 += m, then c0 - a*s as c0 + a*(q - s).
-    kernels::add_mod(c0, pt.limb(ii), c0, n, m.value);
+    ring::kernels::add_mod(c0, pt.limb(ii), c0, n, m.value);
     u64* neg_s = team.mine();
-    kernels::neg_mod(s, neg_s, n, m.value);
-    kernels::mul_add_mod(a, neg_s, c0, c0, n, m);
+    ring::kernels::neg_mod(s, neg_s, n, m.value);
+    ring::kernels::mul_add_mod(a, neg_s, c0, c0, n, m);
     wipe(neg_s, n * sizeof(u64));
   }
   out.set_seed(seed);
@@ -137,10 +137,10 @@ void Decryptor::decrypt(const Ciphertext& ct, Plaintext& out) const {
     u64* o = out.limb(ii);
     if (size == 3) {
       // c0 + (c1 + c2 s) s.
-      kernels::mul_add_mod(ct.limb(2, ii), s, ct.limb(1, ii), o, n, m);
-      kernels::mul_add_mod(o, s, ct.limb(0, ii), o, n, m);
+      ring::kernels::mul_add_mod(ct.limb(2, ii), s, ct.limb(1, ii), o, n, m);
+      ring::kernels::mul_add_mod(o, s, ct.limb(0, ii), o, n, m);
     } else {
-      kernels::mul_add_mod(ct.limb(1, ii), s, ct.limb(0, ii), o, n, m);
+      ring::kernels::mul_add_mod(ct.limb(1, ii), s, ct.limb(0, ii), o, n, m);
     }
   }
 }

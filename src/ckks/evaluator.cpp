@@ -4,11 +4,11 @@
 #include <cstring>
 #include <string>
 
-#include "ckks/error.h"
-#include "ckks/kernels.h"
+#include "common/error.h"
+#include "ring/kernels.h"
 #include "ckks/polyops.h"
-#include "ckks/scratch.h"
-#include "ckks/threads.h"
+#include "ring/scratch.h"
+#include "common/threads.h"
 
 namespace hecnn::ckks {
 
@@ -88,9 +88,9 @@ void Evaluator::add_sub(Ciphertext& a, const Ciphertext& b, bool subtract) const
     u64* x = a.limb(k, i);
     const u64* y = b.limb(k, i);
     if (subtract) {
-      kernels::sub_mod(x, y, x, n, m.value);
+      ring::kernels::sub_mod(x, y, x, n, m.value);
     } else {
-      kernels::add_mod(x, y, x, n, m.value);
+      ring::kernels::add_mod(x, y, x, n, m.value);
     }
   }
 }
@@ -107,7 +107,7 @@ void Evaluator::negate_inplace(Ciphertext& a) const {
     const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
     const Modulus& m = ctx_->modulus(i);
     u64* x = a.limb(k, i);
-    kernels::neg_mod(x, x, n, m.value);
+    ring::kernels::neg_mod(x, x, n, m.value);
   }
 }
 
@@ -142,9 +142,9 @@ void Evaluator::add_sub_plain(Ciphertext& a, const Plaintext& p, bool subtract) 
     u64* x = c0 + ii * n;
     const u64* y = p.limb(ii);
     if (subtract) {
-      kernels::sub_mod(x, y, x, n, m.value);
+      ring::kernels::sub_mod(x, y, x, n, m.value);
     } else {
-      kernels::add_mod(x, y, x, n, m.value);
+      ring::kernels::add_mod(x, y, x, n, m.value);
     }
   }
 }
@@ -179,7 +179,7 @@ void Evaluator::add_const_inplace(Ciphertext& a, double c) const {
     const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
     const u64 ri = r[static_cast<std::size_t>(i)];
     u64* x = c0 + static_cast<std::size_t>(i) * n;
-    kernels::add_scalar_mod(x, ri, x, n, m.value);
+    ring::kernels::add_scalar_mod(x, ri, x, n, m.value);
   }
 }
 
@@ -199,7 +199,7 @@ void Evaluator::multiply(const Ciphertext& a, const Ciphertext& b, Ciphertext& o
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t i = static_cast<std::size_t>(t);
-    kernels::tensor_mod(a.limb(0, i), a.limb(1, i), b.limb(0, i), b.limb(1, i), out.limb(0, i), out.limb(1, i),
+    ring::kernels::tensor_mod(a.limb(0, i), a.limb(1, i), b.limb(0, i), b.limb(1, i), out.limb(0, i), out.limb(1, i),
                         out.limb(2, i), n, ctx_->modulus(i));
   }
 }
@@ -217,7 +217,7 @@ void Evaluator::square_inplace(Ciphertext& a) const {
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t i = static_cast<std::size_t>(t);
-    kernels::square_mod(a.limb(0, i), a.limb(1, i), r.limb(0, i), r.limb(1, i), r.limb(2, i), n, ctx_->modulus(i));
+    ring::kernels::square_mod(a.limb(0, i), a.limb(1, i), r.limb(0, i), r.limb(1, i), r.limb(2, i), n, ctx_->modulus(i));
   }
   std::swap(a, r);
 }
@@ -233,7 +233,7 @@ void Evaluator::multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const 
     const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
     const Modulus& m = ctx_->modulus(i);
     u64* x = a.limb(k, i);
-    kernels::mul_mod(x, p.limb(i), x, n, m);
+    ring::kernels::mul_mod(x, p.limb(i), x, n, m);
   }
   a.set_scale(a.scale() * p.scale());
 }
@@ -268,7 +268,7 @@ void Evaluator::multiply_residues(Ciphertext& a, const std::vector<MulConst>& w)
   for (long t = 0; t < count; ++t) {
     const std::size_t i = static_cast<std::size_t>(t) % limbs;
     u64* x = base + static_cast<std::size_t>(t) * n;
-    kernels::mul_scalar_mod(x, w[i], x, n, ctx_->modulus(i).value);
+    ring::kernels::mul_scalar_mod(x, w[i], x, n, ctx_->modulus(i).value);
   }
 }
 
@@ -280,14 +280,14 @@ void Evaluator::rescale_inplace(Ciphertext& a) const {
   const u64 half = ql.value >> 1;
   const auto& inv = ctx_->rescale_inv(l);
   // Top limb of each component in coefficient form, + floor(q_l / 2) so the division rounds.
-  u64* const last = detail::scratch(detail::Scratch::coeff, size * n);
+  u64* const last = ring::scratch(ring::Scratch::coeff, size * n);
   {
     const long count = static_cast<long>(size);
 #pragma omp parallel for schedule(static)
     for (long k = 0; k < count; ++k) {
       u64* x = last + static_cast<std::size_t>(k) * n;
       ctx_->ntt(l).inverse(a.limb(static_cast<std::size_t>(k), l), x);
-      kernels::add_scalar_mod(x, half, x, n, ql.value);
+      ring::kernels::add_scalar_mod(x, half, x, n, ql.value);
     }
   }
   // Every other limb: x' = (x - NTT(last - floor(q_l/2) mod q_i)) * q_l^-1, the subtraction done as
@@ -295,7 +295,7 @@ void Evaluator::rescale_inplace(Ciphertext& a) const {
   Ciphertext& r = spare();
   r.reset(n, l - 1, size, a.slots(), a.scale() / static_cast<double>(ql.value));
   const long count = static_cast<long>(size * l);
-  const detail::TeamScratch team(n);
+  const ring::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t k = static_cast<std::size_t>(t) / l, i = static_cast<std::size_t>(t) % l;
@@ -303,11 +303,11 @@ void Evaluator::rescale_inplace(Ciphertext& a) const {
     u64* tmp = team.mine();
     const u64* src = last + k * n;
     if (ql.value >= 3 * m.value) {  // else values below q_l, plus the offset below q_i, stay below 4 q_i
-      kernels::reduce_mod(src, tmp, n, m);
+      ring::kernels::reduce_mod(src, tmp, n, m);
       src = tmp;
     }
     ctx_->ntt(i).forward(src, tmp, m.value - m.reduce(half));
-    kernels::sub_mul_scalar_mod(a.limb(k, i), tmp, 0, inv[i], r.limb(k, i), n, m.value, false);
+    ring::kernels::sub_mul_scalar_mod(a.limb(k, i), tmp, 0, inv[i], r.limb(k, i), n, m.value, false);
   }
   std::swap(a, r);
 }
@@ -351,8 +351,8 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level) const {
   const std::size_t ext = limbs + K, alpha = ctx_->params().digit_size();
   const KeySwitchLevel& ks = ctx_->key_switch(level);
   const std::size_t D = ks.digit_count;
-  u64* const digits = detail::scratch(detail::Scratch::digits, D * ext * n);
-  u64* const coeff = detail::scratch(detail::Scratch::coeff, limbs * n);
+  u64* const digits = ring::scratch(ring::Scratch::digits, D * ext * n);
+  u64* const coeff = ring::scratch(ring::Scratch::coeff, limbs * n);
   // Coefficient form of every limb, scaled by its digit's (Q_d / q_i)^-1 (nothing for 1-prime digits).
   {
     const long count = static_cast<long>(limbs);
@@ -414,7 +414,7 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
       b[d] = keys[s]->b[d].data() + ki * n + c0;
       a[d] = keys[s]->a[d].data() + ki * n + c0;
     }
-    kernels::ks_inner_product(x, b, a, D, perm ? perm + c0 : nullptr, r0, r1, len, ctx_->modulus(ki));
+    ring::kernels::ks_inner_product(x, b, a, D, perm ? perm + c0 : nullptr, r0, r1, len, ctx_->modulus(ki));
   };
   // Result o's inner product: key o's, or with `sum` the sum over all keys (still over Q*P: one
   // mod-down for all). tmp holds 2 * len words.
@@ -425,14 +425,14 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
     inner(0, j, c0, len, r0, r1);
     for (std::size_t s = 1; s < count; ++s) {
       inner(s, j, c0, len, tmp, tmp + len);
-      kernels::add_mod(r0, tmp, r0, len, q);
-      kernels::add_mod(r1, tmp + len, r1, len, q);
+      ring::kernels::add_mod(r0, tmp, r0, len, q);
+      ring::kernels::add_mod(r1, tmp + len, r1, len, q);
     }
   };
   // 1. P limbs of every key's two results: inner product (in blocks, to spread it over the threads),
   //    then coefficient form + floor(P/2) for rounding, scaled for the conversion to the chain primes.
-  u64* const pbuf = detail::scratch(detail::Scratch::acc, outputs * 2 * K * n);  // [o][poly][k]
-  const detail::TeamScratch team(5 * n);
+  u64* const pbuf = ring::scratch(ring::Scratch::acc, outputs * 2 * K * n);  // [o][poly][k]
+  const ring::TeamScratch team(5 * n);
   {
     std::size_t blocks = 1;
     while (blocks < n / 1024 && outputs * K * blocks < 8 * static_cast<std::size_t>(num_threads())) blocks <<= 1;
@@ -452,10 +452,7 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
     for (long t = 0; t < tasks; ++t) {
       const std::size_t k = static_cast<std::size_t>(t) % K;
       u64* x = pbuf + static_cast<std::size_t>(t) * n;
-      const u64 pk = ctx_->modulus(L + k).value;
-      ctx_->ntt(L + k).inverse(x);
-      kernels::add_scalar_mod(x, ks.half_p_mod_p[k], x, n, pk);
-      ks.mod_down.scale_source(k, x, x, n);
+      ks.mod_down.prepare_special(k, ctx_->ntt(L + k), x, n);
     }
   }
   // 2. Chain limbs, limb-major over the keys (the limb's digits stay in cache across keys): inner
@@ -471,20 +468,18 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
     inner_out(s, j, 0, n, ip[0], ip[1], tmp + 3 * n);
     if (base0) {
       u64* o0 = out0[s] + j * n;
-      kernels::permute(base0 + j * n, perms[s], o0, n);
+      ring::kernels::permute(base0 + j * n, perms[s], o0, n);
       for (std::size_t k = 1; sum && k < count; ++k) {
-        kernels::permute(base0 + j * n, perms[k], conv, n);
-        kernels::add_mod(o0, conv, o0, n, m.value);
+        ring::kernels::permute(base0 + j * n, perms[k], conv, n);
+        ring::kernels::add_mod(o0, conv, o0, n, m.value);
       }
     }
     for (std::size_t poly = 0; poly < 2; ++poly) {
       const u64* y[16];
       for (std::size_t k = 0; k < K; ++k) y[k] = pbuf + ((s * 2 + poly) * K + k) * n;
-      const u64* c = ks.mod_down.to_target(y, j, conv, n, true, 3);
-      ctx_->ntt(j).forward(c, conv, m.value - ks.half_p_mod_q[j]);
       u64* out = (poly == 0 ? out0[s] : out1[s]) + j * n;
       const bool acc = accumulate || (poly == 0 && base0);
-      kernels::sub_mul_scalar_mod(ip[poly], conv, 0, ks.p_inv[j], out, n, m.value, acc);
+      ks.mod_down.finish_chain(j, ctx_->ntt(j), y, ip[poly], out, acc, conv, n);
     }
   }
 }

@@ -3,6 +3,7 @@
 // hybrid (digit decomposition + special primes P), with rotations hoistable over one decomposition.
 #include <complex>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +14,14 @@
 #include "ckks/keys.h"
 
 namespace hecnn::ckks {
+
+// A sparse matrix of real weights applied to a vector of ciphertexts: output o is
+//   sum over k in [row_start[o], row_start[o+1]) of weight[k] * in[col[k]], plus bias[o].
+struct SparseMatrix {
+  std::vector<std::uint32_t> row_start{0}, col;
+  std::vector<double> weight, bias;
+  std::size_t rows() const { return bias.size(); }
+};
 
 class Evaluator {
  public:
@@ -41,6 +50,16 @@ class Evaluator {
   void multiply_const_inplace(Ciphertext& a, double c, double const_scale = 0) const;
   // Multiplies by an integer; the scale is unchanged.
   void multiply_integer_inplace(Ciphertext& a, std::int64_t c) const;
+
+  // The product m * in of a sparse matrix with ciphertexts of one level, size (2 or 3) and scale:
+  // each weight is multiplied by weight_scale and rounded to an integer, each bias encoded at the
+  // output scale in.scale() * weight_scale. The outputs keep the inputs' level and size (rescale
+  // them next). Runs as blocked multi-term dot products on the RNS limbs (ring dot_block), in
+  // parallel over coefficient blocks, limbs and components; progress(done, total), if given, is
+  // called from one thread now and then. Throws hecnn::Error for mixed inputs, a malformed matrix
+  // or a weight whose scaled value overflows 64 bits.
+  std::vector<Ciphertext> multiply_sparse(const std::vector<Ciphertext>& in, const SparseMatrix& m, double weight_scale,
+                                          const std::function<void(std::size_t, std::size_t)>& progress = nullptr) const;
 
   // Divides by the top prime of the level (rounding) and moves one level down.
   void rescale_inplace(Ciphertext& a) const;

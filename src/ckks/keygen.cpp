@@ -4,10 +4,10 @@
 
 #include <algorithm>
 
-#include "ckks/error.h"
-#include "ckks/kernels.h"
+#include "common/error.h"
+#include "ring/kernels.h"
 #include "ckks/polyops.h"
-#include "ckks/scratch.h"
+#include "ring/scratch.h"
 
 namespace hecnn::ckks {
 
@@ -88,7 +88,7 @@ PublicKey KeyGenerator::create_public_key() const {
   pk.b.resize(L * n);
   detail::small_to_ntt(*ctx_, e.data(), all_indices(*ctx_), pk.b.data());
   const long limbs = static_cast<long>(L);
-  const detail::TeamScratch team(n);
+  const ring::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < limbs; ++i) {
     const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
@@ -96,8 +96,8 @@ PublicKey KeyGenerator::create_public_key() const {
     const u64* s = sk_.ntt.data() + i * n;
     u64* b = pk.b.data() + i * n;
     u64* tmp = team.mine();
-    kernels::neg_mod(s, tmp, n, m.value);
-    kernels::mul_add_mod(a, tmp, b, b, n, m);
+    ring::kernels::neg_mod(s, tmp, n, m.value);
+    ring::kernels::mul_add_mod(a, tmp, b, b, n, m);
     wipe(tmp, n * sizeof(u64));
   }
   return pk;
@@ -121,7 +121,7 @@ KeySwitchKey KeyGenerator::make_switch_key(const std::vector<u64>& s_prime) cons
     detail::small_to_ntt(*ctx_, e.data(), idx, b.data());
     const std::size_t lo = d * alpha, hi = std::min(L, lo + alpha);
     const long count = static_cast<long>(total);
-    const detail::TeamScratch team(n);
+    const ring::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < count; ++i) {
       const std::size_t ii = static_cast<std::size_t>(i);
@@ -131,11 +131,11 @@ KeySwitchKey KeyGenerator::make_switch_key(const std::vector<u64>& s_prime) cons
       u64* bb = b.data() + ii * n;
       // b = e - a*s (+ P * s' on the digit's primes), as e + a*(q - s) (+ s' * (P mod q)).
       u64* tmp = team.mine();
-      kernels::neg_mod(s, tmp, n, m.value);
-      kernels::mul_add_mod(a, tmp, bb, bb, n, m);
+      ring::kernels::neg_mod(s, tmp, n, m.value);
+      ring::kernels::mul_add_mod(a, tmp, bb, bb, n, m);
       if (ii >= lo && ii < hi) {
-        kernels::mul_scalar_mod(s_prime.data() + ii * n, MulConst(ctx_->p_mod_q()[ii], m.value), tmp, n, m.value);
-        kernels::add_mod(bb, tmp, bb, n, m.value);
+        ring::kernels::mul_scalar_mod(s_prime.data() + ii * n, MulConst(ctx_->p_mod_q()[ii], m.value), tmp, n, m.value);
+        ring::kernels::add_mod(bb, tmp, bb, n, m.value);
       }
       wipe(tmp, n * sizeof(u64));
     }
@@ -147,7 +147,7 @@ RelinKeys KeyGenerator::create_relin_keys() const {
   const std::size_t n = ctx_->n(), total = ctx_->chain_size() + ctx_->special_count();
   WipedVector<u64> s2(total * n);
   for (std::size_t i = 0; i < total; ++i) {
-    kernels::mul_mod(sk_.ntt.data() + i * n, sk_.ntt.data() + i * n, s2.data() + i * n, n, ctx_->modulus(i));
+    ring::kernels::mul_mod(sk_.ntt.data() + i * n, sk_.ntt.data() + i * n, s2.data() + i * n, n, ctx_->modulus(i));
   }
   RelinKeys rk;
   rk.params_id = ctx_->params().id();
@@ -174,7 +174,7 @@ GaloisKeys KeyGenerator::create_galois_keys_for_elements(const std::vector<std::
       const auto perm = ctx_->galois_permutation_ntt(todo[static_cast<std::size_t>(t)]);
       WipedVector<u64> s_g(total * n);
       for (std::size_t i = 0; i < total; ++i) {
-        kernels::permute(sk_.ntt.data() + i * n, perm.data(), s_g.data() + i * n, n);
+        ring::kernels::permute(sk_.ntt.data() + i * n, perm.data(), s_g.data() + i * n, n);
       }
       keys[static_cast<std::size_t>(t)] = make_switch_key(s_g);
     } catch (const std::exception& e) {  // no exception may leave an OpenMP region

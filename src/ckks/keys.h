@@ -7,7 +7,7 @@
 #include <optional>
 #include <vector>
 
-#include "ckks/modarith.h"
+#include "ckks/ring_types.h"
 #include "ckks/random.h"
 
 namespace hecnn::ckks {

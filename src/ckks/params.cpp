@@ -9,8 +9,8 @@
 #include <set>
 #include <sstream>
 
-#include "ckks/error.h"
-#include "ckks/primes.h"
+#include "common/error.h"
+#include "ring/primes.h"
 
 namespace hecnn::ckks {
 
@@ -86,7 +86,7 @@ CkksParameters CkksParameters::from_bit_sizes(std::size_t n, const std::vector<i
   // Group requests by bit size so each size gets distinct primes, largest first.
   std::vector<std::uint64_t> used;
   auto take = [&](int bits) {
-    auto p = ntt_primes(bits, n, 1, used);
+    auto p = ring::ntt_primes(bits, n, 1, used);
     used.push_back(p[0]);
     return p[0];
   };
@@ -106,7 +106,7 @@ CkksParameters CkksParameters::from_primes(std::size_t n, std::vector<std::uint6
   for (const auto* list : {&q, &p}) {
     for (std::uint64_t x : *list) {
       if (x < 2 || x >= (1ULL << 60)) throw Error("primes must be at most 60 bits");
-      if (!is_prime(x)) throw Error(std::to_string(x) + " is not prime");
+      if (!ring::is_prime(x)) throw Error(std::to_string(x) + " is not prime");
       if ((x - 1) % (2 * n) != 0) throw Error(std::to_string(x) + " is not congruent to 1 mod 2N (not NTT-friendly)");
       if (!seen.insert(x).second) throw Error("prime " + std::to_string(x) + " appears twice in the chain");
     }

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "ckks/error.h"
-#include "ckks/kernels.h"
-#include "ckks/scratch.h"
+#include "common/error.h"
+#include "ring/kernels.h"
+#include "ring/scratch.h"
 
 namespace hecnn::ckks::detail {
 
@@ -79,38 +79,25 @@ void divide_round_by_p(const CkksContext& ctx, u64* ext, std::size_t level, u64*
 void divide_round_by_p(const CkksContext& ctx, u64* const* ext, std::size_t count, std::size_t level,
                        u64* const* out, const bool* accumulate) {
   const std::size_t n = ctx.n(), limbs = level + 1, K = ctx.special_count(), L = ctx.chain_size();
-  const KeySwitchLevel& ks = ctx.key_switch(level);
-  const BaseConverter& conv = ks.mod_down;
-  // Rounding instead of flooring: add floor(P/2) to the P part, subtract it again modulo each q_i.
-  // Step 1, per P limb of every polynomial: coefficient form, + floor(P/2), scaled for conversion.
+  const DivideRoundByP& down = ctx.key_switch(level).mod_down;
+  // Step 1, per P limb of every polynomial.
   {
     const long tasks = static_cast<long>(count * K);
 #pragma omp parallel for schedule(static) if (tasks > 1)
     for (long t = 0; t < tasks; ++t) {
       const std::size_t p = static_cast<std::size_t>(t) / K, k = static_cast<std::size_t>(t) % K;
-      u64* x = ext[p] + (limbs + k) * n;
-      const u64 pk = ctx.modulus(L + k).value;
-      ctx.ntt(L + k).inverse(x);
-      kernels::add_scalar_mod(x, ks.half_p_mod_p[k], x, n, pk);
-      conv.scale_source(k, x, x, n);
+      down.prepare_special(k, ctx.ntt(L + k), ext[p] + (limbs + k) * n, n);
     }
   }
-  // Step 2, per Q limb of every polynomial: convert the P part to q_i, subtract floor(P/2) again (as the
-  // forward transform's offset q_i - floor(P/2) mod q_i, free) and take it to NTT form; then
-  // out (+)= (x - that) * P^-1.
+  // Step 2, per Q limb of every polynomial.
   const long tasks = static_cast<long>(count * limbs);
-  const TeamScratch team(n);
+  const ring::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < tasks; ++t) {
     const std::size_t p = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
     const u64* y[16];
     for (std::size_t k = 0; k < K; ++k) y[k] = ext[p] + (limbs + k) * n;
-    u64* tmp = team.mine();
-    const u64 qi = ctx.modulus(i).value;
-    // Lazy conversion leaves values below 3 q_i, so adding the offset (< q_i) stays below 4 q_i.
-    const u64* c = conv.to_target(y, i, tmp, n, true, 3);
-    ctx.ntt(i).forward(c, tmp, qi - ks.half_p_mod_q[i]);
-    kernels::sub_mul_scalar_mod(ext[p] + i * n, tmp, 0, ks.p_inv[i], out[p] + i * n, n, qi, accumulate[p]);
+    down.finish_chain(i, ctx.ntt(i), y, ext[p] + i * n, out[p] + i * n, accumulate[p], team.mine(), n);
   }
 }
 

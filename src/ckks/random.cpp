@@ -6,7 +6,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::ckks {
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "ckks/modarith.h"
+#include "ckks/ring_types.h"
 
 namespace hecnn::ckks {
 

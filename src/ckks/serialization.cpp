@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "ckks/encryptor.h"
-#include "ckks/error.h"
+#include "common/error.h"
 #include "ckks/keygen.h"
 
 namespace hecnn::ckks {

@@ -17,7 +17,7 @@
 
 #include "approx/fit.h"
 #include "approx/poly_eval.h"
-#include "ckks/error.h"
+#include "common/error.h"
 #include "cli/commands.h"
 
 extern char** environ;

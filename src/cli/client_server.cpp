@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "ckks/error.h"
-#include "ckks/threads.h"
+#include "common/error.h"
+#include "common/threads.h"
 #include "cli/commands.h"
 #include "cli/encrypted.h"
 #include "he/files.h"
@@ -58,7 +58,7 @@ struct EncryptOptions {
 };
 
 void run_encrypt(const EncryptOptions& o) {
-  ckks::set_num_threads(o.threads);
+  hecnn::set_num_threads(o.threads);
   const he::ClientKeys keys = he::load_client_keys(o.keys);
   const nn::Dataset data = nn::load_dataset(o.dataset, nn::Split::Test, o.data_dir);
   if (!(data.shape == keys.info.input)) {
@@ -99,7 +99,7 @@ struct InferOptions {
 };
 
 void run_infer(const InferOptions& o) {
-  ckks::set_num_threads(o.threads);
+  hecnn::set_num_threads(o.threads);
   const he::ServerKeys keys = he::load_server_keys(o.keys);
   const nn::Model m = nn::load_model(o.model);
   const he::HePlan plan = he::compile(m, options_from(keys.info));

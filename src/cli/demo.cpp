@@ -32,6 +32,7 @@ struct DemoOptions {
 
 void run_demo(const DemoOptions& o) {
   using namespace hecnn::ckks;
+  using namespace hecnn::ring;
   set_num_threads(o.threads);
   if (o.simd != "auto") set_simd_level(parse_simd_level(o.simd));
   const CkksParameters params = CkksParameters::preset(o.preset);
@@ -109,8 +110,8 @@ void register_params(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("params", "list the parameter presets and their security");
   cmd->callback([] {
     std::printf("SIMD level: %s (CPU supports up to %s; HECNN_SIMD=portable|avx2|avx512|ifma forces one)\n\n",
-                hecnn::ckks::simd_level_name(hecnn::ckks::simd_level()),
-                hecnn::ckks::simd_level_name(hecnn::ckks::detected_simd_level()));
+                hecnn::ring::simd_level_name(hecnn::ring::simd_level()),
+                hecnn::ring::simd_level_name(hecnn::ring::detected_simd_level()));
     for (const auto& name : hecnn::ckks::CkksParameters::preset_names()) {
       const auto p = hecnn::ckks::CkksParameters::preset(name);
       std::printf("%-12s %s\n             %s\n", name.c_str(), hecnn::ckks::CkksParameters::preset_description(name).c_str(),

@@ -7,8 +7,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "ckks/error.h"
-#include "ckks/threads.h"
+#include "common/error.h"
+#include "common/threads.h"
 #include "cli/commands.h"
 #include "cli/encrypted.h"
 #include "he/engine.h"
@@ -64,7 +64,7 @@ struct EncEvalOptions {
 };
 
 void run_encrypted_eval(const EncEvalOptions& o) {
-  ckks::set_num_threads(o.threads);
+  hecnn::set_num_threads(o.threads);
   const nn::Model model = nn::load_model(o.model);
   const nn::Dataset data = nn::load_dataset(o.dataset, nn::Split::Test, o.data_dir);
   if (!(model.input == data.shape)) {
@@ -74,7 +74,7 @@ void run_encrypted_eval(const EncEvalOptions& o) {
   const std::size_t n = o.limit == 0 ? data.size() : std::min(o.limit, data.size());
   const he::HePlan plan = he::compile(model, o.compile);
   std::printf("%s", plan.describe().c_str());
-  std::printf("threads: %d; %zu test images of %s in %zu batch(es)\n\n", ckks::num_threads(), n, o.dataset.c_str(),
+  std::printf("threads: %d; %zu test images of %s in %zu batch(es)\n\n", hecnn::num_threads(), n, o.dataset.c_str(),
               (n + plan.batch_size() - 1) / plan.batch_size());
 
   // Plaintext reference (the model as stored) and, on request, the compiled computation on doubles.

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <iostream>
 
-#include "ckks/error.h"
+#include "common/error.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "ckks/error.h"
-#include "ckks/threads.h"
+#include "common/error.h"
+#include "common/threads.h"
 #include "cli/commands.h"
 #include "cli/encrypted.h"
 #include "nn/forward.h"
@@ -47,7 +47,7 @@ void run_eval(const EvalOptions& o) {
     run_encrypted_eval_cli(o.model, o.dataset, o.data_dir, o.limit, o.threads, o.quiet, o.simulate, o.compile);
     return;
   }
-  ckks::set_num_threads(o.threads);
+  hecnn::set_num_threads(o.threads);
   nn::Model model = nn::load_model(o.model);
   if (o.fold_bn) model = nn::fold_batch_norm(model);
   if (o.split != "test" && o.split != "train") throw Error("--split must be 'test' or 'train'");
@@ -67,7 +67,7 @@ void run_eval(const EvalOptions& o) {
   });
   const double secs = seconds_since(t);
   std::printf("accuracy: %.2f %% (%zu / %zu) in %.2f s (%.0f images/s, %d threads)\n", 100.0 * e.accuracy(), e.correct,
-              e.count, secs, static_cast<double>(e.count) / secs, ckks::num_threads());
+              e.count, secs, static_cast<double>(e.count) / secs, hecnn::num_threads());
   if (o.confusion) print_confusion(e);
 }
 

@@ -6,51 +6,20 @@
 #include <cstring>
 #include <exception>
 
-#include "ckks/error.h"
-#include "ckks/polyops.h"
-#include "he/linear_kernel.h"
+#include "common/error.h"
+#include "common/parallel.h"
 
 namespace hecnn::he {
 
 using ckks::Ciphertext;
-using ckks::Modulus;
-using ckks::u64;
-using u128 = unsigned __int128;
 
 namespace {
+
+using hecnn::ParallelErrors;
 
 double seconds(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
-
-// Residue of round(x) modulo m for |x| < 2^63 (weights times their constant scale).
-u64 signed_residue(double x, const Modulus& m) {
-  const double r = std::nearbyint(x);
-  if (!(std::fabs(r) < 9.2e18)) throw Error("encrypted inference: a weight times its scale overflows 64 bits");
-  const auto v = static_cast<std::int64_t>(r);
-  const u64 a = m.reduce(static_cast<u64>(v < 0 ? -v : v));
-  return v < 0 && a != 0 ? m.value - a : a;
-}
-
-// Exceptions must not escape an OpenMP region: the first one is kept and rethrown after it.
-class ParallelErrors {
- public:
-  template <typename F>
-  void run(F&& f) {
-    try {
-      f();
-    } catch (...) {
-#pragma omp critical(hecnn_he_errors)
-      if (!error_) error_ = std::current_exception();
-    }
-  }
-  void rethrow() const {
-    if (error_) std::rethrow_exception(error_);
-  }
-
- private:
-  std::exception_ptr error_;
-};
 
 }  // namespace
 
@@ -69,71 +38,20 @@ void Engine::report(const ProgressFn& progress, std::size_t index, const Stage& 
 
 std::vector<Ciphertext> Engine::linear(const Stage& s, std::size_t index, std::vector<Ciphertext>& in,
                                        const ProgressFn& progress) const {
-  const LinearStage& L = s.linear;
-  const std::size_t level = in[0].level(), n = ctx_->n(), comps = in[0].size(), outs = L.bias.size();
+  const std::size_t level = in[0].level(), outs = s.linear.rows();
   if (level == 0) throw Error("encrypted inference: no level left for stage '" + s.name + "'");
-  for (const auto& c : in) {
-    if (c.level() != level || c.size() != comps) throw Error("encrypted inference: stage '" + s.name + "' got mixed inputs");
-  }
-  const double in_scale = in[0].scale();
-  const double q_top = static_cast<double>(ctx_->modulus(level).value);
   // Weights are multiplied by C so that after dividing by q_top the output has the plan's scale.
-  const double c = plan_.scale() * q_top / in_scale;
-  const double out_raw_scale = in_scale * c;
-  const std::size_t limbs = level + 1, nnz = L.weight.size();
-  std::vector<u64> w(limbs * nnz), bias(limbs * outs);
-  for (std::size_t j = 0; j < limbs; ++j) {
-    const Modulus& m = ctx_->modulus(j);
-    for (std::size_t k = 0; k < nnz; ++k) w[j * nnz + k] = signed_residue(L.weight[k] * c, m);
-    for (std::size_t o = 0; o < outs; ++o) {
-      bias[j * outs + o] = L.bias[o] == 0 ? 0 : ckks::detail::double_to_residue(L.bias[o] * out_raw_scale, m);
-    }
-  }
-  std::vector<LinearModulus> lmods;
-  for (std::size_t j = 0; j < limbs; ++j) lmods.emplace_back(ctx_->modulus(j));
-  std::vector<Ciphertext> out(outs);
-  for (auto& r : out) r.reset(n, level, comps, in[0].slots(), out_raw_scale);
-  // Coefficient blocks are independent: each task runs every output over one block of one limb of
-  // one component, so the inputs' blocks stay in cache while all outputs read them.
-  const std::size_t blocks = n / kLinearBlock, tasks = comps * limbs * blocks;
-  const auto progress_every = std::max<std::size_t>(1, tasks / 50);
-  std::size_t done = 0;
-  ParallelErrors errors;
-#pragma omp parallel
-  {
-    std::vector<const u64*> src(kLinearMaxTerms);
-#pragma omp for schedule(dynamic, 4)
-    for (std::size_t task = 0; task < tasks; ++task) errors.run([&] {
-      const std::size_t k = task / (limbs * blocks), j = task / blocks % limbs, b0 = task % blocks * kLinearBlock;
-      const Modulus& m = ctx_->modulus(j);
-      const u64* wj = w.data() + j * nnz;
-      alignas(64) u64 part[kLinearBlock];
-      for (std::size_t o = 0; o < outs; ++o) {
-        u64* dst = out[o].limb(k, j) + b0;
-        if (L.row_start[o] == L.row_start[o + 1]) std::fill(dst, dst + kLinearBlock, u64{0});
-        for (std::uint32_t t = L.row_start[o]; t < L.row_start[o + 1]; t += kLinearMaxTerms) {
-          const std::size_t terms = std::min<std::size_t>(kLinearMaxTerms, L.row_start[o + 1] - t);
-          for (std::size_t e = 0; e < terms; ++e) src[e] = in[L.col[t + e]].limb(k, j) + b0;
-          if (t == L.row_start[o]) {
-            linear_block(lmods[j], wj + t, src.data(), terms, kLinearBlock, dst);
-          } else {
-            linear_block(lmods[j], wj + t, src.data(), terms, kLinearBlock, part);
-            for (std::size_t i = 0; i < kLinearBlock; ++i) dst[i] = m.add(dst[i], part[i]);
-          }
-        }
-        const u64 b = k == 0 ? bias[j * outs + o] : 0;
-        if (b != 0) {
-          for (std::size_t i = 0; i < kLinearBlock; ++i) dst[i] = m.add(dst[i], b);  // a constant is the same in every NTT slot
-        }
-      }
-#pragma omp atomic
-      ++done;
-      if (omp_get_thread_num() == 0 && done % progress_every == 0) report(progress, index, s, done / 2, tasks);
-    });
-  }
-  errors.rethrow();
+  const double q_top = static_cast<double>(ctx_->modulus(level).value);
+  const double c = plan_.scale() * q_top / in[0].scale();
+  // Progress: the products are the first half of the stage, relinearizing and rescaling the second.
+  std::vector<Ciphertext> out = ev_.multiply_sparse(in, s.linear, c, [&](std::size_t done, std::size_t total) {
+    report(progress, index, s, done, 2 * total);
+  });
   in.clear();  // the inputs are no longer needed: release them before rescaling
   in.shrink_to_fit();
+  std::size_t done = 0;
+  const auto progress_every = std::max<std::size_t>(1, outs / 50);
+  ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t o = 0; o < outs; ++o) errors.run([&] {
     // Relinearize first: its noise is then divided by the prime like everything else.
@@ -142,10 +60,10 @@ std::vector<Ciphertext> Engine::linear(const Stage& s, std::size_t index, std::v
     out[o].set_scale(plan_.scale());
 #pragma omp atomic
     ++done;
-    if (omp_get_thread_num() == 0 && done % progress_every == 0) report(progress, index, s, tasks / 2 + (done - tasks) * tasks / (2 * outs), tasks);
+    if (omp_get_thread_num() == 0 && done % progress_every == 0) report(progress, index, s, outs + done, 2 * outs);
   });
   errors.rethrow();
-  report(progress, index, s, tasks, tasks);
+  report(progress, index, s, 1, 1);
   return out;
 }
 

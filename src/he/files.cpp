@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "ckks/error.h"
+#include "common/error.h"
 #include "ckks/serialization.h"
 
 namespace hecnn::he {

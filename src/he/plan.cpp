@@ -3,7 +3,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "ckks/error.h"
+#include "common/error.h"
 #include "nn/conv.h"
 #include "nn/forward.h"
 
@@ -19,7 +19,6 @@ LinearStage conv_rows(const nn::Layer& l, const nn::Shape& in, const nn::Shape& 
     if (w[k] != 0) rows[o].push_back({static_cast<std::uint32_t>(i), w[k] * in_factor});
   });
   LinearStage s;
-  s.row_start.push_back(0);
   for (std::size_t o = 0; o < rows.size(); ++o) {
     for (const auto& [i, v] : rows[o]) {
       s.col.push_back(i);
@@ -35,7 +34,6 @@ LinearStage conv_rows(const nn::Layer& l, const nn::Shape& in, const nn::Shape& 
 LinearStage dense_rows(const nn::Layer& l, std::int64_t n_in, double in_factor) {
   LinearStage s;
   const auto& w = l.params.at("weight").data;
-  s.row_start.push_back(0);
   for (int u = 0; u < l.units; ++u) {
     for (std::int64_t i = 0; i < n_in; ++i) {
       const double v = w[static_cast<std::size_t>(u * n_in + i)];
@@ -53,7 +51,6 @@ LinearStage dense_rows(const nn::Layer& l, std::int64_t n_in, double in_factor) 
 LinearStage compose(const LinearStage& a1, const LinearStage& a2, std::size_t n_in) {
   const std::size_t n_mid = a1.bias.size(), n_out = a2.bias.size();
   LinearStage s;
-  s.row_start.push_back(0);
   std::vector<double> row(n_in);
   for (std::size_t o = 0; o < n_out; ++o) {
     std::fill(row.begin(), row.end(), 0.0);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "approx/poly_eval.h"
+#include "ckks/evaluator.h"
 #include "ckks/params.h"
 #include "nn/model.h"
 
@@ -20,10 +21,7 @@ namespace hecnn::he {
 enum class StageKind { Linear, SumPool, Activation };
 
 // out[o] = sum over k in [row_start[o], row_start[o+1]) of weight[k] * in[col[k]] + bias[o].
-struct LinearStage {
-  std::vector<std::uint32_t> row_start, col;
-  std::vector<double> weight, bias;
-};
+using LinearStage = ckks::SparseMatrix;
 
 struct SumPoolStage {
   int pool = 2, stride = 2;

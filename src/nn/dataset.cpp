@@ -8,7 +8,7 @@
 #include <numeric>
 #include <random>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::nn {
 

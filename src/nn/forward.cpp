@@ -6,7 +6,7 @@
 
 #include "approx/activation.h"
 #include "nn/conv.h"
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::nn {
 

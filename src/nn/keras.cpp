@@ -6,7 +6,7 @@
 #include <map>
 #include <sstream>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::nn {
 

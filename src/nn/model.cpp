@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "approx/fit.h"
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::nn {
 

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <set>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::nn {
 

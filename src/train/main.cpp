@@ -13,7 +13,7 @@
 #include <random>
 #include <set>
 
-#include "ckks/error.h"
+#include "common/error.h"
 #include "nn/forward.h"
 #include "nn/safetensors.h"
 #include "train/trainer.h"

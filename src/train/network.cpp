@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
 namespace hecnn::train {
 

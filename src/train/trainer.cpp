@@ -9,7 +9,7 @@
 #include <limits>
 #include <map>
 
-#include "ckks/error.h"
+#include "common/error.h"
 #include "nn/forward.h"
 
 namespace hecnn::train {

@@ -1,8 +1,8 @@
-#include "ckks/modarith.h"
+#include "ring/modarith.h"
 
-#include "ckks/error.h"
+#include "common/error.h"
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 
 Modulus::Modulus(u64 q) : value(q) {
   if (q < 2 || (q >> 61) != 0) throw Error("modulus must be in [2, 2^61)");
@@ -32,4 +32,4 @@ u64 Modulus::inv(u64 a) const {
   return pow(a, value - 2);
 }
 
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

@@ -2,10 +2,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "ckks/kernels.h"
-#include "ckks/ntt.h"
+#include "ring/kernels.h"
+#include "ring/ntt.h"
 
-namespace hecnn::ckks::kernels::portable {
+namespace hecnn::ring::kernels::portable {
 
 void ntt_forward(const NttTables& tab, const u64* in, u64* a, u64 add) {
   if (add != 0) {
@@ -190,4 +190,28 @@ void convert_sum(const u64* const* y, const u64* hat, std::size_t k, u64 /*y_bou
   }
 }
 
-}  // namespace hecnn::ckks::kernels::portable
+void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst, const Modulus& m,
+               const DotConstants&) {
+  u128 acc[kDotBlock] = {};
+  for (std::size_t t = 0; t < terms; ++t) {
+    const u64 wt = w[t];
+    const u64* s = src[t];
+    for (std::size_t i = 0; i < len; ++i) acc[i] += static_cast<u128>(wt) * s[i];
+  }
+  for (std::size_t i = 0; i < len; ++i) dst[i] = m.reduce128(acc[i]);
+}
+
+}  // namespace hecnn::ring::kernels::portable
+
+namespace hecnn::ring::kernels {
+
+DotConstants::DotConstants(const Modulus& m) {
+  const u64 v = m.value;
+  c52 = static_cast<u64>((u128{1} << 52) % v);
+  c104 = static_cast<u64>((static_cast<u128>(c52) << 52) % v);
+  c52_shoup = static_cast<u64>((static_cast<u128>(c52) << 52) / v);
+  c104_shoup = static_cast<u64>((static_cast<u128>(c104) << 52) / v);
+  one_shoup = static_cast<u64>((u128{1} << 52) / v);
+}
+
+}  // namespace hecnn::ring::kernels

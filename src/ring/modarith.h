@@ -4,7 +4,7 @@
 // Barrett reduction of 128-bit products; nothing here divides at run time.
 #include <cstdint>
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 
 using u64 = std::uint64_t;
 using u128 = unsigned __int128;
@@ -82,4 +82,4 @@ inline u64 reduce_signed(std::int64_t x, const Modulus& q) {
   return q.neg(q.reduce(static_cast<u64>(-(x + 1)) + 1));
 }
 
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

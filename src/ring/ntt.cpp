@@ -1,10 +1,10 @@
-#include "ckks/ntt.h"
+#include "ring/ntt.h"
 
-#include "ckks/error.h"
-#include "ckks/kernels.h"
-#include "ckks/primes.h"
+#include "common/error.h"
+#include "ring/kernels.h"
+#include "ring/primes.h"
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 
 NttTables::NttTables(u64 q, std::size_t n) : q_(q), n_(n) {
   if (n < 2 || (n & (n - 1)) != 0) throw Error("NTT size must be a power of two");
@@ -53,4 +53,4 @@ NttTables::NttTables(u64 q, std::size_t n) : q_(q), n_(n) {
 void NttTables::forward(const u64* in, u64* out, u64 add) const { kernels::ntt_forward(*this, in, out, add); }
 void NttTables::inverse(const u64* in, u64* out) const { kernels::ntt_inverse(*this, in, out); }
 
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

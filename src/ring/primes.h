@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 
 // Deterministic Miller-Rabin for 64-bit integers.
 bool is_prime(std::uint64_t n);
@@ -15,4 +15,4 @@ std::vector<std::uint64_t> ntt_primes(int bits, std::size_t n, std::size_t count
 // A primitive 2n-th root of unity modulo the prime q (q = 1 mod 2n), the smallest such.
 std::uint64_t primitive_root_2n(std::uint64_t q, std::size_t n);
 
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

@@ -7,15 +7,28 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ckks/modarith.h"
-#include "ckks/simd.h"
+#include "ring/modarith.h"
+#include "ring/simd.h"
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 class NttTables;
 namespace kernels {
 
 // Below this bound a prime qualifies for the IFMA (52-bit) kernels: lazy values in [0, 4q) < 2^52.
 constexpr u64 kIfmaPrimeBound = 1ULL << 50;
+
+// The multi-term dot kernel (dot_block): at most kDotBlock coefficients and kDotMaxTerms terms a
+// call (products below 2^120 sum without overflow in 128 bits, and below 2^60 in 52-bit halves).
+constexpr std::size_t kDotBlock = 64;
+constexpr std::size_t kDotMaxTerms = 256;
+// Per-prime constants of dot_block, built once per prime (not per call).
+struct DotConstants {
+  DotConstants() = default;
+  explicit DotConstants(const Modulus& m);
+  u64 c52 = 0, c52_shoup = 0;    // 2^52 mod q and floor(c52 * 2^52 / q)
+  u64 c104 = 0, c104_shoup = 0;  // 2^104 mod q and its quotient
+  u64 one_shoup = 0;             // floor(2^52 / q)
+};
 
 #define HECNN_KERNELS_DECLARE                                                                                  \
   /* Negacyclic NTT from in to out (in == out allowed, else no overlap). forward: of in[i] + add, each     \
@@ -51,7 +64,11 @@ constexpr u64 kIfmaPrimeBound = 1ULL << 50;
                         const std::uint32_t* perm, u64* out0, u64* out1, std::size_t n, const Modulus& m);     \
   /* Base conversion sum: out = sum_i y[i] * hat[i] mod q, hat[i] < q; y[i] values below y_bound. */          \
   void convert_sum(const u64* const* y, const u64* hat, std::size_t k, u64 y_bound, u64* out, std::size_t n,   \
-                   const Modulus& m);
+                   const Modulus& m);                                                                          \
+  /* Dot products of one block: dst[i] = sum_t w[t] * src[t][i] mod q for i < len, len <= kDotBlock,        \
+     terms <= kDotMaxTerms, w[t] < q and src values < q (below 2^50 on the IFMA path). */                      \
+  void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst,            \
+                 const Modulus& m, const DotConstants& c);
 
 namespace portable {
 HECNN_KERNELS_DECLARE
@@ -126,7 +143,11 @@ inline void convert_sum(const u64* const* y, const u64* hat, std::size_t k, u64 
                         const Modulus& m) {
   HECNN_DISPATCH(convert_sum, y, hat, k, y_bound, out, n, m)
 }
+inline void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst,
+                      const Modulus& m, const DotConstants& c) {
+  HECNN_DISPATCH(dot_block, w, src, terms, len, dst, m, c)
+}
 #undef HECNN_DISPATCH
 
 }  // namespace kernels
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

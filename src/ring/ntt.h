@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "ckks/modarith.h"
+#include "ring/modarith.h"
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 
 class NttTables {
  public:
@@ -61,4 +61,4 @@ inline std::uint32_t reverse_bits(std::uint32_t x, int bits) {
 // Shoup companion for 52-bit lanes: floor(w * 2^52 / q), for w < q < 2^52.
 inline u64 shoup52(u64 w, u64 q) { return static_cast<u64>((static_cast<u128>(w) << 52) / q); }
 
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

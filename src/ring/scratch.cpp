@@ -1,9 +1,9 @@
-#include "ckks/scratch.h"
+#include "ring/scratch.h"
 
 #include <array>
 #include <memory>
 
-namespace hecnn::ckks::detail {
+namespace hecnn::ring {
 
 namespace {
 struct AlignedDelete {
@@ -26,4 +26,4 @@ u64* scratch(Scratch slot, std::size_t words) {
   return b.data[s].get();
 }
 
-}  // namespace hecnn::ckks::detail
+}  // namespace hecnn::ring

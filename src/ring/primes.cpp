@@ -1,12 +1,12 @@
-#include "ckks/primes.h"
+#include "ring/primes.h"
 
 #include <algorithm>
 #include <string>
 
-#include "ckks/error.h"
-#include "ckks/modarith.h"
+#include "common/error.h"
+#include "ring/modarith.h"
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 
 namespace {
 u64 mulmod_slow(u64 a, u64 b, u64 m) { return static_cast<u64>(static_cast<u128>(a) * b % m); }
@@ -85,4 +85,4 @@ u64 primitive_root_2n(u64 q, std::size_t n) {
   throw Error("no primitive root found");
 }
 
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-namespace hecnn::ckks::detail {
+namespace hecnn::ring {
 
 // Allocator that leaves new elements uninitialized and aligns storage to 64 bytes (for vector loads).
 template <typename T>
@@ -35,4 +35,4 @@ struct AlignedAllocator {
 template <typename T>
 using AlignedVector = std::vector<T, AlignedAllocator<T>>;
 
-}  // namespace hecnn::ckks::detail
+}  // namespace hecnn::ring

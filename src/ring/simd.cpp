@@ -1,12 +1,12 @@
-#include "ckks/simd.h"
+#include "ring/simd.h"
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 
-#include "ckks/error.h"
+#include "common/error.h"
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 
 namespace {
 
@@ -94,4 +94,4 @@ std::vector<SimdLevel> supported_simd_levels() {
   return v;
 }
 
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace hecnn::ckks {
+namespace hecnn::ring {
 
 enum class SimdLevel {
   portable = 0,  // plain C++ (the compiler's baseline x86-64 code)
@@ -30,4 +30,4 @@ SimdLevel parse_simd_level(const std::string& name);
 // Every level this CPU supports, portable first.
 std::vector<SimdLevel> supported_simd_levels();
 
-}  // namespace hecnn::ckks
+}  // namespace hecnn::ring

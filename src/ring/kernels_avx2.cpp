@@ -10,12 +10,12 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
-#include "ckks/kernels.h"
-#include "ckks/ntt.h"
+#include "ring/kernels.h"
+#include "ring/ntt.h"
 
 #define HECNN_TARGET __attribute__((target("avx2")))
 
-namespace hecnn::ckks::kernels {
+namespace hecnn::ring::kernels {
 namespace {
 
 HECNN_TARGET inline __m256i set1(u64 x) { return _mm256_set1_epi64x(static_cast<long long>(x)); }
@@ -283,5 +283,10 @@ void convert_sum(const u64* const* y, const u64* hat, std::size_t k, u64 y_bound
   portable::convert_sum(y, hat, k, y_bound, out, n, m);
 }
 
+void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst, const Modulus& m,
+               const DotConstants& c) {
+  portable::dot_block(w, src, terms, len, dst, m, c);
+}
+
 }  // namespace avx2
-}  // namespace hecnn::ckks::kernels
+}  // namespace hecnn::ring::kernels

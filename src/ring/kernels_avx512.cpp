@@ -10,12 +10,12 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
-#include "ckks/kernels.h"
-#include "ckks/ntt.h"
+#include "ring/kernels.h"
+#include "ring/ntt.h"
 
 #define HECNN_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
 
-namespace hecnn::ckks::kernels {
+namespace hecnn::ring::kernels {
 namespace {
 
 HECNN_TARGET inline __m512i set1(u64 x) { return _mm512_set1_epi64(static_cast<long long>(x)); }
@@ -44,7 +44,7 @@ struct Ops64 {
   }
 };
 
-#include "ckks/ntt_avx512_impl.h"
+#include "ring/ntt_avx512_impl.h"
 
 }  // namespace
 
@@ -177,5 +177,10 @@ void convert_sum(const u64* const* y, const u64* hat, std::size_t k, u64 y_bound
   portable::convert_sum(y, hat, k, y_bound, out, n, m);
 }
 
+void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst, const Modulus& m,
+               const DotConstants& c) {
+  portable::dot_block(w, src, terms, len, dst, m, c);
+}
+
 }  // namespace avx512
-}  // namespace hecnn::ckks::kernels
+}  // namespace hecnn::ring::kernels

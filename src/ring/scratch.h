@@ -7,9 +7,9 @@
 
 #include <cstddef>
 
-#include "ckks/modarith.h"
+#include "ring/modarith.h"
 
-namespace hecnn::ckks::detail {
+namespace hecnn::ring {
 
 enum class Scratch {
   digits,    // key switching: the decomposed, extended digits
@@ -39,4 +39,4 @@ class TeamScratch {
   u64* base_;
 };
 
-}  // namespace hecnn::ckks::detail
+}  // namespace hecnn::ring

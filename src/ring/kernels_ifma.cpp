@@ -8,12 +8,12 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
-#include "ckks/kernels.h"
-#include "ckks/ntt.h"
+#include "ring/kernels.h"
+#include "ring/ntt.h"
 
 #define HECNN_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx512ifma")))
 
-namespace hecnn::ckks::kernels {
+namespace hecnn::ring::kernels {
 namespace {
 
 constexpr u64 kMask52 = (1ULL << 52) - 1;
@@ -37,7 +37,7 @@ struct Ops52 {
   }
 };
 
-#include "ckks/ntt_avx512_impl.h"
+#include "ring/ntt_avx512_impl.h"
 
 // Barrett reduction of P = hi * 2^52 + lo < 2 q^2 (q of b bits, b <= 50): with s = b - 1,
 // c1 = floor(P / 2^s) < 2^52, qe = floor(c1 * k / 2^52) for k = floor(2^(s+52) / q) is at most
@@ -83,6 +83,13 @@ struct WideReducer {
 
 // Digits per group of lazy accumulation: 8 products below 2^100 keep hi < 2^51 and lo < 2^55.
 constexpr std::size_t kGroup = 8;
+
+// y * w mod q in [0, 2q) for y < 2^52: y w - floor(y w' / 2^52) q, computed modulo 2^52.
+HECNN_TARGET inline __m512i shoup52_lazy(__m512i y, __m512i w, __m512i w_shoup, __m512i q, __m512i mask) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i qt = madd_hi(zero, y, w_shoup);
+  return _mm512_and_si512(_mm512_sub_epi64(madd_lo(zero, y, w), madd_lo(zero, qt, q)), mask);
+}
 
 }  // namespace
 
@@ -268,5 +275,44 @@ HECNN_TARGET void convert_sum(const u64* const* y, const u64* hat, std::size_t k
   }
 }
 
+// Products of 50-bit operands split as lo (bits 0-51) and hi (bits 52-103); over at most 256 terms
+// the two sums stay below 2^60 and 2^56. The sum x = hi 2^52 + lo is then reduced in vector form:
+// x = H1 2^104 + H0 2^52 + l0 with 52-bit digits, each digit times its constant (2^104 mod q,
+// 2^52 mod q, 1) by Shoup's method into [0, 2q), and the three results brought into [0, q).
+HECNN_TARGET void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst,
+                            const Modulus& m, const DotConstants& c) {
+  if (m.value >= kIfmaPrimeBound || len % 8 != 0 || len > kDotBlock) {
+    return portable::dot_block(w, src, terms, len, dst, m, c);
+  }
+  const std::size_t vecs = len / 8;
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i l[kDotBlock / 8], h[kDotBlock / 8];
+  for (std::size_t v = 0; v < kDotBlock / 8; ++v) l[v] = h[v] = zero;
+  for (std::size_t t = 0; t < terms; ++t) {
+    const __m512i wt = set1(w[t]);
+    const u64* s = src[t];
+    for (std::size_t v = 0; v < vecs; ++v) {
+      const __m512i a = load(s + 8 * v);
+      l[v] = madd_lo(l[v], a, wt);
+      h[v] = madd_hi(h[v], a, wt);
+    }
+  }
+  const __m512i mask = set1(kMask52);
+  const __m512i q = set1(m.value), q2 = set1(2 * m.value), q4 = set1(4 * m.value);
+  const __m512i c52 = set1(c.c52), c52s = set1(c.c52_shoup), c104 = set1(c.c104), c104s = set1(c.c104_shoup);
+  const __m512i one = set1(1), ones = set1(c.one_shoup);
+  for (std::size_t v = 0; v < vecs; ++v) {
+    const __m512i l0 = _mm512_and_si512(l[v], mask);
+    const __m512i hh = _mm512_add_epi64(h[v], _mm512_srli_epi64(l[v], 52));
+    const __m512i h0 = _mm512_and_si512(hh, mask), h1 = _mm512_srli_epi64(hh, 52);
+    __m512i r = _mm512_add_epi64(shoup52_lazy(l0, one, ones, q, mask), shoup52_lazy(h0, c52, c52s, q, mask));
+    r = _mm512_add_epi64(r, shoup52_lazy(h1, c104, c104s, q, mask));  // < 6q
+    r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q4));
+    r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q2));
+    r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q));
+    store(dst + 8 * v, r);
+  }
+}
+
 }  // namespace ifma
-}  // namespace hecnn::ckks::kernels
+}  // namespace hecnn::ring::kernels
