@@ -10,7 +10,7 @@
 
 #include "common/error.h"
 #include "test_util.h"
-#include "he/engine.h"
+#include "he/batch/engine.h"
 #include "he/files.h"
 #include "ring/primes.h"
 #include "nn/forward.h"
@@ -74,16 +74,17 @@ void check_network(const nn::Model& m, std::size_t count, const std::string& wha
   const he::HePlan plan = he::compile(m, small_insecure());
   const auto ctx = ckks::CkksContext::create(*plan.params);
   ckks::KeyGenerator keygen(ctx);
-  const ckks::RelinKeys rk = keygen.create_relin_keys();
-  const he::Client client(plan, ctx, keygen.secret_key());
-  const he::Engine engine(plan, ctx, rk);
+  he::EvaluationKeys keys;
+  keys.relin = keygen.create_relin_keys();
+  const he::batch::Client client(plan.client_spec(), ctx, keygen.secret_key());
+  const he::batch::Engine engine(plan, ctx, keys);
   const std::vector<float> images = random_images(m.input, count, 7);
   const auto out = client.decrypt(engine.run(client.encrypt(images.data(), count)), count);
   double worst = 0, scale = 0;
   for (std::size_t b = 0; b < count; ++b) {
     const float* img = images.data() + b * static_cast<std::size_t>(m.input.size());
     const auto plain = nn::forward(m, img);
-    const auto sim = he::simulate(plan, img);
+    const auto sim = he::simulate(plan.program, img);
     ASSERT_EQ(out[b].size(), plain.size()) << what;
     for (std::size_t k = 0; k < plain.size(); ++k) {
       EXPECT_NEAR(sim[k], plain[k], 1e-6 * (1 + std::fabs(plain[k]))) << what << ": simulation vs model";
@@ -92,7 +93,7 @@ void check_network(const nn::Model& m, std::size_t count, const std::string& wha
     }
   }
   EXPECT_LE(worst, tol * std::max(1.0, scale)) << what << ": encrypted vs plaintext (largest output " << scale << ")";
-  std::printf("  %-46s depth %2d, max |encrypted - plaintext| %.2e (outputs up to %.2f)\n", what.c_str(), plan.depth, worst, scale);
+  std::printf("  %-46s depth %2d, max |encrypted - plaintext| %.2e (outputs up to %.2f)\n", what.c_str(), plan.program.depth, worst, scale);
 }
 
 nlohmann::json conv(int f, int k, int s, const char* pad) {
@@ -153,12 +154,12 @@ TEST(HeCompile, Plan) {
                                            act("swish:deg4:range4"), flat, dense(10)}}},
       5);
   const he::HePlan plan = he::compile(m);  // default: secure parameters
-  EXPECT_EQ(plan.depth, 7);  // conv 1 + activation 2 (monic) + conv 1 + activation 2 + dense 1
+  EXPECT_EQ(plan.program.depth, 7);  // conv 1 + activation 2 (monic) + conv 1 + activation 2 + dense 1
   EXPECT_FALSE(plan.params->insecure());
   EXPECT_LE(plan.params->total_bits(), 438);
   EXPECT_EQ(plan.params->poly_degree(), 16384u);
-  EXPECT_TRUE(plan.stages[1].activation.relinearize_output);
-  EXPECT_FALSE(plan.stages[3].activation.relinearize_output);  // 800 -> 10: relinearize the 10 sums
+  EXPECT_TRUE(plan.program.stages[1].activation().relinearize_output);
+  EXPECT_FALSE(plan.program.stages[3].activation().relinearize_output);  // 800 -> 10: relinearize the 10 sums
   he::CompileOptions o;
   o.log_n = 13;
   EXPECT_THROW(he::compile(m, o), hecnn::Error);  // 7 levels do not fit N = 8192 securely
@@ -181,12 +182,12 @@ TEST(HeFiles, ClientServerRoundTripAndBadInputs) {
   he::StreamHeader h;
   h.kind = "query";
   h.key_id = ck.info.key_id;
-  h.params_id = ck.info.params_id;
+  h.params_id = ck.info.spec.params_id;
   h.shape = m.input;
   h.per_batch = static_cast<std::size_t>(m.input.size());
   h.batches = {{0, 12}, {12, 8}};
   {
-    const he::Client client(plan, ck.ctx, ck.secret);
+    const he::batch::Client client(ck.info.spec, ck.ctx, ck.secret);
     he::StreamWriter w(dir / "q.bin", h, ck.ctx);
     w.write_batch(client.encrypt(images.data(), 12));
     w.write_batch(client.encrypt(images.data() + 12 * static_cast<std::size_t>(m.input.size()), 8));
@@ -198,9 +199,9 @@ TEST(HeFiles, ClientServerRoundTripAndBadInputs) {
     he::StreamReader r(dir / "q.bin", "query", sk.info, sk.ctx);
     he::StreamHeader rh = r.header();
     rh.kind = "result";
-    rh.per_batch = plan.outputs();
+    rh.per_batch = plan.program.outputs();
     he::StreamWriter w(dir / "r.bin", rh, sk.ctx);
-    const he::Engine engine(plan, sk.ctx, sk.relin);
+    const he::batch::Engine engine(plan, sk.ctx, sk.keys);
     for (std::size_t b = 0; b < rh.batches.size(); ++b) w.write_batch(engine.run(r.read_batch()));
     r.finish();
     w.close();
@@ -208,7 +209,7 @@ TEST(HeFiles, ClientServerRoundTripAndBadInputs) {
   // Client: decrypt and compare with the plaintext model.
   {
     he::StreamReader r(dir / "r.bin", "result", ck.info, ck.ctx);
-    const he::Client client(plan, ck.ctx, ck.secret);
+    const he::batch::Client client(ck.info.spec, ck.ctx, ck.secret);
     for (const auto& b : r.header().batches) {
       const auto out = client.decrypt(r.read_batch(), b.count);
       for (std::size_t i = 0; i < b.count; ++i) {
@@ -251,13 +252,13 @@ TEST(HeFiles, ClientServerRoundTripAndBadInputs) {
   // A model whose input shape does not match the query.
   const nn::Model wide = with_random_params({{"input", {1, 7, 7}}, {"layers", {conv(2, 3, 1, "valid"), bn, act("swish:deg4:range4"), flat, dense(3)}}}, 6);
   const he::HePlan wide_plan = he::compile(wide, small_insecure());
-  const he::Engine wide_engine(wide_plan, sk.ctx, sk.relin);
+  const he::batch::Engine wide_engine(wide_plan, sk.ctx, sk.keys);
   he::StreamReader r(dir / "q.bin", "query", sk.info, sk.ctx);
   expect_error_mentioning([&] { wide_engine.run(r.read_batch()); }, "expects 49 input ciphertexts");
   // Keys for other parameters than the plan.
-  expect_error_mentioning([&] { he::Engine(he::compile(m, o2), sk.ctx, sk.relin); }, "other parameters");
+  expect_error_mentioning([&] { he::batch::Engine(he::compile(m, o2), sk.ctx, sk.keys); }, "other parameters");
   // Too many images for a batch.
-  const he::Client client(plan, ck.ctx, ck.secret);
+  const he::batch::Client client(ck.info.spec, ck.ctx, ck.secret);
   std::vector<float> many(static_cast<std::size_t>(m.input.size()) * (plan.batch_size() + 1), 0.5f);
   expect_error_mentioning([&] { client.encrypt(many.data(), plan.batch_size() + 1); }, "batch holds");
 }

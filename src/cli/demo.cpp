@@ -1,6 +1,6 @@
 // `hecnn demo`: a walkthrough of the CKKS library. Generates keys, encrypts a vector, multiplies,
 // rotates, decrypts and prints the precision reached at each step.
-#include <chrono>
+
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -8,13 +8,12 @@
 
 #include "ckks/ckks.h"
 #include "cli/commands.h"
+#include "common/stopwatch.h"
 
 namespace hecnn::cli {
 
 namespace {
-using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 double precision_bits(const std::vector<double>& got, const std::vector<double>& want) {
   double err = 0;
@@ -32,7 +31,6 @@ struct DemoOptions {
 
 void run_demo(const DemoOptions& o) {
   using namespace hecnn::ckks;
-  using namespace hecnn::ring;
   set_num_threads(o.threads);
   if (o.simd != "auto") set_simd_level(parse_simd_level(o.simd));
   const CkksParameters params = CkksParameters::preset(o.preset);
@@ -42,12 +40,12 @@ void run_demo(const DemoOptions& o) {
   auto ctx = CkksContext::create(params);
   const double scale = std::ldexp(1.0, static_cast<int>(o.log_scale));
 
-  auto t = Clock::now();
+  Stopwatch t;
   KeyGenerator keygen(ctx);
   const PublicKey pk = keygen.create_public_key();
   const RelinKeys rk = keygen.create_relin_keys();
   const GaloisKeys gk = keygen.create_galois_keys({o.rotation}, false);
-  std::printf("Key generation (public, relinearization, rotation by %d): %.1f ms\n", o.rotation, ms_since(t));
+  std::printf("Key generation (public, relinearization, rotation by %d): %.1f ms\n", o.rotation, t.milliseconds());
 
   CkksEncoder encoder(ctx);
   Encryptor encryptor(ctx, pk);
@@ -61,26 +59,26 @@ void run_demo(const DemoOptions& o) {
   for (auto& v : x) v = dist(rng);
   for (auto& v : y) v = dist(rng);
 
-  t = Clock::now();
+  t.restart();
   Ciphertext cx = encryptor.encrypt(encoder.encode(x, scale));
   Ciphertext cy = encryptor.encrypt(encoder.encode(y, scale));
-  std::printf("Encode + encrypt 2 x %zu slots: %.1f ms\n", slots, ms_since(t));
+  std::printf("Encode + encrypt 2 x %zu slots: %.1f ms\n", slots, t.milliseconds());
   std::printf("  fresh ciphertext precision: %.1f bits\n",
               precision_bits(encoder.decode(decryptor.decrypt(cx)), x));
 
-  t = Clock::now();
+  t.restart();
   Ciphertext prod = evaluator.multiply(cx, cy);
   evaluator.relinearize_inplace(prod, rk);
   evaluator.rescale_inplace(prod);
-  const double mul_ms = ms_since(t);
+  const double mul_ms = t.milliseconds();
   std::vector<double> want(slots);
   for (std::size_t i = 0; i < slots; ++i) want[i] = x[i] * y[i];
   std::printf("Multiply + relinearize + rescale: %.1f ms, level %zu -> %zu, precision %.1f bits\n", mul_ms,
               cx.level(), prod.level(), precision_bits(encoder.decode(decryptor.decrypt(prod)), want));
 
-  t = Clock::now();
+  t.restart();
   Ciphertext rot = evaluator.rotate(prod, o.rotation, gk);
-  const double rot_ms = ms_since(t);
+  const double rot_ms = t.milliseconds();
   std::vector<double> want_rot(slots);
   for (std::size_t i = 0; i < slots; ++i) want_rot[i] = want[(i + static_cast<std::size_t>(o.rotation)) % slots];
   std::printf("Rotate by %d: %.1f ms, precision %.1f bits\n", o.rotation, rot_ms,
@@ -110,8 +108,8 @@ void register_params(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("params", "list the parameter presets and their security");
   cmd->callback([] {
     std::printf("SIMD level: %s (CPU supports up to %s; HECNN_SIMD=portable|avx2|avx512|ifma forces one)\n\n",
-                hecnn::ring::simd_level_name(hecnn::ring::simd_level()),
-                hecnn::ring::simd_level_name(hecnn::ring::detected_simd_level()));
+                hecnn::ckks::simd_level_name(hecnn::ckks::simd_level()),
+                hecnn::ckks::simd_level_name(hecnn::ckks::detected_simd_level()));
     for (const auto& name : hecnn::ckks::CkksParameters::preset_names()) {
       const auto p = hecnn::ckks::CkksParameters::preset(name);
       std::printf("%-12s %s\n             %s\n", name.c_str(), hecnn::ckks::CkksParameters::preset_description(name).c_str(),

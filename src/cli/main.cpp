@@ -2,10 +2,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstring>
-#include <iostream>
 
-#include "common/error.h"
 #include "cli/commands.h"
+#include "common/exit_codes.h"
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "train") == 0) return hecnn::cli::exec_train(argc - 2, argv + 2);
@@ -19,16 +18,12 @@ int main(int argc, char** argv) {
   hecnn::cli::register_plan(app);
   hecnn::cli::register_client_server(app);
   hecnn::cli::register_train(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const hecnn::Error& e) {
-    std::cerr << "hecnn: error: " << e.what() << "\n";
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "hecnn: unexpected error: " << e.what() << "\n";
-    return 2;
-  }
-  return 0;
+  return hecnn::run_and_report("hecnn", [&] {
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    return static_cast<int>(hecnn::kExitOk);
+  });
 }

@@ -1,14 +1,14 @@
 // Model commands: `hecnn eval` (plaintext accuracy), `hecnn import-keras`, `hecnn inspect`.
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 
-#include "common/error.h"
-#include "common/threads.h"
 #include "cli/commands.h"
 #include "cli/encrypted.h"
+#include "cli/options.h"
+#include "common/error.h"
+#include "common/progress.h"
+#include "common/stopwatch.h"
+#include "common/threads.h"
 #include "nn/forward.h"
 #include "nn/keras.h"
 #include "nn/safetensors.h"
@@ -17,13 +17,9 @@ namespace hecnn::cli {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
 struct EvalOptions {
-  std::string model, dataset = "mnist", data_dir, split = "test";
-  std::size_t limit = 0;
+  std::string model, split = "test";
+  DatasetOptions data;
   bool confusion = false, fold_bn = false, quiet = false, encrypted = false, simulate = false;
   int threads = 0;
   he::CompileOptions compile;
@@ -44,28 +40,25 @@ void print_confusion(const nn::Evaluation& e) {
 void run_eval(const EvalOptions& o) {
   if (o.encrypted) {
     if (o.split != "test") throw Error("--encrypted evaluates the test split");
-    run_encrypted_eval_cli(o.model, o.dataset, o.data_dir, o.limit, o.threads, o.quiet, o.simulate, o.compile);
+    run_encrypted_eval({o.model, o.data, o.threads, o.quiet, o.simulate, o.compile});
     return;
   }
-  hecnn::set_num_threads(o.threads);
+  apply_threads(o.threads);
   nn::Model model = nn::load_model(o.model);
   if (o.fold_bn) model = nn::fold_batch_norm(model);
   if (o.split != "test" && o.split != "train") throw Error("--split must be 'test' or 'train'");
-  const nn::Dataset data = nn::load_dataset(o.dataset, o.split == "test" ? nn::Split::Test : nn::Split::Train, o.data_dir);
-  const std::size_t n = o.limit == 0 ? data.size() : std::min(o.limit, data.size());
+  const nn::Dataset data = load_dataset(o.data, o.split == "test" ? nn::Split::Test : nn::Split::Train);
+  const std::size_t n = o.data.limit == 0 ? data.size() : std::min(o.data.limit, data.size());
   std::printf("model %s: %zu layers, input %s, %s\n", o.model.c_str(), model.layers.size(), model.input.to_string().c_str(),
               o.fold_bn ? "batch normalization folded" : "as stored");
   std::printf("dataset %s (%s split): %zu images\n", data.name.c_str(), o.split.c_str(), n);
-  const auto t = Clock::now();
-  auto last = Clock::now();
-  const bool tty = !o.quiet && isatty(fileno(stderr));
+  const Stopwatch t;
+  ProgressLine line(!o.quiet);
   const nn::Evaluation e = nn::evaluate(model, data, n, false, [&](std::size_t done) {
-    if (!tty || (std::chrono::duration<double>(Clock::now() - last).count() < 0.2 && done != n)) return;
-    last = Clock::now();
-    std::fprintf(stderr, "\r  %zu / %zu images", done, n);
-    if (done == n) std::fprintf(stderr, "\n");
+    line.update("  " + std::to_string(done) + " / " + std::to_string(n) + " images", done == n);
   });
-  const double secs = seconds_since(t);
+  line.finish();
+  const double secs = t.seconds();
   std::printf("accuracy: %.2f %% (%zu / %zu) in %.2f s (%.0f images/s, %d threads)\n", 100.0 * e.accuracy(), e.correct,
               e.count, secs, static_cast<double>(e.count) / secs, hecnn::num_threads());
   if (o.confusion) print_confusion(e);
@@ -89,14 +82,12 @@ void register_models(CLI::App& app) {
   auto eo = std::make_shared<EvalOptions>();
   CLI::App* eval = app.add_subcommand("eval", "Classify a dataset with a model (plaintext reference)");
   eval->add_option("--model,-m", eo->model, "Model file (.safetensors)")->required();
-  eval->add_option("--dataset,-d", eo->dataset, "mnist | fashion-mnist | cifar10")->capture_default_str();
-  eval->add_option("--data-dir", eo->data_dir, "Directory holding the dataset files (default: the usual locations)");
+  add_dataset_options(eval, eo->data, false);
   eval->add_option("--split", eo->split, "test | train")->capture_default_str();
-  eval->add_option("--limit,-n", eo->limit, "Classify only the first n images");
   eval->add_flag("--confusion", eo->confusion, "Print the confusion matrix");
   eval->add_flag("--fold-bn", eo->fold_bn, "Fold batch normalization into the preceding layers first");
-  eval->add_option("--threads,-t", eo->threads, "Threads (0: all cores)");
-  eval->add_flag("--quiet,-q", eo->quiet, "No progress output");
+  add_threads_option(eval, eo->threads);
+  add_quiet_flag(eval, eo->quiet);
   eval->add_flag("--encrypted,-e", eo->encrypted,
                  "Classify encrypted images: keygen, encrypt, infer, decrypt in one process, with timings");
   eval->add_flag("--simulate", eo->simulate, "With --encrypted: also run the compiled computation on doubles");

@@ -41,32 +41,24 @@ KeyInfo read_key_info(const std::string& dir) {
     const json j = json::parse(in);
     KeyInfo k;
     k.key_id = j.at("key_id").get<std::string>();
-    k.params_id = std::stoull(j.at("params_id").get<std::string>(), nullptr, 16);
-    const json& c = j.at("compile");
-    k.compile.log_n = c.at("log_n").get<int>();
-    k.compile.scale_bits = c.at("scale_bits").get<int>();
-    k.compile.extra_levels = c.at("extra_levels").get<int>();
-    k.compile.allow_insecure = c.at("allow_insecure").get<bool>();
-    k.input = shape_from(j.at("input"));
-    k.outputs = j.at("outputs").get<std::size_t>();
-    k.output_factor = j.at("output_factor").get<double>();
-    k.scale_bits = j.at("scale_bits").get<int>();
-    k.batch_size = j.at("batch_size").get<std::size_t>();
+    k.spec = ClientSpec::from_json(j.at("spec"));
+    k.insecure = j.at("insecure").get<bool>();
     k.model = j.value("model", "");
     return k;
   } catch (const json::exception& e) {
     throw Error(path + ": malformed (" + e.what() + ")");
-  } catch (const std::logic_error& e) {
-    throw Error(path + ": malformed parameters id");
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
   }
 }
 
 ckks::ContextPtr load_context(const std::string& dir, const KeyInfo& info) {
   ckks::ParameterOptions po;
-  po.allow_insecure = info.compile.allow_insecure;
+  po.allow_insecure = info.insecure;
   std::optional<ckks::CkksParameters> params;
   ckks::read_file((fs::path(dir) / "params.bin").string(), [&](std::istream& is) { params = ckks::load_parameters(is, po); });
-  if (params->id() != info.params_id) throw Error(dir + ": params.bin does not match keys.json");
+  if (params->id() != info.spec.params_id) throw Error(dir + ": params.bin does not match keys.json");
+  if (info.spec.batch_size > params->max_slots()) throw Error(dir + ": keys.json: the batch is larger than the slot count");
   return ckks::CkksContext::create(*params);
 }
 
@@ -77,34 +69,33 @@ KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const 
   const auto ctx = ckks::CkksContext::create(*plan.params);
   ckks::KeyGenerator keygen(ctx);
   KeyFiles sizes;
-  const std::string secret_path = (fs::path(dir) / "secret.key").string();
+  const fs::path d(dir);
+  const std::string secret_path = (d / "secret.key").string();
   {
     // Created with mode 0600 before any secret byte is written.
     std::ofstream(secret_path, std::ios::trunc).close();
     fs::permissions(secret_path, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
     ckks::write_file(secret_path, [&](std::ostream& os) { ckks::save(os, *ctx, keygen.secret_key()); });
   }
-  ckks::write_file((fs::path(dir) / "params.bin").string(), [&](std::ostream& os) { ckks::save(os, *plan.params); });
-  ckks::write_file((fs::path(dir) / "relin.key").string(),
-                   [&](std::ostream& os) { ckks::save(os, *ctx, keygen.create_relin_keys(), true); });
+  ckks::write_file((d / "params.bin").string(), [&](std::ostream& os) { ckks::save(os, *plan.params); });
+  if (plan.keys.relinearization) {
+    ckks::write_file((d / "relin.key").string(),
+                     [&](std::ostream& os) { ckks::save(os, *ctx, keygen.create_relin_keys(), true); });
+    sizes.relin_bytes = fs::file_size(d / "relin.key");
+  }
+  if (!plan.keys.rotations.empty()) {
+    ckks::write_file((d / "galois.key").string(),
+                     [&](std::ostream& os) { ckks::save(os, *ctx, keygen.create_galois_keys(plan.keys.rotations, false), true); });
+    sizes.galois_bytes = fs::file_size(d / "galois.key");
+  }
   json j;
   j["key_id"] = hex_id();
-  char id[17];
-  std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(plan.params->id()));
-  j["params_id"] = id;
-  j["compile"] = {{"log_n", 0}, {"scale_bits", plan.scale_bits}, {"extra_levels", 0}, {"allow_insecure", plan.params->insecure()}};
-  j["compile"]["log_n"] = static_cast<int>(std::log2(static_cast<double>(plan.params->poly_degree())));
-  j["compile"]["extra_levels"] = static_cast<int>(plan.params->max_level()) - plan.depth;
-  j["input"] = shape_json(plan.input);
-  j["outputs"] = plan.outputs();
-  j["output_factor"] = plan.output_factor;
-  j["scale_bits"] = plan.scale_bits;
-  j["batch_size"] = plan.batch_size();
+  j["spec"] = plan.client_spec().to_json();
+  j["insecure"] = plan.params->insecure();
   j["model"] = model_path;
-  std::ofstream((fs::path(dir) / "keys.json").string()) << j.dump(2) << "\n";
+  std::ofstream((d / "keys.json").string()) << j.dump(2) << "\n";
   sizes.secret_bytes = fs::file_size(secret_path);
-  sizes.params_bytes = fs::file_size(fs::path(dir) / "params.bin");
-  sizes.relin_bytes = fs::file_size(fs::path(dir) / "relin.key");
+  sizes.params_bytes = fs::file_size(d / "params.bin");
   return sizes;
 }
 
@@ -112,8 +103,13 @@ ServerKeys load_server_keys(const std::string& dir) {
   ServerKeys k;
   k.info = read_key_info(dir);
   k.ctx = load_context(dir, k.info);
-  ckks::read_file((fs::path(dir) / "relin.key").string(),
-                  [&](std::istream& is) { k.relin = ckks::load_relin_keys(is, *k.ctx); });
+  const fs::path d(dir);
+  if (fs::exists(d / "relin.key")) {
+    ckks::read_file((d / "relin.key").string(), [&](std::istream& is) { k.keys.relin = ckks::load_relin_keys(is, *k.ctx); });
+  }
+  if (fs::exists(d / "galois.key")) {
+    ckks::read_file((d / "galois.key").string(), [&](std::istream& is) { k.keys.galois = ckks::load_galois_keys(is, *k.ctx); });
+  }
   return k;
 }
 
@@ -194,7 +190,7 @@ StreamReader::StreamReader(const std::string& path, const std::string& kind, con
     throw Error(path + ": corrupted header (" + e.what() + ")");
   }
   if (header_.kind != kind) throw Error(path + ": holds a " + header_.kind + ", expected a " + kind);
-  if (header_.params_id != ctx_->params().id() || header_.params_id != keys.params_id) {
+  if (header_.params_id != ctx_->params().id() || header_.params_id != keys.spec.params_id) {
     throw Error(path + ": made with other encryption parameters than the keys in use (" + kind + " for another key set "
                 "or model)");
   }

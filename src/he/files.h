@@ -1,9 +1,10 @@
 #pragma once
 // The files of the client/server split.
 //
-// Key directory (hecnn keygen): keys.json (parameters id, key id, the compile options and what the
-// client needs to read results), params.bin, relin.key (evaluation key: goes to the server) and
-// secret.key (stays with the client, mode 0600). The server reads only the first three.
+// Key directory (hecnn keygen): keys.json (key id and the client specification the plan produced:
+// layout, parameters id, scale, input shape, outputs, output factor, batch size), params.bin,
+// relin.key (and galois.key when the plan needs rotations): the evaluation keys, for the server;
+// and secret.key (stays with the client, mode 0600). The server reads all but secret.key.
 //
 // Query and result files: magic "HCNQ"/"HCNR", u16 version, u32 length + JSON header (key id,
 // parameters id, input shape, the batches with their first image index and image count), then the
@@ -16,23 +17,19 @@
 
 #include "ckks/ckks.h"
 #include "he/plan.h"
+#include "he/spec.h"
 
 namespace hecnn::he {
 
 struct KeyInfo {
   std::string key_id;          // random, identifies one key generation
-  std::uint64_t params_id = 0;
-  CompileOptions compile;
-  nn::Shape input;
-  std::size_t outputs = 0;
-  double output_factor = 1.0;
-  int scale_bits = 0;
-  std::size_t batch_size = 0;
+  ClientSpec spec;
+  bool insecure = false;       // the parameters are above the 128-bit bound (tests only)
   std::string model;           // path the keys were made for (informational)
 };
 
 struct KeyFiles {
-  std::size_t params_bytes = 0, relin_bytes = 0, secret_bytes = 0;
+  std::size_t params_bytes = 0, relin_bytes = 0, galois_bytes = 0, secret_bytes = 0;
 };
 // Generates fresh keys for `plan` and writes the key directory (created if needed).
 KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const std::string& dir);
@@ -40,7 +37,7 @@ KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const 
 struct ServerKeys {
   KeyInfo info;
   ckks::ContextPtr ctx;
-  ckks::RelinKeys relin;
+  EvaluationKeys keys;
 };
 // What the server may read: never secret.key.
 ServerKeys load_server_keys(const std::string& dir);

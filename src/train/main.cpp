@@ -14,6 +14,8 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/exit_codes.h"
+#include "common/stopwatch.h"
 #include "nn/forward.h"
 #include "nn/safetensors.h"
 #include "train/trainer.h"
@@ -21,7 +23,6 @@
 namespace {
 
 using namespace hecnn;
-using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string dataset = "mnist", data_dir, test_dir, arch = "mnist-paper", activation, out, teacher;
@@ -71,7 +72,7 @@ nn::Model load_architecture(const std::string& arch, std::set<std::size_t>& with
 }
 
 int run(const Options& o, const std::string& command) {
-  const auto t_start = Clock::now();
+  const Stopwatch t_start;
   if (o.threads > 0) {
     torch::set_num_threads(o.threads);
     omp_set_num_threads(o.threads);
@@ -140,11 +141,11 @@ int run(const Options& o, const std::string& command) {
   nn::Model model = net->to_model();
   double test_acc = -1;
   if (!o.no_test && test_n > 0) {
-    const auto t_eval = Clock::now();
+    const Stopwatch t_eval;
     const nn::Evaluation e = nn::evaluate(model, test, test_n);
     test_acc = e.accuracy();
     std::printf("test accuracy (exported model, plaintext reference): %.2f %% (%zu / %zu) in %.1f s\n", 100 * test_acc,
-                e.correct, e.count, std::chrono::duration<double>(Clock::now() - t_eval).count());
+                e.correct, e.count, t_eval.seconds());
   }
   const auto ranges = train::activation_ranges(model, train_set);
   std::printf("%s", train::format_ranges(ranges).c_str());
@@ -174,7 +175,7 @@ int run(const Options& o, const std::string& command) {
   if (!teacher_info.is_null()) model.info["training"]["teacher"] = teacher_info;
   nn::save_model(model, o.out);
 
-  const double total = std::chrono::duration<double>(Clock::now() - t_start).count();
+  const double total = t_start.seconds();
   std::printf("best epoch %d of %d: validation %.2f %%", r.best_epoch, o.t.epochs, 100 * r.best_val_acc);
   if (test_acc >= 0) std::printf(", test %.2f %%", 100 * test_acc);
   std::printf("; training %.1f s, total %.1f s\nwritten: %s\n", r.seconds, total, o.out.c_str());
@@ -251,16 +252,13 @@ int main(int argc, char** argv) {
   if (flip->count() == 0) o.t.flip = o.dataset == "cifar10";
   std::string command = argc > 0 ? argv[0] : "hecnn-train";
   for (int i = 1; i < argc; ++i) command += " " + quote(argv[i]);
-  try {
-    return run(o, command);
-  } catch (const hecnn::Error& e) {
-    std::cerr << "hecnn train: error: " << e.what() << "\n";
-    return 1;
-  } catch (const c10::Error& e) {
-    std::cerr << "hecnn train: libtorch error: " << e.what_without_backtrace() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "hecnn train: unexpected error: " << e.what() << "\n";
-    return 2;
-  }
+  return hecnn::run_and_report("hecnn train", [&] {
+    try {
+      return run(o, command);
+    } catch (const c10::Error& e) {
+      // libtorch's messages carry a C++ backtrace; report the message alone (exit code: unexpected).
+      std::cerr << "hecnn train: libtorch error: " << e.what_without_backtrace() << "\n";
+      return static_cast<int>(hecnn::kExitUnexpected);
+    }
+  });
 }

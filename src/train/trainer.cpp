@@ -4,21 +4,20 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
 
 #include "common/error.h"
+#include "common/progress.h"
+#include "common/stopwatch.h"
 #include "nn/forward.h"
 
 namespace hecnn::train {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 torch::Tensor labels_tensor(const nn::Dataset& d) {
   torch::Tensor y = torch::empty({static_cast<std::int64_t>(d.size())}, torch::kInt64);
@@ -95,32 +94,29 @@ void restore(Network& net, const Snapshot& s) {
   for (auto& b : net->named_buffers()) b.value().copy_(s.at(b.key()));
 }
 
+// The epoch's progress bar, on the project's one progress line.
 class ProgressBar {
  public:
   ProgressBar(bool enabled, int epoch, int epochs, std::size_t batches)
-      : enabled_(enabled && isatty(fileno(stderr))), epoch_(epoch), epochs_(epochs), batches_(batches) {}
+      : line_(enabled, 0.1), epoch_(epoch), epochs_(epochs), batches_(batches) {}
   void update(std::size_t done, double loss, double acc, double secs) {
-    if (!enabled_) return;
-    const auto now = Clock::now();
-    if (done != batches_ && std::chrono::duration<double>(now - last_).count() < 0.1) return;
-    last_ = now;
+    if (!line_.enabled()) return;
     constexpr int kWidth = 30;
     const int filled = static_cast<int>(kWidth * done / std::max<std::size_t>(batches_, 1));
     std::string bar(static_cast<std::size_t>(filled), '=');
     if (filled < kWidth) bar += '>' + std::string(static_cast<std::size_t>(kWidth - filled - 1), ' ');
-    std::fprintf(stderr, "\r  epoch %d/%d [%s] %zu/%zu  loss %.4f  acc %.2f %%  %.1f s \033[K", epoch_, epochs_,
-                 bar.c_str(), done, batches_, loss, 100 * acc, secs);
-    std::fflush(stderr);
+    char text[256];
+    std::snprintf(text, sizeof text, "  epoch %d/%d [%s] %zu/%zu  loss %.4f  acc %.2f %%  %.1f s", epoch_, epochs_,
+                  bar.c_str(), done, batches_, loss, 100 * acc, secs);
+    line_.update(text, done == batches_);
   }
-  void clear() {
-    if (enabled_) std::fprintf(stderr, "\r\033[K");
-  }
+  void clear() { line_.clear(); }
 
  private:
-  bool enabled_;
+  ProgressLine line_;
   int epoch_, epochs_;
   std::size_t batches_;
-  Clock::time_point last_{};
+};
 };
 
 }  // namespace
@@ -257,9 +253,9 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
   const auto n = static_cast<std::int64_t>(train.size());
   const std::int64_t bs = o.batch_size;
   const std::size_t batches = static_cast<std::size_t>((n + bs - 1) / bs);
-  const auto t0 = Clock::now();
+  const Stopwatch t0;
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
-    const auto te = Clock::now();
+    const Stopwatch te;
     net->train();
     ProgressBar bar(o.progress, epoch, o.epochs, batches);
     const torch::Tensor perm = torch::randperm(n, torch::kInt64);
@@ -320,7 +316,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
       correct += logits.argmax(1).eq(yb).sum().item<std::int64_t>();
       seen += end - start;
       bar.update(b + 1, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen),
-                 seconds_since(te));
+                 te.seconds());
     }
     bar.clear();
     EpochStats s;
@@ -347,7 +343,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
                     ": try a lower --lr or --clip-grad 1");
       }
     }
-    s.seconds = seconds_since(te);
+    s.seconds = te.seconds();
     r.history.push_back(s);
     const bool improved = !has_val || r.best_epoch == 0 || s.val_acc > r.best_val_acc;
     if (improved) {
@@ -379,7 +375,7 @@ TrainResult train_network(Network& net, const nn::Dataset& train, const nn::Data
   net->set_dropout(0);
   if (has_val || o.ema > 0) restore(net, best);
   r.final_lr = opt->lr();
-  r.seconds = seconds_since(t0);
+  r.seconds = t0.seconds();
   return r;
 }
 

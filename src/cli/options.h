@@ -1,0 +1,37 @@
+#pragma once
+// One helper per option group shared by several commands, so each option has one name, one
+// meaning and one help text everywhere.
+#include <CLI/CLI.hpp>
+
+#include <cstddef>
+#include <string>
+
+#include "he/compile/parameters.h"
+#include "nn/dataset.h"
+
+namespace hecnn::cli {
+
+struct DatasetOptions {
+  std::string dataset = "mnist", data_dir;
+  std::size_t limit = 0;   // 0: all
+  std::size_t offset = 0;  // first image (commands that take --offset)
+};
+// --dataset, --data-dir, --limit, and --offset when with_offset.
+void add_dataset_options(CLI::App* cmd, DatasetOptions& o, bool with_offset);
+// The test split (or train) of the named dataset.
+nn::Dataset load_dataset(const DatasetOptions& o, nn::Split split = nn::Split::Test);
+// Images selected from a dataset of `size`: min(limit or all, size - offset); throws hecnn::Error
+// when the offset is beyond the dataset.
+std::size_t selected_count(const DatasetOptions& o, std::size_t size);
+
+// --threads (0: all cores); apply_threads sets it for the process's parallel regions.
+void add_threads_option(CLI::App* cmd, int& threads);
+void apply_threads(int threads);
+
+// --quiet: no progress output.
+void add_quiet_flag(CLI::App* cmd, bool& quiet);
+
+// --log-n, --scale-bits, --extra-levels, --allow-insecure.
+void add_compile_options(CLI::App* cmd, he::CompileOptions& o);
+
+}  // namespace hecnn::cli

@@ -1,0 +1,18 @@
+#pragma once
+// Progress of a long encrypted run, reported by the back ends' engines.
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace hecnn::he {
+
+struct Progress {
+  std::size_t stage = 0, stages = 0;
+  std::string name;
+  std::size_t done = 0, total = 0;  // units done / total in this stage
+  double elapsed_s = 0;             // since the start of the run
+  double stage_elapsed_s = 0;       // since the start of this stage
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+}  // namespace hecnn::he

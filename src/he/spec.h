@@ -1,0 +1,40 @@
+#pragma once
+// What the client needs to know of a compiled model, and nothing more: no weights, no stages. The
+// plan produces it (HePlan::client_spec), keygen stores it in keys.json, and the client encrypts
+// and decrypts with it alone.
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "nn/model.h"
+
+namespace hecnn::he {
+
+// How values are laid out in ciphertexts.
+//  - Batch: one ciphertext per input value (pixel and channel, CHW order) and per output, one
+//    image per slot: a query holds up to N/2 images.
+enum class Layout { Batch };
+std::string to_string(Layout l);
+// Throws hecnn::Error on an unknown name.
+Layout parse_layout(const std::string& name);
+
+struct ClientSpec {
+  Layout layout = Layout::Batch;
+  std::uint64_t params_id = 0;    // the CKKS parameters (stored beside, in params.bin)
+  int scale_bits = 0;             // inputs are encoded at scale 2^scale_bits
+  nn::Shape input;                // one image
+  std::size_t outputs = 0;        // values per image in the result
+  double output_factor = 1.0;     // decrypted outputs are multiplied by this
+  std::size_t batch_size = 0;     // images per batch
+  std::size_t input_ciphertexts = 0, output_ciphertexts = 0;  // per batch
+
+  double scale() const;
+  nlohmann::json to_json() const;
+  // Validates every field (shapes, counts and factors within bounds, consistent with the layout);
+  // throws hecnn::Error naming the field.
+  static ClientSpec from_json(const nlohmann::json& j);
+  bool operator==(const ClientSpec&) const = default;
+};
+
+}  // namespace hecnn::he
