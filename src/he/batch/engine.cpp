@@ -14,15 +14,7 @@ namespace hecnn::he::batch {
 
 using ckks::Ciphertext;
 
-namespace {
-
 using hecnn::ParallelErrors;
-
-double seconds(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-}  // namespace
 
 Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys)
     : plan_(plan), ctx_(std::move(ctx)), keys_(keys), ev_(ctx_) {
@@ -40,7 +32,7 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
 void Engine::report(const ProgressFn& progress, std::size_t index, std::size_t done, std::size_t total) const {
   if (!progress) return;
   const auto& stages = plan_.program.stages;
-  progress(Progress{index, stages.size(), stages[index].name, done, total, seconds(start_), seconds(stage_start_)});
+  progress(Progress{index, stages.size(), stages[index].name, done, total, run_.seconds(), stage_.seconds()});
 }
 
 std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext>& in, const ProgressFn& progress) const {
@@ -142,11 +134,10 @@ std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn&
     throw Error("encrypted inference: the inputs have " + std::to_string(x[0].level()) + " levels, the model needs " +
                 std::to_string(prog.depth));
   }
-  start_ = std::chrono::steady_clock::now();
+  run_.restart();
   stage_seconds_.assign(prog.stages.size(), 0.0);
   for (std::size_t i = 0; i < prog.stages.size(); ++i) {
-    const auto t = std::chrono::steady_clock::now();
-    stage_start_ = t;
+    stage_.restart();
     std::vector<Ciphertext> y;
     switch (prog.stages[i].kind()) {
       case StageKind::Linear: y = linear(i, x, progress); break;
@@ -154,7 +145,7 @@ std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn&
       case StageKind::Activation: y = activation(i, x, progress); break;
     }
     x = std::move(y);  // frees the stage's inputs
-    stage_seconds_[i] = seconds(t);
+    stage_seconds_[i] = stage_.seconds();
   }
   return x;
 }

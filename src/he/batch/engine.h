@@ -1,11 +1,11 @@
 #pragma once
 // Running a compiled plan in the batch layout (the server side: no secret key anywhere here), and
 // the client side of that layout: encrypting images one per slot, decrypting the scores.
-#include <chrono>
 #include <memory>
 #include <vector>
 
 #include "ckks/ckks.h"
+#include "common/stopwatch.h"
 #include "he/plan.h"
 #include "he/progress.h"
 #include "he/spec.h"
@@ -39,7 +39,7 @@ class Engine {
   ckks::Evaluator ev_;
   std::vector<ckks::SparseMatrix> matrices_;  // per stage; empty for non-linear stages
   mutable std::vector<double> stage_seconds_;
-  mutable std::chrono::steady_clock::time_point start_, stage_start_;
+  mutable Stopwatch run_, stage_;
 };
 
 // Client side. Images are packed one per slot: ciphertext p holds value p of every image.
