@@ -5,12 +5,13 @@
 
 #include "cli/commands.h"
 #include "common/exit_codes.h"
+#include "hecnn/version.h"
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "train") == 0) return hecnn::cli::exec_train(argc - 2, argv + 2);
   CLI::App app{"hecnn: private CNN inference over CKKS homomorphic encryption"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "hecnn 0.1.0");
+  app.set_version_flag("--version", "hecnn " HECNN_VERSION);
   hecnn::cli::register_demo(app);
   hecnn::cli::register_params(app);
   hecnn::cli::register_approx(app);

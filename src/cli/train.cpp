@@ -10,6 +10,11 @@
 
 #include "cli/commands.h"
 
+// Set by src/CMakeLists.txt: whether hecnn-train is built beside hecnn.
+#ifndef HECNN_WITH_TRAIN
+#define HECNN_WITH_TRAIN 1
+#endif
+
 namespace hecnn::cli {
 
 namespace fs = std::filesystem;
@@ -18,6 +23,14 @@ int exec_train(int argc, char** argv) {
   std::error_code ec;
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
   const fs::path trainer = (ec ? fs::path(".") : self.parent_path()) / "hecnn-train";
+#if !HECNN_WITH_TRAIN
+  // Not built: say so even if an old hecnn-train from an earlier build is still lying there.
+  std::cerr << "hecnn: error: `hecnn train` runs hecnn-train, which is missing: this hecnn was built without "
+               "libtorch (libtorch-dev was not found when the build was configured, or -DHECNN_BUILD_TRAIN=OFF). "
+               "To train, install libtorch-dev (apt-get install libtorch-dev, or scripts/setup.sh) and rebuild "
+               "(scripts/build.sh; an existing build directory only needs cmake and ninja run again)\n";
+  return 1;
+#endif
   if (!fs::exists(trainer, ec)) {
     std::cerr << "hecnn: error: `hecnn train` runs " << trainer.string()
               << ", which is missing: it is built with libtorch (apt-get install libtorch-dev, or scripts/setup.sh), "

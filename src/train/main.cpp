@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/exit_codes.h"
 #include "common/stopwatch.h"
+#include "hecnn/version.h"
 #include "nn/forward.h"
 #include "nn/safetensors.h"
 #include "train/trainer.h"
@@ -187,6 +188,7 @@ int run(const Options& o, const std::string& command) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"Train a CNN with libtorch and export it as a hecnn model (.safetensors)", "hecnn train"};
+  app.set_version_flag("--version", "hecnn-train " HECNN_VERSION);
   app.add_option("--dataset,-d", o.dataset, "mnist | fashion-mnist | cifar10")
       ->check(CLI::IsMember({"mnist", "fashion-mnist", "cifar10"}))
       ->capture_default_str();
