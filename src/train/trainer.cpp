@@ -17,8 +17,6 @@ namespace hecnn::train {
 
 namespace {
 
-
-
 torch::Tensor labels_tensor(const nn::Dataset& d) {
   torch::Tensor y = torch::empty({static_cast<std::int64_t>(d.size())}, torch::kInt64);
   auto* p = y.data_ptr<std::int64_t>();
@@ -116,7 +114,6 @@ class ProgressBar {
   ProgressLine line_;
   int epoch_, epochs_;
   std::size_t batches_;
-};
 };
 
 }  // namespace
