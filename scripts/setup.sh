@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libsodium-dev      # CSPRNG for keys and encryption randomness
   libomp-dev         # OpenMP runtime headers (GCC uses libgomp; kept for clang builds)
+  clang              # the libFuzzer harnesses (scripts/fuzz.sh)
   libgtest-dev googletest
   libbenchmark-dev
   libcli11-dev       # command-line parsing
