@@ -463,11 +463,15 @@ TEST(HeFiles, KeygenRefusesExistingDirectoriesAndSymbolicLinks) {
   EXPECT_EQ(he::read_key_info(dir / "keys").key_id, id);
   EXPECT_EQ(slurp(dir / "keys/secret.key"), secret);
   // Replaced on request: new keys, files the plan does not need removed, others left alone.
+  // The old secret.key is replaced, never written into (whoever owns it): another link to it keeps the old key.
+  fs::create_hard_link(dir / "keys/secret.key", dir / "old-secret.key");
   std::ofstream(dir / "keys/galois.key") << "stale";
   std::ofstream(dir / "keys/notes.txt") << "mine";
   he::generate_keys(plan, "m", dir / "keys", true);
   EXPECT_NE(he::read_key_info(dir / "keys").key_id, id);
   EXPECT_NO_THROW(he::load_client_keys(dir / "keys"));
+  EXPECT_EQ(slurp(dir / "old-secret.key"), secret);
+  EXPECT_NE(slurp(dir / "keys/secret.key"), secret);
   EXPECT_EQ(names_in(dir / "keys"), (std::vector<std::string>{"keys.json", "notes.txt", "params.bin", "relin.key", "secret.key"}));
   // Not a directory.
   std::ofstream(dir / "file") << "x";
