@@ -36,4 +36,24 @@ expect_error "range r must be a positive number" --fn swish --range -3
 expect_error "unknown fit method" --fn swish --method spline
 expect_error "--fn is required" --degree 4
 expect_error "could not be converted\|invalid\|convert" --fn swish --degree four
+
+# A --plot name never reaches gnuplot's command language. A line break would have started a new
+# gnuplot command (here system(), which would create $work/pwned): the name is refused and nothing runs.
+evil="$work/x.png"$'\n'"system(\"touch $work/pwned\")"$'\n'"set output '$work/y.png"
+expect_error "control character" --fn swish --degree 2 --plot "$evil"
+[ ! -e "$work/pwned" ] || fail "an injected gnuplot command ran"
+[ ! -e "$work/y.png" ] || fail "an injected gnuplot command ran (y.png written)"
+# Quotes are ordinary characters of the name.
+odd="it's \"odd\"; system('touch pwned2').png"
+(cd "$work" && "$hecnn" approx --fn swish --degree 2 --plot "$odd" >/dev/null) || fail "--plot with quotes in the name"
+[ -s "$work/$odd" ] || fail "no image written under the name with quotes"
+[ ! -e "$work/pwned2" ] || fail "a gnuplot command in a quoted name ran"
+# A plot never replaces a key file; a symbolic link at the name is replaced, its target untouched.
+printf 'HCKS\002\000\005\000xxxxxxxxxxxxxxxx' >"$work/fake-secret.key"
+expect_error "holds a secret key" --fn swish --degree 2 --plot "$work/fake-secret.key"
+echo precious >"$work/victim"
+ln -s "$work/victim" "$work/link.png"
+"$hecnn" approx --fn swish --degree 2 --plot "$work/link.png" >/dev/null || fail "--plot over a symbolic link"
+[ "$(cat "$work/victim")" = precious ] || fail "--plot wrote through a symbolic link"
+[ ! -L "$work/link.png" ] && [ -s "$work/link.png" ] || fail "the link was not replaced by the image"
 echo "cli_approx: ok"

@@ -20,13 +20,18 @@ data=(--dataset mnist --data-dir "$shared/datasets/mnist")
 "$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys" "${small[@]}" >"$work/keygen.txt" || fail "keygen"
 grep -q "INSECURE" "$work/keygen.txt" || fail "keygen does not say the parameters are insecure"
 [ "$(stat -c %a "$work/keys/secret.key")" = "600" ] || fail "secret.key is not private"
-"$hecnn" encrypt -k "$work/keys" "${data[@]}" --limit 40 --offset 100 -o "$work/q.bin" 2>/dev/null >/dev/null || fail "encrypt"
+[ "$(stat -c %a "$work/keys")" = "700" ] || fail "the key directory is not private"
+ls -A "$work/keys" | grep -q '\.tmp-' && fail "temporary files left in the key directory"
+"$hecnn" encrypt -k "$work/keys" "${data[@]}" --limit 40 --offset 100 -o "$work/q.bin" 2>"$work/err.txt" >/dev/null || fail "encrypt"
+grep -q "WARNING: INSECURE parameters" "$work/err.txt" || fail "encrypt does not warn about insecure parameters"
 # The server's key directory holds no secret key.
 mkdir "$work/server" && cp "$work/keys/keys.json" "$work/keys/params.bin" "$work/keys/relin.key" "$work/server/"
-"$hecnn" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/r.bin" -q 2>/dev/null >/dev/null ||
+"$hecnn" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/r.bin" -q 2>"$work/err.txt" >/dev/null ||
   fail "infer with evaluation keys only"
-out=$("$hecnn" decrypt -k "$work/keys" -i "$work/r.bin" --labels mnist --data-dir "$shared/datasets/mnist") || fail "decrypt"
+grep -q "WARNING: INSECURE parameters" "$work/err.txt" || fail "infer does not warn about insecure parameters"
+out=$("$hecnn" decrypt -k "$work/keys" -i "$work/r.bin" --labels mnist --data-dir "$shared/datasets/mnist" 2>"$work/err.txt") || fail "decrypt"
 grep -q "decrypted 40 predictions; accuracy 100.00 %" <<<"$out" || fail "unexpected result: $out"
+grep -q "WARNING: INSECURE parameters" "$work/err.txt" || fail "decrypt does not warn about insecure parameters"
 
 expect_error() {
   local pattern="$1"
@@ -55,6 +60,53 @@ PY
 if "$hecnn" import-keras -s "$work/s2.json" -w "$weights" -o "$work/m2.safetensors" >/dev/null 2>&1; then
   expect_error "other model\|expects\|parameters differ" infer -m "$work/m2.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/x.bin"
 fi
+# Outputs: never the command's own input, a key, or a file of a key directory; a symbolic link at
+# the output name is replaced, never followed.
+cp "$work/q.bin" "$work/q.copy"
+expect_error "same file as the input" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/q.bin"
+cmp -s "$work/q.bin" "$work/q.copy" || fail "infer --in X --out X changed the query"
+cp "$work/keys/secret.key" "$work/secret.copy"
+expect_error "refusing to overwrite" encrypt -k "$work/keys" "${data[@]}" --limit 4 -o "$work/keys/secret.key"
+cmp -s "$work/keys/secret.key" "$work/secret.copy" || fail "encrypt --out keys/secret.key changed the key"
+cp -p "$work/keys/secret.key" "$work/elsewhere.key"
+expect_error "holds a secret key" encrypt -k "$work/keys" "${data[@]}" --limit 4 -o "$work/elsewhere.key"
+expect_error "refusing to overwrite" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/server/relin.key"
+expect_error "same file as the input" import-keras -s "$structure" -w "$work/m.safetensors" -o "$work/m.safetensors"
+echo precious >"$work/victim"
+ln -s "$work/victim" "$work/r-link.bin"
+"$hecnn" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/r-link.bin" -q >/dev/null 2>&1 || fail "infer into a link"
+[ "$(cat "$work/victim")" = precious ] && [ ! -L "$work/r-link.bin" ] || fail "infer wrote through a symbolic link"
+# import-keras used to write NAME.tmp, following a link there.
+ln -s "$work/victim" "$work/m5.safetensors.tmp"
+"$hecnn" import-keras -s "$structure" -w "$weights" -o "$work/m5.safetensors" >/dev/null || fail "import-keras beside a link"
+[ "$(cat "$work/victim")" = precious ] || fail "import-keras wrote through a symbolic link"
+cmp -s "$work/m.safetensors" "$work/m5.safetensors" || fail "import-keras wrote another model"
+
+# Edited files: a shifted image index in the query header, a result for another dataset, key files
+# from two key generations.
+python3 - "$work/q.bin" "$work/q-edited.bin" <<'PY' || fail "python3 edit"
+import sys
+b = open(sys.argv[1], "rb").read()
+assert b.count(b'"first":100') == 1
+open(sys.argv[2], "wb").write(b.replace(b'"first":100', b'"first":101'))
+PY
+expect_error "header is corrupted or was edited" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q-edited.bin" -o "$work/x.bin"
+expect_error "dataset, not 'fashion-mnist'" decrypt -k "$work/keys" -i "$work/r.bin" --labels fashion-mnist
+mkdir -m 700 "$work/mixed" && cp -p "$work/keys/"* "$work/mixed/" && cp -p "$work/keys2/secret.key" "$work/mixed/secret.key"
+expect_error "different key generations" decrypt -k "$work/mixed" -i "$work/r.bin"
+cp -p "$work/keys/"* "$work/mixed/" && chmod 644 "$work/mixed/secret.key"
+expect_error "chmod 600" decrypt -k "$work/mixed" -i "$work/r.bin"
+
+# keygen: an existing key directory only with --force; never through a symbolic link.
+expect_error "not empty" keygen -m "$work/m.safetensors" -o "$work/keys2" "${small[@]}"
+id=$(grep key_id "$work/keys2/keys.json")
+"$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys2" "${small[@]}" --force >/dev/null || fail "keygen --force"
+[ "$(grep key_id "$work/keys2/keys.json")" != "$id" ] || fail "keygen --force kept the old keys"
+mkdir "$work/k5" && ln -s "$work/victim" "$work/k5/secret.key"
+expect_error "not empty" keygen -m "$work/m.safetensors" -o "$work/k5" "${small[@]}"
+expect_error "symbolic link" keygen -m "$work/m.safetensors" -o "$work/k5" "${small[@]}" --force
+[ "$(cat "$work/victim")" = precious ] || fail "keygen wrote through a symbolic link"
+
 expect_error "cannot open" infer -m "$work/m.safetensors" -k "$work/nope" -i "$work/q.bin" -o "$work/x.bin"
 expect_error "scale-bits must be between" plan -m "$work/m.safetensors" --log-n 11 --allow-insecure --scale-bits 70
 echo "cli_he: ok"

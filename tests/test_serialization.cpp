@@ -1,6 +1,7 @@
 // Round trips of every serializable object, and every kind of bad file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <unistd.h>
@@ -8,7 +9,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/stat.h>
+
 #include "ckks/ckks.h"
+#include "common/files.h"
 #include "test_util.h"
 
 using namespace hecnn::ckks;
@@ -206,7 +210,7 @@ TEST(Serialization, BadInputIsRejectedWithClearErrors) {
   gk_bytes[gk_bytes.size() - 40] ^= 0x40;
   expect_load_error(gk_bytes, [&](std::istream& is) { load_galois_keys(is, *f.ctx); }, "corrupted");
   std::string sk_bytes = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.keygen->secret_key()); });
-  sk_bytes[30] = 5;
+  sk_bytes[24 + 16 + 6] = 5;  // a coefficient (after the header and the key-set id)
   expect_load_error(sk_bytes, [&](std::istream& is) { load_secret_key(is, *f.ctx); }, "corrupted");
   // Parameter file with a forged identifier.
   std::string pb = bytes_of([&](std::ostream& os) { save(os, f.ctx->params()); });
@@ -245,4 +249,135 @@ TEST(Serialization, ReloadedParametersKeepTheirDigitSplit) {
   EXPECT_EQ(q.digit_size(), p.digit_size());
   EXPECT_EQ(q.digits(), p.digits());
   EXPECT_EQ(q.id(), p.id());
+}
+
+namespace {
+
+// The same key object in format version 1: no key-set id, checksum recomputed.
+std::string as_version1(const std::string& v2) {
+  std::string v1 = v2.substr(0, 24) + v2.substr(24 + 16, v2.size() - 24 - 16 - 32);
+  const std::uint16_t version = 1;
+  std::memcpy(v1.data() + 4, &version, 2);
+  std::uint64_t len = 0;
+  std::memcpy(&len, v1.data() + 16, 8);
+  len -= 16;
+  std::memcpy(v1.data() + 16, &len, 8);
+  const auto sum = Checksum::of(v1.data(), v1.size());
+  return v1 + std::string(reinterpret_cast<const char*>(sum.data()), sum.size());
+}
+
+std::uint16_t version_of(const std::string& b) {
+  std::uint16_t v = 0;
+  std::memcpy(&v, b.data() + 4, 2);
+  return v;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<std::string> names_in(const std::filesystem::path& dir) {
+  std::vector<std::string> v;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) v.push_back(e.path().filename().string());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+}  // namespace
+
+TEST(Serialization, KeysCarryTheirKeySetId) {
+  Fixture& f = fx();
+  const SecretKey& sk = f.keygen->secret_key();
+  EXPECT_FALSE(key_set_unset(sk.key_set));
+  EXPECT_EQ(f.pk.key_set, sk.key_set);
+  EXPECT_EQ(f.rk.key_set, sk.key_set);
+  EXPECT_EQ(f.gk.key_set, sk.key_set);
+  EXPECT_NE(KeyGenerator(f.ctx).secret_key().key_set, sk.key_set);  // every generation its own
+  EXPECT_EQ(key_set_from_hex(key_set_hex(sk.key_set)), sk.key_set);
+  EXPECT_THROW(key_set_from_hex("12"), hecnn::Error);
+  EXPECT_THROW(key_set_from_hex(std::string(32, 'g')), hecnn::Error);
+
+  // Keys are written as version 2 and keep their id; objects without keys stay version 1.
+  const std::string skb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, sk); });
+  const std::string rkb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.rk); });
+  const std::string pkb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.pk); });
+  const std::string gkb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.gk); });
+  for (const std::string* b : {&skb, &rkb, &pkb, &gkb}) EXPECT_EQ(version_of(*b), kKeyFormatVersion);
+  EXPECT_EQ(version_of(bytes_of([&](std::ostream& os) { save(os, f.ctx->params()); })), 1);
+  CkksEncoder encoder(f.ctx);
+  const Ciphertext c = Encryptor(f.ctx, f.pk).encrypt(encoder.encode(std::vector<double>{0.5}, 0x1p40));
+  EXPECT_EQ(version_of(bytes_of([&](std::ostream& os) { save(os, *f.ctx, c); })), 1);
+  {
+    std::istringstream a(skb, std::ios::binary), b(rkb, std::ios::binary), p(pkb, std::ios::binary), g(gkb, std::ios::binary);
+    EXPECT_EQ(load_secret_key(a, *f.ctx).key_set, sk.key_set);
+    EXPECT_EQ(load_relin_keys(b, *f.ctx).key_set, sk.key_set);
+    EXPECT_EQ(load_public_key(p, *f.ctx).key_set, sk.key_set);
+    EXPECT_EQ(load_galois_keys(g, *f.ctx).key_set, sk.key_set);
+  }
+  // The id is covered by the checksum.
+  std::string edited = rkb;
+  edited[24] ^= 1;
+  expect_load_error(edited, [&](std::istream& is) { load_relin_keys(is, *f.ctx); }, "checksum");
+  // Version 1 keys still load, with no id.
+  std::istringstream v1s(as_version1(skb), std::ios::binary);
+  const SecretKey old = load_secret_key(v1s, *f.ctx);
+  EXPECT_TRUE(key_set_unset(old.key_set));
+  EXPECT_EQ(old.ntt, sk.ntt);
+  std::istringstream v1r(as_version1(rkb), std::ios::binary);
+  const RelinKeys old_rk = load_relin_keys(v1r, *f.ctx);
+  EXPECT_TRUE(key_set_unset(old_rk.key_set));
+  EXPECT_EQ(old_rk.key.b, f.rk.key.b);
+}
+
+TEST(Serialization, SecretFilesArePrivateFromCreationAndWritesAreAtomic) {
+  Fixture& f = fx();
+  const auto dir = std::filesystem::temp_directory_path() / ("hecnn-atomic-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string secret = (dir / "secret.key").string();
+  // Mode 0600 whatever the umask, with no window: the file never exists under another mode.
+  const mode_t old_mask = ::umask(0);
+  write_secret_file(secret, [&](std::ostream& os) { save(os, *f.ctx, f.keygen->secret_key()); });
+  ::umask(old_mask);
+  struct stat st {};
+  ASSERT_EQ(::stat(secret.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  SecretKey sk;
+  read_secret_file(secret, [&](std::istream& is) { sk = load_secret_key(is, *f.ctx); });
+  EXPECT_EQ(sk.ntt, f.keygen->secret_key().ntt);
+  EXPECT_EQ(names_in(dir), std::vector<std::string>{"secret.key"});  // no temporary file left
+
+  // A secret key readable by others is refused, like ssh's private keys.
+  ::chmod(secret.c_str(), 0644);
+  hecnn::test::expect_error_mentioning([&] { read_secret_file(secret, [](std::istream&) {}); }, "chmod 600");
+  ::chmod(secret.c_str(), 0600);
+
+  // A symbolic link at the output name is replaced, never followed: its target is untouched.
+  const std::string victim = (dir / "victim").string(), link = (dir / "link.bin").string();
+  std::ofstream(victim) << "precious";
+  std::filesystem::create_symlink(victim, link);
+  write_file(link, [&](std::ostream& os) { save(os, *f.ctx, f.rk); });
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_FALSE(std::filesystem::is_symlink(link));
+  RelinKeys rk;
+  read_file(link, [&](std::istream& is) { rk = load_relin_keys(is, *f.ctx); });
+  EXPECT_EQ(rk.key.b, f.rk.key.b);
+  write_secret_file(link, [&](std::ostream& os) { os << "s"; });
+  EXPECT_EQ(slurp(victim), "precious");
+
+  // A write that fails half-way leaves the old file whole and no temporary file.
+  const std::string before = slurp(secret);
+  EXPECT_THROW(write_secret_file(secret,
+                                 [&](std::ostream& os) {
+                                   os << "half";
+                                   throw hecnn::Error("interrupted");
+                                 }),
+               hecnn::Error);
+  EXPECT_EQ(slurp(secret), before);
+  EXPECT_EQ(names_in(dir), (std::vector<std::string>{"link.bin", "secret.key", "victim"}));
+  // An output that is a directory, or in a missing one, is an error naming it.
+  hecnn::test::expect_error_mentioning([&] { write_file(dir.string(), [](std::ostream&) {}); }, dir.string());
+  hecnn::test::expect_error_mentioning([&] { write_file((dir / "no/x.bin").string(), [](std::ostream&) {}); }, "x.bin");
+  std::filesystem::remove_all(dir);
 }

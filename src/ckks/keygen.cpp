@@ -23,6 +23,7 @@ SecretKey& SecretKey::operator=(const SecretKey& o) {
     coeffs = o.coeffs;
     ntt = o.ntt;
     params_id = o.params_id;
+    key_set = o.key_set;
   }
   return *this;
 }
@@ -67,6 +68,8 @@ KeyGenerator::KeyGenerator(ContextPtr ctx) : ctx_(std::move(ctx)) {
   sk_.coeffs.resize(ctx_->n());
   sample_ternary(prng, ctx_->n(), sk_.coeffs.data());
   compute_secret_ntt(*ctx_, sk_);
+  const Seed id = random_seed();  // independent of the key: the id is public
+  std::copy_n(id.begin(), sk_.key_set.size(), sk_.key_set.begin());
 }
 
 KeyGenerator::KeyGenerator(ContextPtr ctx, const SecretKey& sk) : ctx_(std::move(ctx)), sk_(sk) {
@@ -80,6 +83,7 @@ PublicKey KeyGenerator::create_public_key() const {
   const std::size_t n = ctx_->n(), L = ctx_->chain_size() + ctx_->special_count();
   PublicKey pk;
   pk.params_id = ctx_->params().id();
+  pk.key_set = sk_.key_set;
   pk.seed = random_seed();
   expand_public_key_a(*ctx_, *pk.seed, pk.a);
   Prng noise = Prng::fresh();
@@ -151,6 +155,7 @@ RelinKeys KeyGenerator::create_relin_keys() const {
   }
   RelinKeys rk;
   rk.params_id = ctx_->params().id();
+  rk.key_set = sk_.key_set;
   rk.key = make_switch_key(s2);
   return rk;
 }
@@ -159,6 +164,7 @@ GaloisKeys KeyGenerator::create_galois_keys_for_elements(const std::vector<std::
   const std::size_t n = ctx_->n(), total = ctx_->chain_size() + ctx_->special_count();
   GaloisKeys gk;
   gk.params_id = ctx_->params().id();
+  gk.key_set = sk_.key_set;
   std::vector<std::uint32_t> todo;
   for (std::uint32_t g : elements) {
     if (g != 1 && std::find(todo.begin(), todo.end(), g) == todo.end()) todo.push_back(g);

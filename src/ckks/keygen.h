@@ -9,9 +9,10 @@ namespace hecnn::ckks {
 
 class KeyGenerator {
  public:
-  // Generates a fresh ternary secret key from the CSPRNG.
+  // Generates a fresh ternary secret key from the CSPRNG, with a fresh random key-set id that every
+  // key made here carries.
   explicit KeyGenerator(ContextPtr ctx);
-  // Derives further keys from an existing secret key.
+  // Derives further keys from an existing secret key (they carry its key-set id).
   KeyGenerator(ContextPtr ctx, const SecretKey& sk);
 
   const SecretKey& secret_key() const { return sk_; }

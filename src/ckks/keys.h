@@ -1,6 +1,7 @@
 #pragma once
 // Key material. The secret key is held only by the client: it has no printing operator and is
 // wiped from memory on destruction.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -11,6 +12,11 @@
 #include "ckks/random.h"
 
 namespace hecnn::ckks {
+
+// Identifies one key generation: every key a KeyGenerator makes carries its generator's id, and the
+// serialization format stores it (format version 2), so keys from different generations with the
+// same parameters can be told apart. All zero: unknown (keys read from version 1 files).
+using KeySetId = std::array<std::uint8_t, 16>;
 
 class SecretKey {
  public:
@@ -23,6 +29,7 @@ class SecretKey {
   // NTT form over every prime q_0..q_L-1, p_0..p_K-1 (limb-major).
   std::vector<u64> ntt;
   std::uint64_t params_id = 0;
+  KeySetId key_set{};
 };
 
 // (b, a) with b = -a*s + e over every prime q_0..q_L-1, p_0..p_K-1, NTT form. Encryption works over
@@ -32,6 +39,7 @@ class PublicKey {
   std::vector<u64> b, a;
   std::optional<Seed> seed;  // a expands from it
   std::uint64_t params_id = 0;
+  KeySetId key_set{};
 };
 
 // Hybrid key-switching key from s' to s: for each digit d a pair (b_d, a_d) over all L + K primes
@@ -46,12 +54,14 @@ class RelinKeys {
  public:
   KeySwitchKey key;
   std::uint64_t params_id = 0;
+  KeySetId key_set{};
 };
 
 class GaloisKeys {
  public:
   std::map<std::uint32_t, KeySwitchKey> keys;  // by Galois element
   std::uint64_t params_id = 0;
+  KeySetId key_set{};
   bool has(std::uint32_t galois_elt) const { return keys.count(galois_elt) != 0; }
 };
 

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -13,6 +14,7 @@
 
 #include "ckks/encryptor.h"
 #include "common/error.h"
+#include "common/files.h"
 #include "ckks/keygen.h"
 
 namespace hecnn::ckks {
@@ -31,6 +33,9 @@ class Writer {
   explicit Writer(std::ostream* os) : os_(os) {
     if (os_) crypto_generichash_init(&st_, nullptr, 0, kHashBytes);
   }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+  ~Writer() { sodium_memzero(&st_, sizeof st_); }  // it hashed the payload (a secret key's too)
   void bytes(const void* p, std::size_t n) {
     count_ += n;
     if (!os_) return;
@@ -71,6 +76,9 @@ class Reader {
     }
     is_.clear();
   }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+  ~Reader() { sodium_memzero(&st_, sizeof st_); }
   const std::string& what() const { return what_; }
   // Fails unless n more payload bytes are declared (call before allocating for them).
   void require(std::uint64_t n) const {
@@ -129,31 +137,39 @@ void ensure_sodium() {
   if (sodium_init() < 0) throw Error("libsodium failed to initialize");
 }
 
+// Key objects are written as version 2, with their key-set id first; the others as version 1.
 template <typename Body>
-void write_object(std::ostream& os, ObjectType type, std::uint64_t params_id, const Body& body) {
+void write_object(std::ostream& os, ObjectType type, std::uint64_t params_id, const Body& body,
+                  const KeySetId* key_set = nullptr) {
   ensure_sodium();
+  auto all = [&](Writer& w) {
+    if (key_set) w.bytes(key_set->data(), key_set->size());
+    body(w);
+  };
   Writer counter(nullptr);
-  body(counter);
+  all(counter);
   Writer w(&os);
   w.bytes(kMagic, 4);
-  w.put<std::uint16_t>(kFormatVersion);
+  w.put<std::uint16_t>(key_set ? kKeyFormatVersion : kFormatVersion);
   w.put<std::uint16_t>(static_cast<std::uint16_t>(type));
   w.put<std::uint64_t>(params_id);
   w.put<std::uint64_t>(counter.count());
-  body(w);
+  all(w);
   w.finish();
 }
 
-// Reads and checks a header; returns the declared payload length.
-std::uint64_t read_header(Reader& r, ObjectType expected, const CkksParameters* params, std::uint64_t max_payload) {
+// Reads and checks a header; returns the declared payload length. For key objects `key_set` receives
+// the key-set id (version 2) or zeros (version 1).
+std::uint64_t read_header(Reader& r, ObjectType expected, const CkksParameters* params, std::uint64_t max_payload,
+                          KeySetId* key_set = nullptr) {
   const std::string what = object_type_name(expected);
   char magic[4];
   r.bytes(magic, 4);
   if (std::memcmp(magic, kMagic, 4) != 0) throw Error("not a hecnn file: bad magic number (expected a " + what + ")");
   const auto version = r.get<std::uint16_t>();
-  if (version != kFormatVersion) {
-    throw Error("unsupported format version " + std::to_string(version) + " (this build reads version " +
-                std::to_string(kFormatVersion) + ")");
+  if (version < 1 || version > kKeyFormatVersion) {
+    throw Error("unsupported format version " + std::to_string(version) + " (this build reads versions 1 to " +
+                std::to_string(kKeyFormatVersion) + ")");
   }
   const auto type = static_cast<ObjectType>(r.get<std::uint16_t>());
   if (type != expected) throw Error("file holds a " + object_type_name(type) + ", expected a " + what);
@@ -168,6 +184,10 @@ std::uint64_t read_header(Reader& r, ObjectType expected, const CkksParameters* 
                 std::to_string(max_payload) + "); the file is corrupted or oversized");
   }
   r.start_payload(len);
+  if (key_set) {
+    key_set->fill(0);
+    if (version >= 2) r.bytes(key_set->data(), key_set->size());
+  }
   return len;
 }
 
@@ -389,15 +409,15 @@ Plaintext load_plaintext(std::istream& is, const CkksContext& ctx) {
 void save(std::ostream& os, const CkksContext& ctx, const SecretKey& sk) {
   if (sk.params_id != ctx.params().id() || sk.coeffs.size() != ctx.n()) throw Error("secret key does not belong to these parameters");
   write_object(os, ObjectType::kSecretKey, ctx.params().id(),
-               [&](Writer& w) { w.bytes(sk.coeffs.data(), sk.coeffs.size()); });
+               [&](Writer& w) { w.bytes(sk.coeffs.data(), sk.coeffs.size()); }, &sk.key_set);
 }
 
 SecretKey load_secret_key(std::istream& is, const CkksContext& ctx) {
   ensure_sodium();
   Reader r(is, "secret key");
-  const std::uint64_t len = read_header(r, ObjectType::kSecretKey, &ctx.params(), ctx.n());
-  r.require(ctx.n());
   SecretKey sk;
+  const std::uint64_t len = read_header(r, ObjectType::kSecretKey, &ctx.params(), ctx.n() + sizeof(KeySetId), &sk.key_set);
+  r.require(ctx.n());
   sk.coeffs.resize(ctx.n());
   r.bytes(sk.coeffs.data(), ctx.n());
   for (std::int8_t c : sk.coeffs) {
@@ -411,23 +431,26 @@ SecretKey load_secret_key(std::istream& is, const CkksContext& ctx) {
 void save(std::ostream& os, const CkksContext& ctx, const PublicKey& pk, bool seeded) {
   if (pk.params_id != ctx.params().id()) throw Error("public key does not belong to these parameters");
   const bool use_seed = seeded && pk.seed.has_value();
-  write_object(os, ObjectType::kPublicKey, ctx.params().id(), [&](Writer& w) {
-    w.put<std::uint8_t>(use_seed ? 1 : 0);
-    w.words(pk.b.data(), pk.b.size());
-    if (use_seed) w.bytes(pk.seed->data(), pk.seed->size());
-    else w.words(pk.a.data(), pk.a.size());
-  });
+  write_object(
+      os, ObjectType::kPublicKey, ctx.params().id(),
+      [&](Writer& w) {
+        w.put<std::uint8_t>(use_seed ? 1 : 0);
+        w.words(pk.b.data(), pk.b.size());
+        if (use_seed) w.bytes(pk.seed->data(), pk.seed->size());
+        else w.words(pk.a.data(), pk.a.size());
+      },
+      &pk.key_set);
 }
 
 PublicKey load_public_key(std::istream& is, const CkksContext& ctx) {
   ensure_sodium();
   Reader r(is, "public key");
   const std::size_t total = ctx.chain_size() + ctx.special_count();
-  const std::uint64_t len = read_header(r, ObjectType::kPublicKey, &ctx.params(), 64 + 2 * total * ctx.n() * 8);
+  PublicKey pk;
+  const std::uint64_t len = read_header(r, ObjectType::kPublicKey, &ctx.params(), 64 + 2 * total * ctx.n() * 8, &pk.key_set);
   const std::uint8_t seeded = r.get<std::uint8_t>();
   if (seeded > 1) throw Error("public key is corrupted: bad seed flag");
   r.require(total * ctx.n() * 8 * (seeded ? 1 : 2) + (seeded ? 32 : 0));
-  PublicKey pk;
   pk.params_id = ctx.params().id();
   const auto idx = range_indices(total);
   pk.b.resize(total * ctx.n());
@@ -447,14 +470,15 @@ PublicKey load_public_key(std::istream& is, const CkksContext& ctx) {
 
 void save(std::ostream& os, const CkksContext& ctx, const RelinKeys& rk, bool seeded) {
   if (rk.params_id != ctx.params().id()) throw Error("relinearization key does not belong to these parameters");
-  write_object(os, ObjectType::kRelinKeys, ctx.params().id(), [&](Writer& w) { write_switch_key(w, rk.key, seeded); });
+  write_object(
+      os, ObjectType::kRelinKeys, ctx.params().id(), [&](Writer& w) { write_switch_key(w, rk.key, seeded); }, &rk.key_set);
 }
 
 RelinKeys load_relin_keys(std::istream& is, const CkksContext& ctx) {
   ensure_sodium();
   Reader r(is, "relinearization key");
-  const std::uint64_t len = read_header(r, ObjectType::kRelinKeys, &ctx.params(), switch_key_max_bytes(ctx));
   RelinKeys rk;
+  const std::uint64_t len = read_header(r, ObjectType::kRelinKeys, &ctx.params(), switch_key_max_bytes(ctx), &rk.key_set);
   rk.params_id = ctx.params().id();
   rk.key = read_switch_key(r, ctx, "relinearization key");
   r.finish(len);
@@ -463,24 +487,27 @@ RelinKeys load_relin_keys(std::istream& is, const CkksContext& ctx) {
 
 void save(std::ostream& os, const CkksContext& ctx, const GaloisKeys& gk, bool seeded) {
   if (gk.params_id != ctx.params().id()) throw Error("Galois keys do not belong to these parameters");
-  write_object(os, ObjectType::kGaloisKeys, ctx.params().id(), [&](Writer& w) {
-    w.put<std::uint32_t>(static_cast<std::uint32_t>(gk.keys.size()));
-    for (const auto& [elt, key] : gk.keys) {
-      w.put<std::uint32_t>(elt);
-      write_switch_key(w, key, seeded);
-    }
-  });
+  write_object(
+      os, ObjectType::kGaloisKeys, ctx.params().id(),
+      [&](Writer& w) {
+        w.put<std::uint32_t>(static_cast<std::uint32_t>(gk.keys.size()));
+        for (const auto& [elt, key] : gk.keys) {
+          w.put<std::uint32_t>(elt);
+          write_switch_key(w, key, seeded);
+        }
+      },
+      &gk.key_set);
 }
 
 GaloisKeys load_galois_keys(std::istream& is, const CkksContext& ctx) {
   ensure_sodium();
   Reader r(is, "Galois key set");
   const std::uint64_t max_keys = ctx.n();  // at most one per element of the Galois group
+  GaloisKeys gk;
   const std::uint64_t len =
-      read_header(r, ObjectType::kGaloisKeys, &ctx.params(), 8 + max_keys * (8 + switch_key_max_bytes(ctx)));
+      read_header(r, ObjectType::kGaloisKeys, &ctx.params(), 8 + max_keys * (8 + switch_key_max_bytes(ctx)), &gk.key_set);
   const std::uint32_t count = r.get<std::uint32_t>();
   if (count > max_keys) throw Error("Galois key set is corrupted: too many keys");
-  GaloisKeys gk;
   gk.params_id = ctx.params().id();
   for (std::uint32_t i = 0; i < count; ++i) {
     const std::uint32_t elt = r.get<std::uint32_t>();
@@ -495,11 +522,76 @@ GaloisKeys load_galois_keys(std::istream& is, const CkksContext& ctx) {
 // ---- files ----
 
 void write_file(const std::string& path, const std::function<void(std::ostream&)>& body) {
-  std::ofstream os(path, std::ios::binary | std::ios::trunc);
-  if (!os) throw Error("cannot open '" + path + "' for writing");
-  body(os);
-  os.flush();
-  if (!os) throw Error("writing '" + path + "' failed");
+  write_file_atomic(path, body, FileMode::Public);
+}
+
+void write_secret_file(const std::string& path, const std::function<void(std::ostream&)>& body) {
+  write_file_atomic(path, body, FileMode::Secret);
+}
+
+void read_secret_file(const std::string& path, const std::function<void(std::istream&)>& body) {
+  // A secret key of the largest ring degree is 64 KiB; anything far larger is not one.
+  const auto bytes = hecnn::read_secret_file(path, std::size_t{1} << 22);
+  MemoryIstream is(bytes->data(), bytes->size());
+  try {
+    body(is);
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+  if (is.peek() != std::char_traits<char>::eof()) throw Error(path + ": unexpected data after the end of the object");
+}
+
+struct Checksum::State {
+  crypto_generichash_state st;
+};
+
+Checksum::Checksum() : st_(std::make_unique<State>()) {
+  ensure_sodium();
+  crypto_generichash_init(&st_->st, nullptr, 0, kBytes);
+}
+
+Checksum::~Checksum() { sodium_memzero(&st_->st, sizeof st_->st); }
+
+void Checksum::update(const void* p, std::size_t n) {
+  crypto_generichash_update(&st_->st, static_cast<const unsigned char*>(p), n);
+}
+
+Checksum::Digest Checksum::final() {
+  Digest d;
+  crypto_generichash_final(&st_->st, d.data(), d.size());
+  return d;
+}
+
+Checksum::Digest Checksum::of(const void* p, std::size_t n) {
+  Checksum c;
+  c.update(p, n);
+  return c.final();
+}
+
+std::string key_set_hex(const KeySetId& id) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (const std::uint8_t b : id) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+KeySetId key_set_from_hex(const std::string& hex) {
+  KeySetId id{};
+  if (hex.size() != 2 * id.size()) throw Error("a key id must be " + std::to_string(2 * id.size()) + " hexadecimal digits");
+  auto nibble = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw Error("a key id must be lowercase hexadecimal digits");
+  };
+  for (std::size_t i = 0; i < id.size(); ++i) id[i] = static_cast<std::uint8_t>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
+  return id;
+}
+
+bool key_set_unset(const KeySetId& id) {
+  return std::all_of(id.begin(), id.end(), [](std::uint8_t b) { return b == 0; });
 }
 
 void read_file(const std::string& path, const std::function<void(std::istream&)>& body) {

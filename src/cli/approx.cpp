@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -19,6 +21,8 @@
 #include "approx/poly_eval.h"
 #include "common/error.h"
 #include "cli/commands.h"
+#include "cli/outputs.h"
+#include "common/files.h"
 
 extern char** environ;
 
@@ -39,15 +43,27 @@ struct ApproxOptions {
   double plot_span = 0;  // 0: 1.5 r
 };
 
-// Creates a private temporary file and returns its path.
-std::string temp_file(const char* tag) {
-  const char* dir = std::getenv("TMPDIR");
-  std::string path = std::string(dir && *dir ? dir : "/tmp") + "/hecnn-" + tag + "-XXXXXX";
-  const int fd = mkstemp(path.data());
-  if (fd < 0) throw Error("cannot create a temporary file in " + path);
-  close(fd);
-  return path;
+bool has_control_char(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
+
+// A private temporary directory (mode 0700), removed with everything in it when destroyed.
+class TempDir {
+ public:
+  TempDir() {
+    const char* dir = std::getenv("TMPDIR");
+    path_ = std::string(dir && *dir ? dir : "/tmp") + "/hecnn-plot-XXXXXX";
+    if (!mkdtemp(path_.data())) throw Error("cannot create a temporary directory " + path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string operator/(const char* name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
 
 // Runs `gnuplot script`; throws with a clear message when gnuplot is missing or fails.
 void run_gnuplot(const std::string& script_path) {
@@ -68,7 +84,10 @@ void run_gnuplot(const std::string& script_path) {
   }
 }
 
+// A gnuplot single-quoted string: '' stands for a quote; a line break would end the command, so
+// control characters are refused (the paths quoted are our own temporary files).
 std::string gp_quote(const std::string& s) {
+  if (has_control_char(s)) throw Error("cannot pass a name with a control character to gnuplot: " + s);
   std::string out = "'";
   for (char c : s) {
     if (c == '\'') out += "''";
@@ -81,14 +100,10 @@ void plot_fit(const approx::Fit& fit, const approx::ActivationFunction& f, const
   const double r = fit.options.range;
   if (span == 0) span = 1.5 * r;
   if (!(span > 0) || !std::isfinite(span)) throw Error("--plot-span must be a positive number");
-  const std::string data = temp_file("plot-data"), script = temp_file("plot-script");
-  struct Cleanup {
-    std::string a, b;
-    ~Cleanup() {
-      std::remove(a.c_str());
-      std::remove(b.c_str());
-    }
-  } cleanup{data, script};
+  // The user's file name never reaches gnuplot: it draws into a private temporary directory, and
+  // the image is then written to `file` atomically.
+  const TempDir tmp;
+  const std::string data = tmp / "data.txt", script = tmp / "plot.gp", image = tmp / "plot.png";
   double fmin = 1e300, fmax = -1e300;
   {
     std::ofstream out(data);
@@ -113,7 +128,7 @@ void plot_fit(const approx::Fit& fit, const approx::ActivationFunction& f, const
     std::ofstream gp(script);
     gp.precision(12);
     gp << "set terminal pngcairo size 1000,800 enhanced font ',10'\n"
-       << "set output " << gp_quote(file) << "\n"
+       << "set output " << gp_quote(image) << "\n"
        << "set multiplot layout 2,1 title " << gp_quote(title) << "\n"
        << "set grid\nset xrange [" << -span << ":" << span << "]\n"
        << "set object 1 rect from " << -r << ", graph 0 to " << r << ", graph 1 fc rgb '#eef2ff' fs solid behind\n"
@@ -128,11 +143,10 @@ void plot_fit(const approx::Fit& fit, const approx::ActivationFunction& f, const
     if (!gp) throw Error("cannot write the gnuplot script to " + script);
   }
   run_gnuplot(script);
-  std::ifstream in(file, std::ios::binary);
-  char magic[8] = {};
-  if (!in.read(magic, 8) || std::string(magic + 1, 3) != "PNG") {
-    throw Error("gnuplot did not write a PNG image to " + file);
-  }
+  std::ifstream in(image, std::ios::binary);
+  const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (png.size() < 8 || png.compare(1, 3, "PNG") != 0) throw Error("gnuplot did not write a PNG image");
+  write_file_atomic(file, [&](std::ostream& out) { out.write(png.data(), static_cast<std::streamsize>(png.size())); });
 }
 
 void print_text(const approx::Fit& fit, const approx::ActivationFunction& f) {
@@ -191,6 +205,10 @@ void run_approx(const ApproxOptions& o) {
     return;
   }
   if (o.fn.empty()) throw Error("approx: --fn is required (one of: " + approx::activation_names() + ")");
+  if (!o.plot.empty()) {
+    if (has_control_char(o.plot)) throw Error("--plot: the file name contains a control character (a line break?); refusing it");
+    check_output("--plot", o.plot, {});
+  }
   const auto& f = approx::find_activation(o.fn);
   approx::FitOptions fo;
   fo.method = approx::parse_fit_method(o.method);
@@ -205,7 +223,7 @@ void run_approx(const ApproxOptions& o) {
     print_text(fit, f);
   }
   if (!o.plot.empty()) {
-    plot_fit(fit, f, o.plot, o.plot_span);
+    plot_fit(fit, f, o.plot, o.plot_span);  // --plot was checked before fitting
     std::fprintf(o.json ? stderr : stdout, "%splot written to %s\n", o.json ? "" : "\n", o.plot.c_str());
   }
 }

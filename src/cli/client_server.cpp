@@ -7,6 +7,7 @@
 #include "cli/batches.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/outputs.h"
 #include "common/error.h"
 #include "common/stopwatch.h"
 #include "he/files.h"
@@ -25,15 +26,23 @@ std::string mib(std::size_t bytes) {
 
 struct KeygenOptions {
   std::string model, out;
+  bool force = false;
   he::CompileOptions compile;
 };
 
 void run_keygen(const KeygenOptions& o) {
+  protect_secrets();
+  for (const auto& f : key_directory_files(o.out)) {
+    std::error_code ec;
+    if (std::filesystem::exists(f, ec) && std::filesystem::equivalent(f, o.model, ec)) {
+      throw Error("--model " + o.model + " is the key file " + f + "; refusing to overwrite it");
+    }
+  }
   const nn::Model m = nn::load_model(o.model);
   const he::HePlan plan = he::compile(m, o.compile);
   std::printf("%s", plan.describe().c_str());
   const Stopwatch t;
-  const he::KeyFiles k = he::generate_keys(plan, o.model, o.out);
+  const he::KeyFiles k = he::generate_keys(plan, o.model, o.out, o.force);
   std::printf("keys written to %s in %.2f s:\n", o.out.c_str(), t.seconds());
   std::printf("  secret.key  %10s  client only: never send it anywhere\n", mib(k.secret_bytes).c_str());
   if (k.relin_bytes) std::printf("  relin.key   %10s  evaluation key, for the server\n", mib(k.relin_bytes).c_str());
@@ -49,8 +58,11 @@ struct EncryptOptions {
 };
 
 void run_encrypt(const EncryptOptions& o) {
+  protect_secrets();
   apply_threads(o.threads);
+  check_output("--out", o.out, key_directory_files(o.keys));
   const he::ClientKeys keys = he::load_client_keys(o.keys);
+  warn_if_insecure(keys.info, keys.ctx->params());
   const he::ClientSpec& spec = keys.info.spec;
   const nn::Dataset data = load_dataset(o.data);
   if (!(data.shape == spec.input)) {
@@ -64,6 +76,7 @@ void run_encrypt(const EncryptOptions& o) {
   h.shape = spec.input;
   h.per_batch = spec.input_ciphertexts;
   h.dataset = o.data.dataset;
+  h.dataset_size = data.size();
   h.batches = split_batches(o.data.offset, n, spec.batch_size);
   const he::batch::Client client(spec, keys.ctx, keys.secret);
   he::StreamWriter w(o.out, h, keys.ctx);
@@ -85,7 +98,12 @@ struct InferOptions {
 
 void run_infer(const InferOptions& o) {
   apply_threads(o.threads);
+  std::vector<std::string> inputs = key_directory_files(o.keys);
+  inputs.push_back(o.model);
+  inputs.push_back(o.in);
+  check_output("--out", o.out, inputs);
   const he::ServerKeys keys = he::load_server_keys(o.keys);
+  warn_if_insecure(keys.info, keys.ctx->params());
   const nn::Model m = nn::load_model(o.model);
   const he::ClientSpec& spec = keys.info.spec;
   // The plan for the keys' parameters; it must produce the specification the client holds.
@@ -123,14 +141,21 @@ struct DecryptOptions {
 };
 
 void run_decrypt(const DecryptOptions& o) {
+  protect_secrets();
   const he::ClientKeys keys = he::load_client_keys(o.keys);
+  warn_if_insecure(keys.info, keys.ctx->params());
   he::StreamReader r(o.in, "result", keys.info, keys.ctx);
   if (r.header().per_batch != keys.info.spec.output_ciphertexts) {
     throw Error(o.in + ": the result does not have the model's output count");
   }
-  const he::batch::Client client(keys.info.spec, keys.ctx, keys.secret);
   std::optional<nn::Dataset> labels;
-  if (!o.labels_dataset.empty()) labels = nn::load_dataset(o.labels_dataset, nn::Split::Test, o.data_dir);
+  if (!o.labels_dataset.empty()) {
+    he::check_dataset_name(r.header(), o.in, o.labels_dataset);
+    labels = nn::load_dataset(o.labels_dataset, nn::Split::Test, o.data_dir);
+    // The labels must be those of the images encrypted: same dataset, same test set, indices in it.
+    he::check_dataset(r.header(), o.in, o.labels_dataset, labels->size());
+  }
+  const he::batch::Client client(keys.info.spec, keys.ctx, keys.secret);
   Tally tally(labels ? &*labels : nullptr, nullptr);
   StepTimes times;
   for (const auto& b : r.header().batches) tally.add(b, decrypt_batch(client, r.read_batch(), b, times), o.print);
@@ -149,7 +174,10 @@ void register_client_server(CLI::App& app) {
   auto k = std::make_shared<KeygenOptions>();
   CLI::App* kg = app.add_subcommand("keygen", "Generate keys for a model (client side)");
   kg->add_option("--model,-m", k->model, "Model file (.safetensors)")->required();
-  kg->add_option("--out,-o", k->out, "Key directory to write")->required();
+  kg->add_option("--out,-o", k->out, "Key directory to write (new or empty)")->required();
+  kg->add_flag("--force", k->force,
+               "Replace the keys of an existing key directory (files are replaced atomically; symbolic links "
+               "are still refused)");
   add_compile_options(kg, k->compile);
   kg->callback([k] { run_keygen(*k); });
 

@@ -6,6 +6,7 @@
 
 #include "cli/batches.h"
 #include "cli/commands.h"
+#include "cli/outputs.h"
 #include "common/error.h"
 #include "common/stopwatch.h"
 #include "common/threads.h"
@@ -16,6 +17,7 @@
 namespace hecnn::cli {
 
 void run_encrypted_eval(const EncryptedEvalOptions& o) {
+  protect_secrets();  // this process generates and holds a secret key
   apply_threads(o.threads);
   const nn::Model model = nn::load_model(o.model);
   const nn::Dataset data = load_dataset(o.data);

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/encrypted.h"
 #include "cli/options.h"
+#include "cli/outputs.h"
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/stopwatch.h"
@@ -69,6 +70,7 @@ struct ImportOptions {
 };
 
 void run_import(const ImportOptions& o) {
+  check_output("--out", o.out, {o.structure, o.weights});
   nn::Model m = nn::import_keras(o.structure, o.weights);
   m.info["imported_from"] = {o.structure, o.weights};
   nn::save_model(m, o.out);

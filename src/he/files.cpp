@@ -1,13 +1,14 @@
 #include "he/files.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "ckks/serialization.h"
 
 namespace hecnn::he {
 
@@ -16,31 +17,119 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::uint16_t kVersion = 1;
+// Version 2: header and whole-file checksums, dataset size; version 1 (no checksums) is refused.
+constexpr std::uint16_t kVersion = 2;
 constexpr std::uint32_t kMaxHeader = 1u << 20;
-
-std::string hex_id() {
-  const ckks::Seed s = ckks::random_seed();
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < 16; ++i) {
-    out += digits[s[i] >> 4];
-    out += digits[s[i] & 15];
-  }
-  return out;
-}
+constexpr std::size_t kSum = ckks::Checksum::kBytes;
 
 json shape_json(const nn::Shape& s) { return {s.c, s.h, s.w}; }
 nn::Shape shape_from(const json& j) { return {j.at(0).get<int>(), j.at(1).get<int>(), j.at(2).get<int>()}; }
 
+std::string file_in(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
+
+ckks::ContextPtr load_context(const std::string& dir, const KeyInfo& info) {
+  ckks::ParameterOptions po;
+  po.allow_insecure = info.insecure;
+  std::optional<ckks::CkksParameters> params;
+  ckks::read_file(file_in(dir, "params.bin"), [&](std::istream& is) { params = ckks::load_parameters(is, po); });
+  if (params->id() != info.spec.params_id) throw Error(dir + ": params.bin does not match keys.json");
+  if (info.spec.batch_size > params->max_slots()) throw Error(dir + ": keys.json: the batch is larger than the slot count");
+  return ckks::CkksContext::create(*params);
+}
+
+// A key file belongs to the key generation of keys.json.
+void check_key_set(const ckks::KeySetId& id, const std::string& dir, const std::string& name, const KeyInfo& info) {
+  const std::string file = file_in(dir, name), json_file = file_in(dir, "keys.json");
+  if (ckks::key_set_unset(id)) {
+    throw Error(file + " carries no key id (written by an older hecnn, format version 1), so it cannot be matched with " +
+                json_file + "; generate the keys again with hecnn keygen");
+  }
+  if (id != info.key_set) {
+    throw Error(file + " and " + json_file + " come from different key generations (key ids " + ckks::key_set_hex(id) +
+                " and " + info.key_id + "): every file of a key directory must come from one hecnn keygen");
+  }
+}
+
+void check_key_directory(const std::string& dir, bool replace) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw Error("cannot use key directory '" + dir + "': " + std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) throw Error("'" + dir + "' exists and is not a directory");
+  if (st.st_uid != ::geteuid()) throw Error("key directory '" + dir + "' belongs to another user; refusing to write keys into it");
+  if ((st.st_mode & S_IWOTH) != 0) throw Error("key directory '" + dir + "' is writable by every user; refusing to write keys into it");
+  if (!replace && fs::directory_iterator(dir) != fs::directory_iterator()) {
+    throw Error("key directory '" + dir + "' exists and is not empty; refusing to replace the keys in it (hecnn keygen "
+                "--force replaces them)");
+  }
+  for (const auto& name : key_file_names()) {
+    const std::string path = file_in(dir, name);
+    struct stat ls {};
+    if (::lstat(path.c_str(), &ls) != 0) continue;
+    if (S_ISLNK(ls.st_mode)) throw Error(path + " is a symbolic link; refusing to write a key through it or over it");
+    if (!S_ISREG(ls.st_mode)) throw Error(path + " exists and is not a regular file");
+  }
+}
+
+void make_key_directory(const std::string& dir) {
+  fs::path d = fs::path(dir).lexically_normal();
+  if (d.filename().empty()) d = d.parent_path();  // "keys/"
+  if (!d.parent_path().empty()) fs::create_directories(d.parent_path());
+  if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw Error("cannot create key directory '" + dir + "': " + std::strerror(errno));
+  }
+}
+
+void remove_if_present(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw Error("cannot remove " + path + ": " + std::strerror(errno));
+}
+
+std::string stream_magic(const std::string& kind) { return kind == "query" ? "HCNQ" : "HCNR"; }
+
+// The batches, as a writer must announce them and a reader accepts them: at least one, none empty
+// or larger than max_batch, contiguous, within the dataset when its size is known.
+void check_batches(const StreamHeader& h, const std::string& path, std::size_t max_batch) {
+  if (h.batches.empty() || h.batches.size() > 100000) throw Error(path + ": implausible number of batches");
+  for (std::size_t i = 0; i < h.batches.size(); ++i) {
+    const auto& b = h.batches[i];
+    if (b.count == 0 || b.count > max_batch) throw Error(path + ": a batch holds more images than the keys' batch size");
+    if (b.first > (std::size_t{1} << 40)) throw Error(path + ": implausible image index");
+    if (i > 0 && b.first != h.batches[i - 1].first + h.batches[i - 1].count) {
+      throw Error(path + ": the batches are not contiguous (batch " + std::to_string(i + 1) + " starts at image " +
+                  std::to_string(b.first) + ")");
+    }
+  }
+  if (h.dataset_size != 0 && h.batches.back().first + h.batches.back().count > h.dataset_size) {
+    throw Error(path + ": image indices beyond the " + std::to_string(h.dataset_size) + " images of its dataset");
+  }
+}
+
+// The bytes of the file before the header: magic, version and header length.
+std::string prefix_bytes(const std::string& magic, std::uint16_t version, std::uint32_t len) {
+  std::string p = magic;
+  p.append(reinterpret_cast<const char*>(&version), 2);
+  p.append(reinterpret_cast<const char*>(&len), 4);
+  return p;
+}
+
+}  // namespace
+
+const std::vector<std::string>& key_file_names() {
+  static const std::vector<std::string> names{"keys.json", "params.bin", "relin.key", "galois.key", "secret.key"};
+  return names;
+}
+
 KeyInfo read_key_info(const std::string& dir) {
-  const std::string path = (fs::path(dir) / "keys.json").string();
+  const std::string path = file_in(dir, "keys.json");
   std::ifstream in(path);
   if (!in) throw Error("cannot open " + path + " (not a key directory made by hecnn keygen?)");
   try {
     const json j = json::parse(in);
     KeyInfo k;
     k.key_id = j.at("key_id").get<std::string>();
+    k.key_set = ckks::key_set_from_hex(k.key_id);
+    if (ckks::key_set_unset(k.key_set)) throw Error("the key id is all zeros");
     k.spec = ClientSpec::from_json(j.at("spec"));
     k.insecure = j.at("insecure").get<bool>();
     k.model = j.value("model", "");
@@ -52,50 +141,42 @@ KeyInfo read_key_info(const std::string& dir) {
   }
 }
 
-ckks::ContextPtr load_context(const std::string& dir, const KeyInfo& info) {
-  ckks::ParameterOptions po;
-  po.allow_insecure = info.insecure;
-  std::optional<ckks::CkksParameters> params;
-  ckks::read_file((fs::path(dir) / "params.bin").string(), [&](std::istream& is) { params = ckks::load_parameters(is, po); });
-  if (params->id() != info.spec.params_id) throw Error(dir + ": params.bin does not match keys.json");
-  if (info.spec.batch_size > params->max_slots()) throw Error(dir + ": keys.json: the batch is larger than the slot count");
-  return ckks::CkksContext::create(*params);
-}
-
-}  // namespace
-
-KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const std::string& dir) {
-  fs::create_directories(dir);
+KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const std::string& dir, bool replace) {
+  check_key_directory(dir, replace);
+  make_key_directory(dir);
+  check_key_directory(dir, replace);  // as it is now (it may have been created by someone else meanwhile)
   const auto ctx = ckks::CkksContext::create(*plan.params);
   ckks::KeyGenerator keygen(ctx);
   KeyFiles sizes;
-  const fs::path d(dir);
-  const std::string secret_path = (d / "secret.key").string();
-  {
-    // Created with mode 0600 before any secret byte is written.
-    std::ofstream(secret_path, std::ios::trunc).close();
-    fs::permissions(secret_path, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
-    ckks::write_file(secret_path, [&](std::ostream& os) { ckks::save(os, *ctx, keygen.secret_key()); });
-  }
-  ckks::write_file((d / "params.bin").string(), [&](std::ostream& os) { ckks::save(os, *plan.params); });
+  const std::string json_path = file_in(dir, "keys.json"), secret_path = file_in(dir, "secret.key");
+  // keys.json goes first and comes back last: a key generation that fails half-way leaves no key
+  // directory that looks complete (and the key ids tell any mixture apart).
+  remove_if_present(json_path);
+  ckks::write_secret_file(secret_path, [&](std::ostream& os) { ckks::save(os, *ctx, keygen.secret_key()); });
+  ckks::write_file(file_in(dir, "params.bin"), [&](std::ostream& os) { ckks::save(os, *plan.params); });
+  const std::string relin_path = file_in(dir, "relin.key"), galois_path = file_in(dir, "galois.key");
   if (plan.keys.relinearization) {
-    ckks::write_file((d / "relin.key").string(),
-                     [&](std::ostream& os) { ckks::save(os, *ctx, keygen.create_relin_keys(), true); });
-    sizes.relin_bytes = fs::file_size(d / "relin.key");
+    ckks::write_file(relin_path, [&](std::ostream& os) { ckks::save(os, *ctx, keygen.create_relin_keys(), true); });
+    sizes.relin_bytes = fs::file_size(relin_path);
+  } else {
+    remove_if_present(relin_path);
   }
   if (!plan.keys.rotations.empty()) {
-    ckks::write_file((d / "galois.key").string(),
-                     [&](std::ostream& os) { ckks::save(os, *ctx, keygen.create_galois_keys(plan.keys.rotations, false), true); });
-    sizes.galois_bytes = fs::file_size(d / "galois.key");
+    ckks::write_file(galois_path, [&](std::ostream& os) {
+      ckks::save(os, *ctx, keygen.create_galois_keys(plan.keys.rotations, false), true);
+    });
+    sizes.galois_bytes = fs::file_size(galois_path);
+  } else {
+    remove_if_present(galois_path);
   }
   json j;
-  j["key_id"] = hex_id();
+  j["key_id"] = ckks::key_set_hex(keygen.secret_key().key_set);
   j["spec"] = plan.client_spec().to_json();
   j["insecure"] = plan.params->insecure();
   j["model"] = model_path;
-  std::ofstream((d / "keys.json").string()) << j.dump(2) << "\n";
+  write_file_atomic(json_path, [&](std::ostream& os) { os << j.dump(2) << "\n"; });
   sizes.secret_bytes = fs::file_size(secret_path);
-  sizes.params_bytes = fs::file_size(d / "params.bin");
+  sizes.params_bytes = fs::file_size(file_in(dir, "params.bin"));
   return sizes;
 }
 
@@ -103,12 +184,13 @@ ServerKeys load_server_keys(const std::string& dir) {
   ServerKeys k;
   k.info = read_key_info(dir);
   k.ctx = load_context(dir, k.info);
-  const fs::path d(dir);
-  if (fs::exists(d / "relin.key")) {
-    ckks::read_file((d / "relin.key").string(), [&](std::istream& is) { k.keys.relin = ckks::load_relin_keys(is, *k.ctx); });
+  if (fs::exists(file_in(dir, "relin.key"))) {
+    ckks::read_file(file_in(dir, "relin.key"), [&](std::istream& is) { k.keys.relin = ckks::load_relin_keys(is, *k.ctx); });
+    check_key_set(k.keys.relin.key_set, dir, "relin.key", k.info);
   }
-  if (fs::exists(d / "galois.key")) {
-    ckks::read_file((d / "galois.key").string(), [&](std::istream& is) { k.keys.galois = ckks::load_galois_keys(is, *k.ctx); });
+  if (fs::exists(file_in(dir, "galois.key"))) {
+    ckks::read_file(file_in(dir, "galois.key"), [&](std::istream& is) { k.keys.galois = ckks::load_galois_keys(is, *k.ctx); });
+    check_key_set(k.keys.galois.key_set, dir, "galois.key", k.info);
   }
   return k;
 }
@@ -117,14 +199,58 @@ ClientKeys load_client_keys(const std::string& dir) {
   ClientKeys k;
   k.info = read_key_info(dir);
   k.ctx = load_context(dir, k.info);
-  ckks::read_file((fs::path(dir) / "secret.key").string(),
-                  [&](std::istream& is) { k.secret = ckks::load_secret_key(is, *k.ctx); });
+  ckks::read_secret_file(file_in(dir, "secret.key"), [&](std::istream& is) { k.secret = ckks::load_secret_key(is, *k.ctx); });
+  check_key_set(k.secret.key_set, dir, "secret.key", k.info);
   return k;
 }
 
+void check_dataset_name(const StreamHeader& h, const std::string& path, const std::string& dataset) {
+  if (h.dataset.empty()) throw Error(path + ": does not name the dataset its images came from, so its labels are unknown");
+  if (h.dataset != dataset) {
+    throw Error(path + ": holds images of the '" + h.dataset + "' dataset, not '" + dataset + "'");
+  }
+}
+
+void check_dataset(const StreamHeader& h, const std::string& path, const std::string& dataset, std::size_t size) {
+  check_dataset_name(h, path, dataset);
+  if (h.dataset_size != 0 && h.dataset_size != size) {
+    throw Error(path + ": its images came from a " + h.dataset + " test set of " + std::to_string(h.dataset_size) +
+                " images; the labels given have " + std::to_string(size) + " (another copy of the dataset?)");
+  }
+  for (const auto& b : h.batches) {
+    if (b.first + b.count > size) {
+      throw Error(path + ": images " + std::to_string(b.first) + "-" + std::to_string(b.first + b.count - 1) +
+                  " are beyond the " + std::to_string(size) + " images of " + dataset);
+    }
+  }
+}
+
+// Passes every byte written on to `out` and into the file checksum.
+class StreamWriter::HashingBuf : public std::streambuf {
+ public:
+  HashingBuf(std::streambuf* out, ckks::Checksum& sum) : out_(out), sum_(sum) {}
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    sum_.update(s, static_cast<std::size_t>(n));
+    return out_->sputn(s, n);
+  }
+  int_type overflow(int_type ch) override {
+    if (traits_type::eq_int_type(ch, traits_type::eof())) return traits_type::not_eof(ch);
+    const char c = traits_type::to_char_type(ch);
+    return xsputn(&c, 1) == 1 ? ch : traits_type::eof();
+  }
+  int sync() override { return out_->pubsync(); }
+
+ private:
+  std::streambuf* out_;
+  ckks::Checksum& sum_;
+};
+
 StreamWriter::StreamWriter(const std::string& path, const StreamHeader& h, ckks::ContextPtr ctx)
-    : path_(path), header_(h), ctx_(std::move(ctx)), os_(path, std::ios::binary | std::ios::trunc) {
-  if (!os_) throw Error("cannot open '" + path + "' for writing");
+    : path_(path), header_(h), ctx_(std::move(ctx)) {
+  if (h.kind != "query" && h.kind != "result") throw Error(path + ": unknown kind '" + h.kind + "'");
+  check_batches(h, path, ctx_->params().max_slots());
   json j;
   j["kind"] = h.kind;
   j["key_id"] = h.key_id;
@@ -134,29 +260,46 @@ StreamWriter::StreamWriter(const std::string& path, const StreamHeader& h, ckks:
   j["shape"] = shape_json(h.shape);
   j["per_batch"] = h.per_batch;
   j["dataset"] = h.dataset;
+  j["dataset_size"] = h.dataset_size;
   j["batches"] = json::array();
   for (const auto& b : h.batches) j["batches"].push_back({{"first", b.first}, {"count", b.count}});
   const std::string s = j.dump();
-  os_.write(h.kind == "query" ? "HCNQ" : "HCNR", 4);
-  os_.write(reinterpret_cast<const char*>(&kVersion), 2);
-  const auto len = static_cast<std::uint32_t>(s.size());
-  os_.write(reinterpret_cast<const char*>(&len), 4);
-  os_.write(s.data(), static_cast<std::streamsize>(s.size()));
+  file_ = std::make_unique<AtomicFile>(path);
+  sum_ = std::make_unique<ckks::Checksum>();
+  buf_ = std::make_unique<HashingBuf>(file_->stream().rdbuf(), *sum_);
+  os_ = std::make_unique<std::ostream>(buf_.get());
+  const std::string prefix = prefix_bytes(stream_magic(h.kind), kVersion, static_cast<std::uint32_t>(s.size()));
+  ckks::Checksum header_sum;
+  header_sum.update(prefix.data(), prefix.size());
+  header_sum.update(s.data(), s.size());
+  const auto digest = header_sum.final();
+  os_->write(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+  os_->write(s.data(), static_cast<std::streamsize>(s.size()));
+  os_->write(reinterpret_cast<const char*>(digest.data()), static_cast<std::streamsize>(digest.size()));
 }
 
+StreamWriter::~StreamWriter() = default;
+
 void StreamWriter::write_batch(const std::vector<ckks::Ciphertext>& cts) {
+  if (!file_) throw Error(path_ + ": already closed");
   if (written_ >= header_.batches.size()) throw Error(path_ + ": more batches than announced");
   if (cts.size() != header_.per_batch) throw Error(path_ + ": a batch must hold " + std::to_string(header_.per_batch) + " ciphertexts");
-  for (const auto& c : cts) ckks::save(os_, *ctx_, c, true);
+  for (const auto& c : cts) ckks::save(*os_, *ctx_, c, true);
   ++written_;
-  if (!os_) throw Error("writing '" + path_ + "' failed (disk full?)");
+  if (!*os_) throw Error("writing '" + path_ + "' failed (disk full?)");
 }
 
 void StreamWriter::close() {
+  if (!file_) throw Error(path_ + ": already closed");
   if (written_ != header_.batches.size()) throw Error(path_ + ": fewer batches written than announced");
-  os_.flush();
-  if (!os_) throw Error("writing '" + path_ + "' failed (disk full?)");
-  os_.close();
+  os_->flush();
+  if (!*os_) throw Error("writing '" + path_ + "' failed (disk full?)");
+  const auto digest = sum_->final();
+  file_->stream().write(reinterpret_cast<const char*>(digest.data()), static_cast<std::streamsize>(digest.size()));
+  os_.reset();
+  buf_.reset();
+  file_->commit();
+  file_.reset();
 }
 
 StreamReader::StreamReader(const std::string& path, const std::string& kind, const KeyInfo& keys, ckks::ContextPtr ctx)
@@ -168,15 +311,52 @@ StreamReader::StreamReader(const std::string& path, const std::string& kind, con
   is_.read(magic, 4);
   is_.read(reinterpret_cast<char*>(&version), 2);
   is_.read(reinterpret_cast<char*>(&len), 4);
-  const std::string want = kind == "query" ? "HCNQ" : "HCNR";
+  const std::string want = stream_magic(kind), other_kind = kind == "query" ? "result" : "query";
   if (!is_ || std::string(magic, 4) != want) {
     throw Error(path + ": not a hecnn " + kind + " file" +
-                (std::string(magic, 4) == (kind == "query" ? "HCNR" : "HCNQ") ? " (it is a " + std::string(kind == "query" ? "result" : "query") + " file)" : ""));
+                (std::string(magic, 4) == stream_magic(other_kind) ? " (it is a " + other_kind + " file)" : ""));
+  }
+  if (version == 1) {
+    throw Error(path + ": format version 1 (its header has no checksum) is no longer read; make the " + kind +
+                " again with this hecnn");
   }
   if (version != kVersion) throw Error(path + ": format version " + std::to_string(version) + " is not supported");
   if (len == 0 || len > kMaxHeader) throw Error(path + ": corrupted header");
   std::string s(len, '\0');
-  if (!is_.read(s.data(), len)) throw Error(path + ": truncated header");
+  ckks::Checksum::Digest stored{};
+  if (!is_.read(s.data(), len) || !is_.read(reinterpret_cast<char*>(stored.data()), kSum)) {
+    throw Error(path + ": truncated header");
+  }
+  // The header is used only once its checksum matches.
+  {
+    const std::string prefix = prefix_bytes(want, version, len);
+    ckks::Checksum sum;
+    sum.update(prefix.data(), prefix.size());
+    sum.update(s.data(), s.size());
+    if (sum.final() != stored) throw Error(path + ": the header is corrupted or was edited (checksum mismatch)");
+  }
+  // So is every batch: the whole file's checksum is checked before the first one is read.
+  const std::uint64_t body_start = static_cast<std::uint64_t>(is_.tellg());
+  is_.seekg(0, std::ios::end);
+  const std::uint64_t size = static_cast<std::uint64_t>(is_.tellg());
+  if (size < body_start + kSum) throw Error(path + ": truncated (no checksum at the end)");
+  data_end_ = size - kSum;
+  {
+    is_.seekg(0);
+    ckks::Checksum sum;
+    std::vector<char> chunk(1 << 20);
+    for (std::uint64_t left = data_end_; left > 0;) {
+      const auto n = static_cast<std::streamsize>(std::min<std::uint64_t>(left, chunk.size()));
+      if (!is_.read(chunk.data(), n)) throw Error(path + ": read error");
+      sum.update(chunk.data(), static_cast<std::size_t>(n));
+      left -= static_cast<std::uint64_t>(n);
+    }
+    ckks::Checksum::Digest trailer{};
+    if (!is_.read(reinterpret_cast<char*>(trailer.data()), kSum) || sum.final() != trailer) {
+      throw Error(path + ": truncated or corrupted (the checksum of the file does not match)");
+    }
+    is_.seekg(static_cast<std::streamoff>(body_start));
+  }
   try {
     const json j = json::parse(s);
     header_.kind = j.at("kind").get<std::string>();
@@ -184,7 +364,8 @@ StreamReader::StreamReader(const std::string& path, const std::string& kind, con
     header_.params_id = std::stoull(j.at("params_id").get<std::string>(), nullptr, 16);
     header_.shape = shape_from(j.at("shape"));
     header_.per_batch = j.at("per_batch").get<std::size_t>();
-    header_.dataset = j.value("dataset", "");
+    header_.dataset = j.at("dataset").get<std::string>();
+    header_.dataset_size = j.at("dataset_size").get<std::size_t>();
     for (const auto& b : j.at("batches")) header_.batches.push_back({b.at("first").get<std::size_t>(), b.at("count").get<std::size_t>()});
   } catch (const std::exception& e) {
     throw Error(path + ": corrupted header (" + e.what() + ")");
@@ -197,11 +378,8 @@ StreamReader::StreamReader(const std::string& path, const std::string& kind, con
   if (header_.key_id != keys.key_id) {
     throw Error(path + ": made with other keys (key id " + header_.key_id + ", these keys are " + keys.key_id + ")");
   }
-  if (header_.batches.empty() || header_.batches.size() > 100000) throw Error(path + ": implausible number of batches");
   if (header_.per_batch == 0 || header_.per_batch > (1u << 24)) throw Error(path + ": implausible batch size");
-  for (const auto& b : header_.batches) {
-    if (b.count == 0 || b.count > ctx_->params().max_slots()) throw Error(path + ": a batch holds more images than slots");
-  }
+  check_batches(header_, path, keys.spec.batch_size ? keys.spec.batch_size : ctx_->params().max_slots());
 }
 
 std::vector<ckks::Ciphertext> StreamReader::read_batch() {
@@ -219,7 +397,7 @@ std::vector<ckks::Ciphertext> StreamReader::read_batch() {
 
 void StreamReader::finish() {
   if (read_ != header_.batches.size()) throw Error(path_ + ": not all batches were read");
-  if (is_.peek() != std::char_traits<char>::eof()) throw Error(path_ + ": unexpected data after the last batch");
+  if (static_cast<std::uint64_t>(is_.tellg()) != data_end_) throw Error(path_ + ": unexpected data after the last batch");
 }
 
 }  // namespace hecnn::he

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/files.h"
 
 namespace hecnn::nn {
 
@@ -48,10 +49,8 @@ void write_safetensors(const std::string& path, const SafetensorsFile& f) {
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned, as the format suggests
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error("cannot write " + path);
+  // Atomic: a fresh temporary file beside `path` (never a symbolic link), renamed over it when complete.
+  write_file_atomic(path, [&](std::ostream& out) {
     const std::uint64_t n = h.size();
     out.write(reinterpret_cast<const char*>(&n), 8);
     out.write(h.data(), static_cast<std::streamsize>(h.size()));
@@ -59,8 +58,7 @@ void write_safetensors(const std::string& path, const SafetensorsFile& f) {
       out.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size() * sizeof(float)));
     }
     if (!out) throw Error("cannot write " + path + " (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot write " + path);
+  });
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
