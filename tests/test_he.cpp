@@ -108,6 +108,7 @@ nlohmann::json act(const std::string& fn) { return {{"type", "activation"}, {"fn
 const nlohmann::json flat = {{"type", "flatten"}};
 nlohmann::json dense(int u) { return {{"type", "dense"}, {"units", u}}; }
 nlohmann::json pool(int p) { return {{"type", "avgpool2d"}, {"pool", p}}; }
+const nlohmann::json gap = {{"type", "globalavgpool2d"}};
 
 class TempDir {
  public:
@@ -150,6 +151,54 @@ TEST(HeLayers, WholeNetwork) {
                                       act("swish:deg4:range4"), flat, dense(8), dense(5)}}},
                                    4),
                 16, "small whole network");
+}
+
+TEST(HeLayers, GlobalAvgPool) {
+  // PP-CNN's --gap ending on a non-square plane (pool 2x2, then the whole 3x4 plane): the 1/4 and
+  // the 1/12 fold into the dense layer.
+  check_network(with_random_params({{"input", {2, 6, 8}},
+                                    {"layers", {conv(3, 3, 1, "same"), bn, act("square"), pool(2), gap, dense(4)}}},
+                                   8),
+                8, "conv same, square, avgpool, GAP 3x4, dense");
+  // Directly after an activation (the MNIST --gap ending), non-square 4x3.
+  check_network(with_random_params({{"input", {1, 9, 7}},
+                                    {"layers", {conv(4, 3, 2, "valid"), bn, act("swish:deg4:range4"), gap, dense(3)}}},
+                                   9),
+                8, "conv valid s2, swish, GAP 4x3, dense");
+  // Last: the 1/25 becomes the output factor.
+  check_network(with_random_params({{"input", {1, 7, 7}},
+                                    {"layers", {conv(3, 3, 1, "valid"), bn, act("swish:deg4:range4"), conv(2, 1, 1, "valid"), gap}}},
+                                   10),
+                8, "conv, swish, conv 1x1, GAP 5x5 last");
+}
+
+TEST(HeCompile, GlobalAvgPoolStages) {
+  const nn::Model m = with_random_params(
+      {{"input", {2, 6, 8}}, {"layers", {conv(3, 3, 1, "same"), bn, act("square"), pool(2), gap, dense(4)}}}, 8);
+  const he::Program prog = he::compile_program(m);
+  ASSERT_EQ(prog.stages.size(), 5u);
+  EXPECT_EQ(prog.depth, 1 + 1 + 1);  // conv, square (monic: one level), dense
+  const he::SumPoolOp& p = prog.stages[2].pool();
+  EXPECT_EQ(p.pool_h, 2);
+  EXPECT_EQ(p.stride_w, 2);
+  EXPECT_FALSE(p.global);
+  const he::SumPoolOp& g = prog.stages[3].pool();
+  EXPECT_EQ(prog.stages[3].in, (nn::Shape{3, 3, 4}));
+  EXPECT_EQ(prog.stages[3].out, (nn::Shape{3, 1, 1}));
+  EXPECT_EQ(g.pool_h, 3);
+  EXPECT_EQ(g.pool_w, 4);
+  EXPECT_EQ(g.window(), 12);
+  EXPECT_TRUE(g.global);
+  EXPECT_EQ(prog.output_factor, 1.0);
+  const std::string d = he::describe_stages(prog, prog.depth, "ciphertexts");  // names after BN folding
+  EXPECT_NE(d.find("sum-pool   avgpool2d2: 2x2 (1/4 folded forward)"), std::string::npos) << d;
+  EXPECT_NE(d.find("sum-pool   globalavgpool2d3: 3x4 global (1/12 folded forward)"), std::string::npos) << d;
+  // A trailing global pooling leaves its factor to the client.
+  const nn::Model last = with_random_params({{"input", {1, 7, 5}}, {"layers", {conv(2, 3, 1, "valid"), gap}}}, 1);
+  EXPECT_DOUBLE_EQ(he::compile_program(last).output_factor, 1.0 / 15);
+  // An activation cannot take the pooled sums.
+  nlohmann::json bad = {{"input", {1, 6, 6}}, {"layers", {conv(2, 3, 1, "valid"), gap, act("square"), dense(2)}}};
+  expect_error_mentioning([&] { he::compile_program(with_random_params(bad, 1)); }, "global average pooling");
 }
 
 TEST(HeCompile, Plan) {

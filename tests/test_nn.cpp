@@ -1,9 +1,11 @@
 // Models: dataset readers on generated and corrupted files, the model file round trip and its
-// rejection of bad files, the plaintext forward pass, BN folding, and the Keras import of the
-// PP-CNN MNIST model (when ../shared is present).
+// rejection of bad files, the plaintext forward pass, BN folding, global average pooling, the Keras
+// import of small generated models, and of the PP-CNN MNIST model (when ../shared is present).
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -112,6 +114,42 @@ Model small_model(unsigned seed = 1) {
 }
 
 std::string shared_dir() { return std::string(HECNN_SOURCE_DIR) + "/../shared"; }
+
+// A Keras weights file as model.save_weights writes it: a group per layer with weights, holding a
+// `weight_names` string attribute and one float dataset per name.
+void write_keras_weights(const std::string& path, const std::vector<std::pair<std::string, std::vector<Tensor>>>& layers) {
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  for (const auto& [layer, tensors] : layers) {
+    const hid_t g = H5Gcreate2(file, layer.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    std::vector<std::string> names;
+    for (std::size_t k = 0; k < tensors.size(); ++k) names.push_back(k == 0 ? "kernel:0" : "bias:0");
+    const std::size_t len = 16;
+    std::vector<char> buf(len * names.size(), 0);
+    for (std::size_t k = 0; k < names.size(); ++k) std::copy(names[k].begin(), names[k].end(), buf.begin() + static_cast<std::ptrdiff_t>(k * len));
+    const hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, len);
+    const hsize_t n = names.size();
+    const hid_t aspace = H5Screate_simple(1, &n, nullptr);
+    const hid_t attr = H5Acreate2(g, "weight_names", str, aspace, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(attr, str, buf.data());
+    H5Aclose(attr);
+    H5Sclose(aspace);
+    H5Tclose(str);
+    for (std::size_t k = 0; k < tensors.size(); ++k) {
+      const std::vector<hsize_t> dims(tensors[k].shape.begin(), tensors[k].shape.end());
+      const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+      const hid_t ds = H5Dcreate2(g, names[k].c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tensors[k].data.data());
+      H5Dclose(ds);
+      H5Sclose(space);
+    }
+    H5Gclose(g);
+  }
+  H5Fclose(file);
+}
+
+nlohmann::json keras_layer(const std::string& cls, nlohmann::json config) { return {{"class_name", cls}, {"config", config}}; }
 
 }  // namespace
 
@@ -333,6 +371,173 @@ TEST(Forward, ShapeErrors) {
   EXPECT_THROW(preset_architecture("resnet", "relu"), hecnn::Error);
   EXPECT_EQ(preset_architecture("mnist-paper", "swish:deg4:range4").output(), (Shape{10, 1, 1}));
   EXPECT_EQ(preset_architecture("cifar-paper", "relu").output(), (Shape{10, 1, 1}));
+}
+
+TEST(GlobalAvgPool, ShapesJsonAndPresets) {
+  const nlohmann::json arch = {{"input", {3, 5, 7}},
+                               {"layers",
+                                {{{"type", "conv2d"}, {"filters", 4}, {"kernel", 3}, {"padding", "same"}},
+                                 {{"type", "globalavgpool2d"}, {"name", "gap"}},
+                                 {{"type", "dense"}, {"units", 2}}}}};
+  const Model m = Model::from_architecture(arch);
+  ASSERT_EQ(m.layers[1].type, LayerType::GlobalAvgPool2d);
+  EXPECT_EQ(to_string(LayerType::GlobalAvgPool2d), "globalavgpool2d");
+  const auto shapes = m.shapes(false);
+  EXPECT_EQ(shapes[1], (Shape{4, 1, 1}));  // no flatten needed before the dense layer
+  EXPECT_TRUE(Model::expected_params(m.layers[1], shapes[0]).empty());
+  EXPECT_EQ(Model::expected_params(m.layers[2], shapes[1]).at("weight"), (std::vector<std::int64_t>{2, 4}));
+  // JSON round trip: no hyper-parameters, the name kept.
+  const nlohmann::json back = m.architecture();
+  EXPECT_EQ(back["layers"][1], (nlohmann::json{{"type", "globalavgpool2d"}, {"name", "gap"}}));
+  EXPECT_EQ(Model::from_architecture(back).architecture(), back);
+  EXPECT_NE(m.summary().find("1: globalavgpool2d 5x7 -> 4x1x1"), std::string::npos) << m.summary();
+  // Parameters on a global average pooling layer are refused.
+  Model bad = Model::from_architecture({{"input", {4, 2, 2}}, {"layers", {{{"type", "globalavgpool2d"}}}}});
+  bad.layers[0].params["weight"] = Tensor({4});
+  expect_error_mentioning([&] { bad.shapes(); }, "unexpected parameter");
+  // PP-CNN's --gap variants: global average pooling in place of the flatten.
+  const Model mg = preset_architecture("mnist-paper-gap", "swish:deg4:range4");
+  EXPECT_EQ(mg.layers[6].type, LayerType::GlobalAvgPool2d);
+  EXPECT_EQ(mg.shapes(false)[6], (Shape{50, 1, 1}));
+  EXPECT_EQ(mg.output(), (Shape{10, 1, 1}));
+  const Model cg = preset_architecture("cifar-paper-gap", "relu");
+  EXPECT_EQ(cg.layers[12].type, LayerType::GlobalAvgPool2d);
+  EXPECT_EQ(cg.shapes(false)[12], (Shape{128, 1, 1}));
+  EXPECT_EQ(Model::expected_params(cg.layers[13], cg.shapes(false)[12]).at("weight"), (std::vector<std::int64_t>{256, 128}));
+  EXPECT_EQ(cg.output(), (Shape{10, 1, 1}));
+  const auto names = preset_names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "cifar-paper-gap"), names.end());
+}
+
+TEST(GlobalAvgPool, ForwardByHandAndModelFile) {
+  // Two channels of a 2x3 plane -> their means -> dense 2 -> 1.
+  Model m = Model::from_architecture(
+      {{"input", {2, 2, 3}}, {"layers", {{{"type", "globalavgpool2d"}}, {{"type", "dense"}, {"units", 1}}}}});
+  m.layers[1].params["weight"] = Tensor({1, 2});
+  m.layers[1].params["weight"].data = {1.0f, -2.0f};
+  m.layers[1].params["bias"] = Tensor({1}, 0.5f);
+  const std::vector<float> img = {0, 1, 2, 3, 4, 5, 1, 1, 1, 1, 1, 7};  // means 2.5 and 2
+  std::vector<double> y;
+  forward_layer(m.layers[0], m.input, std::vector<double>(img.begin(), img.end()), y);
+  ASSERT_EQ(y.size(), 2u);
+  EXPECT_DOUBLE_EQ(y[0], 2.5);
+  EXPECT_DOUBLE_EQ(y[1], 2.0);
+  const auto out = forward(m, img.data());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_DOUBLE_EQ(out[0], 0.5 + 2.5 - 2 * 2.0);
+  // The model file keeps the layer; batch-norm folding around it keeps the outputs.
+  TempDir t;
+  save_model(m, t.file("gap.safetensors"));
+  const Model r = load_model(t.file("gap.safetensors"));
+  EXPECT_EQ(r.architecture(), m.architecture());
+  EXPECT_EQ(forward(r, img.data()), out);
+  Model bn = Model::from_architecture({{"input", {2, 4, 3}},
+                                       {"layers",
+                                        {{{"type", "conv2d"}, {"filters", 3}, {"kernel", 3}, {"padding", "same"}},
+                                         {{"type", "batchnorm"}},
+                                         {{"type", "activation"}, {"fn", "square"}},
+                                         {{"type", "globalavgpool2d"}},
+                                         {{"type", "dense"}, {"units", 4}},
+                                         {{"type", "batchnorm"}},
+                                         {{"type", "dense"}, {"units", 2}}}}});
+  std::mt19937_64 rng(9);
+  Shape in = bn.input;
+  const auto shapes = bn.shapes(false);
+  for (std::size_t i = 0; i < bn.layers.size(); ++i) {
+    for (const auto& [name, shape] : Model::expected_params(bn.layers[i], in)) {
+      bn.layers[i].params[name] = name == "running_var" ? random_tensor(shape, rng, 0.5f, 2.0f) : random_tensor(shape, rng);
+    }
+    in = shapes[i];
+  }
+  const Model folded = fold_batch_norm(bn);
+  EXPECT_EQ(folded.layers.size(), 5u);
+  std::vector<float> x(24);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 5) * 0.2f;
+  const auto a = forward(bn, x.data()), b = forward(folded, x.data());
+  ASSERT_EQ(a.size(), 2u);
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * (1 + std::fabs(a[i])));
+}
+
+// Small Keras models written here (structure JSON and HDF5 weights), against a channels-last
+// computation of what Keras computes: the kernel transpositions, the Flatten row permutation of
+// the dense kernel, and none after GlobalAveragePooling2D (which yields C values).
+TEST(Keras, GeneratedModelsWithGlobalAveragePooling) {
+  TempDir t;
+  const int H = 5, W = 4, C = 3, F = 4, U = 3, K = 3, OH = H - K + 1, OW = W - K + 1;
+  std::mt19937_64 rng(21);
+  const Tensor kernel = random_tensor({K, K, C, F}, rng), bias = random_tensor({F}, rng);
+  Tensor img_hwc = random_tensor({H, W, C}, rng, 0.0f, 1.0f);
+  std::vector<float> img_chw(static_cast<std::size_t>(H * W * C));
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x)
+      for (int c = 0; c < C; ++c) img_chw[static_cast<std::size_t>((c * H + y) * W + x)] = img_hwc.data[static_cast<std::size_t>((y * W + x) * C + c)];
+  // Keras: conv (valid), then swish_rg4_deg4, channels last.
+  const std::vector<double> poly = {0.03347, 0.5, 0.19566, 0.0, -0.005075};
+  std::vector<double> act(static_cast<std::size_t>(OH * OW * F));  // [y][x][f]
+  for (int y = 0; y < OH; ++y)
+    for (int x = 0; x < OW; ++x)
+      for (int f = 0; f < F; ++f) {
+        double v = bias.data[static_cast<std::size_t>(f)];
+        for (int ky = 0; ky < K; ++ky)
+          for (int kx = 0; kx < K; ++kx)
+            for (int c = 0; c < C; ++c)
+              v += static_cast<double>(img_hwc.data[static_cast<std::size_t>(((y + ky) * W + x + kx) * C + c)]) *
+                   kernel.data[static_cast<std::size_t>(((ky * K + kx) * C + c) * F + f)];
+        double p = 0;
+        for (std::size_t d = poly.size(); d-- > 0;) p = p * v + poly[d];
+        act[static_cast<std::size_t>((y * OW + x) * F + f)] = p;
+      }
+  auto dense = [&](const std::vector<double>& in, const Tensor& k, const Tensor& b) {
+    std::vector<double> out(static_cast<std::size_t>(U));
+    for (int u = 0; u < U; ++u) {
+      out[static_cast<std::size_t>(u)] = b.data[static_cast<std::size_t>(u)];
+      for (std::size_t i = 0; i < in.size(); ++i) out[static_cast<std::size_t>(u)] += in[i] * k.data[i * U + static_cast<std::size_t>(u)];
+    }
+    return out;
+  };
+  const nlohmann::json conv = keras_layer("Conv2D", {{"name", "conv2d_1"},
+                                                     {"batch_input_shape", {nullptr, H, W, C}},
+                                                     {"filters", F},
+                                                     {"kernel_size", {K, K}},
+                                                     {"strides", {1, 1}},
+                                                     {"padding", "valid"},
+                                                     {"data_format", "channels_last"},
+                                                     {"dilation_rate", {1, 1}},
+                                                     {"activation", "linear"},
+                                                     {"use_bias", true}});
+  const nlohmann::json swish = keras_layer("Activation", {{"name", "activation_1"}, {"activation", "swish_rg4_deg4"}});
+  const nlohmann::json out_layer = keras_layer("Dense", {{"name", "dense_1"}, {"units", U}, {"activation", "softmax"}, {"use_bias", true}});
+  auto check = [&](const std::string& what, const nlohmann::json& pool_layer, std::int64_t n_in, const std::vector<double>& dense_in) {
+    SCOPED_TRACE(what);
+    const Tensor dk = random_tensor({n_in, U}, rng), db = random_tensor({U}, rng);
+    const nlohmann::json structure = {{"class_name", "Sequential"},
+                                      {"config", {conv, swish, pool_layer, out_layer}},
+                                      {"keras_version", "2.0.8"},
+                                      {"backend", "tensorflow"}};
+    std::ofstream(t.file(what + ".json")) << structure.dump();
+    write_keras_weights(t.file(what + ".h5"), {{"conv2d_1", {kernel, bias}}, {"dense_1", {dk, db}}});
+    const Model m = import_keras(t.file(what + ".json"), t.file(what + ".h5"));
+    const auto want = dense(dense_in, dk, db);
+    const auto got = forward(m, img_chw.data());
+    EXPECT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < std::min(want.size(), got.size()); ++i) EXPECT_NEAR(got[i], want[i], 1e-9 * (1 + std::fabs(want[i])));
+    return m;
+  };
+  // GlobalAveragePooling2D: the mean of each channel, in channel order.
+  std::vector<double> gap(static_cast<std::size_t>(F), 0.0);
+  for (std::size_t i = 0; i < act.size(); ++i) gap[i % F] += act[i] / (OH * OW);
+  const Model m = check("gap", keras_layer("GlobalAveragePooling2D", {{"name", "global_average_pooling2d_1"}, {"data_format", "channels_last"}}), F, gap);
+  ASSERT_EQ(m.layers.size(), 4u);
+  EXPECT_EQ(m.layers[2].type, LayerType::GlobalAvgPool2d);
+  EXPECT_EQ(m.layers[2].name, "global_average_pooling2d_1");
+  EXPECT_EQ(m.layers[3].params.at("weight").shape, (std::vector<std::int64_t>{U, F}));
+  // Flatten: the dense kernel's rows are in H, W, C order.
+  check("flatten", keras_layer("Flatten", {{"name", "flatten_1"}}), OH * OW * F, act);
+  // Channels-first pooling is refused.
+  const nlohmann::json cf = keras_layer("GlobalAveragePooling2D", {{"name", "gap"}, {"data_format", "channels_first"}});
+  const nlohmann::json structure = {{"class_name", "Sequential"}, {"config", {conv, swish, cf, out_layer}}};
+  std::ofstream(t.file("cf.json")) << structure.dump();
+  expect_error_mentioning([&] { import_keras(t.file("cf.json"), t.file("gap.h5")); }, "channels_last");
 }
 
 TEST(Keras, PpcnnMnistModel) {

@@ -261,6 +261,56 @@ train::TrainOptions quick_options(int epochs) {
   return o;
 }
 
+// Global average pooling: the mean over each channel's (non-square) plane, in libtorch as in the
+// plaintext reference; a short run of PP-CNN's MNIST --gap variant exports a model that classifies
+// as the network does.
+TEST(Train, GlobalAvgPool) {
+  const nlohmann::json arch = {{"input", {2, 9, 7}},
+                               {"layers",
+                                {{{"type", "conv2d"}, {"filters", 5}, {"kernel", 3}, {"stride", 1}, {"padding", "same"}},
+                                 {{"type", "batchnorm"}, {"eps", 1e-3}},
+                                 {{"type", "activation"}, {"fn", "swish:deg4:range4"}},
+                                 {{"type", "avgpool2d"}, {"pool", 2}, {"stride", 2}},
+                                 {{"type", "globalavgpool2d"}},
+                                 {{"type", "dense"}, {"units", 6}},
+                                 {{"type", "batchnorm"}, {"eps", 1e-3}},
+                                 {{"type", "activation"}, {"fn", "square"}},
+                                 {{"type", "dense"}, {"units", 3}}}}};
+  torch::manual_seed(12);
+  train::Network net(nn::Model::from_architecture(arch));
+  randomize_batch_norm(net);
+  net->eval();
+  const nn::Model m = net->to_model();
+  EXPECT_EQ(m.layers[5].params.at("weight").shape, (std::vector<std::int64_t>{6, 5}));
+  const torch::Tensor x = torch::rand({5, 2, 9, 7});
+  const torch::Tensor y = net->forward(x).detach();
+  ASSERT_EQ(y.size(1), 3);
+  double worst = 0, scale = 0;
+  for (int i = 0; i < 5; ++i) {
+    const std::vector<double> ref = nn::forward(m, x[i].contiguous().data_ptr<float>());
+    ASSERT_EQ(ref.size(), 3u);
+    for (int j = 0; j < 3; ++j) {
+      worst = std::max(worst, std::abs(ref[static_cast<std::size_t>(j)] - y[i][j].item<double>()));
+      scale = std::max(scale, std::abs(ref[static_cast<std::size_t>(j)]));
+    }
+  }
+  EXPECT_LT(worst, 1e-4) << "largest output " << scale;
+  EXPECT_GT(scale, 1e-2);
+
+  torch::manual_seed(13);
+  const nn::Dataset data = synthetic(200, 7);
+  nn::Dataset tr, val;
+  nn::split_validation(data, 0.2, 1, tr, val);
+  train::Network gap(nn::preset_architecture("mnist-paper-gap", "swish:deg4:range4"));
+  const train::TrainResult r = train::train_network(gap, tr, val, quick_options(1));
+  ASSERT_EQ(r.history.size(), 1u);
+  EXPECT_TRUE(std::isfinite(r.history[0].train_loss));
+  const nn::Model exported = gap->to_model();
+  EXPECT_EQ(exported.layers[6].type, nn::LayerType::GlobalAvgPool2d);
+  const auto [vx, vy] = tensors(val);
+  EXPECT_NEAR(nn::evaluate(exported, val).accuracy(), train::evaluate_network(gap, vx, vy).accuracy, 0.01);
+}
+
 TEST(Train, TinyRunReducesLoss) {
   torch::manual_seed(5);
   const nn::Dataset data = synthetic(400, 1);

@@ -71,6 +71,16 @@ void forward_layer(const Layer& l, const Shape& in, const std::vector<double>& x
       }
       return;
     }
+    case LayerType::GlobalAvgPool2d: {
+      const std::size_t plane = static_cast<std::size_t>(in.h) * in.w;
+      y.assign(static_cast<std::size_t>(in.c), 0.0);
+      for (std::size_t c = 0; c < y.size(); ++c) {
+        double s = 0;
+        for (std::size_t i = 0; i < plane; ++i) s += x[c * plane + i];
+        y[c] = s / static_cast<double>(plane);
+      }
+      return;
+    }
     case LayerType::Flatten:
       y = x;
       return;

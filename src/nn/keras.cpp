@@ -271,6 +271,13 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         l.pool = ph;
         l.pool_stride = sh;
         m.layers.push_back(std::move(l));
+      } else if (cls == "GlobalAveragePooling2D") {
+        // Keras gives [N, C] (or [N, 1, 1, C] with keepdims): C values in channel order either
+        // way, so the next Dense needs no row permutation (unlike after flattening H x W x C).
+        Layer l;
+        l.type = LayerType::GlobalAvgPool2d;
+        l.name = name;
+        m.layers.push_back(std::move(l));
       } else if (cls == "Flatten") {
         Layer l;
         l.type = LayerType::Flatten;
@@ -319,7 +326,7 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         continue;
       } else {
         throw Error(where + ": layer type '" + cls + "' is not supported (supported: Conv2D, BatchNormalization, "
-                    "Activation, AveragePooling2D, Flatten, Dense, Dropout)");
+                    "Activation, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense, Dropout)");
       }
       cur = m.layers.empty() ? m.input : m.shapes().back();
     }

@@ -36,6 +36,7 @@ std::string to_string(LayerType t) {
     case LayerType::BatchNorm: return "batchnorm";
     case LayerType::Activation: return "activation";
     case LayerType::AvgPool2d: return "avgpool2d";
+    case LayerType::GlobalAvgPool2d: return "globalavgpool2d";
     case LayerType::Flatten: return "flatten";
     case LayerType::Dense: return "dense";
   }
@@ -46,10 +47,11 @@ namespace {
 
 LayerType parse_layer_type(const std::string& s) {
   for (auto t : {LayerType::Conv2d, LayerType::BatchNorm, LayerType::Activation, LayerType::AvgPool2d,
-                 LayerType::Flatten, LayerType::Dense}) {
+                 LayerType::GlobalAvgPool2d, LayerType::Flatten, LayerType::Dense}) {
     if (s == to_string(t)) return t;
   }
-  throw Error("unknown layer type '" + s + "' (known: conv2d, batchnorm, activation, avgpool2d, flatten, dense)");
+  throw Error("unknown layer type '" + s +
+              "' (known: conv2d, batchnorm, activation, avgpool2d, globalavgpool2d, flatten, dense)");
 }
 
 // Output size along one axis.
@@ -130,6 +132,9 @@ std::vector<Shape> Model::shapes(bool check_params) const {
       case LayerType::AvgPool2d:
         if (l.pool <= 0 || l.pool_stride <= 0) throw Error(where + ": invalid pool size or stride");
         n = {s.c, conv_out(s.h, l.pool, l.pool_stride, Padding::Valid), conv_out(s.w, l.pool, l.pool_stride, Padding::Valid)};
+        break;
+      case LayerType::GlobalAvgPool2d:
+        n = {s.c, 1, 1};
         break;
       case LayerType::Flatten:
         n = {static_cast<int>(s.size()), 1, 1};
@@ -212,6 +217,7 @@ json Model::architecture() const {
           j["range"] = l.activation.poly->range();
         }
         break;
+      case LayerType::GlobalAvgPool2d:
       case LayerType::Flatten:
         break;
     }
@@ -268,6 +274,7 @@ Model Model::from_architecture(const json& arch) {
           }
           break;
         }
+        case LayerType::GlobalAvgPool2d:
         case LayerType::Flatten:
           break;
       }
@@ -286,6 +293,7 @@ std::string Model::summary() const {
   std::int64_t total = 0;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
+    const Shape in = i ? s[i - 1] : input;
     std::int64_t n = 0;
     for (const auto& [k, t] : l.params) n += t.numel();
     total += n;
@@ -297,6 +305,7 @@ std::string Model::summary() const {
         os << " " << (l.padding == Padding::Same ? "same" : "valid");
         break;
       case LayerType::AvgPool2d: os << " " << l.pool << "x" << l.pool << " stride " << l.pool_stride; break;
+      case LayerType::GlobalAvgPool2d: os << " " << in.h << "x" << in.w; break;
       case LayerType::Dense: os << " " << l.units; break;
       case LayerType::BatchNorm: os << " eps " << l.eps; break;
       case LayerType::Activation:
@@ -313,7 +322,7 @@ std::string Model::summary() const {
   return os.str();
 }
 
-std::vector<std::string> preset_names() { return {"mnist-paper", "cifar-paper"}; }
+std::vector<std::string> preset_names() { return {"mnist-paper", "cifar-paper", "mnist-paper-gap", "cifar-paper-gap"}; }
 
 Model preset_architecture(const std::string& name, const std::string& activation) {
   auto conv = [](int filters, int k, int stride, const char* pad) {
@@ -321,13 +330,16 @@ Model preset_architecture(const std::string& name, const std::string& activation
   };
   const json bn = {{"type", "batchnorm"}, {"eps", 1e-3}};
   const json act = {{"type", "activation"}, {"fn", activation}};
+  // PP-CNN's --gap variants: global average pooling where the others flatten.
+  const bool gap = name == "mnist-paper-gap" || name == "cifar-paper-gap";
+  const json to_flat = gap ? json{{"type", "globalavgpool2d"}} : json{{"type", "flatten"}};
   json arch;
-  if (name == "mnist-paper") {
+  if (name == "mnist-paper" || name == "mnist-paper-gap") {
     arch = {{"input", {1, 28, 28}},
             {"layers",
-             {conv(5, 5, 2, "valid"), bn, act, conv(50, 5, 2, "valid"), bn, act, {{"type", "flatten"}},
+             {conv(5, 5, 2, "valid"), bn, act, conv(50, 5, 2, "valid"), bn, act, to_flat,
               {{"type", "dense"}, {"units", 10}}}}};
-  } else if (name == "cifar-paper") {
+  } else if (name == "cifar-paper" || name == "cifar-paper-gap") {
     json layers = json::array();
     for (int f : {32, 64, 128}) {
       layers.push_back(conv(f, 3, 1, "same"));
@@ -335,12 +347,13 @@ Model preset_architecture(const std::string& name, const std::string& activation
       layers.push_back(act);
       layers.push_back({{"type", "avgpool2d"}, {"pool", 2}, {"stride", 2}});
     }
-    layers.push_back({{"type", "flatten"}});
+    layers.push_back(to_flat);
     layers.push_back({{"type", "dense"}, {"units", 256}});
     layers.push_back({{"type", "dense"}, {"units", 10}});
     arch = {{"input", {3, 32, 32}}, {"layers", layers}};
   } else {
-    throw Error("unknown architecture preset '" + name + "' (known: mnist-paper, cifar-paper, or a JSON file)");
+    throw Error("unknown architecture preset '" + name +
+                "' (known: mnist-paper, cifar-paper, mnist-paper-gap, cifar-paper-gap, or a JSON file)");
   }
   return Model::from_architecture(arch);
 }

@@ -32,7 +32,9 @@ struct Shape {
   std::string to_string() const;
 };
 
-enum class LayerType { Conv2d, BatchNorm, Activation, AvgPool2d, Flatten, Dense };
+// GlobalAvgPool2d: the mean of every channel over its whole plane (output C x 1 x 1), as Keras'
+// GlobalAveragePooling2D.
+enum class LayerType { Conv2d, BatchNorm, Activation, AvgPool2d, GlobalAvgPool2d, Flatten, Dense };
 enum class Padding { Valid, Same };
 
 std::string to_string(LayerType t);
@@ -92,7 +94,8 @@ struct Model {
 
 // Presets: "mnist-paper" (Conv 5@5x5 s2 -> BN -> act -> Conv 50@5x5 s2 -> BN -> act -> Flatten ->
 // Dense 10) and "cifar-paper" (3 x [Conv 3x3 same (32, 64, 128) -> BN -> act -> AvgPool 2x2] ->
-// Flatten -> Dense 256 -> Dense 10), with the given activation specification.
+// Flatten -> Dense 256 -> Dense 10), with the given activation specification; "mnist-paper-gap" and
+// "cifar-paper-gap" are PP-CNN's --gap variants, with GlobalAvgPool in place of the Flatten.
 Model preset_architecture(const std::string& name, const std::string& activation);
 std::vector<std::string> preset_names();
 

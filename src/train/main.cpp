@@ -57,7 +57,11 @@ nn::Model load_architecture(const std::string& arch, std::set<std::size_t>& with
     if (arch == p) return nn::preset_architecture(arch, "swish:deg4:range4");
   }
   std::ifstream f(arch);
-  if (!f) throw Error("--arch '" + arch + "' is neither a preset (mnist-paper, cifar-paper) nor a readable JSON file");
+  if (!f) {
+    std::string names;
+    for (const auto& p : nn::preset_names()) names += (names.empty() ? "" : ", ") + p;
+    throw Error("--arch '" + arch + "' is neither a preset (" + names + ") nor a readable JSON file");
+  }
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(f);
@@ -195,7 +199,7 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", o.data_dir, "Directory of the training set (default: the usual locations)");
   app.add_option("--test-dir", o.test_dir, "Directory of the test set (default: the usual locations)");
   app.add_flag("--no-test", o.no_test, "Do not evaluate on the test set");
-  app.add_option("--arch,-a", o.arch, "Preset (mnist-paper, cifar-paper) or architecture JSON file")->capture_default_str();
+  app.add_option("--arch,-a", o.arch, "Preset (mnist-paper, cifar-paper, mnist-paper-gap, cifar-paper-gap) or architecture JSON file")->capture_default_str();
   app.add_option("--activation", o.activation,
                  "Activation for every activation layer: swish:deg4:range4 (default for presets), relu, swish, square, "
                  "mish:deg4:range6, ...");

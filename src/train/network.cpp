@@ -151,6 +151,9 @@ torch::Tensor NetworkImpl::forward(torch::Tensor x, std::vector<torch::Tensor>* 
       case nn::LayerType::AvgPool2d:
         x = torch::avg_pool2d(x, {l.pool, l.pool}, {l.pool_stride, l.pool_stride});
         break;
+      case nn::LayerType::GlobalAvgPool2d:
+        x = x.mean({2, 3}, /*keepdim=*/true);
+        break;
       case nn::LayerType::Flatten:
         x = x.flatten(1);
         break;

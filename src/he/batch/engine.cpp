@@ -75,20 +75,16 @@ std::vector<Ciphertext> Engine::sum_pool(std::size_t index, std::vector<Cipherte
   ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::int64_t o = 0; o < b.size(); ++o) errors.run([&] {
-    const int c = static_cast<int>(o / (b.h * b.w)), oy = static_cast<int>(o / b.w % b.h), ox = static_cast<int>(o % b.w);
     Ciphertext acc;
     bool first = true;
-    for (int ky = 0; ky < pool.pool; ++ky) {
-      for (int kx = 0; kx < pool.pool; ++kx) {
-        const auto& x = in[static_cast<std::size_t>((c * a.h + oy * pool.stride + ky) * a.w + ox * pool.stride + kx)];
-        if (first) {
-          acc = x;
-          first = false;
-        } else {
-          ev_.add_inplace(acc, x);
-        }
+    pool.for_each_input(a, b, static_cast<std::size_t>(o), [&](std::size_t i) {
+      if (first) {
+        acc = in[i];
+        first = false;
+      } else {
+        ev_.add_inplace(acc, in[i]);
       }
-    }
+    });
     out[static_cast<std::size_t>(o)] = std::move(acc);
   });
   errors.rethrow();

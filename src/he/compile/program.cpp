@@ -132,7 +132,7 @@ Program compile_program(const nn::Model& model) {
             act.form = approx::InputForm::NormalizeFirst;
           }
         }
-        if (pending != 1.0) throw Error(where + ": an activation after average pooling is not supported");
+        if (pending != 1.0) throw Error(where + ": an activation after average pooling (or global average pooling) is not supported");
         act.poly = approx::plan_polynomial(p, act.form, followed);
         if (followed) pending = act.poly.factor;
         const int levels = act.poly.depth;
@@ -140,9 +140,12 @@ Program compile_program(const nn::Model& model) {
         break;
       }
       case nn::LayerType::AvgPool2d:
-        pending /= static_cast<double>(l.pool) * l.pool;
-        prog.stages.push_back(Stage{name, cur, out, 0, SumPoolOp{l.pool, l.pool_stride}});
+      case nn::LayerType::GlobalAvgPool2d: {
+        const SumPoolOp op = l.type == nn::LayerType::AvgPool2d ? SumPoolOp::square(l.pool, l.pool_stride) : SumPoolOp::whole(cur);
+        pending /= static_cast<double>(op.window());
+        prog.stages.push_back(Stage{name, cur, out, 0, op});
         break;
+      }
       case nn::LayerType::Flatten:
         break;  // CHW order is already the flat order
     }
@@ -179,15 +182,11 @@ std::vector<double> simulate(const Program& prog, const float* image) {
             for (std::size_t o = 0; o < y.size(); ++o) y[o] += op.bias_of(o, out);
           } else if constexpr (std::is_same_v<T, SumPoolOp>) {
             y.assign(static_cast<std::size_t>(out.size()), 0.0);
-            for (int c = 0; c < out.c; ++c)
-              for (int oy = 0; oy < out.h; ++oy)
-                for (int ox = 0; ox < out.w; ++ox) {
-                  double acc = 0;
-                  for (int ky = 0; ky < op.pool; ++ky)
-                    for (int kx = 0; kx < op.pool; ++kx)
-                      acc += x[(static_cast<std::size_t>(c) * in.h + oy * op.stride + ky) * in.w + ox * op.stride + kx];
-                  y[(static_cast<std::size_t>(c) * out.h + oy) * out.w + ox] = acc;
-                }
+            for (std::size_t o = 0; o < y.size(); ++o) {
+              double acc = 0;
+              op.for_each_input(in, out, o, [&](std::size_t i) { acc += x[i]; });
+              y[o] = acc;
+            }
           } else {
             y.resize(x.size());
             for (std::size_t i = 0; i < x.size(); ++i) y[i] = approx::simulate(op.poly, x[i]);
@@ -214,8 +213,8 @@ std::string describe_stages(const Program& prog, int level, const std::string& u
             os << "linear     " << s.name << ": " << s.in.size() << " -> " << s.out.size() << " " << unit << ", " << terms
                << " products";
           } else if constexpr (std::is_same_v<T, SumPoolOp>) {
-            os << "sum-pool   " << s.name << ": " << op.pool << "x" << op.pool << " (1/" << op.pool * op.pool
-               << " folded forward)";
+            os << "sum-pool   " << s.name << ": " << op.pool_h << "x" << op.pool_w << (op.global ? " global" : "")
+               << " (1/" << op.window() << " folded forward)";
           } else {
             os << "activation " << s.name << ": degree " << op.poly.degree
                << (op.poly.monic ? " monic (leading coefficient folded forward)" : "") << ", "

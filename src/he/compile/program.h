@@ -4,8 +4,8 @@
 //
 // Passes: batch normalization folds into the preceding convolution or dense layer; every
 // activation polynomial is evaluated in monic form and its leading coefficient folds into the next
-// linear layer; average pooling becomes a plain sum whose 1/k^2 folds forward likewise (or into
-// the output factor); consecutive dense layers (or a convolution followed by dense layers) merge
+// linear layer; average pooling (and global average pooling, a window over the whole plane)
+// becomes a plain sum whose 1/(window size) folds forward likewise (or into the output factor); consecutive dense layers (or a convolution followed by dense layers) merge
 // into one linear map; an activation whose power-basis evaluation would be inaccurate gets its
 // input divided by the polynomial's range, folded into the previous linear layer where there is
 // one. Each linear stage costs one level, each activation its polynomial plan's depth.
@@ -41,9 +41,20 @@ struct LinearOp {
   void scale_outputs(double f);
 };
 
-// Sum over pool x pool windows (the 1/pool^2 is folded forward).
+// Sum over pool_h x pool_w windows placed every stride_h rows and stride_w columns (the
+// 1/(pool_h pool_w) is folded forward). Average pooling has square windows; global average pooling
+// one window over the whole plane.
 struct SumPoolOp {
-  int pool = 2, stride = 2;
+  int pool_h = 2, pool_w = 2, stride_h = 2, stride_w = 2;
+  bool global = false;  // from a global average pooling layer (for descriptions only)
+
+  static SumPoolOp square(int pool, int stride) { return {pool, pool, stride, stride, false}; }
+  static SumPoolOp whole(const nn::Shape& in) { return {in.h, in.w, in.h, in.w, true}; }
+  int window() const { return pool_h * pool_w; }
+  // Calls f(input) for every input (CHW index) of output o's window, in row-major order: the order
+  // in which the back ends and the simulation add.
+  template <typename F>
+  void for_each_input(const nn::Shape& in, const nn::Shape& out, std::size_t o, F&& f) const;
 };
 
 struct ActivationOp {
@@ -71,7 +82,7 @@ struct Program {
   nn::Shape input;
   std::vector<Stage> stages;
   int depth = 0;               // levels the computation consumes
-  double output_factor = 1.0;  // decrypted outputs are multiplied by this (a trailing pool's 1/k^2)
+  double output_factor = 1.0;  // decrypted outputs are multiplied by this (a trailing pool's 1/window)
   std::size_t outputs() const { return stages.empty() ? 0 : static_cast<std::size_t>(stages.back().out.size()); }
 };
 
@@ -102,6 +113,16 @@ void LinearOp::for_each_term(const nn::Shape& in, const nn::Shape& out, F&& f) c
       if (w != 0) f(o, i, w);
     }
   }
+}
+
+template <typename F>
+void SumPoolOp::for_each_input(const nn::Shape& in, const nn::Shape& out, std::size_t o, F&& f) const {
+  const std::size_t plane = static_cast<std::size_t>(out.h) * out.w;
+  const auto c = o / plane, oy = o % plane / static_cast<std::size_t>(out.w), ox = o % static_cast<std::size_t>(out.w);
+  const std::size_t top = (c * static_cast<std::size_t>(in.h) + oy * static_cast<std::size_t>(stride_h)) * in.w +
+                          ox * static_cast<std::size_t>(stride_w);
+  for (int ky = 0; ky < pool_h; ++ky)
+    for (int kx = 0; kx < pool_w; ++kx) f(top + static_cast<std::size_t>(ky) * in.w + static_cast<std::size_t>(kx));
 }
 
 }  // namespace hecnn::he
