@@ -56,5 +56,5 @@ if "$hecnn" import-keras -s "$work/s2.json" -w "$weights" -o "$work/m2.safetenso
   expect_error "other model\|expects\|parameters differ" infer -m "$work/m2.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/x.bin"
 fi
 expect_error "cannot open" infer -m "$work/m.safetensors" -k "$work/nope" -i "$work/q.bin" -o "$work/x.bin"
-expect_error "scale-bits must be between" plan -m "$work/m.safetensors" --log-n 11 --allow-insecure --scale-bits 70
+expect_error "scale-bits: must be a whole number 0 (the default) or from 20 to 58" plan -m "$work/m.safetensors" --log-n 11 --allow-insecure --scale-bits 70
 echo "cli_he: ok"
