@@ -108,5 +108,5 @@ expect_error "symbolic link" keygen -m "$work/m.safetensors" -o "$work/k5" "${sm
 [ "$(cat "$work/victim")" = precious ] || fail "keygen wrote through a symbolic link"
 
 expect_error "cannot open" infer -m "$work/m.safetensors" -k "$work/nope" -i "$work/q.bin" -o "$work/x.bin"
-expect_error "scale-bits must be between" plan -m "$work/m.safetensors" --log-n 11 --allow-insecure --scale-bits 70
+expect_error "scale-bits: must be a whole number 0 (the default) or from 20 to 58" plan -m "$work/m.safetensors" --log-n 11 --allow-insecure --scale-bits 70
 echo "cli_he: ok"

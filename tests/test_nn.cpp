@@ -221,13 +221,13 @@ TEST(Dataset, IdxCorrupted) {
 TEST(Dataset, Cifar10) {
   TempDir t;
   std::vector<unsigned char> batch;
-  for (int r = 0; r < 3; ++r) {
-    batch.push_back(static_cast<unsigned char>(r + 4));
+  for (int r = 0; r < 1000; ++r) {  // the smallest file accepted (a batch holds 10,000)
+    batch.push_back(static_cast<unsigned char>((r + 4) % 10));
     for (int i = 0; i < 3072; ++i) batch.push_back(static_cast<unsigned char>((i + r) % 256));
   }
   write_bytes(t.file("test_batch.bin"), batch);
   const Dataset d = load_dataset("cifar10", Split::Test, t.dir());
-  EXPECT_EQ(d.size(), 3u);
+  EXPECT_EQ(d.size(), 1000u);
   EXPECT_EQ(d.shape, (Shape{3, 32, 32}));
   EXPECT_EQ(d.labels[2], 6);
   EXPECT_FLOAT_EQ(d.image(1)[1024], static_cast<float>((1024 + 1) % 256) / 255.0f);  // first green pixel

@@ -344,12 +344,12 @@ void validate(const FitOptions& o) {
     os << "range r must be a positive number (the interval is [-r, r]); got " << o.range;
     throw Error(os.str());
   }
-  if (o.range > 1e4) throw Error("range r is too large (at most 1e4)");
-  if (o.method == FitMethod::LeastSquares && (o.points < o.degree + 1 || o.points > 10'000'000)) {
-    throw Error("lsq needs between degree+1 = " + std::to_string(o.degree + 1) + " and 10^7 points; got " +
-                std::to_string(o.points));
+  if (o.range > kMaxRange) throw Error("range r is too large (at most 1e4)");
+  if (o.method == FitMethod::LeastSquares && (o.points < o.degree + 1 || o.points > kMaxPoints)) {
+    throw Error("lsq needs between degree+1 = " + std::to_string(o.degree + 1) + " and " + std::to_string(kMaxPoints) +
+                " points; got " + std::to_string(o.points));
   }
-  if (o.method == FitMethod::LeastSquaresNormal && (!(o.sigma > 0) || !std::isfinite(o.sigma) || o.sigma > 1e3)) {
+  if (o.method == FitMethod::LeastSquaresNormal && (!(o.sigma > 0) || !std::isfinite(o.sigma) || o.sigma > kMaxSigma)) {
     throw Error("lsq-normal needs a standard deviation sigma in (0, 1000]");
   }
 }
@@ -461,6 +461,10 @@ std::string ActivationSpec::to_string() const {
 
 ActivationSpec parse_activation_spec(const std::string& spec) {
   // Also accepts PP-CNN's names: swish_rg4_deg4.
+  if (spec.size() > kMaxSpecLength) {
+    throw Error("activation specification of " + std::to_string(spec.size()) + " characters (at most " +
+                std::to_string(kMaxSpecLength) + ")");
+  }
   const char sep = spec.find(':') == std::string::npos && spec.find("_rg") != std::string::npos ? '_' : ':';
   std::vector<std::string> parts;
   std::stringstream ss(spec);
@@ -482,18 +486,28 @@ ActivationSpec parse_activation_spec(const std::string& spec) {
     }
     return d;
   };
+  // Degree and points: whole numbers, range-checked before the conversion to int.
+  auto integer = [&](const std::string& part, std::size_t skip, const char* what, int lo, int hi) {
+    const double d = number(part, skip);
+    if (d != std::floor(d)) throw Error("activation '" + spec + "': the " + what + " in '" + part + "' is not a whole number");
+    if (d < lo || d > hi) {
+      throw Error("activation '" + spec + "': " + what + " " + part.substr(skip) + " is out of range (" + std::to_string(lo) +
+                  " to " + std::to_string(hi) + ")");
+    }
+    return static_cast<int>(d);
+  };
   for (std::size_t i = 1; i < parts.size(); ++i) {
     const std::string& p = parts[i];
     if (p.rfind("degree", 0) == 0) {
-      out.options.degree = static_cast<int>(number(p, 6));
+      out.options.degree = integer(p, 6, "degree", kMinDegree, kMaxDegree);
     } else if (p.rfind("deg", 0) == 0) {
-      out.options.degree = static_cast<int>(number(p, 3));
+      out.options.degree = integer(p, 3, "degree", kMinDegree, kMaxDegree);
     } else if (p.rfind("range", 0) == 0) {
       out.options.range = number(p, 5);
     } else if (p.rfind("rg", 0) == 0) {
       out.options.range = number(p, 2);
     } else if (p.rfind("points", 0) == 0) {
-      out.options.points = static_cast<int>(number(p, 6));
+      out.options.points = integer(p, 6, "number of points", 1, kMaxPoints);
     } else if (p.rfind("sigma", 0) == 0) {
       out.options.sigma = number(p, 5);
     } else {
@@ -506,7 +520,11 @@ ActivationSpec parse_activation_spec(const std::string& spec) {
       }
     }
   }
-  validate(out.options);
+  try {
+    validate(out.options);
+  } catch (const Error& e) {
+    throw Error("activation '" + spec + "': " + e.what());
+  }
   return out;
 }
 

@@ -21,6 +21,13 @@ FitMethod parse_fit_method(const std::string& name);
 
 constexpr int kMinDegree = 1;
 constexpr int kMaxDegree = 32;
+// Bounds on the other fit parameters, so that a specification read from a file (a model's metadata)
+// cannot make a fit cost unbounded time or memory: lsq points, the half-width r of the interval,
+// lsq-normal's sigma, and the length of a specification string.
+constexpr int kMaxPoints = 100'000;
+constexpr double kMaxRange = 1e4;
+constexpr double kMaxSigma = 1e3;
+constexpr std::size_t kMaxSpecLength = 256;
 
 struct FitOptions {
   FitMethod method = FitMethod::LeastSquares;
@@ -46,8 +53,8 @@ struct Fit {
   int remez_iterations = 0;  // minimax only
 };
 
-// Validates the options (degree in [kMinDegree, kMaxDegree], r > 0 and finite, enough points,
-// sigma > 0) with messages naming the bad value.
+// Validates the options (degree in [kMinDegree, kMaxDegree], r in (0, kMaxRange], lsq points in
+// [degree + 1, kMaxPoints], sigma in (0, kMaxSigma]) with messages naming the bad value.
 void validate(const FitOptions& o);
 
 Fit fit(const ActivationFunction& f, const FitOptions& o);

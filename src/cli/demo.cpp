@@ -8,6 +8,7 @@
 
 #include "ckks/ckks.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/stopwatch.h"
 
 namespace hecnn::cli {
@@ -97,7 +98,7 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--params", opts->preset, "parameter preset (see `hecnn params`)")->capture_default_str();
   cmd->add_option("--log-scale", opts->log_scale, "log2 of the encoding scale")->capture_default_str()->check(
       CLI::Range(10.0, 60.0));
-  cmd->add_option("--threads", opts->threads, "worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", opts->threads, "worker threads (0: all cores)")->transform(whole_number(0, max_threads()));
   cmd->add_option("--rotate", opts->rotation, "rotation step to demonstrate")->capture_default_str();
   cmd->add_option("--simd", opts->simd, "vector level: auto, portable, avx2, avx512, ifma (also HECNN_SIMD)")
       ->capture_default_str();

@@ -1,15 +1,42 @@
 #include "cli/options.h"
 
+#include <algorithm>
+#include <charconv>
+
 #include "common/error.h"
 #include "common/threads.h"
 
 namespace hecnn::cli {
 
+CLI::Validator whole_number(long long lo, long long hi, bool zero_too, const std::string& zero_means) {
+  const std::string range = "from " + std::to_string(lo) + " to " + std::to_string(hi);
+  const std::string desc = zero_too ? "0 (" + zero_means + ") or " + range : range;
+  return CLI::Validator(
+      [=](std::string& in) -> std::string {
+        // Decimal digits with an optional minus sign only: CLI11 would read "-1" into an unsigned
+        // option as 2^64 - 1, and "010" as octal.
+        long long v = 0;
+        const char* b = in.data();
+        const char* e = in.data() + in.size();
+        const auto [end, ec] = std::from_chars(b, e, v);
+        const bool number = !in.empty() && ec != std::errc::invalid_argument && end == e;
+        if (number && ec == std::errc() && ((zero_too && v == 0) || (v >= lo && v <= hi))) {
+          in = std::to_string(v);  // what CLI11 then converts: "010" stays ten, not octal eight
+          return "";
+        }
+        return "must be a whole number " + (zero_too ? "0 (" + zero_means + ") or " : std::string()) + range + "; got '" +
+               in + "'";
+      },
+      desc);
+}
+
 void add_dataset_options(CLI::App* cmd, DatasetOptions& o, bool with_offset) {
-  cmd->add_option("--dataset,-d", o.dataset, "mnist | fashion-mnist | cifar10")->capture_default_str();
+  std::string names;
+  for (const auto& n : nn::dataset_names()) names += (names.empty() ? "" : " | ") + n;
+  cmd->add_option("--dataset,-d", o.dataset, names)->capture_default_str()->check(CLI::IsMember(nn::dataset_names()));
   cmd->add_option("--data-dir", o.data_dir, "Directory holding the dataset files (default: the usual locations)");
-  cmd->add_option("--limit,-n", o.limit, "Number of images (default: all)");
-  if (with_offset) cmd->add_option("--offset", o.offset, "Index of the first image");
+  cmd->add_option("--limit,-n", o.limit, "Number of images (default: all)")->transform(whole_number(0, kMaxImageCount));
+  if (with_offset) cmd->add_option("--offset", o.offset, "Index of the first image")->transform(whole_number(0, kMaxImageCount));
 }
 
 nn::Dataset load_dataset(const DatasetOptions& o, nn::Split split) { return nn::load_dataset(o.dataset, split, o.data_dir); }
@@ -20,16 +47,21 @@ std::size_t selected_count(const DatasetOptions& o, std::size_t size) {
   return o.limit == 0 ? left : std::min(o.limit, left);
 }
 
-void add_threads_option(CLI::App* cmd, int& threads) { cmd->add_option("--threads,-t", threads, "Threads (0: all cores)"); }
+void add_threads_option(CLI::App* cmd, int& threads) {
+  cmd->add_option("--threads,-t", threads, "Threads (0: all cores)")->transform(whole_number(0, hecnn::max_threads()));
+}
 
 void apply_threads(int threads) { hecnn::set_num_threads(threads); }
 
 void add_quiet_flag(CLI::App* cmd, bool& quiet) { cmd->add_flag("--quiet,-q", quiet, "No progress output"); }
 
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o) {
-  cmd->add_option("--log-n", o.log_n, "Ring degree 2^k (default: the smallest secure one)");
-  cmd->add_option("--scale-bits", o.scale_bits, "Scale 2^k (default: the largest the security bound allows, up to 40)");
-  cmd->add_option("--extra-levels", o.extra_levels, "Levels beyond those the model needs");
+  cmd->add_option("--log-n", o.log_n, "Ring degree 2^k (default: the smallest secure one)")
+      ->transform(whole_number(he::kMinLogN, he::kMaxLogN, true, "the default"));
+  cmd->add_option("--scale-bits", o.scale_bits, "Scale 2^k (default: the largest the security bound allows, up to 40)")
+      ->transform(whole_number(he::kMinScaleBits, he::kMaxScaleBits, true, "the default"));
+  cmd->add_option("--extra-levels", o.extra_levels, "Levels beyond those the model needs")
+      ->transform(whole_number(0, he::kMaxLevels));
   cmd->add_flag("--allow-insecure", o.allow_insecure,
                 "Allow parameters above the 128-bit security bound (INSECURE: for tests and experiments only)");
 }

@@ -16,7 +16,16 @@ struct DatasetOptions {
   std::size_t limit = 0;   // 0: all
   std::size_t offset = 0;  // first image (commands that take --offset)
 };
-// --dataset, --data-dir, --limit, and --offset when with_offset.
+// The largest --limit and --offset.
+constexpr long long kMaxImageCount = 1'000'000'000;
+
+// Validator of an integer option, for Option::transform (check() would not let it rewrite the
+// value): a decimal whole number in [lo, hi], or 0 when zero_too (0 then
+// means `zero_means`, for the help text). Unlike CLI11's conversion it refuses "-1" for an unsigned
+// option (which would wrap around) and reads "010" as ten.
+CLI::Validator whole_number(long long lo, long long hi, bool zero_too = false, const std::string& zero_means = "");
+
+// --dataset (one of nn::dataset_names()), --data-dir, --limit, and --offset when with_offset.
 void add_dataset_options(CLI::App* cmd, DatasetOptions& o, bool with_offset);
 // The test split (or train) of the named dataset.
 nn::Dataset load_dataset(const DatasetOptions& o, nn::Split split = nn::Split::Test);
@@ -24,14 +33,15 @@ nn::Dataset load_dataset(const DatasetOptions& o, nn::Split split = nn::Split::T
 // when the offset is beyond the dataset.
 std::size_t selected_count(const DatasetOptions& o, std::size_t size);
 
-// --threads (0: all cores); apply_threads sets it for the process's parallel regions.
+// --threads (0: all cores, at most hecnn::max_threads()); apply_threads sets it for the process's
+// parallel regions.
 void add_threads_option(CLI::App* cmd, int& threads);
 void apply_threads(int threads);
 
 // --quiet: no progress output.
 void add_quiet_flag(CLI::App* cmd, bool& quiet);
 
-// --log-n, --scale-bits, --extra-levels, --allow-insecure.
+// --log-n, --scale-bits, --extra-levels (within the bounds of he/compile/parameters.h), --allow-insecure.
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o);
 
 }  // namespace hecnn::cli

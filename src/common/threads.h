@@ -1,7 +1,11 @@
 #pragma once
 // Thread count for the OpenMP loops over RNS limbs and independent ciphertexts.
 namespace hecnn {
-// n <= 0 restores the default (all cores, or OMP_NUM_THREADS).
+// The most threads set_num_threads accepts: 4 per core, at least 64 and at most 1024 (each thread
+// holds its own scratch buffers, and OpenMP cannot start an unbounded number of threads).
+int max_threads();
+// n == 0 restores the default (all cores, or OMP_NUM_THREADS); throws hecnn::Error unless
+// 0 <= n <= max_threads().
 void set_num_threads(int n);
 int num_threads();
 }  // namespace hecnn

@@ -82,6 +82,7 @@ HePlan lower(Program program, Layout layout) {
 }  // namespace
 
 HePlan compile(const nn::Model& model, const CompileOptions& options, Layout layout) {
+  check_compile_options(options);  // before the model is compiled
   HePlan plan = lower(compile_program(model), layout);
   plan.params = choose_parameters(plan.program.depth, options, &plan.scale_bits);
   return plan;
@@ -90,10 +91,16 @@ HePlan compile(const nn::Model& model, const CompileOptions& options, Layout lay
 HePlan compile_for(const nn::Model& model, const ckks::CkksParameters& params, int scale_bits, Layout layout) {
   HePlan plan = lower(compile_program(model), layout);
   if (static_cast<int>(params.max_level()) < plan.program.depth) {
-    throw Error("the keys' parameters have " + std::to_string(params.max_level()) + " levels; this model needs " +
-                std::to_string(plan.program.depth) + " (keys made for another model? run hecnn keygen with this model)");
+    // Said in terms of the keys: the server cannot choose parameters (no --log-n or --extra-levels
+    // here), only the client's keygen can.
+    throw Error("the keys' parameters hold " + std::to_string(params.max_level()) + " levels; this model needs " +
+                std::to_string(plan.program.depth) + ": the keys were made for another, shallower model. Make keys for "
+                "this model with hecnn keygen (it chooses parameters deep enough for it)");
   }
-  if (scale_bits < 20 || scale_bits > 58) throw Error("scale 2^" + std::to_string(scale_bits) + " is out of range");
+  if (scale_bits < kMinScaleBits || scale_bits > kMaxScaleBits) {
+    throw Error("the keys' scale 2^" + std::to_string(scale_bits) + " is out of range (2^" + std::to_string(kMinScaleBits) +
+                " to 2^" + std::to_string(kMaxScaleBits) + ")");
+  }
   plan.params = params;
   plan.scale_bits = scale_bits;
   return plan;

@@ -4,11 +4,13 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <numeric>
 #include <random>
 
 #include "common/error.h"
+#include "nn/limits.h"
 
 namespace hecnn::nn {
 
@@ -16,34 +18,51 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Reads a whole file through zlib (gzip is detected by content; plain files pass through),
-// refusing more than `limit` bytes.
-std::vector<unsigned char> read_maybe_gzip(const std::string& path, std::size_t limit) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) throw Error("cannot open " + path);
-  std::vector<unsigned char> out;
-  std::vector<unsigned char> buf(1 << 16);
-  for (;;) {
-    const int n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()));
-    if (n < 0) {
-      int code = 0;
-      const std::string msg = gzerror(f, &code);
-      gzclose(f);
-      throw Error(path + ": corrupted gzip data (" + msg + ")");
-    }
-    if (n == 0) break;
-    out.insert(out.end(), buf.begin(), buf.begin() + n);
-    if (out.size() > limit) {
-      gzclose(f);
-      throw Error(path + ": larger than any dataset file this reader accepts");
-    }
+// A dataset file read through zlib (gzip is detected by content; plain files pass through), only
+// ever as many bytes as the caller asks for: a header declares the size, and the reader checks
+// that nothing follows, so a small compressed file cannot inflate into more than its header says.
+class DataFile {
+ public:
+  explicit DataFile(const std::string& path) : path_(path) {
+    check_regular_file(path, "dataset file");  // not a device, FIFO or directory
+    f_ = gzopen(path.c_str(), "rb");
+    if (!f_) throw Error("cannot open dataset file " + path);
   }
-  int code = 0;
-  gzerror(f, &code);
-  gzclose(f);
-  if (code != Z_OK && code != Z_STREAM_END) throw Error(path + ": truncated or corrupted gzip data");
-  return out;
-}
+  DataFile(const DataFile&) = delete;
+  DataFile& operator=(const DataFile&) = delete;
+  ~DataFile() { gzclose(f_); }
+
+  // Reads up to n bytes into out; returns how many (fewer only at the end of the data).
+  std::size_t read(unsigned char* out, std::size_t n) {
+    std::size_t got = 0;
+    while (got < n) {
+      const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - got, std::size_t{1} << 24));
+      const int r = gzread(f_, out + got, chunk);
+      if (r < 0) {
+        int code = 0;
+        const std::string msg = gzerror(f_, &code);
+        throw Error(path_ + ": corrupted gzip data (" + msg + ")");
+      }
+      if (r == 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    if (got < n) {
+      int code = 0;
+      gzerror(f_, &code);
+      if (code != Z_OK && code != Z_STREAM_END) throw Error(path_ + ": truncated or corrupted gzip data");
+    }
+    return got;
+  }
+  // Whether the data ends here.
+  bool at_end() {
+    unsigned char b = 0;
+    return read(&b, 1) == 0;
+  }
+
+ private:
+  std::string path_;
+  gzFile f_ = nullptr;
+};
 
 std::uint32_t be32(const unsigned char* p) {
   return (static_cast<std::uint32_t>(p[0]) << 24) | (static_cast<std::uint32_t>(p[1]) << 16) |
@@ -85,9 +104,19 @@ std::vector<std::string> subdirs(const std::string& name) {
   return {"data/cifar-10-batches-bin", "data/cifar10"};
 }
 
+// dir/base.gz or dir/base when one exists; "" when neither does. A path that cannot be examined (a
+// loop of symbolic links, no permission) is an error naming it, not a missing file.
 std::string find_file(const std::string& dir, const std::string& base) {
   for (const std::string& cand : {base + ".gz", base}) {
-    if (fs::exists(fs::path(dir) / cand)) return (fs::path(dir) / cand).string();
+    const fs::path p = fs::path(dir) / cand;
+    std::error_code ec;
+    const fs::file_status st = fs::status(p, ec);
+    if (st.type() == fs::file_type::not_found) continue;
+    if (ec) {
+      throw Error("cannot read dataset file " + p.string() + ": " +
+                  (ec.value() == ELOOP ? std::string("a loop of symbolic links") : ec.message()));
+    }
+    return p.string();
   }
   return "";
 }
@@ -110,36 +139,51 @@ std::vector<std::string> dataset_search_dirs(const std::string& name) {
 }
 
 Dataset read_idx(const std::string& images_path, const std::string& labels_path) {
-  constexpr std::size_t kLimit = std::size_t{1} << 31;
-  const auto img = read_maybe_gzip(images_path, kLimit);
-  const auto lab = read_maybe_gzip(labels_path, kLimit);
-  if (img.size() < 16 || be32(img.data()) != 0x803) {
+  using namespace limits;
+  // Both headers first: the sizes they declare are checked before anything is allocated.
+  DataFile img(images_path), lab(labels_path);
+  unsigned char ih[16] = {}, lh[8] = {};
+  if (img.read(ih, 16) < 16 || be32(ih) != 0x803) {
     throw Error(images_path + ": not an IDX image file (expected " + kIdxFormat + ")");
   }
-  if (lab.size() < 8 || be32(lab.data()) != 0x801) {
+  if (lab.read(lh, 8) < 8 || be32(lh) != 0x801) {
     throw Error(labels_path + ": not an IDX label file (expected " + kIdxFormat + ")");
   }
-  const std::uint32_t n = be32(img.data() + 4), rows = be32(img.data() + 8), cols = be32(img.data() + 12);
-  if (rows == 0 || cols == 0 || rows > 4096 || cols > 4096) throw Error(images_path + ": implausible image size");
-  const std::uint64_t need = 16 + static_cast<std::uint64_t>(n) * rows * cols;
-  if (img.size() != need) {
-    throw Error(images_path + ": holds " + std::to_string(img.size()) + " bytes, its header (" + std::to_string(n) +
-                " images of " + std::to_string(rows) + "x" + std::to_string(cols) + ") needs " + std::to_string(need) +
-                (img.size() < need ? " (truncated)" : ""));
+  const std::uint32_t n = be32(ih + 4), rows = be32(ih + 8), cols = be32(ih + 12), nl = be32(lh + 4);
+  if (rows == 0 || cols == 0 || rows > kMaxIdxSide || cols > kMaxIdxSide) {
+    throw Error(images_path + ": implausible image size " + std::to_string(rows) + "x" + std::to_string(cols) + " (at most " +
+                std::to_string(kMaxIdxSide) + "x" + std::to_string(kMaxIdxSide) + ")");
   }
-  const std::uint32_t nl = be32(lab.data() + 4);
-  if (lab.size() != 8 + static_cast<std::uint64_t>(nl)) {
-    throw Error(labels_path + ": holds " + std::to_string(lab.size()) + " bytes, its header (" + std::to_string(nl) +
-                " labels) needs " + std::to_string(8 + static_cast<std::uint64_t>(nl)));
+  if (n == 0 || n > kMaxImages) {
+    throw Error(images_path + ": its header declares " + std::to_string(n) + " images (1 to " + std::to_string(kMaxImages) +
+                " accepted)");
+  }
+  const std::uint64_t pixels = static_cast<std::uint64_t>(n) * rows * cols;
+  if (pixels > kMaxIdxPixels) {
+    throw Error(images_path + ": its header declares " + std::to_string(n) + " images of " + std::to_string(rows) + "x" +
+                std::to_string(cols) + ", " + std::to_string(pixels) + " pixels (at most " + std::to_string(kMaxIdxPixels) +
+                " accepted)");
   }
   if (nl != n) {
     throw Error(labels_path + ": " + std::to_string(nl) + " labels for " + std::to_string(n) + " images in " + images_path);
   }
+  const std::string declared = " (" + std::to_string(n) + " images of " + std::to_string(rows) + "x" + std::to_string(cols) + ")";
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(pixels));
+  if (const std::size_t got = img.read(bytes.data(), bytes.size()); got < bytes.size()) {
+    throw Error(images_path + ": holds " + std::to_string(16 + got) + " bytes, its header" + declared + " needs " +
+                std::to_string(16 + pixels) + " (truncated)");
+  }
+  if (!img.at_end()) throw Error(images_path + ": more data than its header" + declared + " declares");
   Dataset d;
   d.shape = {1, static_cast<int>(rows), static_cast<int>(cols)};
-  d.images.resize(static_cast<std::size_t>(n) * rows * cols);
-  for (std::size_t i = 0; i < d.images.size(); ++i) d.images[i] = static_cast<float>(img[16 + i]) / 255.0f;
-  d.labels.assign(lab.begin() + 8, lab.end());
+  d.images.resize(bytes.size());
+  for (std::size_t i = 0; i < bytes.size(); ++i) d.images[i] = static_cast<float>(bytes[i]) / 255.0f;
+  d.labels.resize(n);
+  if (const std::size_t got = lab.read(d.labels.data(), n); got < n) {
+    throw Error(labels_path + ": holds " + std::to_string(8 + got) + " bytes, its header (" + std::to_string(n) +
+                " labels) needs " + std::to_string(8 + static_cast<std::uint64_t>(n)) + " (truncated)");
+  }
+  if (!lab.at_end()) throw Error(labels_path + ": more data than its header (" + std::to_string(n) + " labels) declares");
   for (std::size_t i = 0; i < d.labels.size(); ++i) {
     if (d.labels[i] > 9) throw Error(labels_path + ": label " + std::to_string(d.labels[i]) + " at index " + std::to_string(i) + " is not a digit class 0-9");
   }
@@ -147,17 +191,29 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path)
 }
 
 Dataset read_cifar10_batches(const std::vector<std::string>& paths) {
+  using namespace limits;
   constexpr std::size_t kRecord = 1 + 3 * 32 * 32;
+  const std::string format = "the binary version: records of 1 label byte and 3072 pixel bytes, " +
+                             std::to_string(kCifarBatchRecords) + " per batch file";
   Dataset d;
   d.shape = {3, 32, 32};
   for (const auto& path : paths) {
-    const auto raw = read_maybe_gzip(path, std::size_t{1} << 30);
+    DataFile f(path);
+    std::vector<unsigned char> raw(kCifarBatchRecords * kRecord);
+    raw.resize(f.read(raw.data(), raw.size()));
+    if (raw.size() == kCifarBatchRecords * kRecord && !f.at_end()) {
+      throw Error(path + ": more than " + std::to_string(kCifarBatchRecords) + " CIFAR-10 records (expected " + format + ")");
+    }
     if (raw.empty() || raw.size() % kRecord != 0) {
-      throw Error(path + ": " + std::to_string(raw.size()) +
-                  " bytes is not a whole number of CIFAR-10 records (expected the binary version: records of 1 label "
-                  "byte and 3072 pixel bytes, 10,000 per batch)");
+      throw Error(path + ": " + std::to_string(raw.size()) + " bytes is not a whole number of CIFAR-10 records (expected " +
+                  format + ")");
     }
     const std::size_t n = raw.size() / kRecord;
+    if (n < kMinCifarRecords) {
+      throw Error(path + ": only " + std::to_string(n) + " CIFAR-10 records; a batch file holds " +
+                  std::to_string(kCifarBatchRecords) + " (subsets of at least " + std::to_string(kMinCifarRecords) +
+                  " are accepted): truncated?");
+    }
     for (std::size_t r = 0; r < n; ++r) {
       const unsigned char* rec = raw.data() + r * kRecord;
       if (rec[0] > 9) throw Error(path + ": record " + std::to_string(r) + " has label " + std::to_string(rec[0]) + " (expected 0-9)");
@@ -169,8 +225,11 @@ Dataset read_cifar10_batches(const std::vector<std::string>& paths) {
 }
 
 Dataset load_dataset(const std::string& name, Split split, const std::string& dir) {
-  if (std::find(dataset_names().begin(), dataset_names().end(), name) == dataset_names().end()) {
-    throw Error("unknown dataset '" + name + "' (known: mnist, fashion-mnist, cifar10)");
+  const std::vector<std::string> names = dataset_names();  // one vector: both iterators must come from it
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    std::string known;
+    for (const auto& k : names) known += (known.empty() ? "" : ", ") + k;
+    throw Error("unknown dataset '" + name + "' (known: " + known + ")");
   }
   const std::string split_name = split == Split::Train ? "training" : "test";
   const std::vector<std::string> dirs = dir.empty() ? dataset_search_dirs(name) : std::vector<std::string>{dir};

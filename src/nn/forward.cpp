@@ -5,8 +5,10 @@
 #include <cmath>
 
 #include "approx/activation.h"
-#include "nn/conv.h"
 #include "common/error.h"
+#include "common/parallel.h"
+#include "nn/conv.h"
+#include "nn/limits.h"
 
 namespace hecnn::nn {
 
@@ -160,6 +162,7 @@ int argmax(const std::vector<double>& v) {
 Evaluation evaluate(const Model& m, const Dataset& d, std::size_t limit, bool keep_logits,
                     const std::function<void(std::size_t)>& progress) {
   m.validate();
+  check_parameter_values(m);
   if (!(m.input == d.shape)) {
     throw Error("the model expects " + m.input.to_string() + " inputs, the dataset '" + d.name + "' has " +
                 d.shape.to_string() + " images");
@@ -175,9 +178,17 @@ Evaluation evaluate(const Model& m, const Dataset& d, std::size_t limit, bool ke
   e.predictions.assign(n, 0);
   if (keep_logits) e.logits.resize(n);
   std::size_t done = 0;
+  ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 16)
-  for (std::size_t i = 0; i < n; ++i) {
+  for (std::size_t i = 0; i < n; ++i) errors.run([&] {
     std::vector<double> out = forward(m, d.image(i));
+    // A NaN or an infinity would still give an argmax, and so a meaningless accuracy.
+    for (double v : out) {
+      if (!std::isfinite(v)) {
+        throw Error("image " + std::to_string(i) + ": the model's output is not finite (" + std::to_string(v) +
+                    "); its parameters or activations overflow");
+      }
+    }
     e.predictions[i] = argmax(out);
     if (keep_logits) e.logits[i] = std::move(out);
     if (progress) {
@@ -187,7 +198,8 @@ Evaluation evaluate(const Model& m, const Dataset& d, std::size_t limit, bool ke
         if (omp_get_thread_num() == 0 || done == n) progress(done);
       }
     }
-  }
+  });
+  errors.rethrow();
   e.confusion.assign(static_cast<std::size_t>(d.classes), std::vector<std::size_t>(out_shape.size(), 0));
   for (std::size_t i = 0; i < n; ++i) {
     const int p = e.predictions[i];

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "nn/limits.h"
 
 namespace hecnn::nn {
 
@@ -80,7 +81,7 @@ class WeightsFile {
       throw Error(path_ + ": " + where + " attribute '" + name + "' is not a string array");
     }
     const hssize_t n = H5Sget_simple_extent_npoints(space.id);
-    if (n < 0 || n > 100000) throw Error(path_ + ": " + where + " attribute '" + name + "' has a bad size");
+    if (n < 0 || n > 64) throw Error(path_ + ": " + where + " attribute '" + name + "' has a bad size");
     std::vector<std::string> out;
     if (H5Tis_variable_str(type.id) > 0) {
       std::vector<char*> ptrs(static_cast<std::size_t>(n), nullptr);
@@ -91,7 +92,7 @@ class WeightsFile {
       H5Dvlen_reclaim(mem.id, space.id, H5P_DEFAULT, ptrs.data());
     } else {
       const std::size_t len = H5Tget_size(type.id);
-      if (len == 0 || len > 4096) throw Error(path_ + ": bad string length in attribute '" + std::string(name) + "'");
+      if (len == 0 || len > 1024) throw Error(path_ + ": bad string length in attribute '" + std::string(name) + "'");
       std::vector<char> buf(len * static_cast<std::size_t>(n));
       if (H5Aread(attr.id, type.id, buf.data()) < 0) throw Error(path_ + ": cannot read attribute '" + std::string(name) + "'");
       for (hssize_t i = 0; i < n; ++i) {
@@ -102,14 +103,23 @@ class WeightsFile {
     return out;
   }
 
-  // Weight arrays of a layer, in the order of its weight_names attribute.
-  std::vector<Tensor> layer_weights(const std::string& layer) const {
+  // Weight arrays of a layer, in the order of its weight_names attribute, which must have the
+  // shapes the structure implies (`expected`, described by `what`): they are compared before any
+  // array is allocated or read, so the sizes the HDF5 file declares are never trusted alone.
+  std::vector<Tensor> layer_weights(const std::string& layer, const std::vector<std::vector<std::int64_t>>& expected,
+                                    const std::string& what) const {
     if (H5Lexists(root_, layer.c_str(), H5P_DEFAULT) <= 0) {
       throw Error(path_ + ": no weights for layer '" + layer + "' (structure and weights files do not match)");
     }
     H5 g(H5Gopen2(root_, layer.c_str(), H5P_DEFAULT), H5Gclose);
+    const std::vector<std::string> names = string_attr(g.id, "weight_names", "layer '" + layer + "'");
+    if (names.size() != expected.size()) {
+      throw Error(path_ + ": layer '" + layer + "' has " + std::to_string(names.size()) + " weight arrays, its structure needs " +
+                  std::to_string(expected.size()) + " (" + what + ")");
+    }
     std::vector<Tensor> out;
-    for (const auto& wn : string_attr(g.id, "weight_names", "layer '" + layer + "'")) {
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      const std::string& wn = names[k];
       H5 ds(H5Dopen2(g.id, wn.c_str(), H5P_DEFAULT), H5Dclose);
       if (ds.id < 0) throw Error(path_ + ": missing dataset '" + layer + "/" + wn + "'");
       H5 space(H5Dget_space(ds.id), H5Sclose);
@@ -118,11 +128,16 @@ class WeightsFile {
       std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
       H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
       Tensor t;
-      std::uint64_t count = 1;
-      for (auto d : dims) {
-        t.shape.push_back(static_cast<std::int64_t>(d));
-        count *= d;
-        if (count > (1ull << 30)) throw Error(path_ + ": dataset '" + wn + "' is too large");
+      for (auto d : dims) t.shape.push_back(d > (1ull << 40) ? -1 : static_cast<std::int64_t>(d));
+      if (t.shape != expected[k]) {
+        Tensor want;
+        want.shape = expected[k];
+        throw Error(path_ + ": dataset '" + layer + "/" + wn + "' has shape " + t.shape_string() + ", the structure (" + what +
+                    ") needs " + want.shape_string());
+      }
+      const auto count = static_cast<std::uint64_t>(t.numel());
+      if (count > 0 && H5Dget_storage_size(ds.id) == 0) {
+        throw Error(path_ + ": dataset '" + layer + "/" + wn + "' holds no data (declared but never written)");
       }
       t.data.resize(count);
       if (H5Dread(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data.data()) < 0) {
@@ -143,8 +158,9 @@ class WeightsFile {
 std::pair<int, int> int_pair(const json& j, const char* key, int def) {
   if (!j.contains(key) || j.at(key).is_null()) return {def, def};
   const auto& v = j.at(key);
-  if (v.is_number_integer()) return {v.get<int>(), v.get<int>()};
-  return {v.at(0).get<int>(), v.at(1).get<int>()};
+  const std::string what = std::string("Keras structure: '") + key + "'";
+  if (v.is_number_integer()) return {json_int(v, what), json_int(v, what)};
+  return {json_int(v.at(0), what), json_int(v.at(1), what)};
 }
 
 void expect_shape(const Tensor& t, const std::vector<std::int64_t>& shape, const std::string& what) {
@@ -158,16 +174,27 @@ void expect_shape(const Tensor& t, const std::vector<std::int64_t>& shape, const
 }  // namespace
 
 Model import_keras(const std::string& structure_path, const std::string& weights_path) {
-  std::ifstream in(structure_path);
-  if (!in) throw Error("cannot open Keras structure file " + structure_path);
-  json structure;
-  try {
-    structure = json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(structure_path + ": not valid JSON (" + e.what() + ")");
+  const std::uint64_t size = regular_file_size(structure_path, "Keras structure file");
+  if (size > limits::kMaxJsonBytes) {
+    throw Error(structure_path + ": " + std::to_string(size) + " bytes, more than the " + std::to_string(limits::kMaxJsonBytes) +
+                " a Keras structure file may have");
   }
+  std::string text(size, '\0');
+  std::ifstream in(structure_path, std::ios::binary);
+  if (!in || !in.read(text.data(), static_cast<std::streamsize>(size))) throw Error("cannot read Keras structure file " + structure_path);
+  const json structure = parse_json_bounded(text, structure_path);
+  check_regular_file(weights_path, "Keras weights file");
   const WeightsFile weights(weights_path);
   Model m;
+  // The layers without their weights: each new layer's hyper-parameters and sizes are checked
+  // against the limits (nn/limits.h) before its weights are read.
+  Model skeleton;
+  auto checked_output = [&](const Layer& l) {
+    Layer bare = l;
+    bare.params.clear();
+    skeleton.layers.push_back(std::move(bare));
+    return skeleton.shapes(false).back();
+  };
   try {
     if (structure.value("class_name", "") != "Sequential") {
       throw Error(structure_path + ": only Keras Sequential models are supported (class_name is '" +
@@ -189,7 +216,10 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         const json* shape = nullptr;
         if (c.contains("batch_input_shape")) shape = &c.at("batch_input_shape");
         if (!shape || shape->size() != 4) throw Error(where + ": the first layer must give a 4-D batch_input_shape");
-        m.input = {(*shape)[3].get<int>(), (*shape)[1].get<int>(), (*shape)[2].get<int>()};  // NHWC -> CHW
+        const std::string what = where + ": batch_input_shape";
+        m.input = {json_int((*shape)[3], what), json_int((*shape)[1], what), json_int((*shape)[2], what)};  // NHWC -> CHW
+        check_input_shape(m.input);
+        skeleton.input = m.input;
         cur = m.input;
         have_input = true;
         if (cls == "InputLayer") continue;
@@ -203,22 +233,25 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         a.type = LayerType::Activation;
         a.name = cls == "Activation" ? name : name + "_activation";
         a.activation = keras_activation(act, name);
+        checked_output(a);
         m.layers.push_back(std::move(a));
       };
       if (cls == "Conv2D") {
         Layer l;
         l.type = LayerType::Conv2d;
         l.name = name;
-        l.filters = c.at("filters").get<int>();
+        l.filters = json_int(c.at("filters"), where + ": filters");
         std::tie(l.kernel_h, l.kernel_w) = int_pair(c, "kernel_size", 1);
         std::tie(l.stride_h, l.stride_w) = int_pair(c, "strides", 1);
         if (int_pair(c, "dilation_rate", 1) != std::pair<int, int>{1, 1}) throw Error(where + ": dilation is not supported");
         const std::string pad = c.value("padding", "valid");
         if (pad != "valid" && pad != "same") throw Error(where + ": padding '" + pad + "' is not supported");
         l.padding = pad == "same" ? Padding::Same : Padding::Valid;
-        auto w = weights.layer_weights(name);
+        checked_output(l);
         const bool bias = c.value("use_bias", true);
-        if (w.size() != (bias ? 2u : 1u)) throw Error(where + ": expected " + std::string(bias ? "kernel and bias" : "a kernel") + " in the weights file");
+        std::vector<std::vector<std::int64_t>> shapes = {{l.kernel_h, l.kernel_w, cur.c, l.filters}};
+        if (bias) shapes.push_back({l.filters});
+        auto w = weights.layer_weights(name, shapes, bias ? "kernel and bias" : "a kernel");
         // Keras kernel [kh, kw, in, out] -> [out, in, kh, kw].
         expect_shape(w[0], {l.kernel_h, l.kernel_w, cur.c, l.filters}, name + " kernel");
         Tensor k({l.filters, cur.c, l.kernel_h, l.kernel_w});
@@ -244,9 +277,10 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         const int ax = axis.is_array() ? axis.at(0).get<int>() : axis.get<int>();
         if (ax != -1 && ax != 3) throw Error(where + ": only channel-axis batch normalization is supported");
         const bool center = c.value("center", true), scale = c.value("scale", true);
-        auto w = weights.layer_weights(name);
+        checked_output(l);
         const std::size_t need = 2 + (center ? 1 : 0) + (scale ? 1 : 0);
-        if (w.size() != need) throw Error(where + ": expected " + std::to_string(need) + " weight arrays, found " + std::to_string(w.size()));
+        auto w = weights.layer_weights(name, std::vector<std::vector<std::int64_t>>(need, {cur.c}),
+                                       std::to_string(need) + " arrays of " + std::to_string(cur.c));
         std::size_t k = 0;
         Tensor gamma({cur.c}, 1.0f), beta({cur.c}, 0.0f);
         if (scale) gamma = std::move(w[k++]);
@@ -270,6 +304,7 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         if (c.value("padding", "valid") != "valid") throw Error(where + ": only 'valid' pooling is supported");
         l.pool = ph;
         l.pool_stride = sh;
+        checked_output(l);
         m.layers.push_back(std::move(l));
       } else if (cls == "GlobalAveragePooling2D") {
         // Keras gives [N, C] (or [N, 1, 1, C] with keepdims): C values in channel order either
@@ -284,16 +319,19 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         l.name = name;
         before_flatten = cur;
         after_flatten = cur.h > 1 || cur.w > 1;
+        checked_output(l);
         m.layers.push_back(std::move(l));
       } else if (cls == "Dense") {
         Layer l;
         l.type = LayerType::Dense;
         l.name = name;
-        l.units = c.at("units").get<int>();
-        auto w = weights.layer_weights(name);
-        const bool bias = c.value("use_bias", true);
-        if (w.size() != (bias ? 2u : 1u)) throw Error(where + ": expected " + std::string(bias ? "kernel and bias" : "a kernel") + " in the weights file");
+        l.units = json_int(c.at("units"), where + ": units");
+        checked_output(l);
         const std::int64_t n_in = cur.size();
+        const bool bias = c.value("use_bias", true);
+        std::vector<std::vector<std::int64_t>> shapes = {{n_in, l.units}};
+        if (bias) shapes.push_back({l.units});
+        auto w = weights.layer_weights(name, shapes, bias ? "kernel and bias" : "a kernel");
         expect_shape(w[0], {n_in, l.units}, name + " kernel");
         // Keras kernel [in, out] with inputs in H, W, C order (after a channels-last Flatten) ->
         // [out, in] with inputs in C, H, W order.
@@ -336,6 +374,7 @@ Model import_keras(const std::string& structure_path, const std::string& weights
   m.info["source"] = "keras";
   m.info["keras_version"] = structure.value("keras_version", "");
   m.validate();
+  check_parameter_values(m);
   return m;
 }
 

@@ -1,10 +1,12 @@
 #include "nn/model.h"
 
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include "approx/fit.h"
 #include "common/error.h"
+#include "nn/limits.h"
 
 namespace hecnn::nn {
 
@@ -80,6 +82,16 @@ Activation Activation::parse(const std::string& spec) {
 }
 
 Activation Activation::polynomial(std::vector<double> power_coeffs, double range, std::string spec) {
+  if (power_coeffs.empty() || power_coeffs.size() > static_cast<std::size_t>(approx::kMaxDegree) + 1) {
+    throw Error("activation '" + spec + "': " + std::to_string(power_coeffs.size()) + " coefficients (1 to " +
+                std::to_string(approx::kMaxDegree + 1) + ")");
+  }
+  for (double c : power_coeffs) {
+    if (!std::isfinite(c)) throw Error("activation '" + spec + "': a coefficient is not finite");
+  }
+  if (!(range > 0) || !(range <= approx::kMaxRange)) {
+    throw Error("activation '" + spec + "': range " + std::to_string(range) + " is out of (0, 1e4]");
+  }
   Activation a;
   a.spec = std::move(spec);
   a.poly = approx::Polynomial::power(std::move(power_coeffs), range);
@@ -112,8 +124,11 @@ std::map<std::string, std::vector<std::int64_t>> Model::expected_params(const La
 }
 
 std::vector<Shape> Model::shapes(bool check_params) const {
-  if (input.c <= 0 || input.h <= 0 || input.w <= 0) throw Error("model: input shape " + input.to_string() + " is invalid");
-  if (input.size() > (1 << 24)) throw Error("model: input shape " + input.to_string() + " is too large");
+  check_input_shape(input);
+  if (layers.size() > static_cast<std::size_t>(limits::kMaxLayers)) {
+    throw Error("model: " + std::to_string(layers.size()) + " layers, more than the " + std::to_string(limits::kMaxLayers) +
+                " accepted");
+  }
   std::vector<Shape> out;
   Shape s = input;
   for (std::size_t i = 0; i < layers.size(); ++i) {
@@ -121,16 +136,12 @@ std::vector<Shape> Model::shapes(bool check_params) const {
     const std::string where = "model: layer " + std::to_string(i) + " (" + to_string(l.type) +
                               (l.name.empty() ? "" : " '" + l.name + "'") + ")";
     Shape n = s;
+    check_layer_hyperparameters(l, where);
     switch (l.type) {
       case LayerType::Conv2d:
-        if (l.filters <= 0 || l.kernel_h <= 0 || l.kernel_w <= 0 || l.stride_h <= 0 || l.stride_w <= 0 ||
-            l.filters > 65536 || l.kernel_h > 64 || l.kernel_w > 64) {
-          throw Error(where + ": invalid filters, kernel or stride");
-        }
         n = {l.filters, conv_out(s.h, l.kernel_h, l.stride_h, l.padding), conv_out(s.w, l.kernel_w, l.stride_w, l.padding)};
         break;
       case LayerType::AvgPool2d:
-        if (l.pool <= 0 || l.pool_stride <= 0) throw Error(where + ": invalid pool size or stride");
         n = {s.c, conv_out(s.h, l.pool, l.pool_stride, Padding::Valid), conv_out(s.w, l.pool, l.pool_stride, Padding::Valid)};
         break;
       case LayerType::GlobalAvgPool2d:
@@ -141,7 +152,6 @@ std::vector<Shape> Model::shapes(bool check_params) const {
         break;
       case LayerType::Dense:
         if (s.h != 1 || s.w != 1) throw Error(where + ": input " + s.to_string() + " is not flat (add a flatten layer)");
-        if (l.units <= 0 || l.units > (1 << 20)) throw Error(where + ": invalid number of units");
         n = {l.units, 1, 1};
         break;
       case LayerType::BatchNorm:
@@ -152,6 +162,7 @@ std::vector<Shape> Model::shapes(bool check_params) const {
         break;
     }
     if (n.c <= 0 || n.h <= 0 || n.w <= 0) throw Error(where + ": input " + s.to_string() + " is too small");
+    check_layer_size(l, s, n, where);
     // Parameters: exactly the expected ones (bias optional for conv/dense), with matching shapes.
     const auto expected = check_params ? expected_params(l, s) : decltype(expected_params(l, s)){};
     for (const auto& [name, shape] : expected) {
@@ -226,14 +237,55 @@ json Model::architecture() const {
   return json{{"input", {input.c, input.h, input.w}}, {"layers", layers_json}};
 }
 
+namespace {
+// Activation::parse for one model: an identical specification is fitted once, and the points of
+// all distinct least-squares fits together are bounded (limits::kMaxFitPointsPerModel) before
+// anything is fitted, so that a small file cannot ask for hundreds of costly fits.
+class ModelFits {
+ public:
+  explicit ModelFits(const json& layers) {
+    std::set<std::string> specs;
+    for (const auto& j : layers) {
+      if (!j.is_object() || j.value("type", "") != "activation" || j.contains("power") || !j.contains("fn") ||
+          !j.at("fn").is_string()) {
+        continue;
+      }
+      const std::string fn = j.at("fn").get<std::string>();
+      if ((fn.find(':') == std::string::npos && fn.find("_rg") == std::string::npos) || !specs.insert(fn).second) continue;
+      const approx::ActivationSpec s = approx::parse_activation_spec(fn);
+      if (s.options.method == approx::FitMethod::LeastSquares) points_ += s.options.points;
+    }
+    if (points_ > limits::kMaxFitPointsPerModel) {
+      throw Error("architecture: the activation fits use " + std::to_string(points_) + " points in all (at most " +
+                  std::to_string(limits::kMaxFitPointsPerModel) + " per model)");
+    }
+  }
+  Activation parse(const std::string& spec) {
+    if (auto it = done_.find(spec); it != done_.end()) return it->second;
+    return done_.emplace(spec, Activation::parse(spec)).first->second;
+  }
+
+ private:
+  std::map<std::string, Activation> done_;
+  std::int64_t points_ = 0;
+};
+}  // namespace
+
 Model Model::from_architecture(const json& arch) {
   try {
     Model m;
     const auto& in = arch.at("input");
     if (!in.is_array() || in.size() != 3) throw Error("architecture: 'input' must be [channels, height, width]");
-    m.input = {in[0].get<int>(), in[1].get<int>(), in[2].get<int>()};
+    m.input = {json_int(in[0], "architecture: 'input'"), json_int(in[1], "architecture: 'input'"),
+               json_int(in[2], "architecture: 'input'")};
+    check_input_shape(m.input);
     const auto& layers = arch.at("layers");
     if (!layers.is_array()) throw Error("architecture: 'layers' must be an array");
+    if (layers.size() > static_cast<std::size_t>(limits::kMaxLayers)) {
+      throw Error("architecture: " + std::to_string(layers.size()) + " layers, more than the " +
+                  std::to_string(limits::kMaxLayers) + " accepted");
+    }
+    ModelFits fits(layers);
     for (const auto& j : layers) {
       Layer l;
       l.type = parse_layer_type(j.at("type").get<std::string>());
@@ -241,13 +293,14 @@ Model Model::from_architecture(const json& arch) {
       auto pair = [&](const char* key, int def) -> std::pair<int, int> {
         if (!j.contains(key)) return {def, def};
         const auto& v = j.at(key);
-        if (v.is_number_integer()) return {v.get<int>(), v.get<int>()};
-        if (v.is_array() && v.size() == 2) return {v[0].get<int>(), v[1].get<int>()};
+        const std::string what = std::string("architecture: '") + key + "'";
+        if (v.is_number_integer()) return {json_int(v, what), json_int(v, what)};
+        if (v.is_array() && v.size() == 2) return {json_int(v[0], what), json_int(v[1], what)};
         throw Error(std::string("architecture: '") + key + "' must be an integer or a pair");
       };
       switch (l.type) {
         case LayerType::Conv2d: {
-          l.filters = j.at("filters").get<int>();
+          l.filters = json_int(j.at("filters"), "architecture: 'filters'");
           std::tie(l.kernel_h, l.kernel_w) = pair("kernel", 0);
           std::tie(l.stride_h, l.stride_w) = pair("stride", 1);
           const std::string pad = j.value("padding", "valid");
@@ -256,11 +309,11 @@ Model Model::from_architecture(const json& arch) {
           break;
         }
         case LayerType::AvgPool2d:
-          l.pool = j.at("pool").get<int>();
-          l.pool_stride = j.value("stride", l.pool);
+          l.pool = json_int(j.at("pool"), "architecture: 'pool'");
+          l.pool_stride = j.contains("stride") ? json_int(j.at("stride"), "architecture: 'stride'") : l.pool;
           break;
         case LayerType::Dense:
-          l.units = j.at("units").get<int>();
+          l.units = json_int(j.at("units"), "architecture: 'units'");
           break;
         case LayerType::BatchNorm:
           l.eps = j.value("eps", 1e-5);
@@ -270,7 +323,7 @@ Model Model::from_architecture(const json& arch) {
           if (j.contains("power")) {
             l.activation = Activation::polynomial(j.at("power").get<std::vector<double>>(), j.value("range", 1.0), fn);
           } else {
-            l.activation = Activation::parse(fn);
+            l.activation = fits.parse(fn);
           }
           break;
         }

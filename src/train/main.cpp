@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
                  "mish:deg4:range6, ...");
   app.add_option("--out,-o", o.out, "Output model file (.safetensors)")->required();
   app.add_option("--epochs,-e", o.t.epochs, "Epochs")->capture_default_str();
-  app.add_option("--batch-size,-b", o.t.batch_size, "Batch size")->capture_default_str();
+  app.add_option("--batch-size,-b", o.t.batch_size, "Batch size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
   app.add_option("--optimizer", o.t.optimizer, "adam | adadelta | sgd")
       ->check(CLI::IsMember({"adam", "adadelta", "sgd"}))
       ->capture_default_str();
@@ -247,8 +247,10 @@ int main(int argc, char** argv) {
   app.add_option("--bn-momentum", o.t.bn_momentum, "Batch normalization running-average momentum (PyTorch convention)")
       ->capture_default_str();
   app.add_option("--seed", o.t.seed, "Random seed (weights, shuffles, validation split, augmentation)")->capture_default_str();
-  app.add_option("--threads,-t", o.threads, "Threads (0: libtorch's default)")->capture_default_str();
-  app.add_option("--limit,-n", o.limit, "Use only n random training images (and the first n test images)");
+  app.add_option("--threads,-t", o.threads, "Threads (0: libtorch's default)")->check(CLI::Range(0, 1024))->capture_default_str();
+  // Range: without it CLI11 would read "-1" into the unsigned count as 2^64 - 1.
+  app.add_option("--limit,-n", o.limit, "Use only n random training images (and the first n test images)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1000000000}));
   app.add_flag("--quiet,-q", o.quiet, "No progress bar");
   try {
     app.parse(argc, argv);

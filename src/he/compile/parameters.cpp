@@ -13,12 +13,32 @@ std::size_t relin_key_bytes(const ckks::CkksParameters& p, bool seeded) {
   return seeded ? one + p.digits() * 32 : 2 * one;
 }
 
+void check_compile_options(const CompileOptions& o) {
+  if (o.log_n != 0 && (o.log_n < kMinLogN || o.log_n > kMaxLogN)) {
+    throw Error("--log-n must be between " + std::to_string(kMinLogN) + " and " + std::to_string(kMaxLogN) + "; got " +
+                std::to_string(o.log_n));
+  }
+  if (o.scale_bits != 0 && (o.scale_bits < kMinScaleBits || o.scale_bits > kMaxScaleBits)) {
+    throw Error("--scale-bits must be between " + std::to_string(kMinScaleBits) + " and " + std::to_string(kMaxScaleBits) +
+                "; got " + std::to_string(o.scale_bits));
+  }
+  if (o.extra_levels < 0 || o.extra_levels > kMaxLevels) {
+    throw Error("--extra-levels must be between 0 and " + std::to_string(kMaxLevels) + "; got " + std::to_string(o.extra_levels));
+  }
+}
+
 ckks::CkksParameters choose_parameters(int depth, const CompileOptions& o, int* scale_bits_out) {
+  check_compile_options(o);
   if (depth < 1) throw Error("compile: the computation needs no level; nothing to encrypt");
+  if (depth > kMaxLevels || depth + o.extra_levels > kMaxLevels) {
+    throw Error("compile: the computation needs " + std::to_string(depth) + " levels" +
+                (o.extra_levels ? " plus " + std::to_string(o.extra_levels) + " extra" : std::string()) + ", more than the " +
+                std::to_string(kMaxLevels) + " a modulus chain can hold; use a shallower model (fewer activations, lower "
+                "degrees)" + (o.extra_levels ? " or fewer --extra-levels" : ""));
+  }
   const int levels = depth + o.extra_levels;
   std::vector<std::size_t> degrees;
   if (o.log_n != 0) {
-    if (o.log_n < 10 || o.log_n > 16) throw Error("--log-n must be between 10 and 16");
     degrees.push_back(std::size_t{1} << o.log_n);
   } else {
     for (int l = 12; l <= 16; ++l) degrees.push_back(std::size_t{1} << l);
@@ -30,7 +50,6 @@ ckks::CkksParameters choose_parameters(int depth, const CompileOptions& o, int* 
     // each) that make key switching cheapest: fewest digits x limbs.
     std::vector<int> scales;
     if (o.scale_bits != 0) {
-      if (o.scale_bits < 20 || o.scale_bits > 58) throw Error("--scale-bits must be between 20 and 58");
       scales.push_back(o.scale_bits);
     } else {
       for (int s = 40; s >= 30; --s) scales.push_back(s);

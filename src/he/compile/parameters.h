@@ -9,15 +9,26 @@
 
 namespace hecnn::he {
 
+// Bounds of the options, checked before any arithmetic or prime search: ring degree 2^10 to 2^16;
+// scale 2^20 to 2^58; at most 63 levels in all (the model's and the extra ones), since the chain
+// holds at most 64 primes.
+constexpr int kMinLogN = 10, kMaxLogN = 16;
+constexpr int kMinScaleBits = 20, kMaxScaleBits = 58;
+constexpr int kMaxLevels = 63;
+
 struct CompileOptions {
-  int log_n = 0;           // 0: the smallest secure ring degree
-  int scale_bits = 0;      // 0: the largest scale (up to 40 bits) the security bound allows
-  int extra_levels = 0;    // levels beyond those the computation needs
+  int log_n = 0;           // 0: the smallest secure ring degree; else kMinLogN..kMaxLogN
+  int scale_bits = 0;      // 0: the largest scale (up to 40 bits) the security bound allows; else kMinScaleBits..kMaxScaleBits
+  int extra_levels = 0;    // levels beyond those the computation needs: 0..kMaxLevels
   bool allow_insecure = false;  // tests only: parameters above the 128-bit bound
 };
 
+// Throws hecnn::Error naming the option (as on the command line) when one is out of its bounds.
+void check_compile_options(const CompileOptions& options);
+
 // Chooses ring degree, chain and special primes for `depth` levels (see CompileOptions); never
-// above the 128-bit bound unless allow_insecure. Throws hecnn::Error when nothing fits.
+// above the 128-bit bound unless allow_insecure. Throws hecnn::Error when the options are out of
+// bounds, when depth plus the extra levels exceeds kMaxLevels, or when nothing fits.
 ckks::CkksParameters choose_parameters(int depth, const CompileOptions& options, int* scale_bits_out);
 
 // Bytes of a relinearization key in its seeded (stored) form and expanded in memory; a Galois

@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "nn/forward.h"
+#include "nn/limits.h"
 
 namespace hecnn::he {
 
@@ -91,8 +92,10 @@ Program compile_program(const nn::Model& model) {
       case nn::LayerType::Dense: {
         LinearOp op = l.type == nn::LayerType::Conv2d ? conv_op(l, pending) : dense_op(l, pending);
         pending = 1.0;
-        // Two linear stages in a row are one linear map: one level instead of two.
-        if (l.type == nn::LayerType::Dense && !prog.stages.empty() && prog.stages.back().kind() == StageKind::Linear) {
+        // Two linear stages in a row are one linear map: one level instead of two, unless the merged
+        // map would be larger than any single layer may be (it is dense: outputs x the first's inputs).
+        if (l.type == nn::LayerType::Dense && !prog.stages.empty() && prog.stages.back().kind() == StageKind::Linear &&
+            prog.stages.back().in.size() * out.size() <= nn::limits::kMaxConnections) {
           Stage& prev = prog.stages.back();
           prev.op = compose(prev.linear(), prev.in, prev.out, op, out);
           prev.out = out;
