@@ -312,6 +312,7 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         Layer l;
         l.type = LayerType::GlobalAvgPool2d;
         l.name = name;
+        checked_output(l);
         m.layers.push_back(std::move(l));
       } else if (cls == "Flatten") {
         Layer l;
