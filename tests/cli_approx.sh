@@ -35,7 +35,7 @@ expect_error "range r must be a positive number" --fn swish --range 0
 expect_error "range r must be a positive number" --fn swish --range -3
 expect_error "unknown fit method" --fn swish --method spline
 expect_error "--fn is required" --degree 4
-expect_error "could not be converted\|invalid\|convert" --fn swish --degree four
+expect_error "Could not convert: --degree = four" --fn swish --degree four
 
 # A --plot name never reaches gnuplot's command language. A line break would have started a new
 # gnuplot command (here system(), which would create $work/pwned): the name is refused and nothing runs.

@@ -10,6 +10,7 @@
 using namespace hecnn::ckks;
 using hecnn::test::precision_bits;
 using hecnn::test::random_vector;
+using hecnn::test::expect_error_mentioning;
 
 namespace {
 
@@ -22,7 +23,10 @@ std::vector<double> rotated(const std::vector<double>& x, long long step) {
 }
 
 constexpr double kScale = 0x1p40;
-constexpr double kMinBits = 20.0;
+// Precision floors (bits: -log2 of the largest slot error) are 1 to 1.5 bits below the lowest of 12
+// runs (ckks_tests 8 times, and 4 times with HECNN_SIMD=portable; keys and noise are fresh each run),
+// per ring degree: N = 2^14 has twice the slots and twice the public-key encryption noise variance,
+// ~1 bit less. A fresh public-key encryption at scale 2^40 measures 26.6 / 25.5 bits.
 
 struct Env {
   ContextPtr ctx;
@@ -59,6 +63,8 @@ struct Env {
   }
 
   std::size_t slots() const { return encoder->max_slots(); }
+  // The precision floor for this ring degree.
+  double bits(double at_n8192, double at_n16384) const { return ctx->n() == 8192 ? at_n8192 : at_n16384; }
   Ciphertext encrypt(const std::vector<double>& v, double scale = kScale) const {
     return enc_pk->encrypt(encoder->encode(v, scale));
   }
@@ -80,12 +86,12 @@ class Ckks : public ::testing::TestWithParam<std::size_t> {
 TEST_P(Ckks, EncryptDecryptPublicAndSecret) {
   Env& e = env();
   const auto x = random_vector(e.slots(), -1, 1, 1);
-  EXPECT_GE(precision_bits(e.decrypt(e.encrypt(x)), x), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(e.encrypt(x)), x), e.bits(25.5, 24.5));
   const Ciphertext c = e.enc_sk->encrypt(e.encoder->encode(x, kScale));
   EXPECT_TRUE(c.seed().has_value());
-  EXPECT_GE(precision_bits(e.decrypt(c), x), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(c), x), e.bits(29.0, 28.5));
   // Plain encode/decode alone is far more precise.
-  EXPECT_GE(precision_bits(e.encoder->decode(e.encoder->encode(x, kScale)), x), 30.0);
+  EXPECT_GE(precision_bits(e.encoder->decode(e.encoder->encode(x, kScale)), x), e.bits(32.0, 31.5));
 }
 
 TEST_P(Ckks, ComplexValuesAndSparseSlots) {
@@ -100,10 +106,12 @@ TEST_P(Ckks, ComplexValuesAndSparseSlots) {
     EXPECT_EQ(pt.slots(), want_slots);
     auto got = e.encoder->decode_complex(e.dec->decrypt(e.enc_pk->encrypt(pt)));
     got.resize(count);
-    EXPECT_GE(precision_bits(got, z), kMinBits) << count << " slots";
+    EXPECT_GE(precision_bits(got, z), e.bits(25.0, 24.0)) << count << " slots";
   }
   std::vector<double> too_many(e.slots() + 1, 0.0);
-  EXPECT_THROW(e.encoder->encode(too_many, kScale), hecnn::Error);
+  expect_error_mentioning([&] { e.encoder->encode(too_many, kScale); },
+                          "cannot encode " + std::to_string(e.slots() + 1) + " values: at most " +
+                              std::to_string(e.slots()) + " slots (N/2)");
 }
 
 TEST_P(Ckks, AddSubNegate) {
@@ -116,26 +124,26 @@ TEST_P(Ckks, AddSubNegate) {
     diff[i] = x[i] - y[i];
     neg[i] = -x[i];
   }
-  EXPECT_GE(precision_bits(e.decrypt(e.ev->add(cx, cy)), sum), kMinBits);
-  EXPECT_GE(precision_bits(e.decrypt(e.ev->sub(cx, cy)), diff), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(e.ev->add(cx, cy)), sum), e.bits(25.0, 24.0));
+  EXPECT_GE(precision_bits(e.decrypt(e.ev->sub(cx, cy)), diff), e.bits(24.5, 24.0));
   Ciphertext n = cx;
   e.ev->negate_inplace(n);
-  EXPECT_GE(precision_bits(e.decrypt(n), neg), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(n), neg), e.bits(25.5, 24.5));
 
   const Plaintext py = e.encoder->encode(y, kScale);
   Ciphertext a = cx;
   e.ev->add_plain_inplace(a, py);
-  EXPECT_GE(precision_bits(e.decrypt(a), sum), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(a), sum), e.bits(25.5, 24.5));
   Ciphertext s = cx;
   e.ev->sub_plain_inplace(s, py);
-  EXPECT_GE(precision_bits(e.decrypt(s), diff), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(s), diff), e.bits(25.5, 24.5));
 
   Ciphertext k = cx;
   e.ev->add_const_inplace(k, 0.75);
   e.ev->sub_const_inplace(k, 0.25);
   std::vector<double> shifted(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) shifted[i] = x[i] + 0.5;
-  EXPECT_GE(precision_bits(e.decrypt(k), shifted), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(k), shifted), e.bits(25.5, 24.5));
 }
 
 TEST_P(Ckks, MultiplyRelinearizeRescale) {
@@ -149,19 +157,19 @@ TEST_P(Ckks, MultiplyRelinearizeRescale) {
   }
   Ciphertext m = e.ev->multiply(cx, cy);
   EXPECT_EQ(m.size(), 3u);
-  EXPECT_GE(precision_bits(e.decrypt(m), prod), kMinBits);  // decrypts with s^2 before relinearization
+  EXPECT_GE(precision_bits(e.decrypt(m), prod), e.bits(25.0, 24.0));  // decrypts with s^2 before relinearization
   e.ev->relinearize_inplace(m, e.rk);
   EXPECT_EQ(m.size(), 2u);
   e.ev->rescale_inplace(m);
   EXPECT_EQ(m.level(), cx.level() - 1);
   EXPECT_NEAR(std::log2(m.scale()), 40.0, 0.01);
-  EXPECT_GE(precision_bits(e.decrypt(m), prod), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(m), prod), e.bits(25.0, 23.5));
 
   Ciphertext s = cx;
   e.ev->square_inplace(s);
   e.ev->relinearize_inplace(s, e.rk);
   e.ev->rescale_inplace(s);
-  EXPECT_GE(precision_bits(e.decrypt(s), sq), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(s), sq), e.bits(24.5, 23.5));
 }
 
 TEST_P(Ckks, DeferredRelinearizationOfSummedProducts) {
@@ -176,8 +184,8 @@ TEST_P(Ckks, DeferredRelinearizationOfSummedProducts) {
   e.ev->rescale_inplace(ab);
   std::vector<double> want(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) want[i] = a[i] * b[i] + c[i] * d[i];
-  EXPECT_GE(precision_bits(e.decrypt(ab), want), kMinBits);
-  EXPECT_THROW(e.ev->rotate(cd, 1, e.gk), hecnn::Error);  // rotation needs 2 components
+  EXPECT_GE(precision_bits(e.decrypt(ab), want), e.bits(24.5, 23.5));
+  expect_error_mentioning([&] { e.ev->rotate(cd, 1, e.gk); }, "rotate: relinearize the ciphertext first");  // rotation needs 2 components
 
   // A 2-component ciphertext (at the product's scale) added to a 3-component one, either way round.
   const auto f = random_vector(e.slots(), -1, 1, 25);
@@ -191,7 +199,7 @@ TEST_P(Ckks, DeferredRelinearizationOfSummedProducts) {
   for (Ciphertext* s : {&sum3, &sum2}) {
     e.ev->relinearize_inplace(*s, e.rk);
     e.ev->rescale_inplace(*s);
-    EXPECT_GE(precision_bits(e.decrypt(*s), want), kMinBits);
+    EXPECT_GE(precision_bits(e.decrypt(*s), want), e.bits(25.0, 24.0));
   }
 }
 
@@ -206,21 +214,21 @@ TEST_P(Ckks, MultiplyPlainAndConstants) {
   e.ev->multiply_plain_inplace(p, e.encoder->encode(y, top));
   e.ev->rescale_inplace(p);
   for (std::size_t i = 0; i < x.size(); ++i) want[i] = x[i] * y[i];
-  EXPECT_GE(precision_bits(e.decrypt(p), want), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(p), want), e.bits(25.0, 23.5));
   EXPECT_NEAR(p.scale(), cx.scale(), cx.scale() * 1e-12);
 
   Ciphertext k = cx;
   e.ev->multiply_const_inplace(k, -0.3125);
   e.ev->rescale_inplace(k);
   for (std::size_t i = 0; i < x.size(); ++i) want[i] = -0.3125 * x[i];
-  EXPECT_GE(precision_bits(e.decrypt(k), want), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(k), want), e.bits(25.0, 24.0));
   EXPECT_DOUBLE_EQ(k.scale(), cx.scale());  // default constant scale is the dropped prime
 
   Ciphertext z = cx;
   e.ev->multiply_integer_inplace(z, -7);
   EXPECT_EQ(z.level(), cx.level());
   for (std::size_t i = 0; i < x.size(); ++i) want[i] = -7 * x[i];
-  EXPECT_GE(precision_bits(e.decrypt(z), want), kMinBits - 3);  // error grows by the factor 7
+  EXPECT_GE(precision_bits(e.decrypt(z), want), e.bits(23.0, 21.5));  // error grows by the factor 7
 }
 
 TEST_P(Ckks, LevelsAndAlignment) {
@@ -231,41 +239,41 @@ TEST_P(Ckks, LevelsAndAlignment) {
   Plaintext low;
   e.encoder->encode(x, kScale, 1, low);
   EXPECT_EQ(low.level(), 1u);
-  EXPECT_GE(precision_bits(e.encoder->decode(low), x), 30.0);
+  EXPECT_GE(precision_bits(e.encoder->decode(low), x), e.bits(32.0, 31.5));
   Ciphertext clow = e.enc_pk->encrypt(low);
   EXPECT_EQ(clow.level(), 1u);
-  EXPECT_GE(precision_bits(e.decrypt(clow), x), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(clow), x), e.bits(25.5, 24.5));
 
   // Drop without rescaling keeps the value and the scale.
   Ciphertext d = cx;
   e.ev->drop_to_level_inplace(d, 0);
   EXPECT_EQ(d.level(), 0u);
   EXPECT_EQ(d.scale(), cx.scale());
-  EXPECT_GE(precision_bits(e.decrypt(d), x), kMinBits);
-  EXPECT_THROW(e.ev->drop_to_level_inplace(d, 1), hecnn::Error);
-  EXPECT_THROW(e.ev->rescale_inplace(d), hecnn::Error);
+  EXPECT_GE(precision_bits(e.decrypt(d), x), e.bits(25.5, 24.5));
+  expect_error_mentioning([&] { e.ev->drop_to_level_inplace(d, 1); }, "drop_to_level: target level 1 is above the ciphertext's level 0");
+  expect_error_mentioning([&] { e.ev->rescale_inplace(d); }, "rescale: the ciphertext is at level 0, no prime left to divide by");
 
   // Mismatched levels are refused by add, then aligned.
   Ciphertext m = e.ev->multiply(cx, cy);
   e.ev->relinearize_inplace(m, e.rk);
   e.ev->rescale_inplace(m);  // level - 1, scale 2^80 / q
-  EXPECT_THROW(e.ev->add(m, cx), hecnn::Error);
+  expect_error_mentioning([&] { e.ev->add(m, cx); }, "add: operands are at levels ");
   Ciphertext a = cx;
   e.ev->align_inplace(a, m);
   EXPECT_EQ(a.level(), m.level());
   e.ev->add_inplace(a, m);
   std::vector<double> want(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) want[i] = x[i] + x[i] * y[i];
-  EXPECT_GE(precision_bits(e.decrypt(a), want), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(a), want), e.bits(24.0, 23.5));
 
   // Different scales at one level: align multiplies the smaller one up and rescales it.
   Ciphertext s1 = e.encrypt(x, 0x1p40), s2 = e.encrypt(y, 0x1p36);
-  EXPECT_THROW(e.ev->add(s1, s2), hecnn::Error);
+  expect_error_mentioning([&] { e.ev->add(s1, s2); }, "add: scales differ (2^40.000000 vs 2^36.000000)");
   e.ev->align_inplace(s1, s2);
   EXPECT_EQ(s1.level(), s2.level());
   e.ev->add_inplace(s1, s2);
   for (std::size_t i = 0; i < x.size(); ++i) want[i] = x[i] + y[i];
-  EXPECT_GE(precision_bits(e.decrypt(s1), want), kMinBits);
+  EXPECT_GE(precision_bits(e.decrypt(s1), want), e.bits(21.5, 20.5));
 }
 
 TEST_P(Ckks, RotationByEveryPowerOfTwoAndOtherSteps) {
@@ -280,9 +288,9 @@ TEST_P(Ckks, RotationByEveryPowerOfTwoAndOtherSteps) {
   }
   for (int step : steps) {
     const auto want = rotated(x, step);
-    EXPECT_GE(precision_bits(e.decrypt(e.ev->rotate(cx, step, e.gk)), want), kMinBits) << "step " << step;
+    EXPECT_GE(precision_bits(e.decrypt(e.ev->rotate(cx, step, e.gk)), want), e.bits(24.5, 23.5)) << "step " << step;
   }
-  EXPECT_THROW(e.ev->rotate(cx, 7, e.gk), hecnn::Error);  // no key for 7
+  expect_error_mentioning([&] { e.ev->rotate(cx, 7, e.gk); }, "no Galois key for rotation step 7");  // no key for 7
 }
 
 TEST_P(Ckks, HoistedRotationsMatchSeparateOnes) {
@@ -294,13 +302,14 @@ TEST_P(Ckks, HoistedRotationsMatchSeparateOnes) {
   const auto hoisted = e.ev->rotate_hoisted(cx, steps, e.gk);
   ASSERT_EQ(hoisted.size(), steps.size());
   for (std::size_t k = 0; k < steps.size(); ++k) {
-    const auto got = e.decrypt(hoisted[k]);
-    const auto sep = e.decrypt(e.ev->rotate(cx, steps[k], e.gk));
     const auto want = rotated(x, steps[k]);
-    EXPECT_GE(precision_bits(got, want), kMinBits) << "step " << steps[k];
-    EXPECT_GE(precision_bits(got, sep), kMinBits) << "step " << steps[k];
+    EXPECT_GE(precision_bits(e.decrypt(hoisted[k]), want), e.bits(25.0, 24.0)) << "step " << steps[k];
+    // The same computation as a separate rotation, word for word.
+    const Ciphertext sep = e.ev->rotate(cx, steps[k], e.gk);
+    ASSERT_EQ(hoisted[k].word_count(), sep.word_count()) << "step " << steps[k];
+    EXPECT_TRUE(std::equal(sep.poly(0), sep.poly(0) + sep.word_count(), hoisted[k].poly(0))) << "step " << steps[k];
   }
-  EXPECT_THROW(e.ev->rotate_hoisted(cx, {1, 7}, e.gk), hecnn::Error);
+  expect_error_mentioning([&] { e.ev->rotate_hoisted(cx, {1, 7}, e.gk); }, "no Galois key for rotation step 7");
 }
 
 TEST_P(Ckks, HoistedRotationSumMatchesSumOfRotations) {
@@ -315,10 +324,10 @@ TEST_P(Ckks, HoistedRotationSumMatchesSumOfRotations) {
     const auto r = rotated(x, s);
     for (std::size_t i = 0; i < n; ++i) want[i] += r[i];
   }
-  EXPECT_GE(precision_bits(e.decrypt(sum), want), kMinBits - 3);
+  EXPECT_GE(precision_bits(e.decrypt(sum), want), e.bits(24.0, 22.5));
   EXPECT_EQ(sum.level(), cx.level());
-  EXPECT_THROW(e.ev->rotate_sum_hoisted(cx, {1, 7}, e.gk), hecnn::Error);
-  EXPECT_THROW(e.ev->rotate_sum_hoisted(cx, {}, e.gk), hecnn::Error);
+  expect_error_mentioning([&] { e.ev->rotate_sum_hoisted(cx, {1, 7}, e.gk); }, "no Galois key for rotation step 7");
+  expect_error_mentioning([&] { e.ev->rotate_sum_hoisted(cx, {}, e.gk); }, "rotate_sum_hoisted: no steps");
 }
 
 TEST_P(Ckks, RotationOfSparseVectorIsCyclicOverItsSlots) {
@@ -329,7 +338,7 @@ TEST_P(Ckks, RotationOfSparseVectorIsCyclicOverItsSlots) {
   ASSERT_EQ(c.slots(), n);
   for (int step : {1, -1, 3, 4}) {
     const auto want = rotated(x, step);
-    EXPECT_GE(precision_bits(e.decrypt(e.ev->rotate(c, step, e.gk)), want), kMinBits) << step;
+    EXPECT_GE(precision_bits(e.decrypt(e.ev->rotate(c, step, e.gk)), want), e.bits(30.0, 29.5)) << step;
   }
 }
 
@@ -344,7 +353,7 @@ TEST_P(Ckks, Conjugation) {
   }
   Ciphertext c = e.enc_pk->encrypt(e.encoder->encode(std::span<const std::complex<double>>(z), kScale));
   e.ev->conjugate_inplace(c, e.gk);
-  EXPECT_GE(precision_bits(e.encoder->decode_complex(e.dec->decrypt(c)), want), kMinBits);
+  EXPECT_GE(precision_bits(e.encoder->decode_complex(e.dec->decrypt(c)), want), e.bits(24.5, 23.5));
 }
 
 TEST_P(Ckks, LargeScalesAndValuesBeyond64Bits) {
@@ -352,19 +361,19 @@ TEST_P(Ckks, LargeScalesAndValuesBeyond64Bits) {
   // scale 2^60 with values up to 2^10: coefficients beyond 2^64.
   const auto x = random_vector(e.slots(), -1024, 1024, 21);
   const Plaintext pt = e.encoder->encode(x, 0x1p60);
-  EXPECT_GE(precision_bits(e.encoder->decode(pt), x), 30.0);
-  EXPECT_GE(precision_bits(e.decrypt(e.enc_pk->encrypt(pt)), x), 30.0);
+  EXPECT_GE(precision_bits(e.encoder->decode(pt), x), e.bits(38.0, 38.0));
+  EXPECT_GE(precision_bits(e.decrypt(e.enc_pk->encrypt(pt)), x), e.bits(38.0, 37.5));
   // Overflowing the modulus is an error, not a silent wrong answer.
   Plaintext p0;
-  EXPECT_THROW(e.encoder->encode(x, 0x1p45, 0, p0), hecnn::Error);
+  expect_error_mentioning([&] { e.encoder->encode(x, 0x1p45, 0, p0); }, "encoding overflow: value x scale reaches 2^49 but the modulus at level 0 has");
   const std::vector<double> bad = {1.0, std::nan("")};
-  EXPECT_THROW(e.encoder->encode(bad, kScale), hecnn::Error);
+  expect_error_mentioning([&] { e.encoder->encode(bad, kScale); }, "cannot encode a non-finite value (slot 1)");
   std::vector<double> huge(16);
   for (std::size_t i = 0; i < huge.size(); ++i) huge[i] = (i % 2 ? -1 : 1) * 1e308;
-  EXPECT_THROW(e.encoder->encode(huge, kScale), hecnn::Error);
+  expect_error_mentioning([&] { e.encoder->encode(huge, kScale); }, "encoding overflow: value x scale is not a finite number");
   Ciphertext c = e.encrypt(x);
-  EXPECT_THROW(e.ev->add_const_inplace(c, std::nan("")), hecnn::Error);
-  EXPECT_THROW(e.ev->add_const_inplace(c, 1e300), hecnn::Error);
+  expect_error_mentioning([&] { e.ev->add_const_inplace(c, std::nan("")); }, "add_const: constant is not finite");
+  expect_error_mentioning([&] { e.ev->add_const_inplace(c, 1e300); }, "add_const: resulting scale 2^inf does not fit the modulus");
 }
 
 TEST_P(Ckks, ThreadCountIsSettableAndResultsAgree) {
@@ -413,14 +422,14 @@ TEST_P(Ckks, MismatchedKeysAndOperandsAreRejected) {
   Env& e = env();
   const auto other = CkksContext::create(CkksParameters::from_bit_sizes(e.ctx->n(), {50, 40}, {60}));
   KeyGenerator other_keys(other);
-  EXPECT_THROW(Encryptor(e.ctx, other_keys.secret_key()), hecnn::Error);
-  EXPECT_THROW(Decryptor(e.ctx, other_keys.secret_key()), hecnn::Error);
+  expect_error_mentioning([&] { Encryptor(e.ctx, other_keys.secret_key()); }, "secret key was made for other parameters");
+  expect_error_mentioning([&] { Decryptor(e.ctx, other_keys.secret_key()); }, "secret key was made for other parameters");
   const auto other_rk = other_keys.create_relin_keys();
   const auto x = random_vector(8, -1, 1, 23);
   Ciphertext m = e.ev->multiply(e.encrypt(x), e.encrypt(x));
-  EXPECT_THROW(e.ev->relinearize_inplace(m, other_rk), hecnn::Error);
+  expect_error_mentioning([&] { e.ev->relinearize_inplace(m, other_rk); }, "relinearize: relinearization key was made for other parameters");
   Ciphertext wide = e.encrypt(random_vector(16, -1, 1, 24));
-  EXPECT_THROW(e.ev->add(e.encrypt(x), wide), hecnn::Error);  // 8 vs 16 slots
+  expect_error_mentioning([&] { e.ev->add(e.encrypt(x), wide); }, "add: operands have 8 and 16 slots");  // 8 vs 16 slots
 }
 
 INSTANTIATE_TEST_SUITE_P(RingDegrees, Ckks, ::testing::Values(std::size_t{8192}, std::size_t{16384}),
@@ -451,7 +460,7 @@ TEST(CkksDeep, TenMultiplicationsAtN32768) {
   EXPECT_EQ(acc.level(), 0u);
   const double bits = precision_bits(encoder.decode(dec.decrypt(acc)), want);
   std::printf("10 multiplications at N=32768: %.1f bits of precision\n", bits);
-  EXPECT_GE(bits, 10.0);
+  EXPECT_GE(bits, 20.5);  // lowest of 12 runs: 21.8
 }
 
 TEST(CkksKeySwitching, MultiPrimeDigitsAtEveryLevel) {
@@ -480,8 +489,63 @@ TEST(CkksKeySwitching, MultiPrimeDigitsAtEveryLevel) {
     Ciphertext m = ev.multiply(cx, enc.encrypt(py));
     ev.relinearize_inplace(m, rk);
     ev.rescale_inplace(m);
-    EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(m)), want), kMinBits) << "level " << level;
-    EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(ev.rotate(cx, -5, gk))), want_rot), kMinBits)
+    // Lowest of 12 runs over all levels: 24.8 bits (product), 24.5 (rotation).
+    EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(m)), want), 23.5) << "level " << level;
+    EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(ev.rotate(cx, -5, gk))), want_rot), 23.5)
         << "level " << level;
+  }
+}
+
+TEST(CkksKeySwitching, ErrorIsSpreadEvenlyOverTheSlots) {
+  // Key switching adds sum_d digit_d * e_d / P plus the error of the division by P. A non-zero mean
+  // per coefficient in either (digits taken in [0, Q_d), or the division's base-conversion overflow
+  // left uncompensated) becomes mean * (1 + X + ... + X^(N-1)) * e_d (or * s), which the canonical
+  // embedding concentrates in the slot of root exp(i pi / N): slot 0 for the division's error, slot
+  // n - step for the digits' (they are permuted with the rotation). Those slots then carry 40 to 200
+  // times the median slot error (the seal-n8192 demo lost 3 to 5 bits at its rotation). Here the error
+  // of each rotation alone, in each of those two slots against the median over all slots, averaged
+  // over 6 rotations, for 1, 2 and 3 special primes and 1- to 3-prime digits: about 1 for a centered
+  // error (single ratios reach 7, so the average, not the worst, is bounded), 40 to 200 without it.
+  ParameterOptions insecure;
+  insecure.allow_insecure = true;
+  const std::vector<std::pair<CkksParameters, double>> cases = {
+      {CkksParameters::preset("seal-n8192"), 0x1p40},                                                      // K=1, alpha=1
+      {CkksParameters::from_bit_sizes(8192, {45, 35, 35, 35, 35}, {50, 50}, insecure), 0x1p35},          // K=2, alpha=2
+      {CkksParameters::from_bit_sizes(8192, {45, 30, 30, 30, 30, 30, 30}, {40, 40, 40}, insecure), 0x1p30}};  // K=3, alpha=3
+  const std::vector<int> steps = {1, 2, 3, -1, 5, -7};
+  for (const auto& [params, scale] : cases) {
+    auto ctx = CkksContext::create(params);
+    KeyGenerator keygen(ctx);
+    const auto gk = keygen.create_galois_keys(steps, false);
+    CkksEncoder encoder(ctx);
+    Encryptor enc(ctx, keygen.secret_key());
+    Decryptor dec(ctx, keygen.secret_key());
+    Evaluator ev(ctx);
+    const std::size_t n = encoder.max_slots();
+    const auto x = random_vector(n, -1, 1, 60);
+    for (std::size_t level : {ctx->max_level(), ctx->max_level() - 1}) {
+      Plaintext px;
+      encoder.encode(x, scale, level, px);
+      const Ciphertext c = enc.encrypt(px);
+      const auto before = encoder.decode_complex(dec.decrypt(c));
+      double at_zero = 0, at_step = 0;  // sums of the ratios
+      for (int step : steps) {
+        const std::size_t shift = static_cast<std::size_t>((step % static_cast<long>(n) + static_cast<long>(n))) % n;
+        const auto after = encoder.decode_complex(dec.decrypt(ev.rotate(c, step, gk)));
+        std::vector<double> err(n);
+        for (std::size_t i = 0; i < n; ++i) err[i] = std::abs(after[i] - before[(i + shift) % n]);
+        const double e0 = err[0], es = err[(n - shift) % n];
+        std::nth_element(err.begin(), err.begin() + static_cast<long>(n / 2), err.end());
+        ASSERT_GT(err[n / 2], 0.0);
+        at_zero += e0 / err[n / 2];
+        at_step += es / err[n / 2];
+      }
+      at_zero /= static_cast<double>(steps.size());
+      at_step /= static_cast<double>(steps.size());
+      std::printf("%s, level %zu: key-switching error in slot 0 / slot n - step: %.1f / %.1f times the median\n",
+                  params.describe().c_str(), level, at_zero, at_step);
+      EXPECT_LT(at_zero, 5.0) << params.describe() << ", level " << level;
+      EXPECT_LT(at_step, 5.0) << params.describe() << ", level " << level;
+    }
   }
 }

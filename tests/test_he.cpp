@@ -215,9 +215,9 @@ TEST(HeCompile, Plan) {
   EXPECT_FALSE(plan.program.stages[3].activation().relinearize_output);  // 800 -> 10: relinearize the 10 sums
   he::CompileOptions o;
   o.log_n = 13;
-  EXPECT_THROW(he::compile(m, o), hecnn::Error);  // 7 levels do not fit N = 8192 securely
+  expect_error_mentioning([&] { he::compile(m, o); }, "compile: no secure parameters for 7 levels at the requested scale; tried N=8192");  // 7 levels do not fit N = 8192 securely
   nlohmann::json exact = {{"input", {1, 4, 4}}, {"layers", {flat, dense(3), act("relu"), dense(2)}}};
-  expect_error_mentioning([&] { he::compile(with_random_params(exact, 1)); }, "not a polynomial");
+  expect_error_mentioning([&] { he::compile(with_random_params(exact, 1)); }, "layer 2 (activation2): activation 'relu' is not a polynomial");
 }
 
 TEST(HeFiles, ClientServerRoundTripAndBadInputs) {
@@ -276,32 +276,38 @@ TEST(HeFiles, ClientServerRoundTripAndBadInputs) {
   // Wrong keys: another key generation for the same model and parameters.
   he::generate_keys(plan, "test-model", dir / "other");
   const he::ServerKeys other = he::load_server_keys(dir / "other");
-  expect_error_mentioning([&] { he::StreamReader(dir / "q.bin", "query", other.info, other.ctx); }, "other keys");
+  expect_error_mentioning([&] { he::StreamReader(dir / "q.bin", "query", other.info, other.ctx); }, "q.bin: made with other keys (key id");
   // A query made with other parameters.
   he::CompileOptions o2 = small_insecure();
   o2.scale_bits = 30;
   he::generate_keys(he::compile(m, o2), "test-model", dir / "params2");
   const he::ServerKeys p2 = he::load_server_keys(dir / "params2");
-  expect_error_mentioning([&] { he::StreamReader(dir / "q.bin", "query", p2.info, p2.ctx); }, "other encryption parameters");
-  // Truncated query: the header reads, the batch does not.
+  expect_error_mentioning([&] { he::StreamReader(dir / "q.bin", "query", p2.info, p2.ctx); }, "q.bin: made with other encryption parameters than the keys in use");
+  // Truncated query: refused before the batches are read.
   {
     std::ifstream in(dir / "q.bin", std::ios::binary);
     std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (std::size_t cut : {std::size_t{3}, std::size_t{40}, bytes.size() / 2, bytes.size() - 10}) {
+    const std::vector<std::pair<std::size_t, std::string>> cuts = {
+        {3, "cut.bin: not a hecnn query file"},  // not even the magic
+        {40, "cut.bin: truncated header"},
+        // The whole file's checksum is checked before any batch is read.
+        {bytes.size() / 2, "cut.bin: truncated or corrupted (the checksum of the file does not match)"},
+        {bytes.size() - 10, "cut.bin: truncated or corrupted (the checksum of the file does not match)"}};
+    for (const auto& [cut, message] : cuts) {
       std::ofstream(dir / "cut.bin", std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(cut));
-      EXPECT_THROW(
-          {
+      SCOPED_TRACE("cut at " + std::to_string(cut));
+      expect_error_mentioning(
+          [&] {
             he::StreamReader r(dir / "cut.bin", "query", sk.info, sk.ctx);
             r.read_batch();
             r.read_batch();
             r.finish();
           },
-          hecnn::Error)
-          << "cut at " << cut;
+          message);
     }
   }
   // A result file where a query is expected.
-  expect_error_mentioning([&] { he::StreamReader(dir / "r.bin", "query", sk.info, sk.ctx); }, "not a hecnn query file");
+  expect_error_mentioning([&] { he::StreamReader(dir / "r.bin", "query", sk.info, sk.ctx); }, "r.bin: not a hecnn query file (it is a result file)");
   // A model whose input shape does not match the query.
   const nn::Model wide = with_random_params({{"input", {1, 7, 7}}, {"layers", {conv(2, 3, 1, "valid"), bn, act("swish:deg4:range4"), flat, dense(3)}}}, 6);
   const he::HePlan wide_plan = he::compile(wide, small_insecure());
@@ -309,11 +315,11 @@ TEST(HeFiles, ClientServerRoundTripAndBadInputs) {
   he::StreamReader r(dir / "q.bin", "query", sk.info, sk.ctx);
   expect_error_mentioning([&] { wide_engine.run(r.read_batch()); }, "expects 49 input ciphertexts");
   // Keys for other parameters than the plan.
-  expect_error_mentioning([&] { he::batch::Engine(he::compile(m, o2), sk.ctx, sk.keys); }, "other parameters");
+  expect_error_mentioning([&] { he::batch::Engine(he::compile(m, o2), sk.ctx, sk.keys); }, "encrypted inference: the keys were made for other parameters than this model's plan");
   // Too many images for a batch.
   const he::batch::Client client(ck.info.spec, ck.ctx, ck.secret);
   std::vector<float> many(static_cast<std::size_t>(m.input.size()) * (plan.batch_size() + 1), 0.5f);
-  expect_error_mentioning([&] { client.encrypt(many.data(), plan.batch_size() + 1); }, "batch holds");
+  expect_error_mentioning([&] { client.encrypt(many.data(), plan.batch_size() + 1); }, "client: a batch holds 1 to 1024 images; got 1025");
 }
 
 namespace {

@@ -180,7 +180,7 @@ TEST(Dataset, IdxCorrupted) {
   // Truncated images.
   write_bytes(t.file("a-img"), std::vector<unsigned char>(img.begin(), img.end() - 5));
   write_bytes(t.file("a-lab"), lab);
-  expect_error_mentioning([&] { read_idx(t.file("a-img"), t.file("a-lab")); }, "truncated");
+  expect_error_mentioning([&] { read_idx(t.file("a-img"), t.file("a-lab")); }, "a-img: holds 371 bytes, its header (10 images of 6x6) needs 376 (truncated)");
   // Wrong magic.
   auto bad = img;
   bad[3] = 0x01;
@@ -203,7 +203,7 @@ TEST(Dataset, IdxCorrupted) {
     const char junk[8] = {'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x'};
     f.write(junk, 8);
   }
-  EXPECT_THROW(read_idx(t.file("e-img.gz"), t.file("a-lab")), hecnn::Error);
+  expect_error_mentioning([&] { read_idx(t.file("e-img.gz"), t.file("a-lab")); }, "e-img.gz: corrupted gzip data");
   // Missing files: the message names the files, the format and where to download.
   TempDir empty;
   try {
@@ -215,7 +215,7 @@ TEST(Dataset, IdxCorrupted) {
     EXPECT_NE(m.find("IDX"), std::string::npos) << m;
     EXPECT_NE(m.find("Download"), std::string::npos) << m;
   }
-  EXPECT_THROW(load_dataset("imagenet", Split::Test, empty.dir()), hecnn::Error);
+  expect_error_mentioning([&] { load_dataset("imagenet", Split::Test, empty.dir()); }, "unknown dataset 'imagenet' (known: mnist, fashion-mnist, cifar10)");
 }
 
 TEST(Dataset, Cifar10) {
@@ -272,42 +272,48 @@ TEST(ModelFile, RejectsBadFiles) {
     return t.file(name);
   };
   // Truncation anywhere.
-  for (std::size_t cut : {std::size_t{0}, std::size_t{4}, std::size_t{8}, std::size_t{100}, bytes.size() / 2, bytes.size() - 1}) {
+  const std::string short_header = "cut: not a valid safetensors file (shorter than its 8-byte header length)";
+  const std::string cut_header = "cut: not a valid safetensors file (header length";  // ... does not fit the file
+  const std::vector<std::pair<std::size_t, std::string>> cuts = {
+      {0, short_header}, {4, short_header}, {8, cut_header}, {100, cut_header}, {bytes.size() / 2, cut_header},
+      {bytes.size() - 1, "cut: not a valid safetensors file (tensor '9.weight' has data offsets outside the file"}};
+  for (const auto& [cut, message] : cuts) {
     const std::string p = write("cut", std::vector<char>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(cut)));
-    EXPECT_THROW(load_model(p), hecnn::Error) << "cut at " << cut;
+    SCOPED_TRACE("cut at " + std::to_string(cut));
+    expect_error_mentioning([&] { load_model(p); }, message);
   }
   // Trailing bytes.
   auto longer = bytes;
   longer.push_back(0);
-  EXPECT_THROW(load_model(write("long", longer)), hecnn::Error);
+  expect_error_mentioning([&] { load_model(write("long", longer)); }, "long: not a valid safetensors file (1 bytes after the last tensor)");
   // Absurd header length.
   auto huge = bytes;
   huge[7] = 0x7f;
-  expect_error_mentioning([&] { load_model(write("huge", huge)); }, "header length");
+  expect_error_mentioning([&] { load_model(write("huge", huge)); }, "huge: not a valid safetensors file (header length 9151314442816850088 does not fit the file)");
   // Corrupted JSON header.
   auto json_bad = bytes;
   json_bad[9] = '#';
-  EXPECT_THROW(load_model(write("json", json_bad)), hecnn::Error);
+  expect_error_mentioning([&] { load_model(write("json", json_bad)); }, "json: not a valid safetensors file (header: not valid JSON");
   // Inconsistent model: a parameter with the wrong shape.
   SafetensorsFile f = read_safetensors(t.file("m.safetensors"));
   f.tensors["0.weight"].shape = {3, 2, 9};
   write_safetensors(t.file("shape.safetensors"), f);
-  expect_error_mentioning([&] { load_model(t.file("shape.safetensors")); }, "shape");
+  expect_error_mentioning([&] { load_model(t.file("shape.safetensors")); }, "layer 0 (conv2d): parameter 'weight' has shape [3, 2, 9], expected [3, 2, 3, 3]");
   // A missing parameter, an extra one, and a tensor for a layer that does not exist.
   f = read_safetensors(t.file("m.safetensors"));
   f.tensors.erase("1.running_var");
   write_safetensors(t.file("missing.safetensors"), f);
-  expect_error_mentioning([&] { load_model(t.file("missing.safetensors")); }, "running_var");
+  expect_error_mentioning([&] { load_model(t.file("missing.safetensors")); }, "layer 1 (batchnorm): missing parameter 'running_var'");
   f = read_safetensors(t.file("m.safetensors"));
   f.tensors["99.weight"] = Tensor({2});
   write_safetensors(t.file("extra.safetensors"), f);
-  expect_error_mentioning([&] { load_model(t.file("extra.safetensors")); }, "99.weight");
+  expect_error_mentioning([&] { load_model(t.file("extra.safetensors")); }, "tensor '99.weight' does not belong to any layer");
   // No architecture.
   f = read_safetensors(t.file("m.safetensors"));
   f.metadata.erase("hecnn.architecture");
   write_safetensors(t.file("noarch.safetensors"), f);
-  expect_error_mentioning([&] { load_model(t.file("noarch.safetensors")); }, "architecture");
-  expect_error_mentioning([&] { load_model(t.file("does-not-exist")); }, "cannot open");
+  expect_error_mentioning([&] { load_model(t.file("noarch.safetensors")); }, "a safetensors file without a hecnn architecture (metadata 'hecnn.architecture')");
+  expect_error_mentioning([&] { load_model(t.file("does-not-exist")); }, "cannot open model file");
 }
 
 TEST(Forward, LayersByHand) {
@@ -361,14 +367,14 @@ TEST(Forward, BatchNormFolding) {
 
 TEST(Forward, ShapeErrors) {
   nlohmann::json arch = {{"input", {1, 4, 4}}, {"layers", {{{"type", "conv2d"}, {"filters", 2}, {"kernel", 5}}}}};
-  expect_error_mentioning([&] { Model::from_architecture(arch).shapes(false); }, "too small");
+  expect_error_mentioning([&] { Model::from_architecture(arch).shapes(false); }, "layer 0 (conv2d): input 1x4x4 is too small");
   arch = {{"input", {1, 4, 4}}, {"layers", {{{"type", "dense"}, {"units", 2}}}}};
-  expect_error_mentioning([&] { Model::from_architecture(arch).shapes(false); }, "flatten");
+  expect_error_mentioning([&] { Model::from_architecture(arch).shapes(false); }, "layer 0 (dense): input 1x4x4 is not flat (add a flatten layer)");
   arch = {{"input", {1, 4, 4}}, {"layers", {{{"type", "lstm"}}}}};
   expect_error_mentioning([&] { Model::from_architecture(arch); }, "unknown layer type 'lstm'");
   arch = {{"input", {1, 4, 4}}, {"layers", {{{"type", "activation"}, {"fn", "swishy"}}}}};
-  expect_error_mentioning([&] { Model::from_architecture(arch); }, "swishy");
-  EXPECT_THROW(preset_architecture("resnet", "relu"), hecnn::Error);
+  expect_error_mentioning([&] { Model::from_architecture(arch); }, "unknown activation function 'swishy'");
+  expect_error_mentioning([&] { preset_architecture("resnet", "relu"); }, "unknown architecture preset 'resnet' (known: mnist-paper, cifar-paper");
   EXPECT_EQ(preset_architecture("mnist-paper", "swish:deg4:range4").output(), (Shape{10, 1, 1}));
   EXPECT_EQ(preset_architecture("cifar-paper", "relu").output(), (Shape{10, 1, 1}));
 }
@@ -558,7 +564,7 @@ TEST(Keras, PpcnnMnistModel) {
   nlohmann::json s = nlohmann::json::parse(in);
   s["config"][3]["class_name"] = "LSTM";
   std::ofstream(t.file("s.json")) << s.dump();
-  expect_error_mentioning([&] { import_keras(t.file("s.json"), dir + "/CKKS-swish_rg4_deg4-BN-DA_weights.h5"); }, "LSTM");
+  expect_error_mentioning([&] { import_keras(t.file("s.json"), dir + "/CKKS-swish_rg4_deg4-BN-DA_weights.h5"); }, "Keras layer 'conv2d_2' (LSTM): layer type 'LSTM' is not supported");
   write_bytes(t.file("w.h5"), {'n', 'o', 't', ' ', 'h', 'd', 'f'});
   expect_error_mentioning([&] { import_keras(dir + "/CKKS-swish_rg4_deg4-BN-DA_structure.json", t.file("w.h5")); }, "not an HDF5 file");
 }

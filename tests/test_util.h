@@ -5,6 +5,7 @@
 #include <string>
 #include <complex>
 #include <random>
+#include <source_location>
 #include <vector>
 
 #include "common/error.h"
@@ -33,14 +34,18 @@ inline double precision_bits(const std::vector<std::complex<double>>& got,
   return err == 0 ? 64.0 : -std::log2(err);
 }
 
-// Runs f, which must throw hecnn::Error with `needle` in its message.
+// Runs f, which must throw hecnn::Error with `needle` in its message (failures name the caller's line).
 template <typename F>
-void expect_error_mentioning(F&& f, const std::string& needle) {
+void expect_error_mentioning(F&& f, const std::string& needle,
+                             const std::source_location& where = std::source_location::current()) {
   try {
     f();
-    ADD_FAILURE() << "expected an error mentioning '" << needle << "'";
+    ADD_FAILURE_AT(where.file_name(), static_cast<int>(where.line())) << "expected an error mentioning '" << needle << "'";
   } catch (const hecnn::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    if (std::string(e.what()).find(needle) == std::string::npos) {
+      ADD_FAILURE_AT(where.file_name(), static_cast<int>(where.line()))
+          << "the error does not mention '" << needle << "': " << e.what();
+    }
   }
 }
 

@@ -57,8 +57,29 @@ CkksContext::CkksContext(const CkksParameters& params) : params_(params) {
         dst.push_back(special[k]);
         idx.push_back(active + k);  // extended layout: q_0..q_l, then p_0..p_K-1
       }
+      // A digit of `a` primes with product S extends as x' + k*S (x' its residue in [0, S), k in
+      // [0, a) the fast conversion's overflow, of mean (a-1)/2 for uniform x). Subtracting a
+      // constant C of the same mean makes the digit zero-mean: for odd a, x' = (x + floor(S/2)) mod S
+      // and C = floor(S/2) + (a-1)/2 * S (one prime: the residue in (-q/2, q/2)); for even a, x' = x
+      // and C = a/2 * S. C is a multiple of S plus what was added, so the digit's own limbs are
+      // unchanged. Uncentered digits give the key-switching noise a term mean(digit) *
+      // (1 + X + ... + X^(N-1)) * e_d / P whose slot values grow like N near one root of unity: a
+      // few slots then carry ~2^6 times the typical key-switching error.
+      const std::size_t a = e - b;
+      const bool odd = a % 2 == 1;
+      std::vector<u64> pre, post;
+      for (const Modulus& s : src) pre.push_back(odd ? (s.value - 1) / 2 : 0);  // floor(S/2) mod s_i (S odd)
+      for (const Modulus& q : dst) {
+        u64 s_mod = 1;
+        for (const Modulus& s : src) s_mod = q.mul(s_mod, q.reduce(s.value));
+        const u64 half = odd ? q.mul(q.sub(s_mod, 1), q.inv(2)) : 0;  // floor(S/2) = (S - 1) / 2 mod q
+        const u64 c = q.add(half, q.mul(q.reduce(a / 2), s_mod));
+        post.push_back(q.neg(c));
+      }
       t.mod_up.emplace_back(src, dst);
       t.mod_up_targets.push_back(std::move(idx));
+      t.mod_up_pre.push_back(std::move(pre));
+      t.mod_up_post.push_back(std::move(post));
     }
     std::vector<Modulus> qs(moduli_.begin(), moduli_.begin() + static_cast<long>(active));
     t.mod_down = DivideRoundByP(special, qs);

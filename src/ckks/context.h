@@ -17,6 +17,12 @@ struct KeySwitchLevel {
   std::size_t digit_count = 0;
   std::vector<BaseConverter> mod_up;   // per digit: its primes -> the other active primes, then P
   std::vector<std::vector<std::size_t>> mod_up_targets;  // extended-limb index of each target
+  // Centering of the digits: each digit is extended as an integer of mean zero, not as its residue in
+  // [0, Q_d). Per digit: the value added to each of its limbs (coefficient form) before the
+  // conversion, and the offset added to each target limb before its forward NTT (minus the
+  // centering constant, modulo the target prime). See Evaluator::mod_up.
+  std::vector<std::vector<u64>> mod_up_pre;
+  std::vector<std::vector<u64>> mod_up_post;
   DivideRoundByP mod_down;             // round(x / P) over q_0..q_l
 };
 

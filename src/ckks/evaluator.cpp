@@ -353,7 +353,8 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level) const {
   const std::size_t D = ks.digit_count;
   u64* const digits = ring::scratch(ring::Scratch::digits, D * ext * n);
   u64* const coeff = ring::scratch(ring::Scratch::coeff, limbs * n);
-  // Coefficient form of every limb, scaled by its digit's (Q_d / q_i)^-1 (nothing for 1-prime digits).
+  // Coefficient form of every limb, shifted for centering (see KeySwitchLevel::mod_up_pre), scaled by
+  // its digit's (Q_d / q_i)^-1 (nothing for 1-prime digits).
   {
     const long count = static_cast<long>(limbs);
 #pragma omp parallel for schedule(static)
@@ -361,12 +362,15 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level) const {
       const std::size_t i = static_cast<std::size_t>(t), d = i / alpha;
       u64* x = coeff + i * n;
       ctx_->ntt(i).inverse(poly + i * n, x);
+      const u64 pre = ks.mod_up_pre[d][i - d * alpha];
+      if (pre != 0) ring::kernels::add_scalar_mod(x, pre, x, n, ctx_->modulus(i).value);
       ks.mod_up[d].scale_source(i - d * alpha, x, x, n);
     }
   }
   // Every (digit, extended limb) pair: the digit's own limbs are copied (already in NTT form), the
-  // others are converted from the digit's primes and transformed. A single-prime digit below 4 times
-  // the target prime goes into the NTT as it is.
+  // others are converted from the digit's primes and transformed, the centering constant subtracted
+  // by the NTT's offset. A single-prime digit below 3 times the target prime goes into the NTT as it
+  // is (with the offset, below 4 times).
   const long count = static_cast<long>(D * ext);
 #pragma omp parallel for schedule(dynamic)
   for (long t = 0; t < count; ++t) {
@@ -380,8 +384,8 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level) const {
     const u64* y[64];
     for (std::size_t i = lo; i < hi; ++i) y[i - lo] = coeff + i * n;
     const std::size_t target = j < lo ? j : j - (hi - lo);
-    const u64* src = ks.mod_up[d].to_target(y, target, out, n, true);
-    ctx_->ntt(ext_key_index(level, L, j)).forward(src, out);
+    const u64* src = ks.mod_up[d].to_target(y, target, out, n, true, 3);
+    ctx_->ntt(ext_key_index(level, L, j)).forward(src, out, ks.mod_up_post[d][target]);
   }
   return digits;
 }

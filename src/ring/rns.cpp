@@ -69,19 +69,28 @@ void BaseConverter::convert(const u64* const* in, u64* const* out, std::size_t n
 
 DivideRoundByP::DivideRoundByP(const std::vector<Modulus>& special, const std::vector<Modulus>& chain)
     : conv_(special, chain) {
+  // The conversion of the P part overflows by k*P, k in [0, K), of mean (K-1)/2: the quotient comes
+  // out k too small. A mean left in the error becomes mean * (1 + X + ... + X^(N-1)) (times s for
+  // the second component), whose slot values grow like N near one root of unity; so the constant
+  // added to the P part and subtracted from the result also cancels that mean. Odd K: floor(P/2)
+  // (rounding) and floor(P/2) + (K-1)/2 * P. Even K: nothing, and K/2 * P (the residue in [0, P),
+  // of mean P/2, and the overflow together have mean K/2 * P). K = 1: plain rounding.
+  const std::size_t K = special.size();
+  const bool odd = K % 2 == 1;
   for (const Modulus& q : chain) {
     u64 p_mod_q = 1;
     for (const Modulus& p : special) p_mod_q = q.mul(p_mod_q, q.reduce(p.value));
     p_inv_.emplace_back(q.inv(p_mod_q), q.value);
     // P is odd, so floor(P/2) = (P - 1) / 2 = (P - 1) * 2^-1 modulo any odd prime.
-    half_p_mod_q_.push_back(q.mul(q.sub(p_mod_q, 1), q.inv(2)));
+    const u64 half = odd ? q.mul(q.sub(p_mod_q, 1), q.inv(2)) : 0;
+    offset_mod_q_.push_back(q.neg(q.add(half, q.mul(q.reduce(K / 2), p_mod_q))));
   }
-  for (const Modulus& p : special) half_p_mod_p_.push_back((p.value - 1) / 2);
+  for (const Modulus& p : special) half_p_mod_p_.push_back(odd ? (p.value - 1) / 2 : 0);
 }
 
 void DivideRoundByP::prepare_special(std::size_t k, const NttTables& ntt_pk, u64* x, std::size_t n) const {
   ntt_pk.inverse(x);
-  kernels::add_scalar_mod(x, half_p_mod_p_[k], x, n, ntt_pk.modulus().value);
+  if (half_p_mod_p_[k] != 0) kernels::add_scalar_mod(x, half_p_mod_p_[k], x, n, ntt_pk.modulus().value);
   conv_.scale_source(k, x, x, n);
 }
 
@@ -90,7 +99,7 @@ void DivideRoundByP::finish_chain(std::size_t i, const NttTables& ntt_qi, const 
   const u64 qi = ntt_qi.modulus().value;
   // Lazy conversion leaves values below 3 q_i, so adding the offset (< q_i) stays below 4 q_i.
   const u64* c = conv_.to_target(y, i, tmp, n, true, 3);
-  ntt_qi.forward(c, tmp, qi - half_p_mod_q_[i]);
+  ntt_qi.forward(c, tmp, offset_mod_q_[i]);
   kernels::sub_mul_scalar_mod(x_i, tmp, 0, p_inv_[i], out, n, qi, accumulate);
 }
 

@@ -44,6 +44,8 @@ class BaseConverter {
 // round(x / P) for x over q_0..q_l, p_0..p_K-1 (NTT form), P = p_0...p_K-1: the "mod down" of
 // hybrid key switching. Rounding rather than flooring: floor(P/2) is added to the P part before
 // the conversion and subtracted again modulo each q_i (for free, as the forward NTT's offset).
+// With several special primes the fast conversion's overflow is compensated on average, so the
+// error has mean zero (for even K the result is then x / P up to a zero-mean error below K + 1).
 class DivideRoundByP {
  public:
   DivideRoundByP() = default;
@@ -55,7 +57,7 @@ class DivideRoundByP {
   // Step 1, special limb k (in place): NTT form -> coefficient form, + floor(P/2), scaled for the
   // conversion. `ntt_pk` are p_k's tables.
   void prepare_special(std::size_t k, const NttTables& ntt_pk, u64* x, std::size_t n) const;
-  // Step 2, chain limb i: out (+)= (x_i - NTT(P part mod q_i - floor(P/2))) * P^-1 mod q_i, where
+  // Step 2, chain limb i: out (+)= (x_i - NTT(P part mod q_i - the constant)) * P^-1 mod q_i, where
   // y[k] are the K special limbs after step 1, x_i the limb of x modulo q_i (NTT form), `ntt_qi`
   // q_i's tables and tmp n words of scratch. out may alias x_i.
   void finish_chain(std::size_t i, const NttTables& ntt_qi, const u64* const* y, const u64* x_i, u64* out,
@@ -64,8 +66,8 @@ class DivideRoundByP {
  private:
   BaseConverter conv_;            // P -> q_0..q_l
   std::vector<MulConst> p_inv_;   // P^-1 mod q_i
-  std::vector<u64> half_p_mod_p_; // floor(P/2) mod p_k
-  std::vector<u64> half_p_mod_q_; // floor(P/2) mod q_i
+  std::vector<u64> half_p_mod_p_; // floor(P/2) mod p_k (odd K), else 0
+  std::vector<u64> offset_mod_q_; // minus what step 1 added, plus the mean overflow, mod q_i
 };
 
 }  // namespace hecnn::ring
