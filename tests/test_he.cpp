@@ -564,3 +564,26 @@ TEST(HeFiles, KeyFilesArePrivateAndWrittenAtomically) {
   fs::permissions(dir / "keys/secret.key", fs::perms::group_read | fs::perms::others_read, fs::perm_options::add);
   expect_error_mentioning([&] { he::load_client_keys(dir / "keys"); }, "chmod 600");
 }
+
+// Special files and oversized descriptions: a FIFO would block the open for ever, a device would
+// never end; each is refused by name before it is opened.
+TEST(HeFiles, SpecialAndOversizedFilesAreRefused) {
+  TempDir dir;
+  const he::HePlan plan = he::compile(small_model(), small_insecure());
+  he::generate_keys(plan, "m", dir / "k");
+  const he::ServerKeys sk = he::load_server_keys(dir / "k");
+  ASSERT_EQ(::mkfifo((dir / "fifo.bin").c_str(), 0600), 0);
+  expect_error_mentioning([&] { he::StreamReader(dir / "fifo.bin", "query", sk.info, sk.ctx); },
+                          "fifo.bin is a FIFO (named pipe), not a regular file");
+  expect_error_mentioning([&] { he::StreamReader("/dev/zero", "query", sk.info, sk.ctx); },
+                          "/dev/zero is a character device, not a regular file");
+  const std::string relin = slurp(dir / "k/relin.key");
+  fs::remove(dir / "k/relin.key");
+  ASSERT_EQ(::mkfifo((dir / "k/relin.key").c_str(), 0600), 0);
+  expect_error_mentioning([&] { he::load_server_keys(dir / "k"); }, "relin.key is a FIFO (named pipe), not a regular file");
+  fs::remove(dir / "k/relin.key");
+  spit(dir / "k/relin.key", relin);
+  const std::string keys_json = slurp(dir / "k/keys.json");
+  spit(dir / "k/keys.json", keys_json + std::string(2 << 20, ' '));
+  expect_error_mentioning([&] { he::load_server_keys(dir / "k"); }, "keys.json: larger than 1048576 bytes");
+}

@@ -595,6 +595,7 @@ bool key_set_unset(const KeySetId& id) {
 }
 
 void read_file(const std::string& path, const std::function<void(std::istream&)>& body) {
+  check_regular_file(path, "file");  // a FIFO would block the open, a device never end
   std::ifstream is(path, std::ios::binary);
   if (!is) throw Error("cannot open '" + path + "' for reading");
   try {

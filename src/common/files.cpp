@@ -209,4 +209,28 @@ std::streambuf::pos_type MemoryIstream::Buf::seekpos(pos_type pos, std::ios_base
 
 MemoryIstream::MemoryIstream(const char* data, std::size_t size) : std::istream(nullptr), buf_(data, size) { rdbuf(&buf_); }
 
+void check_regular_file(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    if (err == ELOOP) throw Error("cannot open " + what + " " + path + ": a loop of symbolic links");
+    throw Error("cannot open " + what + " " + path + " (" + std::strerror(err) + ")");
+  }
+  if (S_ISREG(st.st_mode)) return;
+  const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "of an unknown kind";
+  throw Error(what + " " + path + " is " + kind + ", not a regular file");
+}
+
+std::uint64_t regular_file_size(const std::string& path, const std::string& what) {
+  check_regular_file(path, what);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw Error("cannot open " + what + " " + path + " (" + std::strerror(errno) + ")");
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
 }  // namespace hecnn

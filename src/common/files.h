@@ -9,6 +9,7 @@
 // from the start (no window in which they are readable by others), and the stream's buffer is
 // zeroed when it is released.
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <istream>
 #include <memory>
@@ -18,6 +19,14 @@
 #include <vector>
 
 namespace hecnn {
+
+// Throws hecnn::Error naming `path` unless it names a regular file (after symbolic links): a
+// missing file, a directory, a device, a FIFO, a socket or a symbolic link loop gets a message that
+// says which. `what` describes the file ("model file", "dataset file"). Opening a FIFO would block;
+// reading a device could go on for ever: loaders call this first.
+void check_regular_file(const std::string& path, const std::string& what);
+// The size of a regular file (check_regular_file first).
+std::uint64_t regular_file_size(const std::string& path, const std::string& what);
 
 enum class FileMode {
   Public,  // 0666 less the umask, like any new file

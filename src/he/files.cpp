@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/files.h"
 
 namespace hecnn::he {
 
@@ -122,6 +123,10 @@ const std::vector<std::string>& key_file_names() {
 
 KeyInfo read_key_info(const std::string& dir) {
   const std::string path = file_in(dir, "keys.json");
+  constexpr std::uint64_t kMaxKeysJson = 1 << 20;
+  if (std::filesystem::exists(path) && regular_file_size(path, "key description") > kMaxKeysJson) {
+    throw Error(path + ": larger than " + std::to_string(kMaxKeysJson) + " bytes: not a keys.json made by hecnn keygen");
+  }
   std::ifstream in(path);
   if (!in) throw Error("cannot open " + path + " (not a key directory made by hecnn keygen?)");
   try {
@@ -302,8 +307,16 @@ void StreamWriter::close() {
   file_.reset();
 }
 
+namespace {
+// The path, once it is known to name a regular file (opening a FIFO would block).
+const std::string& regular(const std::string& path, const std::string& what) {
+  check_regular_file(path, what);
+  return path;
+}
+}  // namespace
+
 StreamReader::StreamReader(const std::string& path, const std::string& kind, const KeyInfo& keys, ckks::ContextPtr ctx)
-    : path_(path), ctx_(std::move(ctx)), is_(path, std::ios::binary) {
+    : path_(path), ctx_(std::move(ctx)), is_(regular(path, kind + " file"), std::ios::binary) {
   if (!is_) throw Error("cannot open '" + path + "' for reading");
   char magic[4] = {};
   std::uint16_t version = 0;

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/files.h"
+
 #include "nn/model.h"
 
 namespace hecnn::nn {
@@ -52,11 +54,8 @@ int json_int(const nlohmann::json& v, const std::string& what);
 // starting with `what` otherwise or when it is not valid JSON.
 nlohmann::json parse_json_bounded(const std::string& text, const std::string& what);
 
-// Throws hecnn::Error naming `path` unless it names a regular file (after symbolic links): a
-// missing file, a directory, a device, a FIFO, a socket or a symbolic link loop gets a message that
-// says which. `what` describes the file ("model file", "dataset file").
-void check_regular_file(const std::string& path, const std::string& what);
-// The size of a regular file (check_regular_file first).
-std::uint64_t regular_file_size(const std::string& path, const std::string& what);
+// Regular files only (common/files.h).
+using hecnn::check_regular_file;
+using hecnn::regular_file_size;
 
 }  // namespace hecnn::nn
