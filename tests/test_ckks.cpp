@@ -504,8 +504,10 @@ TEST(CkksKeySwitching, SeparateRotationsEqualHoistedOnesWithMultiPrimeDigits) {
   // rotate_hoisted does, and the two stay equal.
   ParameterOptions insecure;
   insecure.allow_insecure = true;
-  for (const auto& params : {CkksParameters::from_bit_sizes(8192, {45, 35, 35, 35, 35}, {50, 50}, insecure),
-                             CkksParameters::from_bit_sizes(8192, {45, 30, 30, 30, 30, 30, 30}, {40, 40, 40}, insecure)}) {
+  const std::vector<CkksParameters> cases = {
+      CkksParameters::from_bit_sizes(8192, {45, 35, 35, 35, 35}, {50, 50}, insecure),                // 2-prime digits
+      CkksParameters::from_bit_sizes(8192, {45, 30, 30, 30, 30, 30, 30}, {40, 40, 40}, insecure)};  // 3-prime digits
+  for (const auto& params : cases) {
     ASSERT_GT(params.digit_size(), 1u);
     auto ctx = CkksContext::create(params);
     KeyGenerator keygen(ctx);

@@ -17,9 +17,10 @@ HECNN_TARGET inline __m512i perm_indices(const std::uint32_t* perm) {
 HECNN_TARGET inline bool perm_is_block(__m512i idx, std::uint32_t first, std::size_t* base) {
   const std::size_t b = first & ~std::size_t{7};
   const __m512i lane = _mm512_and_si512(idx, _mm512_set1_epi64(7));
-  const __mmask8 same = _mm512_cmpeq_epi64_mask(_mm512_sub_epi64(idx, lane), _mm512_set1_epi64(static_cast<long long>(b)));
-  const unsigned long long lanes = static_cast<unsigned long long>(
-      _mm512_reduce_or_epi64(_mm512_sllv_epi64(_mm512_set1_epi64(1), lane)));
+  const __mmask8 same =
+      _mm512_cmpeq_epi64_mask(_mm512_sub_epi64(idx, lane), _mm512_set1_epi64(static_cast<long long>(b)));
+  const unsigned long long lanes =
+      static_cast<unsigned long long>(_mm512_reduce_or_epi64(_mm512_sllv_epi64(_mm512_set1_epi64(1), lane)));
   *base = b;
   return same == 0xFF && lanes == 0xFF;
 }
