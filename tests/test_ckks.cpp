@@ -496,6 +496,37 @@ TEST(CkksKeySwitching, MultiPrimeDigitsAtEveryLevel) {
   }
 }
 
+TEST(CkksKeySwitching, SeparateRotationsEqualHoistedOnesWithMultiPrimeDigits) {
+  // A separate rotation applies the automorphism to c1 before the decomposition only with one-prime
+  // digits, where both orders give the same words. With digits of several primes the fast base
+  // conversion's overflow depends on the residues (3-prime digits: c1 o g decomposes into other words
+  // than the permuted decomposition of c1), so it permutes after the decomposition, as
+  // rotate_hoisted does, and the two stay equal.
+  ParameterOptions insecure;
+  insecure.allow_insecure = true;
+  const std::vector<CkksParameters> cases = {
+      CkksParameters::from_bit_sizes(8192, {45, 35, 35, 35, 35}, {50, 50}, insecure),                // 2-prime digits
+      CkksParameters::from_bit_sizes(8192, {45, 30, 30, 30, 30, 30, 30}, {40, 40, 40}, insecure)};  // 3-prime digits
+  for (const auto& params : cases) {
+    ASSERT_GT(params.digit_size(), 1u);
+    auto ctx = CkksContext::create(params);
+    KeyGenerator keygen(ctx);
+    const std::vector<int> steps = {1, -5, 100};
+    const auto gk = keygen.create_galois_keys(steps, true);
+    CkksEncoder encoder(ctx);
+    Encryptor enc(ctx, keygen.secret_key());
+    Evaluator ev(ctx);
+    const Ciphertext c = enc.encrypt(encoder.encode(random_vector(encoder.max_slots(), -1, 1, 70), 0x1p30));
+    const auto hoisted = ev.rotate_hoisted(c, steps, gk);
+    for (std::size_t k = 0; k < steps.size(); ++k) {
+      const Ciphertext sep = ev.rotate(c, steps[k], gk);
+      ASSERT_EQ(sep.word_count(), hoisted[k].word_count());
+      EXPECT_TRUE(std::equal(sep.poly(0), sep.poly(0) + sep.word_count(), hoisted[k].poly(0)))
+          << params.describe() << ", step " << steps[k];
+    }
+  }
+}
+
 TEST(CkksKeySwitching, ErrorIsSpreadEvenlyOverTheSlots) {
   // Key switching adds sum_d digit_d * e_d / P plus the error of the division by P. A non-zero mean
   // per coefficient in either (digits taken in [0, Q_d), or the division's base-conversion overflow

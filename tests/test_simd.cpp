@@ -137,6 +137,25 @@ TEST_P(SimdLevels, ElementwiseKernelsMatchPortable) {
     std::vector<std::uint32_t> perm(n);
     for (std::size_t i = 0; i < n; ++i) perm[i] = static_cast<std::uint32_t>(i);
     std::shuffle(perm.begin(), perm.end(), rng);
+    // Shaped like a Galois permutation in NTT order (the vector levels' load-and-permute path): every
+    // aligned block of 8 outputs from one aligned block of 8 inputs, in some lane order; a few blocks
+    // that repeat a lane or mix two blocks (the gather path); the tail a plain shuffle.
+    std::vector<std::uint32_t> block_perm(n);
+    {
+      const std::size_t nb = n / 8;
+      std::vector<std::uint32_t> blocks(nb);
+      for (std::size_t b = 0; b < nb; ++b) blocks[b] = static_cast<std::uint32_t>(b);
+      std::shuffle(blocks.begin(), blocks.end(), rng);
+      for (std::size_t b = 0; b < nb; ++b) {
+        std::uint32_t lanes[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+        std::shuffle(lanes, lanes + 8, rng);
+        for (std::size_t k = 0; k < 8; ++k) block_perm[b * 8 + k] = blocks[b] * 8 + lanes[k];
+      }
+      for (std::size_t i = nb * 8; i < n; ++i) block_perm[i] = static_cast<std::uint32_t>(i);
+      std::shuffle(block_perm.begin() + static_cast<long>(nb * 8), block_perm.end(), rng);
+      block_perm[3 * 8 + 5] = block_perm[3 * 8 + 2];  // a repeated lane
+      block_perm[7 * 8 + 1] = block_perm[9 * 8 + 4];  // two source blocks
+    }
 
     // Runs every kernel at the active level; returns all outputs concatenated.
     auto run_all = [&]() {
@@ -163,12 +182,13 @@ TEST_P(SimdLevels, ElementwiseKernelsMatchPortable) {
       d0 = out(), d1 = out(), d2 = out();
       kernels::square_mod(a.data(), b.data(), d0, d1, d2, n, m);
       kernels::permute(a.data(), perm.data(), out(), n);
+      kernels::permute(a.data(), block_perm.data(), out(), n);
       // In place (out aliasing an input).
       u64* inplace = out();
       std::copy(a.begin(), a.end(), inplace);
       kernels::mul_mod(inplace, b.data(), inplace, n, m);
-      // Inner products over 1, 3, 8 and 11 digits (groups of 8 in the IFMA kernel), with and without
-      // a permutation; base-conversion sums over 1, 2 and 9 terms.
+      // Inner products over 1, 3, 8 and 11 digits (groups of 8 in the IFMA kernel), with no
+      // permutation, a random one and a block-shaped one; base-conversion sums over 1, 2 and 9 terms.
       for (std::size_t D : {std::size_t{1}, std::size_t{3}, std::size_t{8}, std::size_t{11}}) {
         std::vector<std::vector<u64>> xs, ks0, ks1;
         std::mt19937_64 r2(D);
@@ -187,6 +207,8 @@ TEST_P(SimdLevels, ElementwiseKernelsMatchPortable) {
         kernels::ks_inner_product(xp.data(), k0p.data(), k1p.data(), D, nullptr, o0, o1, n, m);
         o0 = out(), o1 = out();
         kernels::ks_inner_product(xp.data(), k0p.data(), k1p.data(), D, perm.data(), o0, o1, n, m);
+        o0 = out(), o1 = out();
+        kernels::ks_inner_product(xp.data(), k0p.data(), k1p.data(), D, block_perm.data(), o0, o1, n, m);
       }
       for (std::size_t k : {std::size_t{1}, std::size_t{2}, std::size_t{9}}) {
         std::mt19937_64 r2(100 + k);

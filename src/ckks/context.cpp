@@ -91,8 +91,13 @@ std::uint32_t CkksContext::galois_element(int step) const {
   const std::uint64_t m = 2 * n();
   long long s = step % static_cast<long long>(slots);
   if (s < 0) s += static_cast<long long>(slots);
-  std::uint64_t g = 1;
-  for (long long i = 0; i < s; ++i) g = (g * 5) % m;
+  // 5^s mod 2N by squaring (2N is a power of two: reduction is a mask; a step of -1 was 8191
+  // multiplications and divisions at N = 16384, ~0.1 ms per rotation).
+  const std::uint64_t mask = m - 1;
+  std::uint64_t g = 1, b = 5;
+  for (auto e = static_cast<std::uint64_t>(s); e != 0; e >>= 1, b = (b * b) & mask) {
+    if (e & 1) g = (g * b) & mask;
+  }
   return static_cast<std::uint32_t>(g);
 }
 

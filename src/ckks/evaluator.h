@@ -106,17 +106,24 @@ class Evaluator {
   // Decomposes poly (NTT form, level l) into digits extended to q_0..q_l, P, in NTT form: digit d,
   // extended limb j at digits + (d * ext + j) * N, ext = l + 1 + K. Returns the digit buffer
   // (per-thread scratch, valid until the next key switch on this thread).
-  u64* mod_up(const u64* poly, std::size_t level) const;
-  // Key switching of one decomposition with `count` keys (and permutations, for rotations; null for
-  // none): for each s, (ks0, ks1) = round(sum_d (digit_d o perm_s) * key_s,d / P) over q_0..q_l, added
-  // to (out0[s], out1[s]) when `accumulate`, else written there, with base0 o perm_s added to out0[s]
-  // when base0 is given. The inner products of the P limbs come first; then each chain limb's inner
-  // product, conversion and subtraction run in one task, so nothing over Q*P leaves the cache.
-  // With `sum`, the count results are summed over Q*P and written to out0[0], out1[0] after a single
-  // mod-down.
+  // With perm, decomposes poly o perm (a Galois automorphism, a permutation in NTT form) without
+  // materializing it. With one-prime digits that equals the decomposition of poly with every
+  // extended limb permuted, word for word (see rotate_one).
+  u64* mod_up(const u64* poly, std::size_t level, const std::uint32_t* perm = nullptr) const;
+  // Key switching of one decomposition with `count` keys (and permutations of the digits, for hoisted
+  // rotations; null for none): for each s, (ks0, ks1) = round(sum_d (digit_d o perm_s) * key_s,d / P)
+  // over q_0..q_l, added to (out0[s], out1[s]) when `accumulate`, else written there, with
+  // base0 o base_perms[s] added to out0[s] when base0 is given. The inner products of the P limbs
+  // come first; then each chain limb's inner product, conversion and subtraction run in one task, so
+  // nothing over Q*P leaves the cache. With `sum`, the count results are summed over Q*P and written
+  // to out0[0], out1[0] after a single mod-down.
   void key_switch(const u64* digits, std::size_t level, const KeySwitchKey* const* keys,
                   const std::uint32_t* const* perms, std::size_t count, u64* const* out0, u64* const* out1,
-                  const u64* base0, bool accumulate, bool sum) const;
+                  const u64* base0, const std::uint32_t* const* base_perms, bool accumulate, bool sum) const;
+  // r = a o g key-switched back to the secret key, for one Galois element g != 1 (r is not a).
+  // With one-prime digits the automorphism is applied to c1 before the decomposition, which then
+  // needs no permutation (the key switch of a relinearization); see the definition.
+  void rotate_one(const Ciphertext& a, std::uint32_t galois_elt, const KeySwitchKey& key, Ciphertext& r) const;
   // r[s] = (a0 o g_s, 0) + key switch of the decomposed a1 o g_s, for `count` Galois elements at once.
   void switch_galois(const Ciphertext& a, const u64* digits, const std::uint32_t* galois_elts,
                      const KeySwitchKey* const* keys, std::size_t count, Ciphertext* const* r) const;

@@ -45,6 +45,7 @@ struct Ops64 {
 };
 
 #include "ring/ntt_avx512_impl.h"
+#include "ring/permute_avx512_impl.h"
 
 }  // namespace
 
@@ -162,8 +163,10 @@ void square_mod(const u64* a0, const u64* a1, u64* d0, u64* d1, u64* d2, std::si
 HECNN_TARGET void permute(const u64* a, const std::uint32_t* perm, u64* out, std::size_t n) {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(perm + i));
-    store(out + i, _mm512_i32gather_epi64(idx, reinterpret_cast<const long long*>(a), 8));
+    const __m512i idx = perm_indices(perm + i);
+    std::size_t base;
+    const bool block = perm_is_block(idx, perm[i], &base);
+    store(out + i, perm_load(a, idx, block, base));
   }
   for (; i < n; ++i) out[i] = a[perm[i]];
 }

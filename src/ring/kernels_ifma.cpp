@@ -38,6 +38,7 @@ struct Ops52 {
 };
 
 #include "ring/ntt_avx512_impl.h"
+#include "ring/permute_avx512_impl.h"
 
 // Barrett reduction of P = hi * 2^52 + lo < 2 q^2 (q of b bits, b <= 50): with s = b - 1,
 // c1 = floor(P / 2^s) < 2^52, qe = floor(c1 * k / 2^52) for k = floor(2^(s+52) / q) is at most
@@ -210,14 +211,18 @@ HECNN_TARGET void ks_inner_product(const u64* const* digits, const u64* const* k
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m512i r0 = zero, r1 = zero;
-    __m256i idx = _mm256_setzero_si256();
-    if (perm) idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(perm + i));
+    __m512i idx = zero;
+    std::size_t base = 0;
+    bool block = false;
+    if (perm) {
+      idx = perm_indices(perm + i);
+      block = perm_is_block(idx, perm[i], &base);
+    }
     for (std::size_t g = 0; g < D; g += kGroup) {
       const std::size_t end = g + kGroup < D ? g + kGroup : D;
       __m512i lo0 = r0, hi0 = zero, lo1 = r1, hi1 = zero;
       for (std::size_t d = g; d < end; ++d) {
-        const __m512i x = perm ? _mm512_i32gather_epi64(idx, reinterpret_cast<const long long*>(digits[d]), 8)
-                               : load(digits[d] + i);
+        const __m512i x = perm ? perm_load(digits[d], idx, block, base) : load(digits[d] + i);
         // The keys stream from memory (tens of MB per key switch): fetch a little ahead.
         _mm_prefetch(reinterpret_cast<const char*>(kb[d] + i + 128), _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(ka[d] + i + 128), _MM_HINT_T0);
