@@ -199,26 +199,31 @@ Dataset read_cifar10_batches(const std::vector<std::string>& paths) {
   d.shape = {3, 32, 32};
   for (const auto& path : paths) {
     DataFile f(path);
-    std::vector<unsigned char> raw(kCifarBatchRecords * kRecord);
-    raw.resize(f.read(raw.data(), raw.size()));
-    if (raw.size() == kCifarBatchRecords * kRecord && !f.at_end()) {
-      throw Error(path + ": more than " + std::to_string(kCifarBatchRecords) + " CIFAR-10 records (expected " + format + ")");
+    // Record by record: memory follows what the file holds, not the largest file allowed.
+    std::vector<unsigned char> rec(kRecord);
+    std::size_t n = 0;
+    for (;;) {
+      const std::size_t got = f.read(rec.data(), kRecord);
+      if (got == 0) break;
+      if (got != kRecord) {
+        throw Error(path + ": " + std::to_string(n * kRecord + got) + " bytes is not a whole number of CIFAR-10 records (expected " +
+                    format + ")");
+      }
+      if (n == kCifarBatchRecords) {
+        throw Error(path + ": more than " + std::to_string(kCifarBatchRecords) + " CIFAR-10 records (expected " + format + ")");
+      }
+      if (rec[0] > 9) throw Error(path + ": record " + std::to_string(n) + " has label " + std::to_string(rec[0]) + " (expected 0-9)");
+      d.labels.push_back(rec[0]);
+      for (std::size_t i = 1; i < kRecord; ++i) d.images.push_back(static_cast<float>(rec[i]) / 255.0f);
+      ++n;
     }
-    if (raw.empty() || raw.size() % kRecord != 0) {
-      throw Error(path + ": " + std::to_string(raw.size()) + " bytes is not a whole number of CIFAR-10 records (expected " +
-                  format + ")");
+    if (n == 0) {
+      throw Error(path + ": 0 bytes is not a whole number of CIFAR-10 records (expected " + format + ")");
     }
-    const std::size_t n = raw.size() / kRecord;
     if (n < kMinCifarRecords) {
       throw Error(path + ": only " + std::to_string(n) + " CIFAR-10 records; a batch file holds " +
                   std::to_string(kCifarBatchRecords) + " (subsets of at least " + std::to_string(kMinCifarRecords) +
                   " are accepted): truncated?");
-    }
-    for (std::size_t r = 0; r < n; ++r) {
-      const unsigned char* rec = raw.data() + r * kRecord;
-      if (rec[0] > 9) throw Error(path + ": record " + std::to_string(r) + " has label " + std::to_string(rec[0]) + " (expected 0-9)");
-      d.labels.push_back(rec[0]);
-      for (std::size_t i = 1; i < kRecord; ++i) d.images.push_back(static_cast<float>(rec[i]) / 255.0f);
     }
   }
   return d;
