@@ -25,7 +25,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
     throw Error("the model expects " + model.input.to_string() + " inputs, " + o.data.dataset + " images are " +
                 data.shape.to_string());
   }
-  const std::size_t n = o.data.limit == 0 ? data.size() : std::min(o.data.limit, data.size());
+  const std::size_t n = selected_count(o.data, data.size());
   const he::HePlan plan = he::compile(model, o.compile);
   const std::vector<he::BatchInfo> batches = split_batches(0, n, plan.batch_size());
   std::printf("%s", plan.describe().c_str());

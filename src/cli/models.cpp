@@ -49,7 +49,7 @@ void run_eval(const EvalOptions& o) {
   if (o.fold_bn) model = nn::fold_batch_norm(model);
   if (o.split != "test" && o.split != "train") throw Error("--split must be 'test' or 'train'");
   const nn::Dataset data = load_dataset(o.data, o.split == "test" ? nn::Split::Test : nn::Split::Train);
-  const std::size_t n = o.data.limit == 0 ? data.size() : std::min(o.data.limit, data.size());
+  const std::size_t n = selected_count(o.data, data.size());
   std::printf("model %s: %zu layers, input %s, %s\n", o.model.c_str(), model.layers.size(), model.input.to_string().c_str(),
               o.fold_bn ? "batch normalization folded" : "as stored");
   std::printf("dataset %s (%s split): %zu images\n", data.name.c_str(), o.split.c_str(), n);
