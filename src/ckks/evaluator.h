@@ -45,6 +45,9 @@ class Evaluator {
   void square_inplace(Ciphertext& a) const;
   void relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const;
   void multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const;
+  // acc += a * p without a temporary (acc empty: acc = a * p). acc must have a's level, size and
+  // the product's scale.
+  void multiply_plain_accumulate(const Ciphertext& a, const Plaintext& p, Ciphertext& acc) const;
   // Multiplies by round(c * const_scale); the scale grows by const_scale. With const_scale == 0 the
   // top prime of the ciphertext's level is used, so a following rescale restores the scale exactly.
   void multiply_const_inplace(Ciphertext& a, double c, double const_scale = 0) const;

@@ -19,7 +19,7 @@ std::vector<he::BatchInfo> split_batches(std::size_t first, std::size_t count, s
   return v;
 }
 
-std::vector<ckks::Ciphertext> encrypt_batch(const he::batch::Client& client, const nn::Dataset& data,
+std::vector<ckks::Ciphertext> encrypt_batch(const he::InferenceClient& client, const nn::Dataset& data,
                                             const he::BatchInfo& batch, StepTimes& times) {
   if (batch.first + batch.count > data.size()) throw Error("image index beyond the dataset");
   const Stopwatch t;
@@ -28,7 +28,7 @@ std::vector<ckks::Ciphertext> encrypt_batch(const he::batch::Client& client, con
   return q;
 }
 
-std::vector<ckks::Ciphertext> infer_batch(const he::batch::Engine& engine, std::vector<ckks::Ciphertext> query,
+std::vector<ckks::Ciphertext> infer_batch(const he::InferenceEngine& engine, std::vector<ckks::Ciphertext> query,
                                           bool quiet, StepTimes& times) {
   ProgressLine line(!quiet);
   he::ProgressFn progress;
@@ -51,7 +51,7 @@ std::vector<ckks::Ciphertext> infer_batch(const he::batch::Engine& engine, std::
   return r;
 }
 
-std::vector<std::vector<double>> decrypt_batch(const he::batch::Client& client, const std::vector<ckks::Ciphertext>& result,
+std::vector<std::vector<double>> decrypt_batch(const he::InferenceClient& client, const std::vector<ckks::Ciphertext>& result,
                                                const he::BatchInfo& batch, StepTimes& times) {
   const Stopwatch t;
   auto logits = client.decrypt(result, batch.count);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "he/batch/engine.h"
+#include "he/runtime.h"
 #include "he/files.h"
 #include "nn/dataset.h"
 #include "nn/forward.h"
@@ -25,13 +25,13 @@ struct StepTimes {
 };
 
 // Client: encrypts the batch's images of `data`.
-std::vector<ckks::Ciphertext> encrypt_batch(const he::batch::Client& client, const nn::Dataset& data,
+std::vector<ckks::Ciphertext> encrypt_batch(const he::InferenceClient& client, const nn::Dataset& data,
                                             const he::BatchInfo& batch, StepTimes& times);
 // Server: runs the plan on one batch, with the stage progress line unless quiet.
-std::vector<ckks::Ciphertext> infer_batch(const he::batch::Engine& engine, std::vector<ckks::Ciphertext> query,
+std::vector<ckks::Ciphertext> infer_batch(const he::InferenceEngine& engine, std::vector<ckks::Ciphertext> query,
                                           bool quiet, StepTimes& times);
 // Client: logits[image][class].
-std::vector<std::vector<double>> decrypt_batch(const he::batch::Client& client, const std::vector<ckks::Ciphertext>& result,
+std::vector<std::vector<double>> decrypt_batch(const he::InferenceClient& client, const std::vector<ckks::Ciphertext>& result,
                                                const he::BatchInfo& batch, StepTimes& times);
 
 // Predictions tallied against labels and, when given, the plaintext model's predictions and logits.

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/stopwatch.h"
 #include "he/files.h"
+#include "he/runtime.h"
 #include "nn/dataset.h"
 #include "nn/safetensors.h"
 
@@ -28,6 +29,7 @@ struct KeygenOptions {
   std::string model, out;
   bool force = false;
   he::CompileOptions compile;
+  std::string mode = "batch";
 };
 
 void run_keygen(const KeygenOptions& o) {
@@ -39,7 +41,8 @@ void run_keygen(const KeygenOptions& o) {
     }
   }
   const nn::Model m = nn::load_model(o.model);
-  const he::HePlan plan = he::compile(m, o.compile);
+  // auto: packed (the keys serve queries of a few images; batch keys are for large batches).
+  const he::HePlan plan = he::compile(m, o.compile, o.mode == "batch" ? he::Layout::Batch : he::Layout::Packed);
   std::printf("%s", plan.describe().c_str());
   const Stopwatch t;
   const he::KeyFiles k = he::generate_keys(plan, o.model, o.out, o.force);
@@ -78,11 +81,11 @@ void run_encrypt(const EncryptOptions& o) {
   h.dataset = o.data.dataset;
   h.dataset_size = data.size();
   h.batches = split_batches(o.data.offset, n, spec.batch_size);
-  const he::batch::Client client(spec, keys.ctx, keys.secret);
+  const auto client = he::make_client(spec, keys.ctx, keys.secret);
   he::StreamWriter w(o.out, h, keys.ctx);
   StepTimes times;
   for (const auto& b : h.batches) {
-    w.write_batch(encrypt_batch(client, data, b, times));
+    w.write_batch(encrypt_batch(*client, data, b, times));
     std::fprintf(stderr, "encrypted images %zu-%zu\n", b.first, b.first + b.count - 1);
   }
   w.close();
@@ -127,12 +130,12 @@ void run_infer(const InferOptions& o) {
   h.shape = {static_cast<int>(spec.outputs), 1, 1};
   h.per_batch = spec.output_ciphertexts;
   he::StreamWriter w(o.out, h, keys.ctx);
-  const he::batch::Engine engine(plan, keys.ctx, keys.keys);
+  const auto engine = he::make_engine(plan, keys.ctx, keys.keys);
   StepTimes times;
   std::size_t images = 0;
   for (std::size_t b = 0; b < h.batches.size(); ++b) {
     std::fprintf(stderr, "batch %zu/%zu: %zu images\n", b + 1, h.batches.size(), h.batches[b].count);
-    w.write_batch(infer_batch(engine, r.read_batch(), o.quiet, times));
+    w.write_batch(infer_batch(*engine, r.read_batch(), o.quiet, times));
     images += h.batches[b].count;
   }
   r.finish();
@@ -161,10 +164,10 @@ void run_decrypt(const DecryptOptions& o) {
     // The labels must be those of the images encrypted: same dataset, same test set, indices in it.
     he::check_dataset(r.header(), o.in, o.labels_dataset, labels->size());
   }
-  const he::batch::Client client(keys.info.spec, keys.ctx, keys.secret);
+  const auto client = he::make_client(keys.info.spec, keys.ctx, keys.secret);
   Tally tally(labels ? &*labels : nullptr, nullptr);
   StepTimes times;
-  for (const auto& b : r.header().batches) tally.add(b, decrypt_batch(client, r.read_batch(), b, times), o.print);
+  for (const auto& b : r.header().batches) tally.add(b, decrypt_batch(*client, r.read_batch(), b, times), o.print);
   r.finish();
   std::printf("decrypted %zu predictions", tally.count());
   if (labels) {
@@ -185,6 +188,11 @@ void register_client_server(CLI::App& app) {
                "Replace the keys of an existing key directory (files are replaced atomically; symbolic links "
                "are still refused)");
   add_compile_options(kg, k->compile);
+  kg->add_option("--mode", k->mode,
+                 "Layout the keys are for: batch (large batches, one image per slot) or packed (a few images, with "
+                 "rotation keys); auto is packed")
+      ->check(CLI::IsMember({"batch", "packed", "auto"}))
+      ->capture_default_str();
   kg->callback([k] { run_keygen(*k); });
 
   auto e = std::make_shared<EncryptOptions>();

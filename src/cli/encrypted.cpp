@@ -10,7 +10,7 @@
 #include "common/error.h"
 #include "common/stopwatch.h"
 #include "common/threads.h"
-#include "he/batch/engine.h"
+#include "he/runtime.h"
 #include "nn/forward.h"
 #include "nn/safetensors.h"
 
@@ -26,11 +26,13 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
                 data.shape.to_string());
   }
   const std::size_t n = selected_count(o.data, data.size());
-  const he::HePlan plan = he::compile(model, o.compile);
+  he::HePlan plan = he::compile(model, o.compile, he::Layout::Packed);
+  if (choose_layout(o.mode, n, plan.batch_size()) == he::Layout::Batch) plan = he::compile(model, o.compile, he::Layout::Batch);
   const std::vector<he::BatchInfo> batches = split_batches(0, n, plan.batch_size());
   std::printf("%s", plan.describe().c_str());
-  std::printf("threads: %d; %zu test images of %s in %zu batch(es)\n\n", hecnn::num_threads(), n, o.data.dataset.c_str(),
-              batches.size());
+  std::printf("mode: %s; threads: %d; %zu test images of %s in %zu %s\n\n", he::to_string(plan.layout).c_str(),
+              hecnn::num_threads(), n, o.data.dataset.c_str(), batches.size(),
+              plan.layout == he::Layout::Batch ? "batch(es)" : "ciphertext group(s)");
 
   // Plaintext reference (the model as stored) and, on request, the compiled computation on doubles.
   Stopwatch t;
@@ -51,20 +53,26 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   keys.relin = keygen.create_relin_keys();
   if (!plan.keys.rotations.empty()) keys.galois = keygen.create_galois_keys(plan.keys.rotations, false);
   const double t_keygen = t.seconds();
-  const he::batch::Client client(plan.client_spec(), ctx, keygen.secret_key());
-  const he::batch::Engine engine(plan, ctx, keys);
+  t.restart();
+  const auto client = he::make_client(plan.client_spec(), ctx, keygen.secret_key());
+  const auto engine = he::make_engine(plan, ctx, keys);
+  const double t_setup = t.seconds();
 
   StepTimes times;
   Tally tally(&data, &plain);
   for (const auto& b : batches) {
     if (!o.quiet) std::fprintf(stderr, "batch of %zu images (%zu-%zu)\n", b.count, b.first, b.first + b.count - 1);
-    auto result = infer_batch(engine, encrypt_batch(client, data, b, times), o.quiet, times);
-    tally.add(b, decrypt_batch(client, result, b, times), false);
+    auto result = infer_batch(*engine, encrypt_batch(*client, data, b, times), o.quiet, times);
+    tally.add(b, decrypt_batch(*client, result, b, times), false);
   }
   const double total = times.encrypt + times.infer + times.decrypt;
   tally.print_summary();
-  std::printf("time: keygen %.2f s, encrypt %.2f s, infer %.2f s, decrypt %.2f s\n", t_keygen, times.encrypt, times.infer,
-              times.decrypt);
+  std::printf("time: keygen %.2f s, engine setup %.2f s, encrypt %.2f s, infer %.2f s, decrypt %.2f s\n", t_keygen, t_setup,
+              times.encrypt, times.infer, times.decrypt);
+  if (batches.size() > 0) {
+    std::printf("per %s: %.3f s end to end (encrypt + infer + decrypt)\n", plan.layout == he::Layout::Batch ? "batch" : "ciphertext group",
+                total / static_cast<double>(batches.size()));
+  }
   std::printf("inference by stage:");
   const auto& stages = plan.program.stages;
   for (std::size_t k = 0; k < stages.size(); ++k) {
@@ -79,12 +87,18 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
 void register_plan(CLI::App& app) {
   auto model = std::make_shared<std::string>();
   auto opts = std::make_shared<he::CompileOptions>();
+  auto mode = std::make_shared<std::string>("batch");
   CLI::App* cmd = app.add_subcommand("plan", "Compile a model for encrypted inference and print the plan");
   cmd->add_option("--model,-m", *model, "Model file (.safetensors)")->required();
   add_compile_options(cmd, *opts);
-  cmd->callback([model, opts] {
+  cmd->add_option("--mode", *mode, "Layout to plan: batch, packed, or both")
+      ->check(CLI::IsMember({"batch", "packed", "both"}))
+      ->capture_default_str();
+  cmd->callback([model, opts, mode] {
     const nn::Model m = nn::load_model(*model);
-    std::printf("%s", he::compile(m, *opts).describe().c_str());
+    if (*mode != "packed") std::printf("%s", he::compile(m, *opts, he::Layout::Batch).describe().c_str());
+    if (*mode == "both") std::printf("\n");
+    if (*mode != "batch") std::printf("%s", he::compile(m, *opts, he::Layout::Packed).describe().c_str());
   });
 }
 

@@ -13,6 +13,7 @@ struct EncryptedEvalOptions {
   int threads = 0;
   bool quiet = false, simulate = false;
   he::CompileOptions compile;
+  std::string mode = "auto";
 };
 
 void run_encrypted_eval(const EncryptedEvalOptions& o);

@@ -22,6 +22,7 @@ struct EvalOptions {
   std::string model, split = "test";
   DatasetOptions data;
   bool confusion = false, fold_bn = false, quiet = false, encrypted = false, simulate = false;
+  std::string mode = "auto";
   int threads = 0;
   he::CompileOptions compile;
 };
@@ -41,7 +42,7 @@ void print_confusion(const nn::Evaluation& e) {
 void run_eval(const EvalOptions& o) {
   if (o.encrypted) {
     if (o.split != "test") throw Error("--encrypted evaluates the test split");
-    run_encrypted_eval({o.model, o.data, o.threads, o.quiet, o.simulate, o.compile});
+    run_encrypted_eval({o.model, o.data, o.threads, o.quiet, o.simulate, o.compile, o.mode});
     return;
   }
   apply_threads(o.threads);
@@ -92,6 +93,7 @@ void register_models(CLI::App& app) {
   add_quiet_flag(eval, eo->quiet);
   eval->add_flag("--encrypted,-e", eo->encrypted,
                  "Classify encrypted images: keygen, encrypt, infer, decrypt in one process, with timings");
+  add_mode_option(eval, eo->mode);
   eval->add_flag("--simulate", eo->simulate, "With --encrypted: also run the compiled computation on doubles");
   add_compile_options(eval, eo->compile);
   eval->callback([eo] { run_eval(*eo); });

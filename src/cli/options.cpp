@@ -55,6 +55,20 @@ void apply_threads(int threads) { hecnn::set_num_threads(threads); }
 
 void add_quiet_flag(CLI::App* cmd, bool& quiet) { cmd->add_flag("--quiet,-q", quiet, "No progress output"); }
 
+void add_mode_option(CLI::App* cmd, std::string& mode) {
+  cmd->add_option("--mode", mode,
+                  "Layout: batch (one image per slot: throughput, up to N/2 images per batch), packed (an image's values "
+                  "in the slots of a few ciphertexts: latency), or auto (packed for a few images, batch for many)")
+      ->check(CLI::IsMember({"batch", "packed", "auto"}))
+      ->capture_default_str();
+}
+
+he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_t packed_images_per_ciphertext) {
+  if (mode == "batch") return he::Layout::Batch;
+  if (mode == "packed") return he::Layout::Packed;
+  return images <= kAutoPackedGroups * packed_images_per_ciphertext ? he::Layout::Packed : he::Layout::Batch;
+}
+
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o) {
   cmd->add_option("--log-n", o.log_n, "Ring degree 2^k (default: the smallest secure one)")
       ->transform(whole_number(he::kMinLogN, he::kMaxLogN, true, "the default"));

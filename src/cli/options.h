@@ -7,6 +7,7 @@
 #include <string>
 
 #include "he/compile/parameters.h"
+#include "he/spec.h"
 #include "nn/dataset.h"
 
 namespace hecnn::cli {
@@ -40,6 +41,13 @@ void apply_threads(int threads);
 
 // --quiet: no progress output.
 void add_quiet_flag(CLI::App* cmd, bool& quiet);
+
+// --mode batch|packed|auto (see choose_layout).
+void add_mode_option(CLI::App* cmd, std::string& mode);
+// The layout for `mode`; auto: packed for at most kAutoPackedGroups ciphertexts' worth of images
+// (the packed plan's images per ciphertext times that), batch beyond.
+constexpr std::size_t kAutoPackedGroups = 16;
+he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_t packed_images_per_ciphertext);
 
 // --log-n, --scale-bits, --extra-levels (within the bounds of he/compile/parameters.h), --allow-insecure.
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o);

@@ -13,6 +13,7 @@ double HePlan::scale() const { return std::ldexp(1.0, scale_bits); }
 std::size_t HePlan::batch_size() const {
   switch (layout) {
     case Layout::Batch: return params ? batch::batch_size(*params) : 0;
+    case Layout::Packed: return packed ? packed->images_per_ciphertext() : 0;
   }
   return 0;
 }
@@ -21,6 +22,7 @@ ClientSpec HePlan::client_spec() const {
   if (!params) throw Error("the plan has no parameters yet");
   switch (layout) {
     case Layout::Batch: return batch::client_spec(program, *params, scale_bits);
+    case Layout::Packed: return packed::client_spec(program, *packed, *params, scale_bits);
   }
   throw Error("unknown layout");
 }
@@ -28,10 +30,12 @@ ClientSpec HePlan::client_spec() const {
 std::string HePlan::describe() const {
   std::ostringstream os;
   const int top = params ? static_cast<int>(params->max_level()) : program.depth;
-  os << describe_stages(program, top, batch::kValueUnit);
+  os << describe_stages(program, top, layout == Layout::Batch ? batch::kValueUnit : packed::kValueUnit);
+  if (packed) os << packed::describe_layout(program, *packed);
   if (params) {
     const auto& p = *params;
-    os << "parameters: N = " << p.poly_degree() << " (" << batch_size() << " images per batch), scale 2^" << scale_bits
+    os << "parameters: N = " << p.poly_degree() << " (" << batch_size() << " images per "
+       << (layout == Layout::Batch ? "batch" : "ciphertext") << "), scale 2^" << scale_bits
        << ", " << p.total_bits() << " bits of modulus" << (p.insecure() ? " (INSECURE: above the 128-bit bound)" : " (128-bit secure)")
        << "\n  chain:";
     for (auto q : p.q()) os << " " << static_cast<int>(std::ceil(std::log2(static_cast<double>(q))));
@@ -74,10 +78,25 @@ HePlan lower(Program program, Layout layout) {
   HePlan plan;
   plan.program = std::move(program);
   plan.layout = layout;
-  switch (layout) {
-    case Layout::Batch: plan.keys = batch::key_requirements(plan.program); break;
+  if (layout == Layout::Packed) {
+    // Rotations need 2-component ciphertexts: no deferred relinearization.
+    for (auto& st : plan.program.stages) {
+      if (st.kind() == StageKind::Activation) std::get<ActivationOp>(st.op).relinearize_output = true;
+    }
   }
   return plan;
+}
+// The back end's part, once the parameters (and so the slot count) are known.
+void finish(HePlan& plan) {
+  switch (plan.layout) {
+    case Layout::Batch: plan.keys = batch::key_requirements(plan.program); break;
+    case Layout::Packed: {
+      auto pp = std::make_shared<packed::PackedProgram>(packed::lower(plan.program, plan.params->max_slots()));
+      plan.keys = packed::key_requirements(*pp);
+      plan.packed = std::move(pp);
+      break;
+    }
+  }
 }
 }  // namespace
 
@@ -85,6 +104,7 @@ HePlan compile(const nn::Model& model, const CompileOptions& options, Layout lay
   check_compile_options(options);  // before the model is compiled
   HePlan plan = lower(compile_program(model), layout);
   plan.params = choose_parameters(plan.program.depth, options, &plan.scale_bits);
+  finish(plan);
   return plan;
 }
 
@@ -103,6 +123,7 @@ HePlan compile_for(const nn::Model& model, const ckks::CkksParameters& params, i
   }
   plan.params = params;
   plan.scale_bits = scale_bits;
+  finish(plan);
   return plan;
 }
 

@@ -2,6 +2,7 @@
 // Compiling an nn::Model into an encrypted computation: the model-level passes (he/compile), then
 // a layout's back end (he/batch) decides the keys it needs, and the parameters are chosen for the
 // depth. The plan is what the server runs and what produces the client's specification.
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include "ckks/params.h"
 #include "he/compile/parameters.h"
 #include "he/compile/program.h"
+#include "he/packed/backend.h"
 #include "he/spec.h"
 #include "nn/model.h"
 
@@ -21,6 +23,7 @@ struct HePlan {
   std::optional<ckks::CkksParameters> params;
   int scale_bits = 0;
   KeyRequirements keys;
+  std::shared_ptr<const packed::PackedProgram> packed;  // Layout::Packed: the placements and diagonals
 
   double scale() const;
   // Images per batch in this layout.

@@ -12,13 +12,15 @@ using nlohmann::json;
 std::string to_string(Layout l) {
   switch (l) {
     case Layout::Batch: return "batch";
+    case Layout::Packed: return "packed";
   }
   return "?";
 }
 
 Layout parse_layout(const std::string& name) {
   if (name == "batch") return Layout::Batch;
-  throw Error("unknown layout '" + name + "' (known: batch)");
+  if (name == "packed") return Layout::Packed;
+  throw Error("unknown layout '" + name + "' (known: batch, packed)");
 }
 
 double ClientSpec::scale() const { return std::ldexp(1.0, scale_bits); }
@@ -26,7 +28,7 @@ double ClientSpec::scale() const { return std::ldexp(1.0, scale_bits); }
 json ClientSpec::to_json() const {
   char id[17];
   std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(params_id));
-  return {{"layout", to_string(layout)},
+  json j = {{"layout", to_string(layout)},
           {"params_id", id},
           {"scale_bits", scale_bits},
           {"input", {input.c, input.h, input.w}},
@@ -35,6 +37,13 @@ json ClientSpec::to_json() const {
           {"batch_size", batch_size},
           {"input_ciphertexts", input_ciphertexts},
           {"output_ciphertexts", output_ciphertexts}};
+  if (layout == Layout::Packed) {
+    j["block"] = block;
+    json slots = json::array();
+    for (const auto& [ct, slot] : output_slots) slots.push_back({ct, slot});
+    j["output_slots"] = std::move(slots);
+  }
+  return j;
 }
 
 ClientSpec ClientSpec::from_json(const json& j) {
@@ -86,6 +95,23 @@ ClientSpec ClientSpec::from_json(const json& j) {
   if (s.layout == Layout::Batch &&
       (s.input_ciphertexts != static_cast<std::size_t>(s.input.size()) || s.output_ciphertexts != s.outputs)) {
     throw Error("client specification: batch layout needs one ciphertext per input value and per output");
+  }
+  if (s.layout == Layout::Packed) {
+    s.block = count("block", std::size_t{1} << 16);
+    if ((s.block & (s.block - 1)) != 0) throw Error("client specification: 'block' must be a power of two");
+    if (s.batch_size * s.block > (std::size_t{1} << 16)) throw Error("client specification: 'batch_size' x 'block' exceeds 2^16 slots");
+    if (s.input_ciphertexts > 4096 || s.output_ciphertexts > 4096) {
+      throw Error("client specification: at most 4096 ciphertexts per image group in the packed layout");
+    }
+    const json& slots = field("output_slots");
+    if (!slots.is_array() || slots.size() != s.outputs) throw Error("client specification: 'output_slots' must list one [ciphertext, slot] per output");
+    for (const json& e : slots) {
+      if (!e.is_array() || e.size() != 2 || !e[0].is_number_unsigned() || !e[1].is_number_unsigned() ||
+          e[0].get<std::uint64_t>() >= s.output_ciphertexts || e[1].get<std::uint64_t>() >= s.block) {
+        throw Error("client specification: each 'output_slots' entry must be [ciphertext < output_ciphertexts, slot < block]");
+      }
+      s.output_slots.push_back({static_cast<std::uint32_t>(e[0].get<std::uint64_t>()), static_cast<std::uint32_t>(e[1].get<std::uint64_t>())});
+    }
   }
   return s;
 }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "nn/model.h"
 
@@ -14,7 +16,9 @@ namespace hecnn::he {
 // How values are laid out in ciphertexts.
 //  - Batch: one ciphertext per input value (pixel and channel, CHW order) and per output, one
 //    image per slot: a query holds up to N/2 images.
-enum class Layout { Batch };
+//  - Packed: an image's values share the slots of a few ciphertexts (see he/packed/backend.h),
+//    several images per ciphertext when they fit: image k owns slots [k block, (k + 1) block).
+enum class Layout { Batch, Packed };
 std::string to_string(Layout l);
 // Throws hecnn::Error on an unknown name.
 Layout parse_layout(const std::string& name);
@@ -28,6 +32,9 @@ struct ClientSpec {
   double output_factor = 1.0;     // decrypted outputs are multiplied by this
   std::size_t batch_size = 0;     // images per batch
   std::size_t input_ciphertexts = 0, output_ciphertexts = 0;  // per batch
+  // Packed layout only: slots per image, and where each output is (ciphertext, slot in the block).
+  std::size_t block = 0;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> output_slots;
 
   double scale() const;
   nlohmann::json to_json() const;

@@ -1,0 +1,116 @@
+#pragma once
+// The packed back end: an image's values share the slots of a few ciphertexts, and several images
+// share a ciphertext when they fit (image k of a ciphertext owns the slots [k B, (k + 1) B), B the
+// block, a power of two). Every stage maps a placement of its inputs (value -> ciphertext, slot in
+// the block) to a placement of its outputs:
+//
+//  - Input: channel c of the image as a row-major plane (row pitch W, column pitch 1), channels one
+//    after the other, as many per ciphertext as fit in a block. The client places them.
+//  - Convolution: the output keeps the input's pitches times the stride (a stride-2 layer leaves
+//    gaps), and each output channel goes to the first base slot where its grid collides with no
+//    other channel's (channels fill each other's gaps: multiplexing). Every product term then has a
+//    slot offset (input slot - output slot) that depends only on the channel pair and the tap, so
+//    the layer is a sum of "diagonals": y = sum_d diag_d * rot(x, d), one plaintext product per
+//    distinct (input ciphertext, output ciphertext, offset). The offsets are split d = g + b into
+//    baby steps b (rotations of each input, hoisted over one key-switching decomposition) and giant
+//    steps g (one rotation per partial sum, the plaintexts pre-rotated by -g); the split minimizes
+//    the rotation count over the candidate baby-step sizes.
+//  - Dense (and merged dense): outputs at slots 0..m-1. With m much smaller than the block, each
+//    term goes to a partial sum at slot o + kQ (Q = next power of two >= m) within Q of its input,
+//    so there are fewer than 2Q diagonals; log2(B / Q) rotate-and-add steps after rescaling fold the
+//    partial sums into slot o (the other slots hold partial sums nobody reads).
+//  - Sum pooling (average and global average pooling, 1/window folded forward): rotate-and-add over
+//    the window's offsets, rows and columns separately, each as one hoisted sum; the result stays at
+//    the window's top-left slot with the pitches times the stride. No level. The slots between
+//    hold partial sums that the next linear stage never reads (its diagonals are zero there).
+//  - Activation: the polynomial slot-wise on each ciphertext (every value at once).
+//
+// A linear stage costs one level (the plaintext products, then one rescale); rotations cost none.
+// The rotation keys are those of the distinct baby, giant, fold and pooling steps.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ckks/params.h"
+#include "he/compile/parameters.h"
+#include "he/compile/program.h"
+#include "he/spec.h"
+
+namespace hecnn::he::packed {
+
+inline constexpr const char* kValueUnit = "values";
+
+struct Slot {
+  std::uint32_t ct = 0, slot = 0;  // ciphertext of the image's group, slot within the block
+  bool operator==(const Slot&) const = default;
+};
+
+// Where each value of a stage's tensor (CHW order) lives.
+struct Placement {
+  nn::Shape shape;
+  std::size_t cts = 1;
+  std::vector<Slot> at;  // per value
+  // The grid the values were placed on: value (c, y, x) at base[c] + y * row_pitch + x * col_pitch of
+  // ciphertext ct_of[c]. Empty base: no grid (dense outputs).
+  std::int64_t row_pitch = 0, col_pitch = 0;
+  std::vector<std::uint32_t> base, ct_of;
+};
+
+// One plaintext product of a linear stage: input ciphertext, its baby-step rotation, and the
+// plaintext's nonzero slots within the block (already pre-rotated by the giant step).
+struct Diagonal {
+  std::uint32_t in_ct = 0;
+  int baby = 0;  // rotation step, normalized to [0, slots)
+  std::vector<std::pair<std::uint32_t, double>> entries;
+};
+struct GiantStep {
+  std::uint32_t out_ct = 0;
+  int step = 0;  // normalized to [0, slots)
+  std::vector<Diagonal> diagonals;
+};
+struct LinearPlan {
+  std::vector<std::vector<int>> baby;  // per input ciphertext: the nonzero baby steps, sorted
+  std::vector<GiantStep> giants;
+  std::vector<std::vector<std::pair<std::uint32_t, double>>> bias;  // per output ciphertext
+  std::vector<int> fold;  // after rescaling: x += rot(x, step), in order
+  std::size_t diagonal_count() const;
+  std::size_t rotation_count() const;  // baby + nonzero giant + fold rotations per image group
+};
+struct PoolPlan {
+  std::vector<int> col_steps, row_steps;  // including 0
+};
+
+struct PackedStage {
+  Placement in, out;
+  LinearPlan linear;  // linear stages
+  PoolPlan pool;      // sum-pool stages
+};
+
+struct PackedProgram {
+  std::size_t slots = 0;  // N/2
+  std::size_t block = 0;  // slots per image
+  std::vector<PackedStage> stages;
+  std::size_t images_per_ciphertext() const { return slots / block; }
+  const Placement& input() const { return stages.front().in; }
+  const Placement& output() const { return stages.back().out; }
+  std::vector<int> rotation_steps() const;  // distinct, sorted, normalized to [1, slots)
+};
+
+// The input placement for a block size (the client's side of the layout); throws hecnn::Error when
+// a channel plane does not fit in a block.
+Placement input_placement(const nn::Shape& in, std::size_t block);
+
+// Lowers a compiled program for `slots` slots per ciphertext: chooses the block (the smallest
+// power of two that keeps every stage in one ciphertext per image group, or all the slots) and the
+// placements. Throws hecnn::Error when the image does not fit the layout.
+PackedProgram lower(const Program& program, std::size_t slots);
+
+KeyRequirements key_requirements(const PackedProgram& packed);
+ClientSpec client_spec(const Program& program, const PackedProgram& packed, const ckks::CkksParameters& params,
+                       int scale_bits);
+// Per stage: one line of what the layout spends (rotations, plaintext products).
+std::string describe_layout(const Program& program, const PackedProgram& packed);
+
+}  // namespace hecnn::he::packed

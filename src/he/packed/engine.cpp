@@ -1,0 +1,243 @@
+#include "he/packed/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+#include "common/parallel.h"
+
+namespace hecnn::he::packed {
+
+using ckks::Ciphertext;
+using ckks::Plaintext;
+
+namespace {
+// A block-periodic vector of all the slots: entries (slot in the block, value) repeated in every block.
+std::vector<double> replicate(const std::vector<std::pair<std::uint32_t, double>>& entries, std::size_t block,
+                              std::size_t slots) {
+  std::vector<double> v(slots, 0.0);
+  for (std::size_t b = 0; b < slots; b += block)
+    for (const auto& [s, w] : entries) v[b + s] = w;
+  return v;
+}
+}  // namespace
+
+Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys)
+    : plan_(plan),
+      packed_(plan.packed ? *plan.packed : throw Error("encrypted inference: the plan is not in the packed layout")),
+      ctx_(std::move(ctx)),
+      keys_(keys),
+      ev_(ctx_),
+      encoder_(ctx_) {
+  if (plan.layout != Layout::Packed) throw Error("encrypted inference: the plan is not in the packed layout");
+  if (!plan.params || !(ctx_->params() == *plan.params)) {
+    throw Error("encrypted inference: the keys were made for other parameters than this model's plan");
+  }
+  if (packed_.slots != ctx_->params().max_slots()) throw Error("encrypted inference: the layout was made for another ring degree");
+  check_keys(keys, plan.keys, *ctx_);
+  const auto& stages = plan.program.stages;
+  std::size_t level = ctx_->max_level();
+  level_.resize(stages.size());
+  diagonals_.resize(stages.size());
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    level_[i] = level;
+    if (static_cast<int>(level) < stages[i].levels) throw Error("encrypted inference: no level left for stage '" + stages[i].name + "'");
+    if (stages[i].kind() == StageKind::Linear) {
+      // Weights at scale q_top: after the rescale the output keeps the input's scale.
+      const double q_top = static_cast<double>(ctx_->modulus(level).value);
+      const auto& giants = packed_.stages[i].linear.giants;
+      auto& enc = diagonals_[i];
+      enc.resize(giants.size());
+      std::vector<std::pair<std::size_t, std::size_t>> all;
+      for (std::size_t g = 0; g < giants.size(); ++g) {
+        enc[g].resize(giants[g].diagonals.size());
+        for (std::size_t d = 0; d < giants[g].diagonals.size(); ++d) all.push_back({g, d});
+      }
+      ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 4)
+      for (std::size_t k = 0; k < all.size(); ++k) errors.run([&] {
+        const auto [g, d] = all[k];
+        const auto v = replicate(giants[g].diagonals[d].entries, packed_.block, packed_.slots);
+        encoder_.encode(v, q_top, level, enc[g][d]);
+      });
+      errors.rethrow();
+      for (const auto& g : enc)
+        for (const auto& p : g) plaintext_bytes_ += p.word_count() * sizeof(std::uint64_t);
+    }
+    level -= static_cast<std::size_t>(stages[i].levels);
+  }
+}
+
+std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext>& in) const {
+  const LinearPlan& lp = packed_.stages[index].linear;
+  const std::size_t out_cts = packed_.stages[index].out.cts;
+  // Baby steps: every rotation of an input from one decomposition.
+  std::vector<std::vector<Ciphertext>> rotated(in.size());
+  for (std::size_t a = 0; a < in.size(); ++a) {
+    if (!lp.baby[a].empty()) ev_.rotate_hoisted(in[a], lp.baby[a], keys_.galois, rotated[a]);
+  }
+  const auto source = [&](const Diagonal& d) -> const Ciphertext& {
+    if (d.baby == 0) return in[d.in_ct];
+    const auto& steps = lp.baby[d.in_ct];
+    const auto it = std::lower_bound(steps.begin(), steps.end(), d.baby);
+    return rotated[d.in_ct][static_cast<std::size_t>(it - steps.begin())];
+  };
+  // Giant steps: the plaintext products summed, then one rotation.
+  std::vector<Ciphertext> parts(lp.giants.size());
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t g = 0; g < lp.giants.size(); ++g) errors.run([&] {
+    const GiantStep& gs = lp.giants[g];
+    Ciphertext acc;
+    for (std::size_t d = 0; d < gs.diagonals.size(); ++d) ev_.multiply_plain_accumulate(source(gs.diagonals[d]), diagonals_[index][g][d], acc);
+    if (gs.step != 0) ev_.rotate_inplace(acc, gs.step, keys_.galois);
+    parts[g] = std::move(acc);
+  });
+  errors.rethrow();
+  rotated.clear();
+  in.clear();
+  std::vector<Ciphertext> out(out_cts);
+  for (std::size_t g = 0; g < parts.size(); ++g) {
+    Ciphertext& o = out[lp.giants[g].out_ct];
+    if (o.word_count() == 0) {
+      o = std::move(parts[g]);
+    } else {
+      ev_.add_inplace(o, parts[g]);
+    }
+    parts[g] = Ciphertext();
+  }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t b = 0; b < out_cts; ++b) errors.run([&] {
+    if (out[b].word_count() == 0) throw Error("encrypted inference: stage '" + plan_.program.stages[index].name + "' leaves an output ciphertext empty");
+    if (!lp.bias[b].empty()) {
+      Plaintext pt;
+      encoder_.encode(replicate(lp.bias[b], packed_.block, packed_.slots), out[b].scale(), out[b].level(), pt);
+      ev_.add_plain_inplace(out[b], pt);
+    }
+    ev_.rescale_inplace(out[b]);
+    for (int step : lp.fold) ev_.add_inplace(out[b], ev_.rotate(out[b], step, keys_.galois));
+  });
+  errors.rethrow();
+  return out;
+}
+
+std::vector<Ciphertext> Engine::sum_pool(std::size_t index, std::vector<Ciphertext>& in) const {
+  const PoolPlan& pp = packed_.stages[index].pool;
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t a = 0; a < in.size(); ++a) errors.run([&] {
+    if (pp.col_steps.size() > 1) in[a] = ev_.rotate_sum_hoisted(in[a], pp.col_steps, keys_.galois);
+    if (pp.row_steps.size() > 1) in[a] = ev_.rotate_sum_hoisted(in[a], pp.row_steps, keys_.galois);
+  });
+  errors.rethrow();
+  return std::move(in);
+}
+
+std::vector<Ciphertext> Engine::activation(std::size_t index, std::vector<Ciphertext>& in) const {
+  approx::PolyEvalPlan poly = plan_.program.stages[index].activation().poly;
+  poly.relinearize_last = true;  // rotations follow
+  const approx::PolynomialEvaluator pe(ev_, keys_.relin);
+  std::vector<Ciphertext> out(in.size());
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1) if (in.size() > 1)
+  for (std::size_t a = 0; a < in.size(); ++a) errors.run([&] {
+    out[a] = pe.evaluate(in[a], poly);
+    in[a] = Ciphertext();
+  });
+  errors.rethrow();
+  return out;
+}
+
+std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn& progress) const {
+  const Program& prog = plan_.program;
+  const std::size_t top = level_.empty() ? 0 : level_[0];
+  if (x.size() != packed_.input().cts) {
+    throw Error("encrypted inference: the packed layout takes " + std::to_string(packed_.input().cts) +
+                " input ciphertext(s) per image group, the query has " + std::to_string(x.size()));
+  }
+  for (auto& c : x) {
+    if (c.size() != 2 || c.n() != ctx_->n() || c.slots() != packed_.slots ||
+        std::fabs(c.scale() - x[0].scale()) > 1e-9 * x[0].scale() || c.level() != x[0].level()) {
+      throw Error("encrypted inference: the input ciphertexts differ in level, size, slots or scale");
+    }
+    if (c.level() < top) {
+      throw Error("encrypted inference: the inputs have " + std::to_string(c.level()) + " levels, the plan starts at " +
+                  std::to_string(top));
+    }
+    if (c.level() > top) ev_.drop_to_level_inplace(c, top);
+  }
+  run_.restart();
+  stage_seconds_.assign(prog.stages.size(), 0.0);
+  for (std::size_t i = 0; i < prog.stages.size(); ++i) {
+    stage_.restart();
+    if (progress) progress(Progress{i, prog.stages.size(), prog.stages[i].name, 0, 1, run_.seconds(), 0.0});
+    std::vector<Ciphertext> y;
+    switch (prog.stages[i].kind()) {
+      case StageKind::Linear: y = linear(i, x); break;
+      case StageKind::SumPool: y = sum_pool(i, x); break;
+      case StageKind::Activation: y = activation(i, x); break;
+    }
+    x = std::move(y);
+    stage_seconds_[i] = stage_.seconds();
+    if (progress) progress(Progress{i, prog.stages.size(), prog.stages[i].name, 1, 1, run_.seconds(), stage_seconds_[i]});
+  }
+  return x;
+}
+
+Client::Client(const ClientSpec& spec, ckks::ContextPtr ctx, const ckks::SecretKey& sk)
+    : spec_(spec), ctx_(ctx), encoder_(ctx), encryptor_(ctx, sk), decryptor_(ctx, sk) {
+  if (spec.layout != Layout::Packed) throw Error("client: the specification is not for the packed layout");
+  if (spec.params_id != ctx_->params().id()) throw Error("client: the keys were made for other parameters than this model's plan");
+  const std::size_t slots = ctx_->params().max_slots();
+  if (spec.block == 0 || spec.block > slots || slots % spec.block != 0 || spec.batch_size != slots / spec.block) {
+    throw Error("client: the specification's block and batch size do not match the parameters' " + std::to_string(slots) + " slots");
+  }
+  input_ = input_placement(spec.input, spec.block);
+  if (input_.cts != spec.input_ciphertexts) throw Error("client: the specification's input ciphertext count does not match its layout");
+  if (spec.output_slots.size() != spec.outputs) throw Error("client: the specification lists no slot for some outputs");
+}
+
+std::vector<Ciphertext> Client::encrypt(const float* images, std::size_t count) const {
+  if (count == 0 || count > spec_.batch_size) {
+    throw Error("client: a packed query holds 1 to " + std::to_string(spec_.batch_size) + " images; got " + std::to_string(count));
+  }
+  const std::size_t slots = ctx_->params().max_slots(), values = input_.at.size();
+  std::vector<std::vector<double>> v(input_.cts, std::vector<double>(slots, 0.0));
+  for (std::size_t b = 0; b < count; ++b)
+    for (std::size_t i = 0; i < values; ++i) v[input_.at[i].ct][b * spec_.block + input_.at[i].slot] = images[b * values + i];
+  std::vector<Ciphertext> out(input_.cts);
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1) if (input_.cts > 1)
+  for (std::size_t a = 0; a < input_.cts; ++a) errors.run([&] {
+    Plaintext pt;
+    encoder_.encode(v[a], spec_.scale(), ctx_->max_level(), pt);
+    encryptor_.encrypt(pt, out[a]);
+  });
+  errors.rethrow();
+  return out;
+}
+
+std::vector<std::vector<double>> Client::decrypt(const std::vector<Ciphertext>& outputs, std::size_t count) const {
+  if (outputs.size() != spec_.output_ciphertexts) {
+    throw Error("client: the result holds " + std::to_string(outputs.size()) + " ciphertexts, the packed layout has " +
+                std::to_string(spec_.output_ciphertexts));
+  }
+  if (count == 0 || count > spec_.batch_size) throw Error("client: more images than a packed query holds");
+  std::vector<std::vector<double>> decoded(outputs.size());
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1) if (outputs.size() > 1)
+  for (std::size_t a = 0; a < outputs.size(); ++a) errors.run([&] {
+    decoded[a] = encoder_.decode(decryptor_.decrypt(outputs[a]));
+    if (decoded[a].size() < spec_.batch_size * spec_.block) throw Error("client: the result holds fewer slots than the layout");
+  });
+  errors.rethrow();
+  std::vector<std::vector<double>> r(count, std::vector<double>(spec_.outputs));
+  for (std::size_t b = 0; b < count; ++b)
+    for (std::size_t o = 0; o < spec_.outputs; ++o) {
+      const auto [ct, slot] = spec_.output_slots[o];
+      r[b][o] = decoded[ct][b * spec_.block + slot] * spec_.output_factor;
+    }
+  return r;
+}
+
+}  // namespace hecnn::he::packed

@@ -1,0 +1,64 @@
+#pragma once
+// Running a compiled plan in the packed layout (the server side: no secret key anywhere here), and
+// the client side of that layout. See he/packed/backend.h for the layout itself.
+#include <vector>
+
+#include "ckks/ckks.h"
+#include "common/stopwatch.h"
+#include "he/packed/backend.h"
+#include "he/plan.h"
+#include "he/progress.h"
+#include "he/runtime.h"
+#include "he/spec.h"
+
+namespace hecnn::he::packed {
+
+class Engine : public InferenceEngine {
+ public:
+  // Encodes every diagonal of every linear stage once, at the level the stage runs at. Throws
+  // hecnn::Error unless the plan is in the packed layout and the keys are those it needs, for the
+  // plan's parameters. The plan and keys must outlive the engine.
+  Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys);
+
+  // The input ciphertexts of one image group (spec.input_ciphertexts, at the top level); returns the
+  // output ciphertexts.
+  std::vector<ckks::Ciphertext> run(std::vector<ckks::Ciphertext> inputs, const ProgressFn& progress = nullptr) const override;
+  const std::vector<double>& stage_seconds() const override { return stage_seconds_; }
+
+  // Bytes held by the encoded diagonals.
+  std::size_t plaintext_bytes() const { return plaintext_bytes_; }
+
+ private:
+  std::vector<ckks::Ciphertext> linear(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
+  std::vector<ckks::Ciphertext> sum_pool(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
+  std::vector<ckks::Ciphertext> activation(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
+
+  const HePlan& plan_;
+  const PackedProgram& packed_;
+  ckks::ContextPtr ctx_;
+  const EvaluationKeys& keys_;
+  ckks::Evaluator ev_;
+  ckks::CkksEncoder encoder_;
+  std::vector<std::size_t> level_;  // per stage: the level of its inputs
+  std::vector<std::vector<std::vector<ckks::Plaintext>>> diagonals_;  // [stage][giant][diagonal]
+  std::size_t plaintext_bytes_ = 0;
+  mutable std::vector<double> stage_seconds_;
+  mutable Stopwatch run_, stage_;
+};
+
+class Client : public InferenceClient {
+ public:
+  Client(const ClientSpec& spec, ckks::ContextPtr ctx, const ckks::SecretKey& sk);
+  std::vector<ckks::Ciphertext> encrypt(const float* images, std::size_t count) const override;
+  std::vector<std::vector<double>> decrypt(const std::vector<ckks::Ciphertext>& outputs, std::size_t count) const override;
+
+ private:
+  ClientSpec spec_;
+  ckks::ContextPtr ctx_;
+  Placement input_;
+  ckks::CkksEncoder encoder_;
+  ckks::Encryptor encryptor_;
+  ckks::Decryptor decryptor_;
+};
+
+}  // namespace hecnn::he::packed

@@ -1,0 +1,43 @@
+#pragma once
+// The two sides of encrypted inference, whatever the layout: the server's engine (no secret key)
+// runs a compiled plan on a query; the client encrypts images and decrypts scores from the
+// ClientSpec alone. make_engine and make_client pick the back end from the plan's (or the
+// specification's) layout.
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "ckks/ciphertext.h"
+#include "ckks/context.h"
+#include "ckks/keys.h"
+#include "he/plan.h"
+#include "he/progress.h"
+#include "he/spec.h"
+
+namespace hecnn::he {
+
+class InferenceEngine {
+ public:
+  virtual ~InferenceEngine() = default;
+  // The query's ciphertexts, consumed; returns the result's ciphertexts.
+  virtual std::vector<ckks::Ciphertext> run(std::vector<ckks::Ciphertext> inputs, const ProgressFn& progress = nullptr) const = 0;
+  // Seconds spent in each stage by the last run.
+  virtual const std::vector<double>& stage_seconds() const = 0;
+};
+
+class InferenceClient {
+ public:
+  virtual ~InferenceClient() = default;
+  // 1 to spec.batch_size images of spec.input's shape (CHW floats, consecutive).
+  virtual std::vector<ckks::Ciphertext> encrypt(const float* images, std::size_t count) const = 0;
+  // outputs[image][class], already multiplied by spec.output_factor.
+  virtual std::vector<std::vector<double>> decrypt(const std::vector<ckks::Ciphertext>& outputs, std::size_t count) const = 0;
+};
+
+// Throws hecnn::Error unless the keys are those the plan needs, for its parameters. The plan and
+// keys must outlive the engine.
+std::unique_ptr<InferenceEngine> make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys);
+// Throws hecnn::Error unless the specification is for ctx's parameters.
+std::unique_ptr<InferenceClient> make_client(const ClientSpec& spec, ckks::ContextPtr ctx, const ckks::SecretKey& sk);
+
+}  // namespace hecnn::he
