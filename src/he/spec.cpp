@@ -39,6 +39,7 @@ json ClientSpec::to_json() const {
           {"output_ciphertexts", output_ciphertexts}};
   if (layout == Layout::Packed) {
     j["block"] = block;
+    j["input_copies"] = input_copies;
     json slots = json::array();
     for (const auto& [ct, slot] : output_slots) slots.push_back({ct, slot});
     j["output_slots"] = std::move(slots);
@@ -100,6 +101,8 @@ ClientSpec ClientSpec::from_json(const json& j) {
     s.block = count("block", std::size_t{1} << 16);
     if ((s.block & (s.block - 1)) != 0) throw Error("client specification: 'block' must be a power of two");
     if (s.batch_size * s.block > (std::size_t{1} << 16)) throw Error("client specification: 'batch_size' x 'block' exceeds 2^16 slots");
+    s.input_copies = count("input_copies", 64);
+    if (s.block % s.input_copies != 0) throw Error("client specification: 'input_copies' must divide 'block'");
     if (s.input_ciphertexts > 4096 || s.output_ciphertexts > 4096) {
       throw Error("client specification: at most 4096 ciphertexts per image group in the packed layout");
     }

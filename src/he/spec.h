@@ -34,6 +34,7 @@ struct ClientSpec {
   std::size_t input_ciphertexts = 0, output_ciphertexts = 0;  // per batch
   // Packed layout only: slots per image, and where each output is (ciphertext, slot in the block).
   std::size_t block = 0;
+  std::size_t input_copies = 1;  // copies of the image in its block, block / input_copies slots apart
   std::vector<std::pair<std::uint32_t, std::uint32_t>> output_slots;
 
   double scale() const;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -35,12 +36,15 @@ std::int64_t grid_span(const nn::Shape& s, std::int64_t rp, std::int64_t cp) {
 }
 
 // Channels of `shape` on a grid with the given pitches, each at the first base (over the
-// ciphertexts in order) where none of its slots is taken.
-Placement place_grid(const nn::Shape& shape, std::int64_t rp, std::int64_t cp, std::size_t block, const std::string& what) {
+// ciphertexts in order) where none of its slots is taken. The block is cut into `regions` regions of
+// region_size slots; channel c goes to region c mod regions (partitioned), or with regions == 1 to
+// the first region_size slots.
+Placement place_grid(const nn::Shape& shape, std::int64_t rp, std::int64_t cp, std::size_t block, std::size_t region_size,
+                     std::size_t regions, const std::string& what) {
   const std::int64_t span = grid_span(shape, rp, cp);
-  if (span > static_cast<std::int64_t>(block)) {
+  if (span > static_cast<std::int64_t>(region_size)) {
     throw Error("packed layout: " + what + " needs " + std::to_string(span) + " slots per channel, more than the " +
-                std::to_string(block) + " of a block");
+                std::to_string(region_size) + " available");
   }
   Placement p;
   p.shape = shape;
@@ -50,18 +54,22 @@ Placement place_grid(const nn::Shape& shape, std::int64_t rp, std::int64_t cp, s
   offs.reserve(static_cast<std::size_t>(shape.h) * shape.w);
   for (int y = 0; y < shape.h; ++y)
     for (int x = 0; x < shape.w; ++x) offs.push_back(y * rp + x * cp);
-  const std::int64_t last_base = static_cast<std::int64_t>(block) - span;
   std::vector<std::vector<std::uint8_t>> taken;
-  std::vector<std::int64_t> next;  // per ciphertext: bases below it are known not to fit
+  std::vector<std::vector<std::int64_t>> next;  // per ciphertext and region: bases below it are known not to fit
   for (int c = 0; c < shape.c; ++c) {
+    const std::size_t r = static_cast<std::size_t>(c) % regions;
+    const std::int64_t lo = static_cast<std::int64_t>(r * region_size);
+    const std::int64_t last_base = lo + static_cast<std::int64_t>(region_size) - span;
     bool placed = false;
     for (std::size_t ct = 0; !placed; ++ct) {
       if (ct == taken.size()) {
+        if (ct >= 4096) throw Error("packed layout: " + what + " needs more than 4096 ciphertexts");
         taken.emplace_back(block, 0);
-        next.push_back(0);
+        next.emplace_back(regions, 0);
+        for (std::size_t k = 0; k < regions; ++k) next.back()[k] = static_cast<std::int64_t>(k * region_size);
       }
       auto& occ = taken[ct];
-      for (std::int64_t b = next[ct]; b <= last_base; ++b) {
+      for (std::int64_t b = next[ct][r]; b <= last_base; ++b) {
         bool fits = true;
         for (std::int64_t o : offs) {
           if (occ[static_cast<std::size_t>(b + o)]) {
@@ -70,7 +78,7 @@ Placement place_grid(const nn::Shape& shape, std::int64_t rp, std::int64_t cp, s
           }
         }
         if (!fits) {
-          if (b == next[ct]) ++next[ct];
+          if (b == next[ct][r]) ++next[ct][r];
           continue;
         }
         for (std::int64_t o : offs) occ[static_cast<std::size_t>(b + o)] = 1;
@@ -110,14 +118,23 @@ struct DiagKey {
 
 constexpr double kBabyCost = 0.6;  // a hoisted rotation, relative to a full one
 
-LinearPlan lower_linear(const Stage& s, const Placement& in, Placement& out, std::size_t block, std::size_t slots) {
+// replicate: a convolution over a replicated input keeps its outputs replicated (a convolution
+// follows); otherwise it partitions its output channels over the copies.
+LinearPlan lower_linear(const Stage& s, const Placement& in, Placement& out, std::size_t block, std::size_t slots,
+                        bool replicate) {
   const LinearOp& op = s.linear();
   const std::size_t m = static_cast<std::size_t>(s.out.size());
   std::size_t fold_q = 0;
+  const std::size_t region = in.copies > 1 ? in.copy_stride : block;
   if (op.conv) {
     if (in.base.empty()) throw Error("packed layout: stage '" + s.name + "': a convolution needs an image-shaped input");
-    out = place_grid(s.out, in.row_pitch * op.geometry.stride_h, in.col_pitch * op.geometry.stride_w, block,
-                     "stage '" + s.name + "'");
+    const bool partition = in.copies > 1 && !replicate;
+    out = place_grid(s.out, in.row_pitch * op.geometry.stride_h, in.col_pitch * op.geometry.stride_w, block, region,
+                     partition ? in.copies : 1, "stage '" + s.name + "'");
+    if (in.copies > 1 && replicate) {
+      out.copies = in.copies;
+      out.copy_stride = in.copy_stride;
+    }
   } else {
     out = place_flat(s.out, block);
     const std::size_t q = next_pow2(m);
@@ -125,7 +142,10 @@ LinearPlan lower_linear(const Stage& s, const Placement& in, Placement& out, std
   }
   std::map<DiagKey, std::vector<std::pair<std::uint32_t, double>>> diags;
   op.for_each_term(s.in, s.out, [&](std::size_t o, std::size_t i, double w) {
-    const Slot si = in.at[i], so = out.at[o];
+    Slot si = in.at[i];
+    const Slot so = out.at[o];
+    // A partitioned output reads the copy of its input in its own region.
+    if (op.conv && in.copies > 1 && out.copies == 1) si.slot += static_cast<std::uint32_t>(so.slot / region * region);
     std::int64_t p = so.slot;
     if (fold_q) {
       // The partial sum within Q below the input's slot (or at o itself for inputs below o).
@@ -170,6 +190,12 @@ LinearPlan lower_linear(const Stage& s, const Placement& in, Placement& out, std
     diag.baby = normalize(b, slots);
     if (diag.baby != 0) plan.baby[k.in_ct].push_back(diag.baby);
     diag.entries = std::move(e);
+    if (out.copies > 1) {  // the same products in every copy
+      const std::size_t n = diag.entries.size();
+      for (std::size_t r = 1; r < out.copies; ++r)
+        for (std::size_t j = 0; j < n; ++j)
+          diag.entries.push_back({static_cast<std::uint32_t>(diag.entries[j].first + r * out.copy_stride), diag.entries[j].second});
+    }
     for (auto& [slot, w] : diag.entries) slot = static_cast<std::uint32_t>(floor_mod(static_cast<std::int64_t>(slot) + g, static_cast<std::int64_t>(block)));
     plan.giants[it->second].diagonals.push_back(std::move(diag));
   }
@@ -180,7 +206,10 @@ LinearPlan lower_linear(const Stage& s, const Placement& in, Placement& out, std
   plan.bias.resize(out.cts);
   for (std::size_t o = 0; o < m; ++o) {
     const double b = op.bias_of(o, s.out);
-    if (b != 0) plan.bias[out.at[o].ct].push_back({out.at[o].slot, b});
+    if (b == 0) continue;
+    for (std::size_t r = 0; r < out.copies; ++r) {
+      plan.bias[out.at[o].ct].push_back({static_cast<std::uint32_t>(out.at[o].slot + r * out.copy_stride), b});
+    }
   }
   if (fold_q) {
     for (std::size_t step = fold_q; step < block; step *= 2) plan.fold.push_back(normalize(static_cast<std::int64_t>(step), slots));
@@ -197,6 +226,8 @@ PoolPlan lower_pool(const Stage& s, const Placement& in, Placement& out, std::si
   out = Placement{};
   out.shape = s.out;
   out.cts = in.cts;
+  out.copies = in.copies;
+  out.copy_stride = in.copy_stride;
   out.row_pitch = in.row_pitch * op.stride_h;
   out.col_pitch = in.col_pitch * op.stride_w;
   out.base = in.base;
@@ -211,17 +242,26 @@ PoolPlan lower_pool(const Stage& s, const Placement& in, Placement& out, std::si
   return plan;
 }
 
-// Lowers with a fixed block; throws when something does not fit.
-PackedProgram lower_with(const Program& prog, std::size_t slots, std::size_t block) {
+// Whether the next linear stage after `i` is a convolution.
+bool conv_follows(const Program& prog, std::size_t i) {
+  for (std::size_t j = i + 1; j < prog.stages.size(); ++j) {
+    if (prog.stages[j].kind() == StageKind::Linear) return prog.stages[j].linear().conv;
+  }
+  return false;
+}
+
+// Lowers with a fixed block and input copies; throws when something does not fit.
+PackedProgram lower_with(const Program& prog, std::size_t slots, std::size_t block, std::size_t copies) {
   PackedProgram pp;
   pp.slots = slots;
   pp.block = block;
-  Placement cur = input_placement(prog.input, block);
-  for (const Stage& s : prog.stages) {
+  Placement cur = input_placement(prog.input, block, copies);
+  for (std::size_t i = 0; i < prog.stages.size(); ++i) {
+    const Stage& s = prog.stages[i];
     PackedStage ps;
     ps.in = cur;
     switch (s.kind()) {
-      case StageKind::Linear: ps.linear = lower_linear(s, ps.in, ps.out, block, slots); break;
+      case StageKind::Linear: ps.linear = lower_linear(s, ps.in, ps.out, block, slots, conv_follows(prog, i)); break;
       case StageKind::SumPool: ps.pool = lower_pool(s, ps.in, ps.out, slots); break;
       case StageKind::Activation: ps.out = ps.in; break;
     }
@@ -229,6 +269,29 @@ PackedProgram lower_with(const Program& prog, std::size_t slots, std::size_t blo
     pp.stages.push_back(std::move(ps));
   }
   return pp;
+}
+
+// Estimated cost of one ciphertext group, in key switches at the top level: a key switch costs
+// about the limbs it handles, a plaintext product (streamed from memory) about 0.3 of a rotation
+// at the same level, a polynomial evaluation a few key switches.
+double estimated_cost(const Program& prog, const PackedProgram& pp) {
+  double cost = 0;
+  int level = prog.depth;
+  for (std::size_t i = 0; i < prog.stages.size(); ++i) {
+    const double limbs = level + 1;
+    const PackedStage& ps = pp.stages[i];
+    switch (prog.stages[i].kind()) {
+      case StageKind::Linear:
+        cost += limbs * (static_cast<double>(ps.linear.rotation_count()) + 0.3 * static_cast<double>(ps.linear.diagonal_count()));
+        break;
+      case StageKind::SumPool:
+        cost += limbs * static_cast<double>(ps.in.cts) * static_cast<double>(ps.pool.col_steps.size() + ps.pool.row_steps.size());
+        break;
+      case StageKind::Activation: cost += limbs * static_cast<double>(ps.in.cts) * 3.0; break;
+    }
+    level -= prog.stages[i].levels;
+  }
+  return cost;
 }
 
 }  // namespace
@@ -259,28 +322,53 @@ std::vector<int> PackedProgram::rotation_steps() const {
   return {steps.begin(), steps.end()};
 }
 
-Placement input_placement(const nn::Shape& in, std::size_t block) {
+Placement input_placement(const nn::Shape& in, std::size_t block, std::size_t copies) {
   if (in.c <= 0 || in.h <= 0 || in.w <= 0) throw Error("packed layout: empty input shape");
-  return place_grid(in, in.w, 1, block, "the input image");
+  if (copies == 0 || block % copies != 0) throw Error("packed layout: the copies must divide the block");
+  Placement p = place_grid(in, in.w, 1, block, block / copies, 1, "the input image");
+  if (copies > 1) {
+    if (p.cts > 1) throw Error("packed layout: a replicated input must fit in one ciphertext");
+    p.copies = copies;
+    p.copy_stride = block / copies;
+  }
+  return p;
 }
 
 PackedProgram lower(const Program& prog, std::size_t slots) {
   if (slots == 0 || (slots & (slots - 1)) != 0) throw Error("packed layout: the slot count must be a power of two");
-  std::size_t block = next_pow2(static_cast<std::size_t>(prog.input.h) * static_cast<std::size_t>(prog.input.w));
-  if (block > slots) {
+  const std::size_t plane = next_pow2(static_cast<std::size_t>(prog.input.h) * static_cast<std::size_t>(prog.input.w));
+  if (plane > slots) {
     throw Error("packed layout: an image plane of " + std::to_string(prog.input.h) + "x" + std::to_string(prog.input.w) +
                 " does not fit in the " + std::to_string(slots) + " slots of a ciphertext");
   }
-  for (;; block *= 2) {
-    try {
-      PackedProgram pp = lower_with(prog, slots, block);
-      bool single = true;
-      for (const auto& s : pp.stages) single = single && s.in.cts == 1 && s.out.cts == 1;
-      if (single || block == slots) return pp;
-    } catch (const Error&) {
-      if (block == slots) throw;
+  // Copies only help a convolution over the input.
+  bool first_conv = false;
+  for (const Stage& s : prog.stages) {
+    if (s.kind() == StageKind::Linear) {
+      first_conv = s.linear().conv;
+      break;
     }
   }
+  std::optional<PackedProgram> best;
+  double best_cost = 0;
+  std::string last_error;
+  for (std::size_t block = plane; block <= slots; block *= 2) {
+    for (std::size_t copies = 1; copies <= (first_conv ? 16u : 1u) && block / copies >= plane; copies *= 2) {
+      try {
+        PackedProgram pp = lower_with(prog, slots, block, copies);
+        // Prefer the cheaper group; at equal cost, more images per ciphertext.
+        const double cost = estimated_cost(prog, pp);
+        if (!best || cost < best_cost * 0.98) {
+          best = std::move(pp);
+          best_cost = cost;
+        }
+      } catch (const Error& e) {
+        last_error = e.what();
+      }
+    }
+  }
+  if (!best) throw Error(last_error.empty() ? "packed layout: the model does not fit" : last_error);
+  return std::move(*best);
 }
 
 KeyRequirements key_requirements(const PackedProgram& pp) {
@@ -300,6 +388,7 @@ ClientSpec client_spec(const Program& prog, const PackedProgram& pp, const ckks:
   s.output_factor = prog.output_factor;
   s.batch_size = pp.images_per_ciphertext();
   s.block = pp.block;
+  s.input_copies = pp.input().copies;
   s.input_ciphertexts = pp.input().cts;
   s.output_ciphertexts = pp.output().cts;
   for (const Slot& o : pp.output().at) s.output_slots.push_back({o.ct, o.slot});
@@ -308,7 +397,8 @@ ClientSpec client_spec(const Program& prog, const PackedProgram& pp, const ckks:
 
 std::string describe_layout(const Program& prog, const PackedProgram& pp) {
   std::ostringstream os;
-  os << "packed layout: " << pp.block << " slots per image, " << pp.images_per_ciphertext() << " image(s) per ciphertext, "
+  os << "packed layout: " << pp.block << " slots per image (" << pp.input().copies << " input cop"
+     << (pp.input().copies == 1 ? "y" : "ies") << "), " << pp.images_per_ciphertext() << " image(s) per ciphertext, "
      << pp.input().cts << " input and " << pp.output().cts << " output ciphertext(s) per image group, "
      << pp.rotation_steps().size() << " distinct rotation steps\n";
   for (std::size_t i = 0; i < pp.stages.size(); ++i) {

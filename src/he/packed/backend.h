@@ -5,7 +5,14 @@
 // the block) to a placement of its outputs:
 //
 //  - Input: channel c of the image as a row-major plane (row pitch W, column pitch 1), channels one
-//    after the other, as many per ciphertext as fit in a block. The client places them.
+//    after the other, as many per ciphertext as fit in a block. The client places them, and may
+//    place R copies of the whole image, block / R slots apart: a convolution over a replicated
+//    input computes its output channels in all copies at once (the offsets do not depend on the
+//    copy), either replicated again (when a convolution follows) or partitioned, output channel c
+//    in copy c mod R. Partitioning lets R times as many output channels share the same few base
+//    slots, and so the same diagonals: fewer plaintext products and rotations per layer at the
+//    price of fewer images per ciphertext. The lowering tries R = 1, 2, 4, ... and the block sizes,
+//    and keeps the cheapest (estimated key switches and plaintext products per ciphertext group).
 //  - Convolution: the output keeps the input's pitches times the stride (a stride-2 layer leaves
 //    gaps), and each output channel goes to the first base slot where its grid collides with no
 //    other channel's (channels fill each other's gaps: multiplexing). Every product term then has a
@@ -51,7 +58,9 @@ struct Slot {
 struct Placement {
   nn::Shape shape;
   std::size_t cts = 1;
-  std::vector<Slot> at;  // per value
+  std::vector<Slot> at;  // per value (its first copy)
+  // Replicated placements: every value also at slot + r * copy_stride, r < copies (same ciphertext).
+  std::size_t copies = 1, copy_stride = 0;
   // The grid the values were placed on: value (c, y, x) at base[c] + y * row_pitch + x * col_pitch of
   // ciphertext ct_of[c]. Empty base: no grid (dense outputs).
   std::int64_t row_pitch = 0, col_pitch = 0;
@@ -98,9 +107,10 @@ struct PackedProgram {
   std::vector<int> rotation_steps() const;  // distinct, sorted, normalized to [1, slots)
 };
 
-// The input placement for a block size (the client's side of the layout); throws hecnn::Error when
-// a channel plane does not fit in a block.
-Placement input_placement(const nn::Shape& in, std::size_t block);
+// The input placement for a block size and a number of copies (the client's side of the layout):
+// the channels one after the other within block / copies slots, replicated `copies` times. Throws
+// hecnn::Error when they do not fit.
+Placement input_placement(const nn::Shape& in, std::size_t block, std::size_t copies = 1);
 
 // Lowers a compiled program for `slots` slots per ciphertext: chooses the block (the smallest
 // power of two that keeps every stage in one ciphertext per image group, or all the slots) and the

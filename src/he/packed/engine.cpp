@@ -192,7 +192,7 @@ Client::Client(const ClientSpec& spec, ckks::ContextPtr ctx, const ckks::SecretK
   if (spec.block == 0 || spec.block > slots || slots % spec.block != 0 || spec.batch_size != slots / spec.block) {
     throw Error("client: the specification's block and batch size do not match the parameters' " + std::to_string(slots) + " slots");
   }
-  input_ = input_placement(spec.input, spec.block);
+  input_ = input_placement(spec.input, spec.block, spec.input_copies);
   if (input_.cts != spec.input_ciphertexts) throw Error("client: the specification's input ciphertext count does not match its layout");
   if (spec.output_slots.size() != spec.outputs) throw Error("client: the specification lists no slot for some outputs");
 }
@@ -204,7 +204,9 @@ std::vector<Ciphertext> Client::encrypt(const float* images, std::size_t count) 
   const std::size_t slots = ctx_->params().max_slots(), values = input_.at.size();
   std::vector<std::vector<double>> v(input_.cts, std::vector<double>(slots, 0.0));
   for (std::size_t b = 0; b < count; ++b)
-    for (std::size_t i = 0; i < values; ++i) v[input_.at[i].ct][b * spec_.block + input_.at[i].slot] = images[b * values + i];
+    for (std::size_t r = 0; r < input_.copies; ++r)
+      for (std::size_t i = 0; i < values; ++i)
+        v[input_.at[i].ct][b * spec_.block + r * input_.copy_stride + input_.at[i].slot] = images[b * values + i];
   std::vector<Ciphertext> out(input_.cts);
   ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 1) if (input_.cts > 1)
