@@ -33,6 +33,21 @@ out=$("$hecnn" decrypt -k "$work/keys" -i "$work/r.bin" --labels mnist --data-di
 grep -q "decrypted 40 predictions; accuracy 100.00 %" <<<"$out" || fail "unexpected result: $out"
 grep -q "WARNING: INSECURE parameters" "$work/err.txt" || fail "decrypt does not warn about insecure parameters"
 
+# Packed mode: the same round trip with rotation keys (galois.key), several images per ciphertext.
+"$hecnn" keygen -m "$work/m.safetensors" -o "$work/pkeys" --mode packed "${small[@]}" >"$work/pkeygen.txt" || fail "keygen --mode packed"
+grep -q "packed layout:" "$work/pkeygen.txt" || fail "keygen --mode packed does not describe the packed layout"
+grep -q "galois.key" "$work/pkeygen.txt" || fail "keygen --mode packed writes no rotation keys"
+"$hecnn" encrypt -k "$work/pkeys" "${data[@]}" --limit 5 --offset 100 -o "$work/pq.bin" 2>/dev/null >/dev/null || fail "encrypt (packed)"
+mkdir "$work/pserver" && cp "$work/pkeys/keys.json" "$work/pkeys/params.bin" "$work/pkeys/relin.key" "$work/pserver/"
+msg=$("$hecnn" infer -m "$work/m.safetensors" -k "$work/pserver" -i "$work/pq.bin" -o "$work/pr.bin" -q 2>&1) &&
+  fail "infer without the rotation keys should fail"
+grep -q "rotation keys are missing" <<<"$msg" || fail "infer without galois.key: '$msg'"
+cp "$work/pkeys/galois.key" "$work/pserver/"
+"$hecnn" infer -m "$work/m.safetensors" -k "$work/pserver" -i "$work/pq.bin" -o "$work/pr.bin" -q 2>/dev/null >/dev/null ||
+  fail "infer (packed)"
+out=$("$hecnn" decrypt -k "$work/pkeys" -i "$work/pr.bin" --labels mnist --data-dir "$shared/datasets/mnist" 2>/dev/null) || fail "decrypt (packed)"
+grep -q "decrypted 5 predictions; accuracy 100.00 %" <<<"$out" || fail "unexpected packed result: $out"
+
 expect_error() {
   local pattern="$1"
   shift

@@ -15,6 +15,8 @@
 #include "common/error.h"
 #include "test_util.h"
 #include "he/batch/engine.h"
+#include "he/packed/engine.h"
+#include "he/runtime.h"
 #include "he/files.h"
 #include "ring/primes.h"
 #include "nn/forward.h"
@@ -72,18 +74,19 @@ he::CompileOptions small_insecure() {
   return o;
 }
 
-// Encrypts `count` random images, runs the plan, and compares with the compiled simulation and
-// the plaintext model.
-void check_network(const nn::Model& m, std::size_t count, const std::string& what, double tol = 1e-3) {
-  const he::HePlan plan = he::compile(m, small_insecure());
+// Encrypts `count` random images (at most a query's worth), runs the plan, and compares with the
+// compiled simulation and the plaintext model.
+void check_plan(const nn::Model& m, const he::HePlan& plan, std::size_t count, const std::string& what, double tol) {
+  count = std::min(count, plan.batch_size());
   const auto ctx = ckks::CkksContext::create(*plan.params);
   ckks::KeyGenerator keygen(ctx);
   he::EvaluationKeys keys;
   keys.relin = keygen.create_relin_keys();
-  const he::batch::Client client(plan.client_spec(), ctx, keygen.secret_key());
-  const he::batch::Engine engine(plan, ctx, keys);
+  if (!plan.keys.rotations.empty()) keys.galois = keygen.create_galois_keys(plan.keys.rotations, false);
+  const auto client = he::make_client(plan.client_spec(), ctx, keygen.secret_key());
+  const auto engine = he::make_engine(plan, ctx, keys);
   const std::vector<float> images = random_images(m.input, count, 7);
-  const auto out = client.decrypt(engine.run(client.encrypt(images.data(), count)), count);
+  const auto out = client->decrypt(engine->run(client->encrypt(images.data(), count)), count);
   double worst = 0, scale = 0;
   for (std::size_t b = 0; b < count; ++b) {
     const float* img = images.data() + b * static_cast<std::size_t>(m.input.size());
@@ -97,7 +100,26 @@ void check_network(const nn::Model& m, std::size_t count, const std::string& wha
     }
   }
   EXPECT_LE(worst, tol * std::max(1.0, scale)) << what << ": encrypted vs plaintext (largest output " << scale << ")";
-  std::printf("  %-46s depth %2d, max |encrypted - plaintext| %.2e (outputs up to %.2f)\n", what.c_str(), plan.program.depth, worst, scale);
+  std::printf("  %-7s %-46s depth %2d, %4zu image(s), max |encrypted - plaintext| %.2e (outputs up to %.2f)\n",
+              he::to_string(plan.layout).c_str(), what.c_str(), plan.program.depth, count, worst, scale);
+}
+
+// Both layouts.
+void check_network(const nn::Model& m, std::size_t count, const std::string& what, double tol = 1e-3) {
+  check_plan(m, he::compile(m, small_insecure(), he::Layout::Batch), count, what, tol);
+  check_plan(m, he::compile(m, small_insecure(), he::Layout::Packed), count, what, tol);
+}
+
+// The packed layout with a fixed block and number of input copies.
+void check_packed(const nn::Model& m, std::size_t block, std::size_t copies, std::size_t count, const std::string& what,
+                  double tol = 1e-3) {
+  he::HePlan plan = he::compile(m, small_insecure(), he::Layout::Packed);
+  auto pp = std::make_shared<he::packed::PackedProgram>(he::packed::lower(plan.program, plan.params->max_slots(), block, copies));
+  plan.keys = he::packed::key_requirements(*pp);
+  plan.packed = pp;
+  ASSERT_EQ(pp->block, block);
+  ASSERT_EQ(pp->input().copies, copies);
+  check_plan(m, plan, count, what + " (block " + std::to_string(block) + ", " + std::to_string(copies) + " copies)", tol);
 }
 
 nlohmann::json conv(int f, int k, int s, const char* pad) {
@@ -170,6 +192,100 @@ TEST(HeLayers, GlobalAvgPool) {
                                     {"layers", {conv(3, 3, 1, "valid"), bn, act("swish:deg4:range4"), conv(2, 1, 1, "valid"), gap}}},
                                    10),
                 8, "conv, swish, conv 1x1, GAP 5x5 last");
+}
+
+TEST(HePacked, CopiesAndBlocks) {
+  // One network under several forced layouts: plain, replicated input with partitioned outputs,
+  // more copies, and several images per ciphertext.
+  const nn::Model m = with_random_params({{"input", {1, 12, 12}},
+                                          {"layers",
+                                           {conv(4, 5, 2, "valid"), bn, act("swish:deg4:range4"), conv(6, 3, 1, "same"), bn,
+                                            act("swish:deg4:range4"), flat, dense(5)}}},
+                                         11);
+  check_packed(m, 256, 1, 4, "conv s2, conv same, dense");
+  check_packed(m, 512, 2, 2, "conv s2, conv same, dense");
+  check_packed(m, 1024, 4, 1, "conv s2, conv same, dense");
+  // Replicated through two convolutions (the first's output feeds another convolution).
+  const nn::Model three = with_random_params({{"input", {1, 8, 8}},
+                                              {"layers",
+                                               {conv(3, 3, 1, "same"), bn, act("square"), conv(3, 3, 1, "same"), bn, act("square"),
+                                                conv(5, 3, 2, "valid"), flat, dense(2)}}},
+                                             12);
+  check_packed(three, 256, 2, 4, "three convolutions");
+  check_packed(three, 1024, 8, 1, "three convolutions");
+}
+
+TEST(HePacked, ChannelsAcrossCiphertextsAndKernels) {
+  // 12 x 10 x 10 = 1200 values: more than the 1024 slots; 7 and 3 channels divide nothing.
+  const nn::Model wide = with_random_params({{"input", {3, 10, 10}},
+                                             {"layers",
+                                              {conv(12, 3, 1, "same"), bn, act("swish:deg4:range4"), pool(2), conv(7, 3, 1, "valid"),
+                                               bn, act("square"), flat, dense(4)}}},
+                                            13);
+  const he::HePlan plan = he::compile(wide, small_insecure(), he::Layout::Packed);
+  EXPECT_GE(plan.packed->stages[0].out.cts, 2u);
+  check_network(wide, 2, "12 channels over 2 ciphertexts, pool, conv 7");
+  // Kernels 1x1, 2x2 and 4x4, stride 2 with even kernels.
+  check_network(with_random_params({{"input", {2, 9, 9}},
+                                    {"layers",
+                                     {conv(3, 1, 1, "valid"), bn, act("square"), conv(4, 2, 2, "valid"), bn, act("square"),
+                                      conv(2, 4, 1, "same"), flat, dense(3)}}},
+                                   14),
+                4, "kernels 1x1, 2x2 s2, 4x4 same");
+}
+
+TEST(HePacked, DenseNetworks) {
+  // Dense -> activation -> dense: the folded partial sums of the first feed the polynomial.
+  check_network(with_random_params({{"input", {1, 4, 4}}, {"layers", {flat, dense(6), bn, act("swish:deg4:range4"), dense(3)}}}, 15),
+                16, "dense, swish, dense (folded outputs)");
+  // 40 outputs of 64 slots: no fold.
+  check_network(with_random_params({{"input", {1, 8, 8}}, {"layers", {flat, dense(40), bn, act("square"), dense(3)}}}, 16), 8,
+                "dense 64 -> 40 (no fold), square, dense");
+}
+
+TEST(HePacked, BadInputs) {
+  const nn::Model m = with_random_params({{"input", {1, 6, 6}}, {"layers", {conv(2, 3, 1, "valid"), bn, act("square"), flat, dense(3)}}}, 17);
+  const he::HePlan plan = he::compile(m, small_insecure(), he::Layout::Packed);
+  ASSERT_FALSE(plan.keys.rotations.empty());
+  const auto ctx = ckks::CkksContext::create(*plan.params);
+  ckks::KeyGenerator keygen(ctx);
+  he::EvaluationKeys keys;
+  keys.relin = keygen.create_relin_keys();
+  // Rotation keys missing, then one step short.
+  expect_error_mentioning([&] { he::make_engine(plan, ctx, keys); }, "rotation keys are missing");
+  std::vector<int> fewer(plan.keys.rotations.begin() + 1, plan.keys.rotations.end());
+  keys.galois = keygen.create_galois_keys(fewer, false);
+  expect_error_mentioning([&] { he::make_engine(plan, ctx, keys); }, "no rotation key for step " + std::to_string(plan.keys.rotations[0]));
+  keys.galois = keygen.create_galois_keys(plan.keys.rotations, false);
+  const auto engine = he::make_engine(plan, ctx, keys);
+  const he::ClientSpec spec = plan.client_spec();
+  const auto client = he::make_client(spec, ctx, keygen.secret_key());
+  std::vector<float> images(static_cast<std::size_t>(m.input.size()) * (spec.batch_size + 1), 0.5f);
+  expect_error_mentioning([&] { client->encrypt(images.data(), spec.batch_size + 1); },
+                          "a packed query holds 1 to " + std::to_string(spec.batch_size) + " images");
+  expect_error_mentioning([&] { client->encrypt(images.data(), 0); }, "a packed query holds 1 to");
+  // Too many ciphertexts, mixed levels.
+  auto q = client->encrypt(images.data(), 1);
+  auto two = q;
+  two.push_back(q[0]);
+  expect_error_mentioning([&] { engine->run(two); }, "takes 1 input ciphertext(s) per image group, the query has 2");
+  auto low = q;
+  ckks::Evaluator(ctx).drop_to_level_inplace(low[0], low[0].level() - 1);
+  expect_error_mentioning([&] { engine->run(low); }, "the plan starts at");
+  expect_error_mentioning([&] { client->decrypt(two, 1); }, "the result holds 2 ciphertexts, the packed layout has 1");
+  // A batch client cannot take a packed specification, and the reverse.
+  expect_error_mentioning([&] { he::batch::Client(spec, ctx, keygen.secret_key()); }, "not for the batch layout");
+  // Specifications with a block that is not a power of two, or output slots outside the block.
+  nlohmann::json j = spec.to_json();
+  j["block"] = 96;
+  expect_error_mentioning([&] { he::ClientSpec::from_json(j); }, "'block' must be a power of two");
+  j = spec.to_json();
+  j["output_slots"][0][1] = spec.block;
+  expect_error_mentioning([&] { he::ClientSpec::from_json(j); }, "'output_slots'");
+  j = spec.to_json();
+  j["output_slots"].erase(0);
+  expect_error_mentioning([&] { he::ClientSpec::from_json(j); }, "one [ciphertext, slot] per output");
+  EXPECT_EQ(he::ClientSpec::from_json(spec.to_json()), spec);
 }
 
 TEST(HeCompile, GlobalAvgPoolStages) {

@@ -1,6 +1,8 @@
 // hecnn: command-line entry point. Each subcommand lives in its own file.
 #include <CLI/CLI.hpp>
 
+#include <malloc.h>
+
 #include <cstring>
 
 #include "cli/commands.h"
@@ -8,6 +10,10 @@
 #include "hecnn/version.h"
 
 int main(int argc, char** argv) {
+  // Ciphertexts (1 to 30 MB) are allocated and freed all the time: keep freed memory in the heap
+  // instead of returning it to the kernel and faulting it in (zeroed) again on the next allocation.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (argc >= 2 && std::strcmp(argv[1], "train") == 0) return hecnn::cli::exec_train(argc - 2, argv + 2);
   CLI::App app{"hecnn: private CNN inference over CKKS homomorphic encryption"};
   app.require_subcommand(1);

@@ -55,7 +55,8 @@ ClientSpec ClientSpec::from_json(const json& j) {
   };
   const auto count = [&](const char* name, std::size_t max) {
     const json& v = field(name);
-    if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 || v.get<std::uint64_t>() > max) {
+    // Parsed JSON holds positive numbers as unsigned, a json built in memory as signed: both count.
+    if (!v.is_number_integer() || v.get<std::int64_t>() <= 0 || v.get<std::uint64_t>() > max) {
       throw Error(std::string("client specification: '") + name + "' must be an integer from 1 to " + std::to_string(max));
     }
     return static_cast<std::size_t>(v.get<std::uint64_t>());
@@ -77,7 +78,7 @@ ClientSpec ClientSpec::from_json(const json& j) {
   if (!in.is_array() || in.size() != 3) throw Error("client specification: 'input' must be [channels, height, width]");
   int dims[3];
   for (std::size_t i = 0; i < 3; ++i) {
-    if (!in[i].is_number_unsigned() || in[i].get<std::uint64_t>() == 0 || in[i].get<std::uint64_t>() > 4096) {
+    if (!in[i].is_number_integer() || in[i].get<std::int64_t>() <= 0 || in[i].get<std::int64_t>() > 4096) {
       throw Error("client specification: each 'input' dimension must be from 1 to 4096");
     }
     dims[i] = static_cast<int>(in[i].get<std::uint64_t>());
@@ -109,8 +110,8 @@ ClientSpec ClientSpec::from_json(const json& j) {
     const json& slots = field("output_slots");
     if (!slots.is_array() || slots.size() != s.outputs) throw Error("client specification: 'output_slots' must list one [ciphertext, slot] per output");
     for (const json& e : slots) {
-      if (!e.is_array() || e.size() != 2 || !e[0].is_number_unsigned() || !e[1].is_number_unsigned() ||
-          e[0].get<std::uint64_t>() >= s.output_ciphertexts || e[1].get<std::uint64_t>() >= s.block) {
+      if (!e.is_array() || e.size() != 2 || !e[0].is_number_integer() || !e[1].is_number_integer() || e[0].get<std::int64_t>() < 0 ||
+          e[1].get<std::int64_t>() < 0 || e[0].get<std::uint64_t>() >= s.output_ciphertexts || e[1].get<std::uint64_t>() >= s.block) {
         throw Error("client specification: each 'output_slots' entry must be [ciphertext < output_ciphertexts, slot < block]");
       }
       s.output_slots.push_back({static_cast<std::uint32_t>(e[0].get<std::uint64_t>()), static_cast<std::uint32_t>(e[1].get<std::uint64_t>())});

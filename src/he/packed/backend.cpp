@@ -334,7 +334,7 @@ Placement input_placement(const nn::Shape& in, std::size_t block, std::size_t co
   return p;
 }
 
-PackedProgram lower(const Program& prog, std::size_t slots) {
+PackedProgram lower(const Program& prog, std::size_t slots, std::size_t fixed_block, std::size_t fixed_copies) {
   if (slots == 0 || (slots & (slots - 1)) != 0) throw Error("packed layout: the slot count must be a power of two");
   const std::size_t plane = next_pow2(static_cast<std::size_t>(prog.input.h) * static_cast<std::size_t>(prog.input.w));
   if (plane > slots) {
@@ -353,7 +353,9 @@ PackedProgram lower(const Program& prog, std::size_t slots) {
   double best_cost = 0;
   std::string last_error;
   for (std::size_t block = plane; block <= slots; block *= 2) {
+    if (fixed_block && block != fixed_block) continue;
     for (std::size_t copies = 1; copies <= (first_conv ? 16u : 1u) && block / copies >= plane; copies *= 2) {
+      if (fixed_copies && copies != fixed_copies) continue;
       try {
         PackedProgram pp = lower_with(prog, slots, block, copies);
         // Prefer the cheaper group; at equal cost, more images per ciphertext.

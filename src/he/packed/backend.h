@@ -115,7 +115,8 @@ Placement input_placement(const nn::Shape& in, std::size_t block, std::size_t co
 // Lowers a compiled program for `slots` slots per ciphertext: chooses the block (the smallest
 // power of two that keeps every stage in one ciphertext per image group, or all the slots) and the
 // placements. Throws hecnn::Error when the image does not fit the layout.
-PackedProgram lower(const Program& program, std::size_t slots);
+// block and copies, when nonzero, fix the choice (tests).
+PackedProgram lower(const Program& program, std::size_t slots, std::size_t block = 0, std::size_t copies = 0);
 
 KeyRequirements key_requirements(const PackedProgram& packed);
 ClientSpec client_spec(const Program& program, const PackedProgram& packed, const ckks::CkksParameters& params,
