@@ -1,6 +1,7 @@
 #include "ckks/evaluator.h"
 
 #include <cmath>
+#include <set>
 #include <cstring>
 #include <string>
 
@@ -265,6 +266,96 @@ void Evaluator::multiply_plain_accumulate(const Ciphertext& a, const Plaintext& 
       ring::kernels::mul_mod(a.limb(k, i), p.limb(i), acc.limb(k, i), n, m);
     } else {
       ring::kernels::mul_add_mod(a.limb(k, i), p.limb(i), acc.limb(k, i), acc.limb(k, i), n, m);
+    }
+  }
+}
+
+void Evaluator::multiply_plain_sums(const std::vector<std::vector<PlainProduct>>& terms, std::vector<Ciphertext>& out) const {
+  const Ciphertext* first = nullptr;
+  double scale = 0;
+  std::set<const Ciphertext*> sources;
+  for (const auto& group : terms) {
+    if (group.empty()) throw Error("multiply_plain_sums: an empty sum");
+    for (const auto& [a, p] : group) {
+      check(*a);
+      check_plain(*ctx_, *a, *p, "multiply_plain");
+      if (!first) {
+        first = a;
+        scale = a->scale() * p->scale();
+      }
+      if (a->level() != first->level() || a->size() != first->size() || a->slots() != first->slots() ||
+          !scales_match(a->scale() * p->scale(), scale)) {
+        throw Error("multiply_plain_sums: the products differ in level, size, slots or scale");
+      }
+      sources.insert(a);
+    }
+  }
+  out.resize(terms.size());
+  if (!first) return;
+  check_scale_room(*ctx_, first->level(), scale, "multiply_plain");
+  const std::size_t n = ctx_->n(), limbs = first->limbs(), comps = first->size();
+  for (auto& o : out) o.reset(n, first->level(), comps, first->slots(), scale);
+  // Chunk: the chunks of every source and every sum within about 1 MiB (L2).
+  const std::size_t per_coeff = (sources.size() + terms.size()) * comps * sizeof(u64);
+  std::size_t chunk = 64;
+  while (chunk < n && chunk * 2 * per_coeff <= (std::size_t{1} << 20)) chunk *= 2;
+  chunk = std::min(chunk, n);
+  const std::size_t chunks = n / chunk;
+  const long tasks = static_cast<long>(limbs * chunks);
+  if (comps == 2) {
+    // Two components: the key-switching inner product kernel, which sums up to 64 products per
+    // coefficient before one reduction.
+    constexpr std::size_t kTerms = 64;
+#pragma omp parallel
+    {
+      std::vector<u64> tmp(2 * chunk);
+      const u64* dd[kTerms];
+      const u64* bb[kTerms];
+      const u64* aa[kTerms];
+#pragma omp for schedule(static)
+      for (long t = 0; t < tasks; ++t) {
+        const std::size_t i = static_cast<std::size_t>(t) / chunks, c = static_cast<std::size_t>(t) % chunks * chunk;
+        const Modulus& m = ctx_->modulus(i);
+        for (std::size_t g = 0; g < terms.size(); ++g) {
+          const auto& group = terms[g];
+          u64* o0 = out[g].limb(0, i) + c;
+          u64* o1 = out[g].limb(1, i) + c;
+          for (std::size_t j0 = 0; j0 < group.size(); j0 += kTerms) {
+            const std::size_t d = std::min(kTerms, group.size() - j0);
+            for (std::size_t j = 0; j < d; ++j) {
+              dd[j] = group[j0 + j].second->limb(i) + c;
+              bb[j] = group[j0 + j].first->limb(0, i) + c;
+              aa[j] = group[j0 + j].first->limb(1, i) + c;
+            }
+            if (j0 == 0) {
+              ring::kernels::ks_inner_product(dd, bb, aa, d, nullptr, o0, o1, chunk, m);
+            } else {
+              ring::kernels::ks_inner_product(dd, bb, aa, d, nullptr, tmp.data(), tmp.data() + chunk, chunk, m);
+              ring::kernels::add_mod(o0, tmp.data(), o0, chunk, m.value);
+              ring::kernels::add_mod(o1, tmp.data() + chunk, o1, chunk, m.value);
+            }
+          }
+        }
+      }
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < tasks; ++t) {
+    const std::size_t i = static_cast<std::size_t>(t) / chunks, c = static_cast<std::size_t>(t) % chunks * chunk;
+    const Modulus& m = ctx_->modulus(i);
+    for (std::size_t g = 0; g < terms.size(); ++g) {
+      const auto& group = terms[g];
+      for (std::size_t k = 0; k < comps; ++k) {
+        ring::kernels::mul_mod(group[0].first->limb(k, i) + c, group[0].second->limb(i) + c, out[g].limb(k, i) + c, chunk, m);
+      }
+      for (std::size_t j = 1; j < group.size(); ++j) {
+        const u64* pj = group[j].second->limb(i) + c;
+        for (std::size_t k = 0; k < comps; ++k) {
+          u64* o = out[g].limb(k, i) + c;
+          ring::kernels::mul_add_mod(group[j].first->limb(k, i) + c, pj, o, o, chunk, m);
+        }
+      }
     }
   }
 }

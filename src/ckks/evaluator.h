@@ -48,6 +48,12 @@ class Evaluator {
   // acc += a * p without a temporary (acc empty: acc = a * p). acc must have a's level, size and
   // the product's scale.
   void multiply_plain_accumulate(const Ciphertext& a, const Plaintext& p, Ciphertext& acc) const;
+  // Sums of products, out[g] = sum over (a, p) in terms[g] of a * p (the inner sums of a diagonal
+  // linear transform): every ciphertext at one level, size and slot count, every product at one
+  // scale. Runs chunk by chunk of coefficients over all the sums at once, so the ciphertexts (read
+  // by many sums) and the sums stay in cache while each plaintext streams through once.
+  using PlainProduct = std::pair<const Ciphertext*, const Plaintext*>;
+  void multiply_plain_sums(const std::vector<std::vector<PlainProduct>>& terms, std::vector<Ciphertext>& out) const;
   // Multiplies by round(c * const_scale); the scale grows by const_scale. With const_scale == 0 the
   // top prime of the ciphertext's level is used, so a following rescale restores the scale exactly.
   void multiply_const_inplace(Ciphertext& a, double c, double const_scale = 0) const;

@@ -110,7 +110,7 @@ void run_infer(const InferOptions& o) {
   const nn::Model m = nn::load_model(o.model);
   const he::ClientSpec& spec = keys.info.spec;
   // The plan for the keys' parameters; it must produce the specification the client holds.
-  const he::HePlan plan = he::compile_for(m, keys.ctx->params(), spec.scale_bits, spec.layout);
+  const he::HePlan plan = he::compile_for(m, keys.ctx->params(), spec.scale_bits, spec.layout, &spec);
   const he::ClientSpec mine = plan.client_spec();
   if (!(mine == spec)) {
     std::string what = "its layout, outputs or output factor differ";

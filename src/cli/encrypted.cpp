@@ -26,8 +26,23 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
                 data.shape.to_string());
   }
   const std::size_t n = selected_count(o.data, data.size());
-  he::HePlan plan = he::compile(model, o.compile, he::Layout::Packed);
-  if (choose_layout(o.mode, n, plan.batch_size()) == he::Layout::Batch) plan = he::compile(model, o.compile, he::Layout::Batch);
+  he::CompileOptions copts = o.compile;
+  copts.packed_images = n;  // the packed layout is chosen for this many images
+  he::HePlan plan;
+  if (o.mode == "batch") {
+    plan = he::compile(model, copts, he::Layout::Batch);
+  } else {
+    try {
+      plan = he::compile(model, copts, he::Layout::Packed);
+    } catch (const Error& e) {
+      if (o.mode == "packed") throw;
+      std::fprintf(stderr, "auto mode: the packed layout does not apply (%s); using the batch layout\n", e.what());
+      plan = he::compile(model, copts, he::Layout::Batch);
+    }
+    if (plan.layout == he::Layout::Packed && choose_layout(o.mode, n, plan.batch_size()) == he::Layout::Batch) {
+      plan = he::compile(model, copts, he::Layout::Batch);
+    }
+  }
   const std::vector<he::BatchInfo> batches = split_batches(0, n, plan.batch_size());
   std::printf("%s", plan.describe().c_str());
   std::printf("mode: %s; threads: %d; %zu test images of %s in %zu %s\n\n", he::to_string(plan.layout).c_str(),

@@ -70,6 +70,11 @@ he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_
 }
 
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o) {
+  cmd->add_option("--packed-images", o.packed_images,
+                  "Packed layout: images per query to plan for (the layout minimizes their total time; 1: the "
+                  "latency of one image)")
+      ->transform(whole_number(1, 65536))
+      ->capture_default_str();
   cmd->add_option("--log-n", o.log_n, "Ring degree 2^k (default: the smallest secure one)")
       ->transform(whole_number(he::kMinLogN, he::kMaxLogN, true, "the default"));
   cmd->add_option("--scale-bits", o.scale_bits, "Scale 2^k (default: the largest the security bound allows, up to 40)")

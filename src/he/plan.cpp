@@ -87,11 +87,12 @@ HePlan lower(Program program, Layout layout) {
   return plan;
 }
 // The back end's part, once the parameters (and so the slot count) are known.
-void finish(HePlan& plan) {
+void finish(HePlan& plan, std::size_t images, const ClientSpec* spec) {
   switch (plan.layout) {
     case Layout::Batch: plan.keys = batch::key_requirements(plan.program); break;
     case Layout::Packed: {
-      auto pp = std::make_shared<packed::PackedProgram>(packed::lower(plan.program, plan.params->max_slots()));
+      auto pp = std::make_shared<packed::PackedProgram>(packed::lower(
+          plan.program, plan.params->max_slots(), spec ? spec->block : 0, spec ? spec->input_copies : 0, images));
       plan.keys = packed::key_requirements(*pp);
       plan.packed = std::move(pp);
       break;
@@ -104,11 +105,12 @@ HePlan compile(const nn::Model& model, const CompileOptions& options, Layout lay
   check_compile_options(options);  // before the model is compiled
   HePlan plan = lower(compile_program(model), layout);
   plan.params = choose_parameters(plan.program.depth, options, &plan.scale_bits);
-  finish(plan);
+  finish(plan, options.packed_images, nullptr);
   return plan;
 }
 
-HePlan compile_for(const nn::Model& model, const ckks::CkksParameters& params, int scale_bits, Layout layout) {
+HePlan compile_for(const nn::Model& model, const ckks::CkksParameters& params, int scale_bits, Layout layout,
+                   const ClientSpec* spec) {
   HePlan plan = lower(compile_program(model), layout);
   if (static_cast<int>(params.max_level()) < plan.program.depth) {
     // Said in terms of the keys: the server cannot choose parameters (no --log-n or --extra-levels
@@ -123,7 +125,7 @@ HePlan compile_for(const nn::Model& model, const ckks::CkksParameters& params, i
   }
   plan.params = params;
   plan.scale_bits = scale_bits;
-  finish(plan);
+  finish(plan, 1, spec);
   return plan;
 }
 

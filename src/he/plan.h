@@ -47,7 +47,8 @@ HePlan compile(const nn::Model& model, const CompileOptions& options = {}, Layou
 
 // The plan for parameters fixed beforehand (the server side, from the client's keys): throws
 // hecnn::Error unless they have the levels the model needs.
+// For the packed layout, `spec` (the client's) fixes the block and input copies.
 HePlan compile_for(const nn::Model& model, const ckks::CkksParameters& params, int scale_bits,
-                   Layout layout = Layout::Batch);
+                   Layout layout = Layout::Batch, const ClientSpec* spec = nullptr);
 
 }  // namespace hecnn::he

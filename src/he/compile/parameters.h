@@ -21,6 +21,9 @@ struct CompileOptions {
   int scale_bits = 0;      // 0: the largest scale (up to 40 bits) the security bound allows; else kMinScaleBits..kMaxScaleBits
   int extra_levels = 0;    // levels beyond those the computation needs: 0..kMaxLevels
   bool allow_insecure = false;  // tests only: parameters above the 128-bit bound
+  // Packed layout: the images a query is planned for; the layout (block, input copies) minimizes
+  // their total time (1: one image's latency; more: fewer copies, more images per ciphertext).
+  std::size_t packed_images = 1;
 };
 
 // Throws hecnn::Error naming the option (as on the command line) when one is out of its bounds.

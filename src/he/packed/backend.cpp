@@ -334,7 +334,9 @@ Placement input_placement(const nn::Shape& in, std::size_t block, std::size_t co
   return p;
 }
 
-PackedProgram lower(const Program& prog, std::size_t slots, std::size_t fixed_block, std::size_t fixed_copies) {
+PackedProgram lower(const Program& prog, std::size_t slots, std::size_t fixed_block, std::size_t fixed_copies,
+                    std::size_t images) {
+  images = std::max<std::size_t>(1, std::min(images, slots));
   if (slots == 0 || (slots & (slots - 1)) != 0) throw Error("packed layout: the slot count must be a power of two");
   const std::size_t plane = next_pow2(static_cast<std::size_t>(prog.input.h) * static_cast<std::size_t>(prog.input.w));
   if (plane > slots) {
@@ -359,7 +361,8 @@ PackedProgram lower(const Program& prog, std::size_t slots, std::size_t fixed_bl
       try {
         PackedProgram pp = lower_with(prog, slots, block, copies);
         // Prefer the cheaper group; at equal cost, more images per ciphertext.
-        const double cost = estimated_cost(prog, pp);
+        const double groups = static_cast<double>((images + pp.images_per_ciphertext() - 1) / pp.images_per_ciphertext());
+        const double cost = estimated_cost(prog, pp) * groups;
         if (!best || cost < best_cost * 0.98) {
           best = std::move(pp);
           best_cost = cost;

@@ -115,8 +115,10 @@ Placement input_placement(const nn::Shape& in, std::size_t block, std::size_t co
 // Lowers a compiled program for `slots` slots per ciphertext: chooses the block (the smallest
 // power of two that keeps every stage in one ciphertext per image group, or all the slots) and the
 // placements. Throws hecnn::Error when the image does not fit the layout.
-// block and copies, when nonzero, fix the choice (tests).
-PackedProgram lower(const Program& program, std::size_t slots, std::size_t block = 0, std::size_t copies = 0);
+// The choice minimizes the estimated time of `images` images (ciphertext groups times the cost of
+// one). block and copies, when nonzero, fix it (the server reproduces the client's layout).
+PackedProgram lower(const Program& program, std::size_t slots, std::size_t block = 0, std::size_t copies = 0,
+                    std::size_t images = 1);
 
 KeyRequirements key_requirements(const PackedProgram& packed);
 ClientSpec client_spec(const Program& program, const PackedProgram& packed, const ckks::CkksParameters& params,

@@ -82,16 +82,20 @@ std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext
     const auto it = std::lower_bound(steps.begin(), steps.end(), d.baby);
     return rotated[d.in_ct][static_cast<std::size_t>(it - steps.begin())];
   };
-  // Giant steps: the plaintext products summed, then one rotation.
-  std::vector<Ciphertext> parts(lp.giants.size());
+  // Giant steps: the plaintext products summed (all sums in one pass over the coefficients), then
+  // one rotation each.
+  std::vector<std::vector<ckks::Evaluator::PlainProduct>> terms(lp.giants.size());
+  for (std::size_t g = 0; g < lp.giants.size(); ++g) {
+    for (std::size_t d = 0; d < lp.giants[g].diagonals.size(); ++d) {
+      terms[g].push_back({&source(lp.giants[g].diagonals[d]), &diagonals_[index][g][d]});
+    }
+  }
+  std::vector<Ciphertext> parts;
+  ev_.multiply_plain_sums(terms, parts);
   ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t g = 0; g < lp.giants.size(); ++g) errors.run([&] {
-    const GiantStep& gs = lp.giants[g];
-    Ciphertext acc;
-    for (std::size_t d = 0; d < gs.diagonals.size(); ++d) ev_.multiply_plain_accumulate(source(gs.diagonals[d]), diagonals_[index][g][d], acc);
-    if (gs.step != 0) ev_.rotate_inplace(acc, gs.step, keys_.galois);
-    parts[g] = std::move(acc);
+    if (lp.giants[g].step != 0) ev_.rotate_inplace(parts[g], lp.giants[g].step, keys_.galois);
   });
   errors.rethrow();
   rotated.clear();
