@@ -94,7 +94,7 @@ void run_encrypt(const EncryptOptions& o) {
 }
 
 struct InferOptions {
-  std::string model, keys, in, out;
+  std::string model, keys, in, out, memory_limit;
   int threads = 0;
   bool quiet = false;
 };
@@ -130,7 +130,8 @@ void run_infer(const InferOptions& o) {
   h.shape = {static_cast<int>(spec.outputs), 1, 1};
   h.per_batch = spec.output_ciphertexts;
   he::StreamWriter w(o.out, h, keys.ctx);
-  const auto engine = he::make_engine(plan, keys.ctx, keys.keys);
+  const std::size_t plaintext_budget = plan_memory(plan, spec.batch_size, memory_limit(o.memory_limit), false, o.quiet);
+  const auto engine = he::make_engine(plan, keys.ctx, keys.keys, plaintext_budget);
   StepTimes times;
   std::size_t images = 0;
   for (std::size_t b = 0; b < h.batches.size(); ++b) {
@@ -211,6 +212,7 @@ void register_client_server(CLI::App& app) {
   in->add_option("--out,-o", i->out, "Result file to write")->required();
   add_threads_option(in, i->threads);
   add_quiet_flag(in, i->quiet);
+  add_memory_limit_option(in, i->memory_limit);
   in->callback([i] { run_infer(*i); });
 
   auto d = std::make_shared<DecryptOptions>();

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/stopwatch.h"
 #include "common/threads.h"
+#include "he/memory.h"
 #include "he/runtime.h"
 #include "nn/forward.h"
 #include "nn/safetensors.h"
@@ -40,11 +41,22 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
       plan = he::compile(model, copts, he::Layout::Batch);
     }
     if (plan.layout == he::Layout::Packed && choose_layout(o.mode, n, plan.batch_size()) == he::Layout::Batch) {
-      plan = he::compile(model, copts, he::Layout::Batch);
+      he::HePlan batch = he::compile(model, copts, he::Layout::Batch);
+      // auto: the batch layout only when it fits in memory.
+      const std::size_t limit = memory_limit(o.memory_limit);
+      const auto need = he::estimate_memory(batch, batch.batch_size(), hecnn::num_threads(), 0, true).total();
+      if (need <= limit) {
+        plan = std::move(batch);
+      } else {
+        std::fprintf(stderr, "auto mode: the batch layout would need %s, more than the %s limit; using the packed layout\n",
+                     he::gib(need).c_str(), he::gib(limit).c_str());
+      }
     }
   }
   const std::vector<he::BatchInfo> batches = split_batches(0, n, plan.batch_size());
   std::printf("%s", plan.describe().c_str());
+  const std::size_t plaintext_budget =
+      plan_memory(plan, std::min(n, plan.batch_size()), memory_limit(o.memory_limit), true, false);
   std::printf("mode: %s; threads: %d; %zu test images of %s in %zu %s\n\n", he::to_string(plan.layout).c_str(),
               hecnn::num_threads(), n, o.data.dataset.c_str(), batches.size(),
               plan.layout == he::Layout::Batch ? "batch(es)" : "ciphertext group(s)");
@@ -70,7 +82,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   const double t_keygen = t.seconds();
   t.restart();
   const auto client = he::make_client(plan.client_spec(), ctx, keygen.secret_key());
-  const auto engine = he::make_engine(plan, ctx, keys);
+  const auto engine = he::make_engine(plan, ctx, keys, plaintext_budget);
   const double t_setup = t.seconds();
 
   StepTimes times;
@@ -111,9 +123,22 @@ void register_plan(CLI::App& app) {
       ->capture_default_str();
   cmd->callback([model, opts, mode] {
     const nn::Model m = nn::load_model(*model);
-    if (*mode != "packed") std::printf("%s", he::compile(m, *opts, he::Layout::Batch).describe().c_str());
+    const auto show = [&](he::Layout layout) {
+      const he::HePlan plan = he::compile(m, *opts, layout);
+      std::printf("%s", plan.describe().c_str());
+      const int threads = hecnn::num_threads();
+      const std::size_t images = layout == he::Layout::Batch ? plan.batch_size() : 1;
+      const he::MemoryEstimate all = he::estimate_memory(plan, images, threads, static_cast<std::size_t>(-1), false);
+      std::printf("predicted peak memory of the server (%s layout, %d threads): %s\n", he::to_string(layout).c_str(), threads,
+                  all.describe(true).c_str());
+      if (layout == he::Layout::Packed) {
+        const he::MemoryEstimate least = he::estimate_memory(plan, images, threads, 0, false);
+        std::printf("  with the weight diagonals encoded at every run instead of once: %s\n", least.describe().c_str());
+      }
+    };
+    if (*mode != "packed") show(he::Layout::Batch);
     if (*mode == "both") std::printf("\n");
-    if (*mode != "batch") std::printf("%s", he::compile(m, *opts, he::Layout::Packed).describe().c_str());
+    if (*mode != "batch") show(he::Layout::Packed);
   });
 }
 

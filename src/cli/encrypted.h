@@ -14,6 +14,7 @@ struct EncryptedEvalOptions {
   bool quiet = false, simulate = false;
   he::CompileOptions compile;
   std::string mode = "auto";
+  std::string memory_limit;
 };
 
 void run_encrypted_eval(const EncryptedEvalOptions& o);

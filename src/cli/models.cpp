@@ -22,7 +22,7 @@ struct EvalOptions {
   std::string model, split = "test";
   DatasetOptions data;
   bool confusion = false, fold_bn = false, quiet = false, encrypted = false, simulate = false;
-  std::string mode = "auto";
+  std::string mode = "auto", memory_limit;
   int threads = 0;
   he::CompileOptions compile;
 };
@@ -42,7 +42,7 @@ void print_confusion(const nn::Evaluation& e) {
 void run_eval(const EvalOptions& o) {
   if (o.encrypted) {
     if (o.split != "test") throw Error("--encrypted evaluates the test split");
-    run_encrypted_eval({o.model, o.data, o.threads, o.quiet, o.simulate, o.compile, o.mode});
+    run_encrypted_eval({o.model, o.data, o.threads, o.quiet, o.simulate, o.compile, o.mode, o.memory_limit});
     return;
   }
   apply_threads(o.threads);
@@ -94,6 +94,7 @@ void register_models(CLI::App& app) {
   eval->add_flag("--encrypted,-e", eo->encrypted,
                  "Classify encrypted images: keygen, encrypt, infer, decrypt in one process, with timings");
   add_mode_option(eval, eo->mode);
+  add_memory_limit_option(eval, eo->memory_limit);
   eval->add_flag("--simulate", eo->simulate, "With --encrypted: also run the compiled computation on doubles");
   add_compile_options(eval, eo->compile);
   eval->callback([eo] { run_eval(*eo); });

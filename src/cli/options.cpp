@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/threads.h"
+#include "he/memory.h"
 
 namespace hecnn::cli {
 
@@ -67,6 +68,34 @@ he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_
   if (mode == "batch") return he::Layout::Batch;
   if (mode == "packed") return he::Layout::Packed;
   return images <= kAutoPackedGroups * packed_images_per_ciphertext ? he::Layout::Packed : he::Layout::Batch;
+}
+
+void add_memory_limit_option(CLI::App* cmd, std::string& limit) {
+  cmd->add_option("--memory-limit", limit,
+                  "Refuse a run whose predicted peak memory exceeds this (e.g. 8G, 512M; default: the memory available "
+                  "now)");
+}
+
+std::size_t memory_limit(const std::string& limit) {
+  if (!limit.empty()) return he::parse_memory_size(limit, "--memory-limit");
+  const std::size_t avail = he::available_memory();
+  return avail ? avail : static_cast<std::size_t>(-1);
+}
+
+std::size_t plan_memory(const he::HePlan& plan, std::size_t images, std::size_t limit, bool with_client, bool quiet) {
+  const int threads = hecnn::num_threads();
+  const he::MemoryEstimate least = he::estimate_memory(plan, images, threads, 0, with_client);
+  const std::string limit_text = limit == static_cast<std::size_t>(-1) ? "unknown" : he::gib(limit);
+  if (least.total() > limit) {
+    throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text + " (--memory-limit)" +
+                (plan.layout == he::Layout::Batch
+                     ? "; the batch layout holds every ciphertext of a stage at once: try --mode packed"
+                     : "; try a smaller model, fewer threads or a larger --memory-limit"));
+  }
+  const std::size_t budget = limit == static_cast<std::size_t>(-1) ? limit : limit - least.total();
+  const he::MemoryEstimate est = he::estimate_memory(plan, images, threads, budget, with_client);
+  if (!quiet) std::printf("memory: predicted peak %s; limit %s\n", est.describe().c_str(), limit_text.c_str());
+  return budget;
 }
 
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o) {

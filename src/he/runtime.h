@@ -36,7 +36,9 @@ class InferenceClient {
 
 // Throws hecnn::Error unless the keys are those the plan needs, for its parameters. The plan and
 // keys must outlive the engine.
-std::unique_ptr<InferenceEngine> make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys);
+// plaintext_budget: packed layout, the bytes of diagonals encoded once (see he/memory.h).
+std::unique_ptr<InferenceEngine> make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
+                                             std::size_t plaintext_budget = static_cast<std::size_t>(-1));
 // Throws hecnn::Error unless the specification is for ctx's parameters.
 std::unique_ptr<InferenceClient> make_client(const ClientSpec& spec, ckks::ContextPtr ctx, const ckks::SecretKey& sk);
 

@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/parallel.h"
+#include "he/memory.h"
 
 namespace hecnn::he::packed {
 
@@ -22,7 +23,7 @@ std::vector<double> replicate(const std::vector<std::pair<std::uint32_t, double>
 }
 }  // namespace
 
-Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys)
+Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, std::size_t plaintext_budget)
     : plan_(plan),
       packed_(plan.packed ? *plan.packed : throw Error("encrypted inference: the plan is not in the packed layout")),
       ctx_(std::move(ctx)),
@@ -36,36 +37,38 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
   if (packed_.slots != ctx_->params().max_slots()) throw Error("encrypted inference: the layout was made for another ring degree");
   check_keys(keys, plan.keys, *ctx_);
   const auto& stages = plan.program.stages;
+  const std::vector<bool> pre = estimate_memory(plan, 1, 1, plaintext_budget, false).preencoded;
   std::size_t level = ctx_->max_level();
   level_.resize(stages.size());
   diagonals_.resize(stages.size());
   for (std::size_t i = 0; i < stages.size(); ++i) {
     level_[i] = level;
     if (static_cast<int>(level) < stages[i].levels) throw Error("encrypted inference: no level left for stage '" + stages[i].name + "'");
-    if (stages[i].kind() == StageKind::Linear) {
-      // Weights at scale q_top: after the rescale the output keeps the input's scale.
-      const double q_top = static_cast<double>(ctx_->modulus(level).value);
-      const auto& giants = packed_.stages[i].linear.giants;
-      auto& enc = diagonals_[i];
-      enc.resize(giants.size());
-      std::vector<std::pair<std::size_t, std::size_t>> all;
-      for (std::size_t g = 0; g < giants.size(); ++g) {
-        enc[g].resize(giants[g].diagonals.size());
-        for (std::size_t d = 0; d < giants[g].diagonals.size(); ++d) all.push_back({g, d});
-      }
-      ParallelErrors errors;
-#pragma omp parallel for schedule(dynamic, 4)
-      for (std::size_t k = 0; k < all.size(); ++k) errors.run([&] {
-        const auto [g, d] = all[k];
-        const auto v = replicate(giants[g].diagonals[d].entries, packed_.block, packed_.slots);
-        encoder_.encode(v, q_top, level, enc[g][d]);
-      });
-      errors.rethrow();
-      for (const auto& g : enc)
-        for (const auto& p : g) plaintext_bytes_ += p.word_count() * sizeof(std::uint64_t);
-    }
     level -= static_cast<std::size_t>(stages[i].levels);
+    if (stages[i].kind() != StageKind::Linear || !pre[i]) continue;
+    const auto& giants = packed_.stages[i].linear.giants;
+    auto& enc = diagonals_[i];
+    enc.resize(giants.size());
+    std::vector<std::pair<std::size_t, std::size_t>> all;
+    for (std::size_t g = 0; g < giants.size(); ++g) {
+      enc[g].resize(giants[g].diagonals.size());
+      for (std::size_t d = 0; d < giants[g].diagonals.size(); ++d) all.push_back({g, d});
+    }
+    ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 4)
+    for (std::size_t k = 0; k < all.size(); ++k) errors.run([&] { encode_diagonal(i, all[k].first, all[k].second, enc[all[k].first][all[k].second]); });
+    errors.rethrow();
+    for (const auto& g : enc)
+      for (const auto& p : g) plaintext_bytes_ += p.word_count() * sizeof(std::uint64_t);
   }
+}
+
+void Engine::encode_diagonal(std::size_t stage, std::size_t giant, std::size_t diagonal, Plaintext& out) const {
+  // Weights at scale q_top: after the rescale the output keeps the input's scale.
+  const std::size_t level = level_[stage];
+  const double q_top = static_cast<double>(ctx_->modulus(level).value);
+  const auto& d = packed_.stages[stage].linear.giants[giant].diagonals[diagonal];
+  encoder_.encode(replicate(d.entries, packed_.block, packed_.slots), q_top, level, out);
 }
 
 std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext>& in) const {
@@ -83,16 +86,47 @@ std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext
     return rotated[d.in_ct][static_cast<std::size_t>(it - steps.begin())];
   };
   // Giant steps: the plaintext products summed (all sums in one pass over the coefficients), then
-  // one rotation each.
-  std::vector<std::vector<ckks::Evaluator::PlainProduct>> terms(lp.giants.size());
-  for (std::size_t g = 0; g < lp.giants.size(); ++g) {
-    for (std::size_t d = 0; d < lp.giants[g].diagonals.size(); ++d) {
-      terms[g].push_back({&source(lp.giants[g].diagonals[d]), &diagonals_[index][g][d]});
-    }
-  }
-  std::vector<Ciphertext> parts;
-  ev_.multiply_plain_sums(terms, parts);
+  // one rotation each. Diagonals not encoded beforehand are encoded here, a batch of giant steps
+  // at a time.
+  std::vector<Ciphertext> parts(lp.giants.size());
+  const bool pre = !diagonals_[index].empty();
+  const std::size_t pt_bytes = (level_[index] + 1) * ctx_->n() * sizeof(std::uint64_t);
   ParallelErrors errors;
+  for (std::size_t g0 = 0; g0 < lp.giants.size();) {
+    std::size_t g1 = g0, bytes = 0;
+    if (pre) {
+      g1 = lp.giants.size();
+    } else {
+      while (g1 < lp.giants.size() && (g1 == g0 || bytes + lp.giants[g1].diagonals.size() * pt_bytes <= kOnTheFlyPlaintextBytes)) {
+        bytes += lp.giants[g1].diagonals.size() * pt_bytes;
+        ++g1;
+      }
+    }
+    std::vector<std::vector<Plaintext>> fresh;
+    if (!pre) {
+      fresh.resize(g1 - g0);
+      std::vector<std::pair<std::size_t, std::size_t>> all;
+      for (std::size_t g = g0; g < g1; ++g) {
+        fresh[g - g0].resize(lp.giants[g].diagonals.size());
+        for (std::size_t d = 0; d < lp.giants[g].diagonals.size(); ++d) all.push_back({g, d});
+      }
+#pragma omp parallel for schedule(dynamic, 4)
+      for (std::size_t k = 0; k < all.size(); ++k) errors.run([&] {
+        encode_diagonal(index, all[k].first, all[k].second, fresh[all[k].first - g0][all[k].second]);
+      });
+      errors.rethrow();
+    }
+    std::vector<std::vector<ckks::Evaluator::PlainProduct>> terms(g1 - g0);
+    for (std::size_t g = g0; g < g1; ++g) {
+      for (std::size_t d = 0; d < lp.giants[g].diagonals.size(); ++d) {
+        terms[g - g0].push_back({&source(lp.giants[g].diagonals[d]), pre ? &diagonals_[index][g][d] : &fresh[g - g0][d]});
+      }
+    }
+    std::vector<Ciphertext> sums;
+    ev_.multiply_plain_sums(terms, sums);
+    for (std::size_t g = g0; g < g1; ++g) parts[g] = std::move(sums[g - g0]);
+    g0 = g1;
+  }
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t g = 0; g < lp.giants.size(); ++g) errors.run([&] {
     if (lp.giants[g].step != 0) ev_.rotate_inplace(parts[g], lp.giants[g].step, keys_.galois);

@@ -18,7 +18,10 @@ class Engine : public InferenceEngine {
   // Encodes every diagonal of every linear stage once, at the level the stage runs at. Throws
   // hecnn::Error unless the plan is in the packed layout and the keys are those it needs, for the
   // plan's parameters. The plan and keys must outlive the engine.
-  Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys);
+  // Diagonals are encoded once while they fit in plaintext_budget bytes (stages in order, see
+  // he/memory.h); the others are encoded again at every run, a batch at a time.
+  Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
+         std::size_t plaintext_budget = static_cast<std::size_t>(-1));
 
   // The input ciphertexts of one image group (spec.input_ciphertexts, at the top level); returns the
   // output ciphertexts.
@@ -30,6 +33,7 @@ class Engine : public InferenceEngine {
 
  private:
   std::vector<ckks::Ciphertext> linear(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
+  void encode_diagonal(std::size_t stage, std::size_t giant, std::size_t diagonal, ckks::Plaintext& out) const;
   std::vector<ckks::Ciphertext> sum_pool(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
   std::vector<ckks::Ciphertext> activation(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
 

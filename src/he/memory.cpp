@@ -1,0 +1,162 @@
+#include "he/memory.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace hecnn::he {
+
+namespace {
+constexpr std::size_t kProcessBytes = 256u << 20;  // code, contexts, NTT tables, the dataset, the allocator's slack
+
+std::size_t plaintext_bytes(const ckks::CkksParameters& p, std::size_t level) { return (level + 1) * p.poly_degree() * 8; }
+}  // namespace
+
+std::size_t ciphertext_bytes(const ckks::CkksParameters& p, std::size_t level, std::size_t components) {
+  return components * plaintext_bytes(p, level);
+}
+
+std::string gib(std::size_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return b;
+}
+
+std::string MemoryEstimate::describe(bool per_stage) const {
+  std::ostringstream os;
+  os << gib(total()) << " (keys " << gib(keys) << ", ciphertexts " << gib(ciphertexts);
+  if (plaintexts) os << ", encoded weights " << gib(plaintexts);
+  os << ", tables " << gib(tables) << ", process " << gib(process) << ")";
+  if (per_stage) {
+    for (const auto& [name, bytes] : stages) os << "\n    " << name << ": " << gib(bytes) << " of ciphertexts";
+  }
+  return os.str();
+}
+
+MemoryEstimate estimate_memory(const HePlan& plan, std::size_t images, int threads, std::size_t plaintext_budget,
+                               bool with_client) {
+  if (!plan.params) throw Error("memory estimate: the plan has no parameters");
+  const ckks::CkksParameters& p = *plan.params;
+  const Program& prog = plan.program;
+  MemoryEstimate m;
+  m.process = kProcessBytes;
+  if (plan.keys.relinearization) m.keys += relin_key_bytes(p, false);
+  m.keys += plan.keys.rotations.size() * relin_key_bytes(p, false);
+  if (with_client) m.keys += plaintext_bytes(p, p.max_level()) * 2;  // the secret key, and the client's encoder buffers
+  const std::size_t temps = static_cast<std::size_t>(std::max(1, threads)) * 4;
+  std::size_t level = p.max_level();
+  std::size_t comps = 2;
+  m.preencoded.assign(prog.stages.size(), false);
+  std::size_t encoded = 0;
+  for (std::size_t i = 0; i < prog.stages.size(); ++i) {
+    const Stage& s = prog.stages[i];
+    const std::size_t ct = ciphertext_bytes(p, level, comps);
+    std::size_t bytes = 0;
+    if (plan.layout == Layout::Batch) {
+      (void)images;
+      const auto in = static_cast<std::size_t>(s.in.size()), out = static_cast<std::size_t>(s.out.size());
+      switch (s.kind()) {
+        case StageKind::Linear: {
+          bytes = (in + out) * ct;  // the products keep the inputs' level and size until rescaled
+          std::size_t terms = 0;
+          s.linear().for_each_term(s.in, s.out, [&](std::size_t, std::size_t, double) { ++terms; });
+          m.tables += terms * 12 + out * 12;
+          comps = 2;
+          break;
+        }
+        case StageKind::SumPool: bytes = (in + out) * ct; break;
+        case StageKind::Activation: {
+          const std::size_t out_comps = s.activation().relinearize_output ? 2 : 3;
+          // Each input is released as its output is made: the larger of the two sets, plus temporaries.
+          bytes = std::max(in * ct, out * ciphertext_bytes(p, level - static_cast<std::size_t>(s.levels), out_comps)) + temps * ct;
+          comps = out_comps;
+          break;
+        }
+      }
+    } else {
+      const packed::PackedStage& ps = plan.packed->stages[i];
+      switch (s.kind()) {
+        case StageKind::Linear: {
+          const auto& lp = ps.linear;
+          std::size_t baby = 0, entries = 0;
+          for (const auto& b : lp.baby) baby += b.size();
+          for (const auto& g : lp.giants)
+            for (const auto& d : g.diagonals) entries += d.entries.size();
+          m.tables += entries * 12;
+          const std::size_t diag_bytes = lp.diagonal_count() * plaintext_bytes(p, level);
+          std::size_t on_the_fly = 0;
+          if (encoded + diag_bytes <= plaintext_budget) {
+            encoded += diag_bytes;
+            m.preencoded[i] = true;
+          } else {
+            on_the_fly = std::min(diag_bytes, kOnTheFlyPlaintextBytes);
+          }
+          bytes = (ps.in.cts + baby + lp.giants.size() + ps.out.cts + 2) * ct + on_the_fly;
+          break;
+        }
+        case StageKind::SumPool: bytes = (ps.in.cts + 2 * std::min<std::size_t>(ps.in.cts, static_cast<std::size_t>(std::max(1, threads)))) * ct; break;
+        case StageKind::Activation: bytes = (2 * ps.in.cts + temps) * ct; break;
+      }
+    }
+    bytes += bytes / 8;  // the allocator's fragmentation: measured peaks run up to ~10 % above the live bytes
+    m.stages.push_back({s.name, bytes});
+    m.ciphertexts = std::max(m.ciphertexts, bytes);
+    level -= static_cast<std::size_t>(s.levels);
+  }
+  m.plaintexts = encoded;
+  return m;
+}
+
+std::size_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::size_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
+std::size_t parse_memory_size(const std::string& text, const std::string& what) {
+  const auto bad = [&] {
+    return Error(what + ": '" + text + "' is not a memory size (e.g. 8G, 512M, 1.5G; at least 64M, at most 1P)");
+  };
+  if (text.empty() || text.size() > 32) throw bad();
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    throw bad();
+  }
+  if (!std::isfinite(v) || v < 0 || !std::isdigit(static_cast<unsigned char>(text[0]))) throw bad();
+  std::string unit = text.substr(used);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  double mult = 1;
+  if (unit == "" || unit == "B") {
+    mult = 1;
+  } else if (unit == "K" || unit == "KB" || unit == "KIB") {
+    mult = 1024.0;
+  } else if (unit == "M" || unit == "MB" || unit == "MIB") {
+    mult = 1024.0 * 1024;
+  } else if (unit == "G" || unit == "GB" || unit == "GIB") {
+    mult = 1024.0 * 1024 * 1024;
+  } else if (unit == "T" || unit == "TB" || unit == "TIB") {
+    mult = 1024.0 * 1024 * 1024 * 1024;
+  } else if (unit == "P" || unit == "PB" || unit == "PIB") {
+    mult = 1024.0 * 1024 * 1024 * 1024 * 1024;
+  } else {
+    throw bad();
+  }
+  const double bytes = v * mult;
+  if (bytes < 64.0 * 1024 * 1024 || bytes > 1024.0 * 1024 * 1024 * 1024 * 1024) throw bad();
+  return static_cast<std::size_t>(bytes);
+}
+
+}  // namespace hecnn::he

@@ -1,0 +1,48 @@
+#pragma once
+// Memory is planned, never discovered: the peak memory of an encrypted run predicted from the plan
+// before anything is allocated, so that a run that cannot fit is refused with the estimate.
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "he/plan.h"
+
+namespace hecnn::he {
+
+// Packed layout, diagonals encoded at every run: at most this many bytes of them at a time.
+inline constexpr std::size_t kOnTheFlyPlaintextBytes = std::size_t{256} << 20;
+
+struct MemoryEstimate {
+  std::size_t keys = 0;         // evaluation keys as held in memory (expanded)
+  std::size_t plaintexts = 0;   // packed layout: the diagonals encoded once, at engine construction
+  std::size_t ciphertexts = 0;  // the largest stage's ciphertexts (inputs, outputs and temporaries)
+  std::size_t tables = 0;       // the engine's tables: weight matrices, diagonal entries
+  std::size_t process = 0;      // the rest of the process (code, contexts, the dataset)
+  std::vector<std::pair<std::string, std::size_t>> stages;  // ciphertext bytes per stage
+  std::vector<bool> preencoded;  // packed layout: per stage, whether its diagonals are encoded once
+  std::size_t total() const { return keys + plaintexts + ciphertexts + tables + process; }
+  // "1.23 GiB (keys ..., ciphertexts ..., ...)" and, with per_stage, one line per stage.
+  std::string describe(bool per_stage = false) const;
+};
+
+// Bytes of a ciphertext of `components` at `level`.
+std::size_t ciphertext_bytes(const ckks::CkksParameters& p, std::size_t level, std::size_t components = 2);
+
+// The predicted peak of one engine running queries of `images` images (batch layout: one batch of
+// that many; packed: one ciphertext group) on `threads` threads, with the keys, and the client's
+// secret key and encryption of the query in the same process when `with_client`. Packed layout:
+// the diagonals of a stage are encoded once while they fit in `plaintext_budget` bytes (stages in
+// order), and encoded again at every run otherwise (preencoded says which).
+MemoryEstimate estimate_memory(const HePlan& plan, std::size_t images, int threads, std::size_t plaintext_budget,
+                               bool with_client);
+
+// The memory this process may still use: MemAvailable from /proc/meminfo (0 when unknown).
+std::size_t available_memory();
+
+// "12G", "512M", "1.5G", "2048" (bytes), "4GiB"; throws hecnn::Error naming `what` on anything else
+// or on a size below 64 MiB or above 1 PiB.
+std::size_t parse_memory_size(const std::string& text, const std::string& what);
+
+std::string gib(std::size_t bytes);
+
+}  // namespace hecnn::he
