@@ -120,4 +120,15 @@ expect_error "symbolic link" keygen -m "$work/m.safetensors" -o "$work/k5" "${sm
 
 expect_error "cannot open $work/nope/keys.json (not a key directory" infer -m "$work/m.safetensors" -k "$work/nope" -i "$work/q.bin" -o "$work/x.bin"
 expect_error "scale-bits: must be a whole number 0 (the default) or from 20 to 58" plan -m "$work/m.safetensors" --log-n 11 --allow-insecure --scale-bits 70
+# Memory is planned: a run that cannot fit the limit is refused before anything is encrypted.
+expect_error "exceeds the memory limit of 0.06 GiB" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --mode batch "${small[@]}" --memory-limit 64M
+expect_error "exceeds the memory limit" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/x.bin" --memory-limit 64M
+expect_error "--memory-limit: '12Q' is not a memory size" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --memory-limit 12Q
+expect_error "--memory-limit: '1K' is not a memory size" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --memory-limit 1K
+# plan prints both layouts with their predicted memory; eval says which layout it chose.
+out=$("$hecnn" plan -m "$work/m.safetensors" --mode both "${small[@]}") || fail "plan --mode both"
+[ "$(grep -c "predicted peak memory of the server" <<<"$out")" = 2 ] || fail "plan --mode both does not predict both layouts' memory: $out"
+out=$("$hecnn" eval -m "$work/m.safetensors" "${data[@]}" --limit 3 --encrypted "${small[@]}" -q 2>/dev/null) || fail "eval --encrypted (auto)"
+grep -q "mode: packed" <<<"$out" || fail "auto mode does not choose the packed layout for 3 images: $out"
+grep -q "agreement with plaintext predictions: 100.00 % (3 / 3)" <<<"$out" || fail "packed eval disagrees: $out"
 echo "cli_he: ok"

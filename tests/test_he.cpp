@@ -16,6 +16,7 @@
 #include "test_util.h"
 #include "he/batch/engine.h"
 #include "he/packed/engine.h"
+#include "he/memory.h"
 #include "he/runtime.h"
 #include "he/files.h"
 #include "ring/primes.h"
@@ -76,7 +77,8 @@ he::CompileOptions small_insecure() {
 
 // Encrypts `count` random images (at most a query's worth), runs the plan, and compares with the
 // compiled simulation and the plaintext model.
-void check_plan(const nn::Model& m, const he::HePlan& plan, std::size_t count, const std::string& what, double tol) {
+void check_plan(const nn::Model& m, const he::HePlan& plan, std::size_t count, const std::string& what, double tol,
+                std::size_t plaintext_budget = static_cast<std::size_t>(-1)) {
   count = std::min(count, plan.batch_size());
   const auto ctx = ckks::CkksContext::create(*plan.params);
   ckks::KeyGenerator keygen(ctx);
@@ -84,7 +86,7 @@ void check_plan(const nn::Model& m, const he::HePlan& plan, std::size_t count, c
   keys.relin = keygen.create_relin_keys();
   if (!plan.keys.rotations.empty()) keys.galois = keygen.create_galois_keys(plan.keys.rotations, false);
   const auto client = he::make_client(plan.client_spec(), ctx, keygen.secret_key());
-  const auto engine = he::make_engine(plan, ctx, keys);
+  const auto engine = he::make_engine(plan, ctx, keys, plaintext_budget);
   const std::vector<float> images = random_images(m.input, count, 7);
   const auto out = client->decrypt(engine->run(client->encrypt(images.data(), count)), count);
   double worst = 0, scale = 0;
@@ -286,6 +288,36 @@ TEST(HePacked, BadInputs) {
   j["output_slots"].erase(0);
   expect_error_mentioning([&] { he::ClientSpec::from_json(j); }, "one [ciphertext, slot] per output");
   EXPECT_EQ(he::ClientSpec::from_json(spec.to_json()), spec);
+}
+
+TEST(HeMemory, SizesAndEstimates) {
+  EXPECT_EQ(he::parse_memory_size("8G", "x"), std::size_t{8} << 30);
+  EXPECT_EQ(he::parse_memory_size("512m", "x"), std::size_t{512} << 20);
+  EXPECT_EQ(he::parse_memory_size("1.5GiB", "x"), std::size_t{3} << 29);
+  EXPECT_EQ(he::parse_memory_size("67108864", "x"), std::size_t{64} << 20);
+  for (const std::string bad : {"", "G", "-1G", "1X", "1K", "2P", "nanG", "1e400G", " 8G"}) {
+    expect_error_mentioning([&] { he::parse_memory_size(bad, "--memory-limit"); }, "--memory-limit: '" + bad + "' is not a memory size");
+  }
+  const nn::Model m = with_random_params({{"input", {1, 12, 12}},
+                                          {"layers", {conv(4, 5, 2, "valid"), bn, act("square"), conv(6, 3, 1, "same"), flat, dense(5)}}},
+                                         18);
+  const he::HePlan batch = he::compile(m, small_insecure(), he::Layout::Batch);
+  const he::HePlan packed = he::compile(m, small_insecure(), he::Layout::Packed);
+  const auto b = he::estimate_memory(batch, batch.batch_size(), 2, 0, true);
+  ASSERT_EQ(b.stages.size(), batch.program.stages.size());
+  // The batch layout holds a stage's every ciphertext: at least the first stage's inputs and outputs.
+  EXPECT_GE(b.ciphertexts, (144 + 4 * 4 * 4) * he::ciphertext_bytes(*batch.params, batch.params->max_level()));
+  EXPECT_EQ(b.total(), b.keys + b.plaintexts + b.ciphertexts + b.tables + b.process);
+  // Packed: the diagonals are encoded once only within the budget.
+  const auto all = he::estimate_memory(packed, 1, 2, static_cast<std::size_t>(-1), false);
+  const auto none = he::estimate_memory(packed, 1, 2, 0, false);
+  EXPECT_GT(all.plaintexts, 0u);
+  EXPECT_EQ(none.plaintexts, 0u);
+  EXPECT_EQ(std::count(all.preencoded.begin(), all.preencoded.end(), true), 2);  // conv; conv + dense merged
+  EXPECT_EQ(std::count(none.preencoded.begin(), none.preencoded.end(), true), 0);
+  EXPECT_GE(all.keys, packed.keys.rotations.size() * he::relin_key_bytes(*packed.params, false));
+  // The engine with no budget encodes at every run and gives the same results.
+  check_plan(m, packed, 2, "diagonals encoded at every run", 1e-3, 0);
 }
 
 TEST(HeCompile, GlobalAvgPoolStages) {
