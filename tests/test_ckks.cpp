@@ -231,6 +231,57 @@ TEST_P(Ckks, MultiplyPlainAndConstants) {
   EXPECT_GE(precision_bits(e.decrypt(z), want), e.bits(23.0, 21.5));  // error grows by the factor 7
 }
 
+TEST_P(Ckks, SumsOfPlaintextProducts) {
+  // Several sums over shared ciphertexts, one with more than 64 products (the kernel's block), and
+  // 3-component operands: each equals the products formed and added one by one.
+  Env& e = env();
+  const std::size_t s = e.slots();
+  std::vector<Ciphertext> cts;
+  std::vector<std::vector<double>> xs, ws;
+  for (int k = 0; k < 5; ++k) {
+    xs.push_back(random_vector(s, -1, 1, 40 + static_cast<unsigned>(k)));
+    cts.push_back(e.encrypt(xs.back()));
+  }
+  const double top = static_cast<double>(e.ctx->modulus(cts[0].level()).value);
+  std::vector<Plaintext> pts;
+  for (int k = 0; k < 7; ++k) {
+    ws.push_back(random_vector(s, -1, 1, 60 + static_cast<unsigned>(k)));
+    pts.push_back(e.encoder->encode(ws.back(), top));
+  }
+  std::vector<std::vector<Evaluator::PlainProduct>> terms(3);
+  std::vector<std::vector<std::pair<int, int>>> which(3);
+  for (int j = 0; j < 70; ++j) which[0].push_back({j % 5, j % 7});
+  which[1] = {{2, 3}};
+  which[2] = {{0, 1}, {4, 6}, {0, 1}};
+  for (std::size_t g = 0; g < 3; ++g)
+    for (auto [c, p] : which[g]) terms[g].push_back({&cts[static_cast<std::size_t>(c)], &pts[static_cast<std::size_t>(p)]});
+  std::vector<Ciphertext> out;
+  e.ev->multiply_plain_sums(terms, out);
+  ASSERT_EQ(out.size(), 3u);
+  for (std::size_t g = 0; g < 3; ++g) {
+    std::vector<double> want(s, 0.0);
+    for (auto [c, p] : which[g])
+      for (std::size_t i = 0; i < s; ++i) want[i] += xs[static_cast<std::size_t>(c)][i] * ws[static_cast<std::size_t>(p)][i];
+    e.ev->rescale_inplace(out[g]);
+    EXPECT_GE(precision_bits(e.decrypt(out[g]), want), e.bits(18.0, 17.0)) << "sum " << g;
+  }
+  // 3 components (an unrelinearized product) and mismatched operands.
+  Ciphertext sq;
+  e.ev->multiply(cts[0], cts[1], sq);
+  std::vector<std::vector<Evaluator::PlainProduct>> t3{{{&sq, &pts[0]}, {&sq, &pts[1]}}};
+  e.ev->multiply_plain_sums(t3, out);
+  e.ev->relinearize_inplace(out[0], e.rk);
+  e.ev->rescale_inplace(out[0]);
+  e.ev->rescale_inplace(out[0]);
+  std::vector<double> want(s);
+  for (std::size_t i = 0; i < s; ++i) want[i] = xs[0][i] * xs[1][i] * (ws[0][i] + ws[1][i]);
+  EXPECT_GE(precision_bits(e.decrypt(out[0]), want), e.bits(18.0, 17.0));
+  std::vector<std::vector<Evaluator::PlainProduct>> mixed{{{&cts[0], &pts[0]}, {&sq, &pts[1]}}};
+  EXPECT_THROW(e.ev->multiply_plain_sums(mixed, out), hecnn::Error);
+  std::vector<std::vector<Evaluator::PlainProduct>> empty{{}};
+  EXPECT_THROW(e.ev->multiply_plain_sums(empty, out), hecnn::Error);
+}
+
 TEST_P(Ckks, LevelsAndAlignment) {
   Env& e = env();
   const auto x = random_vector(e.slots(), -1, 1, 14), y = random_vector(e.slots(), -1, 1, 15);

@@ -239,37 +239,6 @@ void Evaluator::multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const 
   a.set_scale(a.scale() * p.scale());
 }
 
-void Evaluator::multiply_plain_accumulate(const Ciphertext& a, const Plaintext& p, Ciphertext& acc) const {
-  check(a);
-  check_plain(*ctx_, a, p, "multiply_plain");
-  const double scale = a.scale() * p.scale();
-  check_scale_room(*ctx_, a.level(), scale, "multiply_plain");
-  const std::size_t n = ctx_->n(), limbs = a.limbs();
-  const bool fresh = acc.word_count() == 0;
-  if (fresh) {
-    acc.reset(n, a.level(), a.size(), a.slots(), scale);
-  } else {
-    check(acc);
-    if (acc.level() != a.level() || acc.size() != a.size() || acc.slots() != a.slots()) {
-      throw Error("multiply_plain_accumulate: the accumulator differs in level, size or slots");
-    }
-    if (!scales_match(acc.scale(), scale)) {
-      throw Error("multiply_plain_accumulate: scales differ (" + scale_str(acc.scale()) + " vs " + scale_str(scale) + ")");
-    }
-  }
-  const long count = static_cast<long>(a.size() * limbs);
-#pragma omp parallel for schedule(static)
-  for (long t = 0; t < count; ++t) {
-    const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
-    const Modulus& m = ctx_->modulus(i);
-    if (fresh) {
-      ring::kernels::mul_mod(a.limb(k, i), p.limb(i), acc.limb(k, i), n, m);
-    } else {
-      ring::kernels::mul_add_mod(a.limb(k, i), p.limb(i), acc.limb(k, i), acc.limb(k, i), n, m);
-    }
-  }
-}
-
 void Evaluator::multiply_plain_sums(const std::vector<std::vector<PlainProduct>>& terms, std::vector<Ciphertext>& out) const {
   const Ciphertext* first = nullptr;
   double scale = 0;

@@ -45,9 +45,6 @@ class Evaluator {
   void square_inplace(Ciphertext& a) const;
   void relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const;
   void multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const;
-  // acc += a * p without a temporary (acc empty: acc = a * p). acc must have a's level, size and
-  // the product's scale.
-  void multiply_plain_accumulate(const Ciphertext& a, const Plaintext& p, Ciphertext& acc) const;
   // Sums of products, out[g] = sum over (a, p) in terms[g] of a * p (the inner sums of a diagonal
   // linear transform): every ciphertext at one level, size and slot count, every product at one
   // scale. Runs chunk by chunk of coefficients over all the sums at once, so the ciphertexts (read

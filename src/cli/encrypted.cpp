@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/stopwatch.h"
 #include "common/threads.h"
+#include "he/cost.h"
 #include "he/memory.h"
 #include "he/runtime.h"
 #include "nn/forward.h"
@@ -131,10 +132,20 @@ void register_plan(CLI::App& app) {
       const he::MemoryEstimate all = he::estimate_memory(plan, images, threads, static_cast<std::size_t>(-1), false);
       std::printf("predicted peak memory of the server (%s layout, %d threads): %s\n", he::to_string(layout).c_str(), threads,
                   all.describe(true).c_str());
+      he::MemoryEstimate least;
       if (layout == he::Layout::Packed) {
-        const he::MemoryEstimate least = he::estimate_memory(plan, images, threads, 0, false);
+        least = he::estimate_memory(plan, images, threads, 0, false);
         std::printf("  with the weight diagonals encoded at every run instead of once: %s\n", least.describe().c_str());
       }
+      std::printf("query %.2f MiB, result %.2f MiB (per %s)\n", static_cast<double>(he::query_bytes(plan)) / (1 << 20),
+                  static_cast<double>(he::result_bytes(plan)) / (1 << 20), layout == he::Layout::Batch ? "batch" : "ciphertext group");
+      const he::UnitCosts unit = he::measure_unit_costs(*plan.params);
+      std::printf("predicted inference time on this machine (%d threads): %s", threads,
+                  he::estimate_time(plan, unit, threads, all.preencoded).describe().c_str());
+      if (layout == he::Layout::Packed) {
+        std::printf("; %.3g s with the diagonals encoded at every run", he::estimate_time(plan, unit, threads, least.preencoded).seconds);
+      }
+      std::printf("\n");
     };
     if (*mode != "packed") show(he::Layout::Batch);
     if (*mode == "both") std::printf("\n");
