@@ -514,6 +514,63 @@ TEST(CkksDeep, TenMultiplicationsAtN32768) {
   EXPECT_GE(bits, 20.5);  // lowest of 12 runs: 21.8
 }
 
+TEST(CkksKeySwitching, KeysRestrictedToTheirLevel) {
+  // Multi-prime digits (2 per digit): a key kept up to level l has the digits and limbs of level l,
+  // rotates exactly as the full key at l and below, is refused above, and survives serialization.
+  const auto params = CkksParameters::from_bit_sizes(16384, {50, 40, 40, 40, 40}, {60, 60});
+  auto ctx = CkksContext::create(params);
+  KeyGenerator keygen(ctx);
+  const auto full = keygen.create_galois_keys({3, -7}, false);
+  const std::uint32_t e3 = ctx->galois_element(3), e7 = ctx->galois_element(-7);
+  // Generated restricted (a repeated step keeps its highest level): the shapes.
+  const auto made = keygen.create_galois_keys({3, -7, 3}, {1, 2, 0});
+  EXPECT_EQ(made.keys.at(e3).chain, 2u);
+  EXPECT_EQ(made.keys.at(e7).chain, 3u);
+  // The full keys restricted: the same words where used.
+  GaloisKeys low = full;
+  restrict_to_level(low.keys.at(e3), *ctx, 1);
+  restrict_to_level(low.keys.at(e7), *ctx, 2);
+  EXPECT_EQ(low.keys.at(e3).chain, 2u);
+  EXPECT_EQ(low.keys.at(e3).b.size(), ctx->key_switch(1).digit_count);
+  EXPECT_LT(low.keys.at(e3).b[0].size(), full.keys.at(e3).b[0].size());
+  CkksEncoder encoder(ctx);
+  Encryptor enc(ctx, keygen.secret_key());
+  Evaluator ev(ctx);
+  const auto x = random_vector(encoder.max_slots(), -1, 1, 45);
+  for (std::size_t level = 0; level <= 2; ++level) {
+    Plaintext px;
+    encoder.encode(x, kScale, level, px);
+    const Ciphertext cx = enc.encrypt(px);
+    const Ciphertext a = ev.rotate(cx, -7, full), b = ev.rotate(cx, -7, low);
+    EXPECT_TRUE(std::equal(a.poly(0), a.poly(0) + a.word_count(), b.poly(0))) << "level " << level;
+    if (level <= 1) {
+      const Ciphertext c = ev.rotate(cx, 3, full), d = ev.rotate(cx, 3, low);
+      EXPECT_TRUE(std::equal(c.poly(0), c.poly(0) + c.word_count(), d.poly(0))) << "level " << level;
+    } else {
+      expect_error_mentioning([&] { ev.rotate(cx, 3, low); }, "key-switching key made for levels below 2, used at level 2");
+    }
+  }
+  // Serialization (seeded and not) keeps the restriction.
+  for (bool seeded : {true, false}) {
+    std::stringstream ss;
+    save(ss, *ctx, low, seeded);
+    const GaloisKeys back = load_galois_keys(ss, *ctx);
+    EXPECT_EQ(back.keys.at(e3).chain, 2u);
+    EXPECT_EQ(back.keys.at(e3).b, low.keys.at(e3).b);
+    EXPECT_EQ(back.keys.at(e3).a, low.keys.at(e3).a);
+    EXPECT_EQ(back.keys.at(e7).a, low.keys.at(e7).a);
+  }
+  KeySwitchKey k = low.keys.at(e3);
+  expect_error_mentioning([&] { restrict_to_level(k, *ctx, 3); }, "the key covers only 2 chain primes");
+  // The generated restricted keys rotate correctly.
+  Plaintext px;
+  encoder.encode(x, kScale, 1, px);
+  const auto back = encoder.decode(Decryptor(ctx, keygen.secret_key()).decrypt(ev.rotate(enc.encrypt(px), 3, made)));
+  std::vector<double> want(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) want[i] = x[(i + 3) % x.size()];
+  EXPECT_GE(precision_bits(back, want), 20.0);
+}
+
 TEST(CkksKeySwitching, MultiPrimeDigitsAtEveryLevel) {
   // Two special primes: digits of two chain primes each, the last one partial at some levels.
   const auto params = CkksParameters::from_bit_sizes(16384, {50, 40, 40, 40, 40}, {60, 60});

@@ -84,7 +84,7 @@ void check_plan(const nn::Model& m, const he::HePlan& plan, std::size_t count, c
   ckks::KeyGenerator keygen(ctx);
   he::EvaluationKeys keys;
   keys.relin = keygen.create_relin_keys();
-  if (!plan.keys.rotations.empty()) keys.galois = keygen.create_galois_keys(plan.keys.rotations, false);
+  if (!plan.keys.rotations.empty()) keys.galois = he::make_rotation_keys(keygen, plan.keys);
   const auto client = he::make_client(plan.client_spec(), ctx, keygen.secret_key());
   const auto engine = he::make_engine(plan, ctx, keys, plaintext_budget);
   const std::vector<float> images = random_images(m.input, count, 7);
@@ -117,7 +117,7 @@ void check_packed(const nn::Model& m, std::size_t block, std::size_t copies, std
                   double tol = 1e-3) {
   he::HePlan plan = he::compile(m, small_insecure(), he::Layout::Packed);
   auto pp = std::make_shared<he::packed::PackedProgram>(he::packed::lower(plan.program, plan.params->max_slots(), block, copies));
-  plan.keys = he::packed::key_requirements(*pp);
+  plan.keys = he::packed::key_requirements(plan.program, *pp, plan.params->max_level());
   plan.packed = pp;
   ASSERT_EQ(pp->block, block);
   ASSERT_EQ(pp->input().copies, copies);
@@ -258,7 +258,11 @@ TEST(HePacked, BadInputs) {
   std::vector<int> fewer(plan.keys.rotations.begin() + 1, plan.keys.rotations.end());
   keys.galois = keygen.create_galois_keys(fewer, false);
   expect_error_mentioning([&] { he::make_engine(plan, ctx, keys); }, "no rotation key for step " + std::to_string(plan.keys.rotations[0]));
-  keys.galois = keygen.create_galois_keys(plan.keys.rotations, false);
+  // Keys kept below the level a step is used at.
+  std::vector<std::size_t> lower(plan.keys.rotations.size(), 0);
+  keys.galois = keygen.create_galois_keys(plan.keys.rotations, lower);
+  expect_error_mentioning([&] { he::make_engine(plan, ctx, keys); }, "was kept up to level 0, the plan uses it at level");
+  keys.galois = he::make_rotation_keys(keygen, plan.keys);
   const auto engine = he::make_engine(plan, ctx, keys);
   const he::ClientSpec spec = plan.client_spec();
   const auto client = he::make_client(spec, ctx, keygen.secret_key());
@@ -315,7 +319,9 @@ TEST(HeMemory, SizesAndEstimates) {
   EXPECT_EQ(none.plaintexts, 0u);
   EXPECT_EQ(std::count(all.preencoded.begin(), all.preencoded.end(), true), 2);  // conv; conv + dense merged
   EXPECT_EQ(std::count(none.preencoded.begin(), none.preencoded.end(), true), 0);
-  EXPECT_GE(all.keys, packed.keys.rotations.size() * he::relin_key_bytes(*packed.params, false));
+  EXPECT_GE(all.keys, he::rotation_keys_bytes(*packed.params, packed.keys, false));
+  EXPECT_LT(he::rotation_keys_bytes(*packed.params, packed.keys, false),
+            packed.keys.rotations.size() * he::relin_key_bytes(*packed.params, false));  // kept below the top level
   // The engine with no budget encodes at every run and gives the same results.
   check_plan(m, packed, 2, "diagonals encoded at every run", 1e-3, 0);
 }

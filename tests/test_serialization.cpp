@@ -255,23 +255,33 @@ TEST(Serialization, ReloadedParametersKeepTheirDigitSplit) {
 namespace {
 
 // The same key object in format version 1: no key-set id, checksum recomputed.
-std::string as_version1(const std::string& v2) {
-  std::string v1 = v2.substr(0, 24) + v2.substr(24 + 16, v2.size() - 24 - 16 - 32);
+std::uint16_t version_of_bytes(const std::string& b) {
+  std::uint16_t v = 0;
+  std::memcpy(&v, b.data() + 4, 2);
+  return v;
+}
+
+// A version 2 or 3 key object rewritten as version 1: no key-set id, and for a relinearization key
+// (switch_key) no count of covered chain primes (version 3).
+std::string as_version1(const std::string& v2, bool switch_key = false) {
+  std::string body = v2.substr(24 + 16, v2.size() - 24 - 16 - 32);
+  std::uint64_t removed = 16;
+  if (switch_key && version_of_bytes(v2) >= 3) {
+    body.erase(5, 4);  // after the digit count and the seed flag
+    removed += 4;
+  }
+  std::string v1 = v2.substr(0, 24) + body;
   const std::uint16_t version = 1;
   std::memcpy(v1.data() + 4, &version, 2);
   std::uint64_t len = 0;
   std::memcpy(&len, v1.data() + 16, 8);
-  len -= 16;
+  len -= removed;
   std::memcpy(v1.data() + 16, &len, 8);
   const auto sum = Checksum::of(v1.data(), v1.size());
   return v1 + std::string(reinterpret_cast<const char*>(sum.data()), sum.size());
 }
 
-std::uint16_t version_of(const std::string& b) {
-  std::uint16_t v = 0;
-  std::memcpy(&v, b.data() + 4, 2);
-  return v;
-}
+std::uint16_t version_of(const std::string& b) { return version_of_bytes(b); }
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -299,7 +309,7 @@ TEST(Serialization, KeysCarryTheirKeySetId) {
   EXPECT_THROW(key_set_from_hex("12"), hecnn::Error);
   EXPECT_THROW(key_set_from_hex(std::string(32, 'g')), hecnn::Error);
 
-  // Keys are written as version 2 and keep their id; objects without keys stay version 1.
+  // Keys are written as version 3 and keep their id; objects without keys stay version 1.
   const std::string skb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, sk); });
   const std::string rkb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.rk); });
   const std::string pkb = bytes_of([&](std::ostream& os) { save(os, *f.ctx, f.pk); });
@@ -325,7 +335,7 @@ TEST(Serialization, KeysCarryTheirKeySetId) {
   const SecretKey old = load_secret_key(v1s, *f.ctx);
   EXPECT_TRUE(key_set_unset(old.key_set));
   EXPECT_EQ(old.ntt, sk.ntt);
-  std::istringstream v1r(as_version1(rkb), std::ios::binary);
+  std::istringstream v1r(as_version1(rkb, true), std::ios::binary);
   const RelinKeys old_rk = load_relin_keys(v1r, *f.ctx);
   EXPECT_TRUE(key_set_unset(old_rk.key_set));
   EXPECT_EQ(old_rk.key.b, f.rk.key.b);

@@ -497,16 +497,23 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
   const std::size_t D = ks.digit_count;
   for (std::size_t s = 0; s < count; ++s) {
     const KeySwitchKey& key = *keys[s];
+    const std::size_t chain = key.chain ? key.chain : L;
+    if (chain > L) throw Error("key-switching key does not match these parameters");
+    if (level >= chain) {
+      throw Error("key-switching key made for levels below " + std::to_string(chain) + ", used at level " + std::to_string(level));
+    }
     if (key.b.size() < D || key.a.size() < D) throw Error("key-switching key has too few digits for these parameters");
     for (std::size_t d = 0; d < D; ++d) {
-      if (key.b[d].size() < (L + K) * n || key.a[d].size() < (L + K) * n) {
+      if (key.b[d].size() < (chain + K) * n || key.a[d].size() < (chain + K) * n) {
         throw Error("key-switching key does not match these parameters");
       }
     }
   }
-  // Inner product for extended limb j, coefficients [c0, c0 + len), of key s.
+  // Inner product for extended limb j, coefficients [c0, c0 + len), of key s: the key's limb
+  // (its special primes follow the chain primes it covers) and the prime's index.
   auto inner = [&](std::size_t s, std::size_t j, std::size_t c0, std::size_t len, u64* r0, u64* r1) {
-    const std::size_t ki = ext_key_index(level, L, j);
+    const std::size_t qi = ext_key_index(level, L, j);
+    const std::size_t ki = ext_key_index(level, keys[s]->chain ? keys[s]->chain : L, j);
     const std::uint32_t* perm = perms ? perms[s] : nullptr;
     const u64* x[64];
     const u64* b[64];
@@ -516,7 +523,7 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
       b[d] = keys[s]->b[d].data() + ki * n + c0;
       a[d] = keys[s]->a[d].data() + ki * n + c0;
     }
-    ring::kernels::ks_inner_product(x, b, a, D, perm ? perm + c0 : nullptr, r0, r1, len, ctx_->modulus(ki));
+    ring::kernels::ks_inner_product(x, b, a, D, perm ? perm + c0 : nullptr, r0, r1, len, ctx_->modulus(qi));
   };
   // Result o's inner product: key o's, or with `sum` the sum over all keys (still over Q*P: one
   // mod-down for all). tmp holds 2 * len words.

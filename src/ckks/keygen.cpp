@@ -3,8 +3,10 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <map>
 
 #include "common/error.h"
+#include "common/threads.h"
 #include "ring/kernels.h"
 #include "ckks/polyops.h"
 #include "ring/scratch.h"
@@ -198,6 +200,57 @@ GaloisKeys KeyGenerator::create_galois_keys(const std::vector<int>& steps, bool 
   for (int s : steps) elements.push_back(ctx_->galois_element(s));
   if (conjugation) elements.push_back(ctx_->conjugation_element());
   return create_galois_keys_for_elements(elements);
+}
+
+GaloisKeys KeyGenerator::create_galois_keys(const std::vector<int>& steps, const std::vector<std::size_t>& levels) const {
+  if (steps.size() != levels.size()) throw Error("create_galois_keys: one level per step");
+  GaloisKeys gk;
+  gk.params_id = ctx_->params().id();
+  gk.key_set = sk_.key_set;
+  // A few at a time, so that only a few full-size keys exist at once.
+  const std::size_t chunk = 4 * static_cast<std::size_t>(std::max(1, num_threads()));
+  for (std::size_t s0 = 0; s0 < steps.size(); s0 += chunk) {
+    std::vector<std::uint32_t> elements;
+    std::map<std::uint32_t, std::size_t> level_of;
+    for (std::size_t s = s0; s < std::min(steps.size(), s0 + chunk); ++s) {
+      const std::uint32_t e = ctx_->galois_element(steps[s]);
+      if (e == 1) continue;
+      elements.push_back(e);
+      level_of[e] = std::max(level_of[e], levels[s]);
+    }
+    GaloisKeys part = create_galois_keys_for_elements(elements);
+    for (auto& [e, key] : part.keys) {
+      restrict_to_level(key, *ctx_, std::min(level_of[e], ctx_->max_level()));
+      auto it = gk.keys.find(e);
+      if (it == gk.keys.end() || key_chain(it->second, *ctx_) < key_chain(key, *ctx_)) gk.keys[e] = std::move(key);
+    }
+  }
+  return gk;
+}
+
+std::size_t key_chain(const KeySwitchKey& key, const CkksContext& ctx) { return key.chain ? key.chain : ctx.chain_size(); }
+
+void restrict_to_level(KeySwitchKey& key, const CkksContext& ctx, std::size_t level) {
+  const std::size_t L = ctx.chain_size(), K = ctx.special_count(), n = ctx.n();
+  const std::size_t have = key_chain(key, ctx), keep = level + 1;
+  if (keep > have) throw Error("restrict_to_level: the key covers only " + std::to_string(have) + " chain primes");
+  if (keep == have) return;
+  const std::size_t digits = ctx.key_switch(level).digit_count;
+  if (key.b.size() < digits || key.a.size() < digits) throw Error("restrict_to_level: the key has too few digits");
+  key.b.resize(digits);
+  key.a.resize(digits);
+  for (auto* part : {&key.b, &key.a}) {
+    for (auto& limbs : *part) {
+      if (limbs.size() < (have + K) * n) throw Error("restrict_to_level: malformed key");
+      // The special primes' limbs move down next to the kept chain primes.
+      std::copy(limbs.begin() + static_cast<std::ptrdiff_t>(have * n), limbs.begin() + static_cast<std::ptrdiff_t>((have + K) * n),
+                limbs.begin() + static_cast<std::ptrdiff_t>(keep * n));
+      limbs.resize((keep + K) * n);
+      limbs.shrink_to_fit();
+    }
+  }
+  key.chain = static_cast<std::uint32_t>(keep);
+  (void)L;
 }
 
 GaloisKeys KeyGenerator::create_power_of_two_galois_keys() const {

@@ -21,6 +21,9 @@ class KeyGenerator {
   // Keys for left rotations by each step (negative: right) and, optionally, conjugation.
   GaloisKeys create_galois_keys(const std::vector<int>& steps, bool conjugation = true) const;
   GaloisKeys create_galois_keys_for_elements(const std::vector<std::uint32_t>& elements) const;
+  // Galois keys for rotation steps, each kept only up to the level it is used at (levels[i] for
+  // steps[i]; see restrict_to_level): a key for level l has the digits and limbs of level l.
+  GaloisKeys create_galois_keys(const std::vector<int>& steps, const std::vector<std::size_t>& levels) const;
   // Every power-of-two step in both directions, plus conjugation.
   GaloisKeys create_power_of_two_galois_keys() const;
 
@@ -34,6 +37,12 @@ class KeyGenerator {
 // Rebuilds the uniform components of a key from its seed (used by deserialization too).
 void expand_public_key_a(const CkksContext& ctx, const Seed& seed, std::vector<u64>& a);
 void expand_switch_key_a(const CkksContext& ctx, const Seed& seed, std::size_t digit, std::vector<u64>& a);
+// Keeps of a key-switching key what ciphertexts at `level` and below use: the chain primes q_0..q_level
+// (and P) of the digits of that level. The key switch of a lower level uses the same words, so the
+// result is the same. Throws hecnn::Error if the key already covers fewer primes.
+void restrict_to_level(KeySwitchKey& key, const CkksContext& ctx, std::size_t level);
+// The chain primes a key covers (key.chain, or all).
+std::size_t key_chain(const KeySwitchKey& key, const CkksContext& ctx);
 // Rebuilds the NTT form of a secret key from its coefficients.
 void compute_secret_ntt(const CkksContext& ctx, SecretKey& sk);
 

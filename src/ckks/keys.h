@@ -44,10 +44,13 @@ class PublicKey {
 
 // Hybrid key-switching key from s' to s: for each digit d a pair (b_d, a_d) over all L + K primes
 // with b_d = -a_d*s + e_d + P*[digit d's CRT idempotent]*s'.
+// A key may cover only the first `chain` chain primes (and P), with only the digits they need:
+// enough for ciphertexts below level `chain` and smaller (see restrict_to_level); 0 means all.
 class KeySwitchKey {
  public:
   std::vector<std::vector<u64>> b, a;
-  std::optional<Seed> seed;  // a_d expands from it with domain d
+  std::optional<Seed> seed;  // a_d expands from it with domain d (over every prime; a keeps the covered ones)
+  std::uint32_t chain = 0;
 };
 
 class RelinKeys {

@@ -161,7 +161,7 @@ void write_object(std::ostream& os, ObjectType type, std::uint64_t params_id, co
 // Reads and checks a header; returns the declared payload length. For key objects `key_set` receives
 // the key-set id (version 2) or zeros (version 1).
 std::uint64_t read_header(Reader& r, ObjectType expected, const CkksParameters* params, std::uint64_t max_payload,
-                          KeySetId* key_set = nullptr) {
+                          KeySetId* key_set = nullptr, std::uint16_t* version_out = nullptr) {
   const std::string what = object_type_name(expected);
   char magic[4];
   r.bytes(magic, 4);
@@ -171,6 +171,7 @@ std::uint64_t read_header(Reader& r, ObjectType expected, const CkksParameters* 
     throw Error("unsupported format version " + std::to_string(version) + " (this build reads versions 1 to " +
                 std::to_string(kKeyFormatVersion) + ")");
   }
+  if (version_out) *version_out = version;
   const auto type = static_cast<ObjectType>(r.get<std::uint16_t>());
   if (type != expected) throw Error("file holds a " + object_type_name(type) + ", expected a " + what);
   const auto id = r.get<std::uint64_t>();
@@ -203,10 +204,11 @@ std::vector<std::size_t> range_indices(std::size_t count) {
   return v;
 }
 
-void write_switch_key(Writer& w, const KeySwitchKey& k, bool seeded) {
+void write_switch_key(Writer& w, const CkksContext& ctx, const KeySwitchKey& k, bool seeded) {
   const bool use_seed = seeded && k.seed.has_value();
   w.put<std::uint32_t>(static_cast<std::uint32_t>(k.b.size()));
   w.put<std::uint8_t>(use_seed ? 1 : 0);
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(k.chain ? k.chain : ctx.chain_size()));  // version 3
   for (std::size_t d = 0; d < k.b.size(); ++d) {
     w.words(k.b[d].data(), k.b[d].size());
     if (!use_seed) w.words(k.a[d].data(), k.a[d].size());
@@ -214,16 +216,27 @@ void write_switch_key(Writer& w, const KeySwitchKey& k, bool seeded) {
   if (use_seed) w.bytes(k.seed->data(), k.seed->size());
 }
 
-KeySwitchKey read_switch_key(Reader& r, const CkksContext& ctx, const std::string& what) {
+KeySwitchKey read_switch_key(Reader& r, const CkksContext& ctx, const std::string& what, std::uint16_t version) {
   const std::size_t digits = r.get<std::uint32_t>();
-  if (digits != ctx.params().digits()) throw Error(what + " has " + std::to_string(digits) + " digits; the parameters use " + std::to_string(ctx.params().digits()));
   const auto seeded = r.get<std::uint8_t>();
   if (seeded > 1) throw Error(what + " is corrupted: bad seed flag");
-  const std::size_t total = ctx.chain_size() + ctx.special_count();
+  const std::size_t L = ctx.chain_size(), K = ctx.special_count();
+  // Version 3: the chain primes the key covers (1 to L), with the digits of that level.
+  const std::size_t chain = version >= 3 ? r.get<std::uint32_t>() : L;
+  if (chain < 1 || chain > L) throw Error(what + " is corrupted: it covers " + std::to_string(chain) + " chain primes of " + std::to_string(L));
+  const std::size_t want = ctx.key_switch(chain - 1).digit_count;
+  if (digits != want) {
+    throw Error(what + " has " + std::to_string(digits) + " digits; the parameters use " + std::to_string(want) +
+                (chain < L ? " at its level" : ""));
+  }
+  const std::size_t total = chain + K;
   const std::uint64_t limb_bytes = total * ctx.n() * 8;
   r.require(digits * limb_bytes * (seeded ? 1 : 2) + (seeded ? 32 : 0));
-  const auto idx = range_indices(total);
+  // The key's limbs: chain primes 0..chain-1, then the special primes.
+  std::vector<std::size_t> idx = range_indices(chain);
+  for (std::size_t k = 0; k < K; ++k) idx.push_back(L + k);
   KeySwitchKey k;
+  k.chain = chain == L ? 0 : static_cast<std::uint32_t>(chain);
   k.b.resize(digits);
   k.a.resize(digits);
   for (std::size_t d = 0; d < digits; ++d) {
@@ -238,14 +251,22 @@ KeySwitchKey read_switch_key(Reader& r, const CkksContext& ctx, const std::strin
     Seed s;
     r.bytes(s.data(), s.size());
     k.seed = s;
-    for (std::size_t d = 0; d < digits; ++d) expand_switch_key_a(ctx, s, d, k.a[d]);
+    for (std::size_t d = 0; d < digits; ++d) {
+      expand_switch_key_a(ctx, s, d, k.a[d]);  // over every prime
+      if (chain < L) {
+        std::copy(k.a[d].begin() + static_cast<std::ptrdiff_t>(L * ctx.n()), k.a[d].begin() + static_cast<std::ptrdiff_t>((L + K) * ctx.n()),
+                  k.a[d].begin() + static_cast<std::ptrdiff_t>(chain * ctx.n()));
+        k.a[d].resize(total * ctx.n());
+        k.a[d].shrink_to_fit();
+      }
+    }
   }
   return k;
 }
 
 std::uint64_t switch_key_max_bytes(const CkksContext& ctx) {
   const std::uint64_t total = ctx.chain_size() + ctx.special_count();
-  return 64 + 2 * ctx.params().digits() * total * ctx.n() * 8;
+  return 64 + 2 * ctx.params().digits() * total * ctx.n() * 8;  // a full key; restricted ones are smaller
 }
 
 }  // namespace
@@ -471,16 +492,17 @@ PublicKey load_public_key(std::istream& is, const CkksContext& ctx) {
 void save(std::ostream& os, const CkksContext& ctx, const RelinKeys& rk, bool seeded) {
   if (rk.params_id != ctx.params().id()) throw Error("relinearization key does not belong to these parameters");
   write_object(
-      os, ObjectType::kRelinKeys, ctx.params().id(), [&](Writer& w) { write_switch_key(w, rk.key, seeded); }, &rk.key_set);
+      os, ObjectType::kRelinKeys, ctx.params().id(), [&](Writer& w) { write_switch_key(w, ctx, rk.key, seeded); }, &rk.key_set);
 }
 
 RelinKeys load_relin_keys(std::istream& is, const CkksContext& ctx) {
   ensure_sodium();
   Reader r(is, "relinearization key");
   RelinKeys rk;
-  const std::uint64_t len = read_header(r, ObjectType::kRelinKeys, &ctx.params(), switch_key_max_bytes(ctx), &rk.key_set);
+  std::uint16_t version = 0;
+  const std::uint64_t len = read_header(r, ObjectType::kRelinKeys, &ctx.params(), switch_key_max_bytes(ctx), &rk.key_set, &version);
   rk.params_id = ctx.params().id();
-  rk.key = read_switch_key(r, ctx, "relinearization key");
+  rk.key = read_switch_key(r, ctx, "relinearization key", version);
   r.finish(len);
   return rk;
 }
@@ -493,7 +515,7 @@ void save(std::ostream& os, const CkksContext& ctx, const GaloisKeys& gk, bool s
         w.put<std::uint32_t>(static_cast<std::uint32_t>(gk.keys.size()));
         for (const auto& [elt, key] : gk.keys) {
           w.put<std::uint32_t>(elt);
-          write_switch_key(w, key, seeded);
+          write_switch_key(w, ctx, key, seeded);
         }
       },
       &gk.key_set);
@@ -504,8 +526,9 @@ GaloisKeys load_galois_keys(std::istream& is, const CkksContext& ctx) {
   Reader r(is, "Galois key set");
   const std::uint64_t max_keys = ctx.n();  // at most one per element of the Galois group
   GaloisKeys gk;
-  const std::uint64_t len =
-      read_header(r, ObjectType::kGaloisKeys, &ctx.params(), 8 + max_keys * (8 + switch_key_max_bytes(ctx)), &gk.key_set);
+  std::uint16_t version = 0;
+  const std::uint64_t len = read_header(r, ObjectType::kGaloisKeys, &ctx.params(), 8 + max_keys * (8 + switch_key_max_bytes(ctx)),
+                                        &gk.key_set, &version);
   const std::uint32_t count = r.get<std::uint32_t>();
   if (count > max_keys) throw Error("Galois key set is corrupted: too many keys");
   gk.params_id = ctx.params().id();
@@ -513,7 +536,7 @@ GaloisKeys load_galois_keys(std::istream& is, const CkksContext& ctx) {
     const std::uint32_t elt = r.get<std::uint32_t>();
     if ((elt & 1) == 0 || elt >= 2 * ctx.n() || elt == 1) throw Error("Galois key set is corrupted: invalid Galois element");
     if (gk.has(elt)) throw Error("Galois key set is corrupted: duplicate Galois element");
-    gk.keys.emplace(elt, read_switch_key(r, ctx, "Galois key set"));
+    gk.keys.emplace(elt, read_switch_key(r, ctx, "Galois key set", version));
   }
   r.finish(len);
   return gk;

@@ -40,7 +40,8 @@ enum class ObjectType : std::uint16_t {
   kGaloisKeys = 7,
 };
 constexpr std::uint16_t kFormatVersion = 1;      // parameters, ciphertexts, plaintexts
-constexpr std::uint16_t kKeyFormatVersion = 2;   // keys: version 1 plus the key-set id
+constexpr std::uint16_t kKeyFormatVersion = 3;   // keys: version 1 plus the key-set id (2), plus the
+                                                 // chain primes each key-switching key covers (3)
 
 void save(std::ostream& os, const CkksParameters& params);
 // Insecure parameters load only when `opts.allow_insecure` is set.

@@ -79,7 +79,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   ckks::KeyGenerator keygen(ctx);
   he::EvaluationKeys keys;
   keys.relin = keygen.create_relin_keys();
-  if (!plan.keys.rotations.empty()) keys.galois = keygen.create_galois_keys(plan.keys.rotations, false);
+  if (!plan.keys.rotations.empty()) keys.galois = he::make_rotation_keys(keygen, plan.keys);
   const double t_keygen = t.seconds();
   t.restart();
   const auto client = he::make_client(plan.client_spec(), ctx, keygen.secret_key());

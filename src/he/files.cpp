@@ -168,7 +168,7 @@ KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const 
   }
   if (!plan.keys.rotations.empty()) {
     ckks::write_file(galois_path, [&](std::ostream& os) {
-      ckks::save(os, *ctx, keygen.create_galois_keys(plan.keys.rotations, false), true);
+      ckks::save(os, *ctx, make_rotation_keys(keygen, plan.keys), true);
     });
     sizes.galois_bytes = fs::file_size(galois_path);
   } else {

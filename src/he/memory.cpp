@@ -46,7 +46,7 @@ MemoryEstimate estimate_memory(const HePlan& plan, std::size_t images, int threa
   MemoryEstimate m;
   m.process = kProcessBytes;
   if (plan.keys.relinearization) m.keys += relin_key_bytes(p, false);
-  m.keys += plan.keys.rotations.size() * relin_key_bytes(p, false);
+  m.keys += rotation_keys_bytes(p, plan.keys, false);
   if (with_client) m.keys += plaintext_bytes(p, p.max_level()) * 2;  // the secret key, and the client's encoder buffers
   const std::size_t temps = static_cast<std::size_t>(std::max(1, threads)) * 4;
   std::size_t level = p.max_level();

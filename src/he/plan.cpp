@@ -50,8 +50,9 @@ std::string HePlan::describe() const {
     if (keys.rotations.empty()) {
       os << " no rotation keys needed\n";
     } else {
-      os << " " << keys.rotations.size() << " rotation keys, " << keys.rotations.size() * relin_key_bytes(p, true) / (1024 * 1024)
-         << " MiB stored\n";
+      os << " " << keys.rotations.size() << " rotation keys, each kept up to the level it is used at: "
+         << rotation_keys_bytes(p, keys, true) / (1024 * 1024) << " MiB stored, " << rotation_keys_bytes(p, keys, false) / (1024 * 1024)
+         << " MiB in memory (" << keys.rotations.size() * relin_key_bytes(p, false) / (1024 * 1024) << " MiB at full level)\n";
     }
   }
   return os.str();
@@ -66,11 +67,29 @@ void check_keys(const EvaluationKeys& keys, const KeyRequirements& need, const c
   if (!need.rotations.empty() && keys.galois.params_id != id) {
     throw Error("encrypted inference: the rotation keys are missing or were made for other parameters");
   }
-  for (int step : need.rotations) {
-    if (!keys.galois.has(ctx.galois_element(step))) {
-      throw Error("encrypted inference: no rotation key for step " + std::to_string(step));
+  for (std::size_t i = 0; i < need.rotations.size(); ++i) {
+    const int step = need.rotations[i];
+    const auto it = keys.galois.keys.find(ctx.galois_element(step));
+    if (it == keys.galois.keys.end()) throw Error("encrypted inference: no rotation key for step " + std::to_string(step));
+    const std::size_t level = i < need.rotation_levels.size() ? need.rotation_levels[i] : ctx.max_level();
+    if (ckks::key_chain(it->second, ctx) <= level) {
+      throw Error("encrypted inference: the rotation key for step " + std::to_string(step) + " was kept up to level " +
+                  std::to_string(ckks::key_chain(it->second, ctx) - 1) + ", the plan uses it at level " + std::to_string(level));
     }
   }
+}
+
+ckks::GaloisKeys make_rotation_keys(const ckks::KeyGenerator& keygen, const KeyRequirements& need) {
+  if (need.rotation_levels.size() == need.rotations.size()) return keygen.create_galois_keys(need.rotations, need.rotation_levels);
+  return keygen.create_galois_keys(need.rotations, false);
+}
+
+std::size_t rotation_keys_bytes(const ckks::CkksParameters& p, const KeyRequirements& need, bool seeded) {
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < need.rotations.size(); ++i) {
+    total += rotation_key_bytes(p, i < need.rotation_levels.size() ? need.rotation_levels[i] : p.max_level(), seeded);
+  }
+  return total;
 }
 
 namespace {
@@ -93,7 +112,7 @@ void finish(HePlan& plan, std::size_t images, const ClientSpec* spec) {
     case Layout::Packed: {
       auto pp = std::make_shared<packed::PackedProgram>(packed::lower(
           plan.program, plan.params->max_slots(), spec ? spec->block : 0, spec ? spec->input_copies : 0, images));
-      plan.keys = packed::key_requirements(*pp);
+      plan.keys = packed::key_requirements(plan.program, *pp, plan.params->max_level());
       plan.packed = std::move(pp);
       break;
     }

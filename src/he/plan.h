@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ckks/context.h"
+#include "ckks/keygen.h"
 #include "ckks/keys.h"
 #include "ckks/params.h"
 #include "he/compile/parameters.h"
@@ -38,8 +39,13 @@ struct EvaluationKeys {
   ckks::RelinKeys relin;    // params_id 0: absent
   ckks::GaloisKeys galois;  // the rotations the plan needs
 };
-// Throws hecnn::Error unless `keys` are for ctx's parameters and hold every key `need` lists.
+// Throws hecnn::Error unless `keys` are for ctx's parameters and hold every key `need` lists, each
+// up to the level it is used at.
 void check_keys(const EvaluationKeys& keys, const KeyRequirements& need, const ckks::CkksContext& ctx);
+// The rotation keys `need` lists, each kept up to the level it is used at.
+ckks::GaloisKeys make_rotation_keys(const ckks::KeyGenerator& keygen, const KeyRequirements& need);
+// Bytes of the rotation keys (in memory, or seeded as stored).
+std::size_t rotation_keys_bytes(const ckks::CkksParameters& p, const KeyRequirements& need, bool seeded);
 
 // Throws hecnn::Error for models encrypted inference cannot run, naming the layer, and when no
 // parameters fit the options.

@@ -13,6 +13,14 @@ std::size_t relin_key_bytes(const ckks::CkksParameters& p, bool seeded) {
   return seeded ? one + p.digits() * 32 : 2 * one;
 }
 
+std::size_t rotation_key_bytes(const ckks::CkksParameters& p, std::size_t level, bool seeded) {
+  const std::size_t limbs = std::min(level, p.max_level()) + 1 + p.p().size();
+  const std::size_t alpha = p.digit_size();
+  const std::size_t digits = (std::min(level, p.max_level()) + 1 + alpha - 1) / alpha;
+  const std::size_t one = digits * limbs * p.poly_degree() * 8;
+  return seeded ? one + digits * 32 : 2 * one;
+}
+
 void check_compile_options(const CompileOptions& o) {
   if (o.log_n != 0 && (o.log_n < kMinLogN || o.log_n > kMaxLogN)) {
     throw Error("--log-n must be between " + std::to_string(kMinLogN) + " and " + std::to_string(kMaxLogN) + "; got " +

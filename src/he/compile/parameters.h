@@ -42,6 +42,11 @@ std::size_t relin_key_bytes(const ckks::CkksParameters& p, bool seeded);
 struct KeyRequirements {
   bool relinearization = true;
   std::vector<int> rotations;  // rotation steps (left; negative: right)
+  // The highest level each rotation is used at (parallel to rotations; empty: the top level). Keys
+  // are kept only up to it (ckks::restrict_to_level): smaller, same results.
+  std::vector<std::size_t> rotation_levels;
 };
+// Bytes of a rotation key kept up to `level`, in memory (seeded: as stored).
+std::size_t rotation_key_bytes(const ckks::CkksParameters& p, std::size_t level, bool seeded);
 
 }  // namespace hecnn::he

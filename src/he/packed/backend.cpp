@@ -376,10 +376,30 @@ PackedProgram lower(const Program& prog, std::size_t slots, std::size_t fixed_bl
   return std::move(*best);
 }
 
-KeyRequirements key_requirements(const PackedProgram& pp) {
+KeyRequirements key_requirements(const Program& prog, const PackedProgram& pp, std::size_t top_level) {
+  std::map<int, std::size_t> level_of;
+  const auto use = [&](int step, std::size_t level) {
+    if (step == 0) return;
+    auto [it, fresh] = level_of.insert({step, level});
+    if (!fresh) it->second = std::max(it->second, level);
+  };
+  std::size_t level = top_level;
+  for (std::size_t i = 0; i < pp.stages.size() && i < prog.stages.size(); ++i) {
+    const PackedStage& s = pp.stages[i];
+    for (const auto& b : s.linear.baby)
+      for (int step : b) use(step, level);
+    for (const auto& g : s.linear.giants) use(g.step, level);
+    for (int step : s.linear.fold) use(step, level > 0 ? level - 1 : 0);  // after the rescale
+    for (int step : s.pool.col_steps) use(step, level);
+    for (int step : s.pool.row_steps) use(step, level);
+    level -= std::min<std::size_t>(level, static_cast<std::size_t>(prog.stages[i].levels));
+  }
   KeyRequirements k;
   k.relinearization = true;
-  k.rotations = pp.rotation_steps();
+  for (const auto& [step, l] : level_of) {
+    k.rotations.push_back(step);
+    k.rotation_levels.push_back(l);
+  }
   return k;
 }
 

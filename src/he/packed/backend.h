@@ -120,7 +120,8 @@ Placement input_placement(const nn::Shape& in, std::size_t block, std::size_t co
 PackedProgram lower(const Program& program, std::size_t slots, std::size_t block = 0, std::size_t copies = 0,
                     std::size_t images = 1);
 
-KeyRequirements key_requirements(const PackedProgram& packed);
+// The rotation steps with the highest level each is used at (the program's stages from top_level).
+KeyRequirements key_requirements(const Program& program, const PackedProgram& packed, std::size_t top_level);
 ClientSpec client_spec(const Program& program, const PackedProgram& packed, const ckks::CkksParameters& params,
                        int scale_bits);
 // Per stage: one line of what the layout spends (rotations, plaintext products).
