@@ -216,13 +216,13 @@ RemoteResult RemoteClient::get_result(const SessionCredentials& s, const std::st
   v1::GetResultRequest req;
   req.set_query_id(query);
   req.set_wait(true);
-  req.set_release(release);
   auto reader = stub_->GetResult(&ctx, req);
   RemoteResult out;
   v1::QueryStatus last;
   const bool got = read_result(*reader, out, last, progress);
   check_status(reader->Finish(), "GetResult");
   if (!got) throw RpcError(grpc::StatusCode::DEADLINE_EXCEEDED, "GetResult: no result yet");
+  if (release) cancel(s, query);
   return out;
 }
 

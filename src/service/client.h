@@ -52,7 +52,8 @@ class RemoteClient {
   // Returns the query id.
   std::string submit(const SessionCredentials& s, const std::string& ciphertexts, std::size_t images, std::size_t count,
                      double timeout_s = 600);
-  // Waits for the result (progress gets every status message) at most timeout_s.
+  // Waits for the result (progress gets every status message) at most timeout_s; with release,
+  // then removes it from the server (CancelQuery).
   RemoteResult get_result(const SessionCredentials& s, const std::string& query, bool release,
                           const std::function<void(const hecnn::v1::QueryStatus&)>& progress, double timeout_s);
   // The status now (wait = false); the result too when it is done.

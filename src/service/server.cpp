@@ -433,7 +433,11 @@ struct Server::Impl final : public v1::Inference::Service {
       }
       s->keys = he::load_server_keys(dir);
     } catch (const Error& e) {
-      return refuse(grpc::StatusCode::INVALID_ARGUMENT, std::string("bad keys: ") + e.what());
+      // The messages name the files by path: the client knows them by name.
+      std::string why = e.what();
+      for (std::size_t at; (at = why.find(dir + "/")) != std::string::npos;) why.erase(at, dir.size() + 1);
+      for (std::size_t at; (at = why.find(dir)) != std::string::npos;) why.replace(at, dir.size(), "the upload");
+      return refuse(grpc::StatusCode::INVALID_ARGUMENT, "bad keys: " + why);
     }
     std::error_code ec;
     fs::remove_all(dir, ec);
@@ -656,7 +660,7 @@ struct Server::Impl final : public v1::Inference::Service {
 
   // Removes a query that is done, failed or cancelled from the table. mu held.
   void forget(const std::shared_ptr<Query>& q) {
-    if (queries.erase(q->id) && q->result) --results_stored;
+    if (queries.erase(q->id) && q->result) --results_stored;  // a result counts until it is removed
     q->result.reset();
   }
 
@@ -701,19 +705,16 @@ struct Server::Impl final : public v1::Inference::Service {
     if (q->state == State::Cancelled) return status(grpc::StatusCode::CANCELLED, "the query was cancelled");
     const std::shared_ptr<const std::string> result = q->result;
     if (!result) return not_found(req->query_id());
-    v1::GetResultResponse m;
-    *m.mutable_status() = describe(*q);
-    auto* rh = m.mutable_header();
+    // The status, then the header, then the chunks (one kind per message: a oneof).
+    v1::GetResultResponse first;
+    *first.mutable_status() = describe(*q);
+    v1::GetResultResponse header;
+    auto* rh = header.mutable_header();
     rh->set_image_count(static_cast<std::uint32_t>(q->images));
     rh->set_ciphertext_count(static_cast<std::uint32_t>(q->result_cts));
     rh->set_total_bytes(result->size());
     rh->set_seconds(q->seconds);
     lock.unlock();
-    // The status then the header: two messages (a oneof holds one).
-    v1::GetResultResponse first;
-    *first.mutable_status() = m.status();
-    v1::GetResultResponse header;
-    *header.mutable_header() = m.header();
     if (!writer->Write(first) || !writer->Write(header)) return status(grpc::StatusCode::CANCELLED, "the client went away");
     for (std::size_t off = 0; off < result->size(); off += kChunkBytes) {
       v1::GetResultResponse c;
@@ -723,12 +724,7 @@ struct Server::Impl final : public v1::Inference::Service {
         return status(grpc::StatusCode::CANCELLED, "the client went away");
       }
     }
-    log.event("result_sent", {{"session", s->id}, {"query", q->id}, {"bytes", static_cast<std::uint64_t>(result->size())},
-                              {"released", req->release() ? "yes" : "no"}});
-    if (req->release()) {
-      const std::lock_guard<std::mutex> relock(mu);
-      forget(q);
-    }
+    log.event("result_sent", {{"session", s->id}, {"query", q->id}, {"bytes", static_cast<std::uint64_t>(result->size())}});
     return grpc::Status::OK;
   }
 
@@ -745,7 +741,7 @@ struct Server::Impl final : public v1::Inference::Service {
       cancel(q);
     }
     cv.notify_all();
-    log.event("query_cancelled", {{"session", s->id}, {"query", req->query_id()}, {"was", was}});
+    log.event("query_removed", {{"session", s->id}, {"query", req->query_id()}, {"was", was}});
     return grpc::Status::OK;
   }
 
