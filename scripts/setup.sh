@@ -16,6 +16,9 @@ packages=(
   libeigen3-dev      # dense least squares for polynomial fits
   gnuplot-nox        # hecnn approx --plot
   libhdf5-dev        # Keras weights import
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # hecnn serve / client (src/service/)
+  libstb-dev         # hecnn client --image: PNG, JPEG, PGM/PPM decoding
+  openssl            # the service tests make a throwaway TLS certificate
   libtorch-dev       # hecnn-train (src/train/ only)
   dataset-fashion-mnist  # the default dataset (/usr/share/datasets/fashion-mnist)
 )

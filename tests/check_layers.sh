@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The ladder of the source tree: each folder includes only itself and the folders below it
-#   common <- ring <- ckks <- approx <- nn <- he <- cli       (train: common, approx, nn)
+#   common <- ring <- ckks <- approx <- nn <- he <- service <- cli   (train: common, approx, nn)
 # and nothing above the scheme reaches into its internals (ckks::detail, ckks/polyops.h, raw ring
-# kernels). The generated "hecnn/version.h" may be included anywhere. Prints every violation and
+# kernels). The generated "hecnn/version.h" and protocol code ("hecnn/v1/...") may be included
+# anywhere. Prints every violation and
 # exits 1 if there is one.
 set -euo pipefail
 src="${1:?usage: check_layers.sh SRC_DIR}"
@@ -14,7 +15,8 @@ declare -A allowed=(
   [nn]="common approx nn"
   [he]="common ckks approx nn he"
   [train]="common approx nn train"
-  [cli]="common ckks approx nn he cli"
+  [service]="common ckks approx nn he service"
+  [cli]="common ckks approx nn he service cli"
 )
 bad=0
 for dir in "${!allowed[@]}"; do
@@ -29,7 +31,7 @@ for dir in "${!allowed[@]}"; do
   done < <(grep -rE '^#include "[a-z_]+/' "$src/$dir" || true)
 done
 # Above the scheme: no scheme internals, no raw limbs.
-for dir in approx nn he train cli; do
+for dir in approx nn he train service cli; do
   if grep -rnE 'ckks::detail|"ckks/polyops.h"|"ring/kernels.h"|"ring/scratch.h"|\.limb\(' "$src/$dir"; then
     echo "src/$dir reaches into the scheme's internals (lines above)"
     bad=1

@@ -111,16 +111,7 @@ void run_infer(const InferOptions& o) {
   const he::ClientSpec& spec = keys.info.spec;
   // The plan for the keys' parameters; it must produce the specification the client holds.
   const he::HePlan plan = he::compile_for(m, keys.ctx->params(), spec.scale_bits, spec.layout, &spec);
-  const he::ClientSpec mine = plan.client_spec();
-  if (!(mine == spec)) {
-    std::string what = "its layout, outputs or output factor differ";
-    if (!(mine.input == spec.input)) {
-      what = "the keys are for " + spec.input.to_string() + " inputs, this model takes " + mine.input.to_string();
-    } else if (mine.outputs != spec.outputs) {
-      what = "the keys are for " + std::to_string(spec.outputs) + " outputs, this model has " + std::to_string(mine.outputs);
-    }
-    throw Error("the evaluation keys were made for another model (" + what + "); run hecnn keygen with this model");
-  }
+  he::check_client_spec(plan, spec);
   he::StreamReader r(o.in, "query", keys.info, keys.ctx);
   if (!(r.header().shape == plan.program.input)) {
     throw Error("the query holds " + r.header().shape.to_string() + " images, the model expects " + plan.program.input.to_string());

@@ -10,6 +10,7 @@ void register_models(CLI::App& app);
 void register_plan(CLI::App& app);
 void register_client_server(CLI::App& app);
 void register_train(CLI::App& app);
+void register_remote(CLI::App& app);
 // Replaces the process with hecnn-train (next to hecnn) given argv[0..argc); returns only on error.
 int exec_train(int argc, char** argv);
 }  // namespace hecnn::cli

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   hecnn::cli::register_plan(app);
   hecnn::cli::register_client_server(app);
   hecnn::cli::register_train(app);
+  hecnn::cli::register_remote(app);
   return hecnn::run_and_report("hecnn", [&] {
     try {
       app.parse(argc, argv);

@@ -147,10 +147,16 @@ KeyInfo read_key_info(const std::string& dir) {
 }
 
 KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const std::string& dir, bool replace) {
+  return generate_keys(*plan.params, plan.keys, plan.client_spec(), model_path, dir, replace);
+}
+
+KeyFiles generate_keys(const ckks::CkksParameters& params, const KeyRequirements& need, const ClientSpec& spec,
+                       const std::string& model_path, const std::string& dir, bool replace) {
+  if (spec.params_id != params.id()) throw Error("the client specification is for other parameters than those given");
   check_key_directory(dir, replace);
   make_key_directory(dir);
   check_key_directory(dir, replace);  // as it is now (it may have been created by someone else meanwhile)
-  const auto ctx = ckks::CkksContext::create(*plan.params);
+  const auto ctx = ckks::CkksContext::create(params);
   ckks::KeyGenerator keygen(ctx);
   KeyFiles sizes;
   const std::string json_path = file_in(dir, "keys.json"), secret_path = file_in(dir, "secret.key");
@@ -158,17 +164,17 @@ KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const 
   // directory that looks complete (and the key ids tell any mixture apart).
   remove_if_present(json_path);
   ckks::write_secret_file(secret_path, [&](std::ostream& os) { ckks::save(os, *ctx, keygen.secret_key()); });
-  ckks::write_file(file_in(dir, "params.bin"), [&](std::ostream& os) { ckks::save(os, *plan.params); });
+  ckks::write_file(file_in(dir, "params.bin"), [&](std::ostream& os) { ckks::save(os, params); });
   const std::string relin_path = file_in(dir, "relin.key"), galois_path = file_in(dir, "galois.key");
-  if (plan.keys.relinearization) {
+  if (need.relinearization) {
     ckks::write_file(relin_path, [&](std::ostream& os) { ckks::save(os, *ctx, keygen.create_relin_keys(), true); });
     sizes.relin_bytes = fs::file_size(relin_path);
   } else {
     remove_if_present(relin_path);
   }
-  if (!plan.keys.rotations.empty()) {
+  if (!need.rotations.empty()) {
     ckks::write_file(galois_path, [&](std::ostream& os) {
-      ckks::save(os, *ctx, make_rotation_keys(keygen, plan.keys), true);
+      ckks::save(os, *ctx, make_rotation_keys(keygen, need), true);
     });
     sizes.galois_bytes = fs::file_size(galois_path);
   } else {
@@ -176,8 +182,8 @@ KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const 
   }
   json j;
   j["key_id"] = ckks::key_set_hex(keygen.secret_key().key_set);
-  j["spec"] = plan.client_spec().to_json();
-  j["insecure"] = plan.params->insecure();
+  j["spec"] = spec.to_json();
+  j["insecure"] = params.insecure();
   j["model"] = model_path;
   write_file_atomic(json_path, [&](std::ostream& os) { os << j.dump(2) << "\n"; });
   sizes.secret_bytes = fs::file_size(secret_path);

@@ -51,6 +51,11 @@ struct KeyFiles {
 // `replace`. Symbolic links at the key files' names are refused, even with `replace`; with
 // `replace`, key files the plan no longer needs are removed.
 KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const std::string& dir, bool replace = false);
+// The same from what a plan gives a client, without the model (a remote client: the server's
+// ListModels answers the parameters, the specification and the keys it needs). Throws hecnn::Error
+// unless spec is for params.
+KeyFiles generate_keys(const ckks::CkksParameters& params, const KeyRequirements& need, const ClientSpec& spec,
+                       const std::string& model_name, const std::string& dir, bool replace = false);
 // The names of the files generate_keys writes.
 const std::vector<std::string>& key_file_names();
 

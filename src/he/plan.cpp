@@ -148,4 +148,16 @@ HePlan compile_for(const nn::Model& model, const ckks::CkksParameters& params, i
   return plan;
 }
 
+void check_client_spec(const HePlan& plan, const ClientSpec& spec) {
+  const ClientSpec mine = plan.client_spec();
+  if (mine == spec) return;
+  std::string what = "its layout, outputs or output factor differ";
+  if (!(mine.input == spec.input)) {
+    what = "the keys are for " + spec.input.to_string() + " inputs, this model takes " + mine.input.to_string();
+  } else if (mine.outputs != spec.outputs) {
+    what = "the keys are for " + std::to_string(spec.outputs) + " outputs, this model has " + std::to_string(mine.outputs);
+  }
+  throw Error("the evaluation keys were made for another model (" + what + "); run hecnn keygen with this model");
+}
+
 }  // namespace hecnn::he

@@ -57,4 +57,8 @@ HePlan compile(const nn::Model& model, const CompileOptions& options = {}, Layou
 HePlan compile_for(const nn::Model& model, const ckks::CkksParameters& params, int scale_bits,
                    Layout layout = Layout::Batch, const ClientSpec* spec = nullptr);
 
+// Throws hecnn::Error unless the plan (compiled for a client's keys) produces that client's
+// specification: keys made for another model (input shape, outputs, layout) are refused.
+void check_client_spec(const HePlan& plan, const ClientSpec& spec);
+
 }  // namespace hecnn::he
