@@ -24,4 +24,9 @@ else
   exit 1
 fi
 echo "== encrypted classification: $model on the $dataset test set"
-exec "$hecnn" eval --model "$model" --dataset "$dataset" --encrypted --limit 8192 "$@"
+# One full batch unless the caller chose another --limit (an option given twice is an error).
+limit=(--limit 8192)
+for a in "$@"; do
+  case "$a" in --limit | --limit=* | -n) limit=() ;; esac
+done
+exec "$hecnn" eval --model "$model" --dataset "$dataset" --encrypted "${limit[@]}" "$@"
