@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -20,6 +21,7 @@
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "common/error.h"
+#include "common/files.h"
 #include "common/progress.h"
 #include "common/stopwatch.h"
 #include "he/files.h"
@@ -81,6 +83,7 @@ struct ClientOptions {
   int threads = 0;
   double retry_seconds = 120, timeout_seconds = 3600;
   std::size_t window = 2;
+  std::string latencies;  // file: one line per query (images, seconds from submission to decrypted result)
 };
 
 he::ClientSpec spec_of(const v1::LayoutOffer& o) {
@@ -256,7 +259,9 @@ void run_client(const ClientOptions& o) {
   struct Pending {
     std::size_t batch;
     std::string id;
+    Stopwatch since;  // from the query's encryption to its decrypted result
   };
+  std::vector<double> latency;
   std::deque<Pending> pending;
   std::size_t next = 0, done = 0;
   double server_seconds = 0;
@@ -276,7 +281,8 @@ void run_client(const ClientOptions& o) {
   while (done < batches.size()) {
     try {
       while (next < batches.size() && pending.size() < std::max<std::size_t>(1, o.window)) {
-        pending.push_back({next, submit(next)});
+        const Stopwatch since;
+        pending.push_back({next, submit(next), since});
         ++next;
       }
       const Pending p = pending.front();
@@ -309,6 +315,7 @@ void run_client(const ClientOptions& o) {
       } else {
         tally.add(batches[p.batch], logits, o.print);
       }
+      latency.push_back(p.since.seconds());
       pending.pop_front();
       ++done;
     } catch (const RpcError& e) {
@@ -327,6 +334,22 @@ void run_client(const ClientOptions& o) {
   }
   std::printf("classified %zu images through %s in %.2f s (server inference %.2f s; encrypt %.2f s, decrypt %.2f s)\n", n,
               o.channel.address.c_str(), total.seconds(), server_seconds, times.encrypt, times.decrypt);
+  if (!latency.empty()) {
+    std::vector<double> sorted = latency;
+    std::sort(sorted.begin(), sorted.end());
+    const auto pct = [&](double q) { return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(q * static_cast<double>(sorted.size())))]; };
+    std::printf("query latency (encryption to decrypted result, %zu queries): p50 %.3f s, p90 %.3f s, p99 %.3f s, max %.3f s\n",
+                sorted.size(), pct(0.5), pct(0.9), pct(0.99), sorted.back());
+  }
+  if (!o.latencies.empty()) {
+    std::string text;
+    char b[64];
+    for (std::size_t i = 0; i < latency.size(); ++i) {
+      std::snprintf(b, sizeof b, "%zu %.6f\n", batches[i].count, latency[i]);
+      text += b;
+    }
+    hecnn::write_file_atomic(o.latencies, [&](std::ostream& os) { os << text; }, hecnn::FileMode::Public);
+  }
   if (!files) tally.print_summary();
 }
 
@@ -379,6 +402,7 @@ void register_remote(CLI::App& app) {
   add_quiet_flag(cl, c->quiet);
   add_threads_option(cl, c->threads);
   cl->add_option("--window", c->window, "Queries submitted ahead of the results")->transform(whole_number(1, 64))->capture_default_str();
+  cl->add_option("--latencies", c->latencies, "Write each query's latency (images, seconds from encryption to decrypted result) to this file");
   cl->add_option("--retry-seconds", c->retry_seconds, "How long to retry when the server is busy or unreachable")
       ->check(CLI::Range(0.0, 1e6))->capture_default_str();
   cl->add_option("--timeout", c->timeout_seconds, "Seconds to wait for one result")->check(CLI::Range(0.1, 1e7))->capture_default_str();
