@@ -61,12 +61,14 @@ UnitCosts measure_unit_costs(const ckks::CkksParameters& params) {
   std::vector<ckks::Ciphertext> three;
   const double h3 = best_of(3, [&] { ev.rotate_hoisted(ct, {1, 2, 3}, gk, three); });
   u.hoisted = std::max(0.2 * u.key_switch, (h3 - u.key_switch) / 2);
-  ckks::Plaintext w;
-  encoder.encode(v, static_cast<double>(ctx->modulus(top).value), top, w);
-  std::vector<std::vector<ckks::Evaluator::PlainProduct>> terms(1);
-  for (int k = 0; k < 16; ++k) terms[0].push_back({&ct, &w});
+  // Distinct plaintexts (more than the caches hold), as a linear stage streams its diagonals.
+  std::vector<ckks::Plaintext> ws(48);
+  for (auto& w : ws) encoder.encode(v, static_cast<double>(ctx->modulus(top).value), top, w);
+  std::vector<std::vector<ckks::Evaluator::PlainProduct>> terms(4);
+  for (std::size_t k = 0; k < ws.size(); ++k) terms[k % 4].push_back({&ct, &ws[k]});
   std::vector<ckks::Ciphertext> sums;
-  u.plain_product = best_of(3, [&] { ev.multiply_plain_sums(terms, sums); }) / 16;
+  u.plain_product = best_of(2, [&] { ev.multiply_plain_sums(terms, sums); }) / static_cast<double>(ws.size());
+  ckks::Plaintext w;
   u.encode = best_of(3, [&] { encoder.encode(v, scale, top, w); });
   const std::vector<ckks::Ciphertext> in(32, ct);
   ckks::SparseMatrix m;

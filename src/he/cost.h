@@ -2,7 +2,8 @@
 // Predicted inference time of a plan on this machine: the plan's operation counts (rotations,
 // plaintext products, sparse-matrix terms, polynomial evaluations, per stage and level) times unit
 // costs measured here, once, on a few ciphertexts of the plan's parameters (about a tenth of a
-// second at N = 16384). A prediction, not a measurement: good to a factor of about 1.5.
+// second at N = 16384). A prediction, not a measurement: within a factor of 2 to 3 on the models
+// measured (docs/BENCHMARKS.md).
 #include <cstddef>
 #include <string>
 #include <vector>
