@@ -245,7 +245,8 @@ void run_client(const ClientOptions& o) {
         session = rc.open_session(model->name(), key_dir);
         return;
       } catch (const RpcError& e) {
-        if (!retryable(e.code())) throw;
+        // CANCELLED: a server shutting down cancels the calls it still has (a restart): try again.
+        if (!retryable(e.code()) && e.code() != grpc::StatusCode::CANCELLED) throw;
         backoff(attempt, e);
       }
     }
