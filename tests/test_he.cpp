@@ -307,14 +307,14 @@ TEST(HeMemory, SizesAndEstimates) {
                                          18);
   const he::HePlan batch = he::compile(m, small_insecure(), he::Layout::Batch);
   const he::HePlan packed = he::compile(m, small_insecure(), he::Layout::Packed);
-  const auto b = he::estimate_memory(batch, batch.batch_size(), 2, 0, true);
+  const auto b = he::estimate_memory(batch, 2, 0, true);
   ASSERT_EQ(b.stages.size(), batch.program.stages.size());
   // The batch layout holds a stage's every ciphertext: at least the first stage's inputs and outputs.
   EXPECT_GE(b.ciphertexts, (144 + 4 * 4 * 4) * he::ciphertext_bytes(*batch.params, batch.params->max_level()));
   EXPECT_EQ(b.total(), b.keys + b.plaintexts + b.ciphertexts + b.tables + b.process);
   // Packed: the diagonals are encoded once only within the budget.
-  const auto all = he::estimate_memory(packed, 1, 2, static_cast<std::size_t>(-1), false);
-  const auto none = he::estimate_memory(packed, 1, 2, 0, false);
+  const auto all = he::estimate_memory(packed, 2, static_cast<std::size_t>(-1), false);
+  const auto none = he::estimate_memory(packed, 2, 0, false);
   EXPECT_GT(all.plaintexts, 0u);
   EXPECT_EQ(none.plaintexts, 0u);
   EXPECT_EQ(std::count(all.preencoded.begin(), all.preencoded.end(), true), 2);  // conv; conv + dense merged

@@ -228,10 +228,17 @@ GaloisKeys KeyGenerator::create_galois_keys(const std::vector<int>& steps, const
   return gk;
 }
 
+void keep_chain_limbs(std::vector<u64>& limbs, std::size_t have, std::size_t keep, std::size_t special, std::size_t n) {
+  std::copy(limbs.begin() + static_cast<std::ptrdiff_t>(have * n), limbs.begin() + static_cast<std::ptrdiff_t>((have + special) * n),
+            limbs.begin() + static_cast<std::ptrdiff_t>(keep * n));
+  limbs.resize((keep + special) * n);
+  limbs.shrink_to_fit();
+}
+
 std::size_t key_chain(const KeySwitchKey& key, const CkksContext& ctx) { return key.chain ? key.chain : ctx.chain_size(); }
 
 void restrict_to_level(KeySwitchKey& key, const CkksContext& ctx, std::size_t level) {
-  const std::size_t L = ctx.chain_size(), K = ctx.special_count(), n = ctx.n();
+  const std::size_t K = ctx.special_count(), n = ctx.n();
   const std::size_t have = key_chain(key, ctx), keep = level + 1;
   if (keep > have) throw Error("restrict_to_level: the key covers only " + std::to_string(have) + " chain primes");
   if (keep == have) return;
@@ -242,15 +249,10 @@ void restrict_to_level(KeySwitchKey& key, const CkksContext& ctx, std::size_t le
   for (auto* part : {&key.b, &key.a}) {
     for (auto& limbs : *part) {
       if (limbs.size() < (have + K) * n) throw Error("restrict_to_level: malformed key");
-      // The special primes' limbs move down next to the kept chain primes.
-      std::copy(limbs.begin() + static_cast<std::ptrdiff_t>(have * n), limbs.begin() + static_cast<std::ptrdiff_t>((have + K) * n),
-                limbs.begin() + static_cast<std::ptrdiff_t>(keep * n));
-      limbs.resize((keep + K) * n);
-      limbs.shrink_to_fit();
+      keep_chain_limbs(limbs, have, keep, K, n);
     }
   }
   key.chain = static_cast<std::uint32_t>(keep);
-  (void)L;
 }
 
 GaloisKeys KeyGenerator::create_power_of_two_galois_keys() const {

@@ -41,6 +41,9 @@ void expand_switch_key_a(const CkksContext& ctx, const Seed& seed, std::size_t d
 // (and P) of the digits of that level. The key switch of a lower level uses the same words, so the
 // result is the same. Throws hecnn::Error if the key already covers fewer primes.
 void restrict_to_level(KeySwitchKey& key, const CkksContext& ctx, std::size_t level);
+// Keeps of one polynomial of a key (`have` chain limbs, then `special` limbs) the first `keep` chain
+// limbs and the special ones, which move down next to them.
+void keep_chain_limbs(std::vector<u64>& limbs, std::size_t have, std::size_t keep, std::size_t special, std::size_t n);
 // The chain primes a key covers (key.chain, or all).
 std::size_t key_chain(const KeySwitchKey& key, const CkksContext& ctx);
 // Rebuilds the NTT form of a secret key from its coefficients.

@@ -253,12 +253,7 @@ KeySwitchKey read_switch_key(Reader& r, const CkksContext& ctx, const std::strin
     k.seed = s;
     for (std::size_t d = 0; d < digits; ++d) {
       expand_switch_key_a(ctx, s, d, k.a[d]);  // over every prime
-      if (chain < L) {
-        std::copy(k.a[d].begin() + static_cast<std::ptrdiff_t>(L * ctx.n()), k.a[d].begin() + static_cast<std::ptrdiff_t>((L + K) * ctx.n()),
-                  k.a[d].begin() + static_cast<std::ptrdiff_t>(chain * ctx.n()));
-        k.a[d].resize(total * ctx.n());
-        k.a[d].shrink_to_fit();
-      }
+      if (chain < L) keep_chain_limbs(k.a[d], L, chain, K, ctx.n());
     }
   }
   return k;

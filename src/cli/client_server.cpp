@@ -121,7 +121,7 @@ void run_infer(const InferOptions& o) {
   h.shape = {static_cast<int>(spec.outputs), 1, 1};
   h.per_batch = spec.output_ciphertexts;
   he::StreamWriter w(o.out, h, keys.ctx);
-  const std::size_t plaintext_budget = plan_memory(plan, spec.batch_size, memory_limit(o.memory_limit), false, o.quiet);
+  const std::size_t plaintext_budget = plan_memory(plan, memory_limit(o.memory_limit), false, o.quiet);
   const auto engine = he::make_engine(plan, keys.ctx, keys.keys, plaintext_budget);
   StepTimes times;
   std::size_t images = 0;

@@ -45,7 +45,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
       he::HePlan batch = he::compile(model, copts, he::Layout::Batch);
       // auto: the batch layout only when it fits in memory.
       const std::size_t limit = memory_limit(o.memory_limit);
-      const auto need = he::estimate_memory(batch, batch.batch_size(), hecnn::num_threads(), 0, true).total();
+      const auto need = he::estimate_memory(batch, hecnn::num_threads(), 0, true).total();
       if (need <= limit) {
         plan = std::move(batch);
       } else {
@@ -57,7 +57,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   const std::vector<he::BatchInfo> batches = split_batches(0, n, plan.batch_size());
   std::printf("%s", plan.describe().c_str());
   const std::size_t plaintext_budget =
-      plan_memory(plan, std::min(n, plan.batch_size()), memory_limit(o.memory_limit), true, false);
+      plan_memory(plan, memory_limit(o.memory_limit), true, false);
   std::printf("mode: %s; threads: %d; %zu test images of %s in %zu %s\n\n", he::to_string(plan.layout).c_str(),
               hecnn::num_threads(), n, o.data.dataset.c_str(), batches.size(),
               plan.layout == he::Layout::Batch ? "batch(es)" : "ciphertext group(s)");
@@ -128,13 +128,12 @@ void register_plan(CLI::App& app) {
       const he::HePlan plan = he::compile(m, *opts, layout);
       std::printf("%s", plan.describe().c_str());
       const int threads = hecnn::num_threads();
-      const std::size_t images = layout == he::Layout::Batch ? plan.batch_size() : 1;
-      const he::MemoryEstimate all = he::estimate_memory(plan, images, threads, static_cast<std::size_t>(-1), false);
+      const he::MemoryEstimate all = he::estimate_memory(plan, threads, static_cast<std::size_t>(-1), false);
       std::printf("predicted peak memory of the server (%s layout, %d threads): %s\n", he::to_string(layout).c_str(), threads,
                   all.describe(true).c_str());
       he::MemoryEstimate least;
       if (layout == he::Layout::Packed) {
-        least = he::estimate_memory(plan, images, threads, 0, false);
+        least = he::estimate_memory(plan, threads, 0, false);
         std::printf("  with the weight diagonals encoded at every run instead of once: %s\n", least.describe().c_str());
       }
       std::printf("query %.2f MiB, result %.2f MiB (per %s)\n", static_cast<double>(he::query_bytes(plan)) / (1 << 20),

@@ -82,9 +82,9 @@ std::size_t memory_limit(const std::string& limit) {
   return avail ? avail : static_cast<std::size_t>(-1);
 }
 
-std::size_t plan_memory(const he::HePlan& plan, std::size_t images, std::size_t limit, bool with_client, bool quiet) {
+std::size_t plan_memory(const he::HePlan& plan, std::size_t limit, bool with_client, bool quiet) {
   const int threads = hecnn::num_threads();
-  const he::MemoryEstimate least = he::estimate_memory(plan, images, threads, 0, with_client);
+  const he::MemoryEstimate least = he::estimate_memory(plan, threads, 0, with_client);
   const std::string limit_text = limit == static_cast<std::size_t>(-1) ? "unknown" : he::gib(limit);
   if (least.total() > limit) {
     throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text + " (--memory-limit)" +
@@ -93,7 +93,7 @@ std::size_t plan_memory(const he::HePlan& plan, std::size_t images, std::size_t 
                      : "; try a smaller model, fewer threads or a larger --memory-limit"));
   }
   const std::size_t budget = limit == static_cast<std::size_t>(-1) ? limit : limit - least.total();
-  const he::MemoryEstimate est = he::estimate_memory(plan, images, threads, budget, with_client);
+  const he::MemoryEstimate est = he::estimate_memory(plan, threads, budget, with_client);
   if (!quiet) std::printf("memory: predicted peak %s; limit %s\n", est.describe().c_str(), limit_text.c_str());
   return budget;
 }

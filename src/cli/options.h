@@ -54,10 +54,10 @@ he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_
 void add_memory_limit_option(CLI::App* cmd, std::string& limit);
 // The limit in bytes: parsed, or the available memory (no limit when unknown).
 std::size_t memory_limit(const std::string& limit);
-// Predicts the peak memory of running `plan` on queries of `images` images and refuses (throws
+// Predicts the peak memory of running `plan` on one query and refuses (throws
 // hecnn::Error with the estimate) when it exceeds `limit`; prints the estimate unless quiet.
 // Returns the bytes of diagonals a packed engine may encode once.
-std::size_t plan_memory(const he::HePlan& plan, std::size_t images, std::size_t limit, bool with_client, bool quiet);
+std::size_t plan_memory(const he::HePlan& plan, std::size_t limit, bool with_client, bool quiet);
 
 // --log-n, --scale-bits, --extra-levels (within the bounds of he/compile/parameters.h), --allow-insecure.
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o);

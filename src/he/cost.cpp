@@ -41,7 +41,6 @@ UnitCosts measure_unit_costs(const ckks::CkksParameters& params) {
   const OneThread one;
   const auto ctx = ckks::CkksContext::create(params);
   ckks::KeyGenerator keygen(ctx);
-  const ckks::RelinKeys rk = keygen.create_relin_keys();
   const ckks::GaloisKeys gk = keygen.create_galois_keys({1, 2, 3}, false);
   const ckks::CkksEncoder encoder(ctx);
   const ckks::Encryptor encryptor(ctx, keygen.secret_key());
@@ -87,7 +86,6 @@ UnitCosts measure_unit_costs(const ckks::CkksParameters& params) {
     ev.rescale_inplace(c);
   });
   u.multiply = best_of(3, [&] { ev.multiply(ct, ct, c); });
-  (void)rk;
   return u;
 }
 

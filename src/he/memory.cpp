@@ -38,7 +38,7 @@ std::string MemoryEstimate::describe(bool per_stage) const {
   return os.str();
 }
 
-MemoryEstimate estimate_memory(const HePlan& plan, std::size_t images, int threads, std::size_t plaintext_budget,
+MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plaintext_budget,
                                bool with_client) {
   if (!plan.params) throw Error("memory estimate: the plan has no parameters");
   const ckks::CkksParameters& p = *plan.params;
@@ -58,7 +58,6 @@ MemoryEstimate estimate_memory(const HePlan& plan, std::size_t images, int threa
     const std::size_t ct = ciphertext_bytes(p, level, comps);
     std::size_t bytes = 0;
     if (plan.layout == Layout::Batch) {
-      (void)images;
       const auto in = static_cast<std::size_t>(s.in.size()), out = static_cast<std::size_t>(s.out.size());
       switch (s.kind()) {
         case StageKind::Linear: {

@@ -28,12 +28,13 @@ struct MemoryEstimate {
 // Bytes of a ciphertext of `components` at `level`.
 std::size_t ciphertext_bytes(const ckks::CkksParameters& p, std::size_t level, std::size_t components = 2);
 
-// The predicted peak of one engine running queries of `images` images (batch layout: one batch of
-// that many; packed: one ciphertext group) on `threads` threads, with the keys, and the client's
+// The predicted peak of one engine running one query (batch layout: a batch, whose ciphertext count
+// does not depend on its image count; packed: one ciphertext group) on `threads` threads, with the
+// keys, and the client's
 // secret key and encryption of the query in the same process when `with_client`. Packed layout:
 // the diagonals of a stage are encoded once while they fit in `plaintext_budget` bytes (stages in
 // order), and encoded again at every run otherwise (preencoded says which).
-MemoryEstimate estimate_memory(const HePlan& plan, std::size_t images, int threads, std::size_t plaintext_budget,
+MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plaintext_budget,
                                bool with_client);
 
 // The memory this process may still use: MemAvailable from /proc/meminfo (0 when unknown).

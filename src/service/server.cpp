@@ -199,7 +199,7 @@ struct Server::Impl final : public v1::Inference::Service {
           ckks::save(os, *o.plan.params);
           o.params_bytes = std::move(os).str();
           o.query_memory =
-              he::estimate_memory(o.plan, o.plan.batch_size(), threads_per_query, kSessionPlaintextBudget, false).ciphertexts;
+              he::estimate_memory(o.plan, threads_per_query, kSessionPlaintextBudget, false).ciphertexts;
           m->offers.emplace(l, std::move(o));
         } catch (const Error& e) {
           log.event("model_layout_unavailable", {{"model", m->name}, {"layout", layout_name(l)}, {"reason", e.what()}});
@@ -447,7 +447,7 @@ struct Server::Impl final : public v1::Inference::Service {
     try {
       s->plan = he::compile_for(model->model, s->keys.ctx->params(), spec.scale_bits, spec.layout, &spec);
       he::check_client_spec(s->plan, spec);
-      const he::MemoryEstimate est = he::estimate_memory(s->plan, spec.batch_size, threads_per_query, kSessionPlaintextBudget, false);
+      const he::MemoryEstimate est = he::estimate_memory(s->plan, threads_per_query, kSessionPlaintextBudget, false);
       s->standing_bytes = est.keys + est.tables + est.plaintexts;
       s->query_bytes = est.ciphertexts;
     } catch (const Error& e) {

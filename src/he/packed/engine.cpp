@@ -37,7 +37,7 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
   if (packed_.slots != ctx_->params().max_slots()) throw Error("encrypted inference: the layout was made for another ring degree");
   check_keys(keys, plan.keys, *ctx_);
   const auto& stages = plan.program.stages;
-  const std::vector<bool> pre = estimate_memory(plan, 1, 1, plaintext_budget, false).preencoded;
+  const std::vector<bool> pre = estimate_memory(plan, 1, plaintext_budget, false).preencoded;
   std::size_t level = ctx_->max_level();
   level_.resize(stages.size());
   diagonals_.resize(stages.size());
@@ -45,30 +45,29 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
     level_[i] = level;
     if (static_cast<int>(level) < stages[i].levels) throw Error("encrypted inference: no level left for stage '" + stages[i].name + "'");
     level -= static_cast<std::size_t>(stages[i].levels);
-    if (stages[i].kind() != StageKind::Linear || !pre[i]) continue;
-    const auto& giants = packed_.stages[i].linear.giants;
-    auto& enc = diagonals_[i];
-    enc.resize(giants.size());
-    std::vector<std::pair<std::size_t, std::size_t>> all;
-    for (std::size_t g = 0; g < giants.size(); ++g) {
-      enc[g].resize(giants[g].diagonals.size());
-      for (std::size_t d = 0; d < giants[g].diagonals.size(); ++d) all.push_back({g, d});
-    }
-    ParallelErrors errors;
-#pragma omp parallel for schedule(dynamic, 4)
-    for (std::size_t k = 0; k < all.size(); ++k) errors.run([&] { encode_diagonal(i, all[k].first, all[k].second, enc[all[k].first][all[k].second]); });
-    errors.rethrow();
-    for (const auto& g : enc)
-      for (const auto& p : g) plaintext_bytes_ += p.word_count() * sizeof(std::uint64_t);
+    if (stages[i].kind() == StageKind::Linear && pre[i]) diagonals_[i] = encode_giants(i, 0, packed_.stages[i].linear.giants.size());
   }
 }
 
-void Engine::encode_diagonal(std::size_t stage, std::size_t giant, std::size_t diagonal, Plaintext& out) const {
+std::vector<std::vector<Plaintext>> Engine::encode_giants(std::size_t stage, std::size_t g0, std::size_t g1) const {
   // Weights at scale q_top: after the rescale the output keeps the input's scale.
   const std::size_t level = level_[stage];
   const double q_top = static_cast<double>(ctx_->modulus(level).value);
-  const auto& d = packed_.stages[stage].linear.giants[giant].diagonals[diagonal];
-  encoder_.encode(replicate(d.entries, packed_.block, packed_.slots), q_top, level, out);
+  const auto& giants = packed_.stages[stage].linear.giants;
+  std::vector<std::vector<Plaintext>> enc(g1 - g0);
+  std::vector<std::pair<std::size_t, std::size_t>> all;
+  for (std::size_t g = g0; g < g1; ++g) {
+    enc[g - g0].resize(giants[g].diagonals.size());
+    for (std::size_t d = 0; d < giants[g].diagonals.size(); ++d) all.push_back({g, d});
+  }
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (std::size_t k = 0; k < all.size(); ++k) errors.run([&] {
+    const auto [g, d] = all[k];
+    encoder_.encode(replicate(giants[g].diagonals[d].entries, packed_.block, packed_.slots), q_top, level, enc[g - g0][d]);
+  });
+  errors.rethrow();
+  return enc;
 }
 
 std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext>& in) const {
@@ -102,20 +101,7 @@ std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext
         ++g1;
       }
     }
-    std::vector<std::vector<Plaintext>> fresh;
-    if (!pre) {
-      fresh.resize(g1 - g0);
-      std::vector<std::pair<std::size_t, std::size_t>> all;
-      for (std::size_t g = g0; g < g1; ++g) {
-        fresh[g - g0].resize(lp.giants[g].diagonals.size());
-        for (std::size_t d = 0; d < lp.giants[g].diagonals.size(); ++d) all.push_back({g, d});
-      }
-#pragma omp parallel for schedule(dynamic, 4)
-      for (std::size_t k = 0; k < all.size(); ++k) errors.run([&] {
-        encode_diagonal(index, all[k].first, all[k].second, fresh[all[k].first - g0][all[k].second]);
-      });
-      errors.rethrow();
-    }
+    const std::vector<std::vector<Plaintext>> fresh = pre ? std::vector<std::vector<Plaintext>>{} : encode_giants(index, g0, g1);
     std::vector<std::vector<ckks::Evaluator::PlainProduct>> terms(g1 - g0);
     for (std::size_t g = g0; g < g1; ++g) {
       for (std::size_t d = 0; d < lp.giants[g].diagonals.size(); ++d) {

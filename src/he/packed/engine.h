@@ -28,12 +28,10 @@ class Engine : public InferenceEngine {
   std::vector<ckks::Ciphertext> run(std::vector<ckks::Ciphertext> inputs, const ProgressFn& progress = nullptr) const override;
   const std::vector<double>& stage_seconds() const override { return stage_seconds_; }
 
-  // Bytes held by the encoded diagonals.
-  std::size_t plaintext_bytes() const { return plaintext_bytes_; }
-
  private:
   std::vector<ckks::Ciphertext> linear(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
-  void encode_diagonal(std::size_t stage, std::size_t giant, std::size_t diagonal, ckks::Plaintext& out) const;
+  // The diagonals of giant steps [g0, g1) of a linear stage, encoded at its level ([giant - g0][diagonal]).
+  std::vector<std::vector<ckks::Plaintext>> encode_giants(std::size_t stage, std::size_t g0, std::size_t g1) const;
   std::vector<ckks::Ciphertext> sum_pool(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
   std::vector<ckks::Ciphertext> activation(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
 
@@ -45,7 +43,6 @@ class Engine : public InferenceEngine {
   ckks::CkksEncoder encoder_;
   std::vector<std::size_t> level_;  // per stage: the level of its inputs
   std::vector<std::vector<std::vector<ckks::Plaintext>>> diagonals_;  // [stage][giant][diagonal]
-  std::size_t plaintext_bytes_ = 0;
   mutable std::vector<double> stage_seconds_;
   mutable Stopwatch run_, stage_;
 };
