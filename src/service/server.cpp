@@ -507,7 +507,9 @@ struct Server::Impl final : public v1::Inference::Service {
     if (queue.size() + running >= opt.max_queries) {
       return "the server's queue is full (" + std::to_string(opt.max_queries) + " queries queued or running); try again later";
     }
-    if (results_stored >= opt.max_results) {
+    // Every accepted query will store a result: the queued and running ones count already, so a
+    // finishing query always has room and the bound holds.
+    if (results_stored + queue.size() + running >= opt.max_results) {
       return "the server stores its maximum of " + std::to_string(opt.max_results) + " results; fetch or cancel some first";
     }
     if (s.standing_bytes + s.query_bytes > capacity) return "a query of this session can never fit in the server's memory limit";
