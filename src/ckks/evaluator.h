@@ -66,6 +66,9 @@ class Evaluator {
   // or a weight whose scaled value overflows 64 bits.
   std::vector<Ciphertext> multiply_sparse(const std::vector<Ciphertext>& in, const SparseMatrix& m, double weight_scale,
                                           const std::function<void(std::size_t, std::size_t)>& progress = nullptr) const;
+  // The same over ciphertexts held elsewhere (column i of the matrix is *in[i]).
+  std::vector<Ciphertext> multiply_sparse(const std::vector<const Ciphertext*>& in, const SparseMatrix& m, double weight_scale,
+                                          const std::function<void(std::size_t, std::size_t)>& progress = nullptr) const;
 
   // Divides by the top prime of the level (rounding) and moves one level down.
   void rescale_inplace(Ciphertext& a) const;

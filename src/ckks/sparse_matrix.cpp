@@ -43,18 +43,31 @@ void check_matrix(const SparseMatrix& m, std::size_t inputs) {
 std::vector<Ciphertext> Evaluator::multiply_sparse(const std::vector<Ciphertext>& in, const SparseMatrix& mat,
                                                    double weight_scale,
                                                    const std::function<void(std::size_t, std::size_t)>& progress) const {
+  std::vector<const Ciphertext*> ptrs(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) ptrs[i] = &in[i];
+  return multiply_sparse(ptrs, mat, weight_scale, progress);
+}
+
+std::vector<Ciphertext> Evaluator::multiply_sparse(const std::vector<const Ciphertext*>& in_ptrs, const SparseMatrix& mat,
+                                                   double weight_scale,
+                                                   const std::function<void(std::size_t, std::size_t)>& progress) const {
   namespace kernels = ring::kernels;
-  if (in.empty()) throw Error("multiply_sparse: no input ciphertexts");
-  check_matrix(mat, in.size());
-  const std::size_t level = in[0].level(), n = ctx_->n(), comps = in[0].size(), outs = mat.rows();
-  for (const auto& c : in) {
+  if (in_ptrs.empty()) throw Error("multiply_sparse: no input ciphertexts");
+  for (const Ciphertext* c : in_ptrs) {
+    if (c == nullptr) throw Error("multiply_sparse: a missing input ciphertext");
+  }
+  const auto in = [&](std::size_t i) -> const Ciphertext& { return *in_ptrs[i]; };
+  check_matrix(mat, in_ptrs.size());
+  const std::size_t level = in(0).level(), n = ctx_->n(), comps = in(0).size(), outs = mat.rows();
+  for (const Ciphertext* cp : in_ptrs) {
+    const Ciphertext& c = *cp;
     check(c);
-    if (c.level() != level || c.size() != comps || c.scale() != in[0].scale()) {
+    if (c.level() != level || c.size() != comps || c.scale() != in(0).scale()) {
       throw Error("multiply_sparse: the inputs differ in level, size or scale");
     }
   }
   if (!(weight_scale > 0) || !std::isfinite(weight_scale)) throw Error("multiply_sparse: invalid weight scale");
-  const double out_scale = in[0].scale() * weight_scale;
+  const double out_scale = in(0).scale() * weight_scale;
   const std::size_t limbs = level + 1, nnz = mat.weight.size();
   std::vector<u64> w(limbs * nnz), bias(limbs * outs);
   std::vector<kernels::DotConstants> dots;
@@ -67,7 +80,7 @@ std::vector<Ciphertext> Evaluator::multiply_sparse(const std::vector<Ciphertext>
     }
   }
   std::vector<Ciphertext> out(outs);
-  for (auto& r : out) r.reset(n, level, comps, in[0].slots(), out_scale);
+  for (auto& r : out) r.reset(n, level, comps, in(0).slots(), out_scale);
   // Coefficient blocks are independent: each task runs every output over one block of one limb of
   // one component, so the inputs' blocks stay in cache while all outputs read them.
   const std::size_t B = std::min(kernels::kDotBlock, n);  // n is a power of two
@@ -90,7 +103,7 @@ std::vector<Ciphertext> Evaluator::multiply_sparse(const std::vector<Ciphertext>
         if (first == end) std::fill(dst, dst + B, u64{0});
         for (std::uint32_t t = first; t < end; t += kernels::kDotMaxTerms) {
           const std::size_t terms = std::min<std::size_t>(kernels::kDotMaxTerms, end - t);
-          for (std::size_t e = 0; e < terms; ++e) src[e] = in[mat.col[t + e]].limb(k, j) + b0;
+          for (std::size_t e = 0; e < terms; ++e) src[e] = in(mat.col[t + e]).limb(k, j) + b0;
           if (t == first) {
             kernels::dot_block(wj + t, src, terms, B, dst, m, dots[j]);
           } else {

@@ -95,6 +95,7 @@ void run_encrypt(const EncryptOptions& o) {
 
 struct InferOptions {
   std::string model, keys, in, out, memory_limit;
+  StreamOptions stream;
   int threads = 0;
   bool quiet = false;
 };
@@ -121,8 +122,8 @@ void run_infer(const InferOptions& o) {
   h.shape = {static_cast<int>(spec.outputs), 1, 1};
   h.per_batch = spec.output_ciphertexts;
   he::StreamWriter w(o.out, h, keys.ctx);
-  const std::size_t plaintext_budget = plan_memory(plan, memory_limit(o.memory_limit), false, o.quiet);
-  const auto engine = he::make_engine(plan, keys.ctx, keys.keys, plaintext_budget);
+  const he::EngineOptions eo = plan_memory(plan, memory_limit(o.memory_limit), false, o.quiet, o.stream);
+  const auto engine = he::make_engine(plan, keys.ctx, keys.keys, eo);
   StepTimes times;
   std::size_t images = 0;
   for (std::size_t b = 0; b < h.batches.size(); ++b) {
@@ -204,6 +205,7 @@ void register_client_server(CLI::App& app) {
   add_threads_option(in, i->threads);
   add_quiet_flag(in, i->quiet);
   add_memory_limit_option(in, i->memory_limit);
+  add_stream_options(in, i->stream);
   in->callback([i] { run_infer(*i); });
 
   auto d = std::make_shared<DecryptOptions>();

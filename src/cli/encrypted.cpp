@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/stopwatch.h"
 #include "common/threads.h"
+#include "he/batch/engine.h"
 #include "he/cost.h"
 #include "he/memory.h"
 #include "he/runtime.h"
@@ -45,7 +46,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
       he::HePlan batch = he::compile(model, copts, he::Layout::Batch);
       // auto: the batch layout only when it fits in memory.
       const std::size_t limit = memory_limit(o.memory_limit);
-      const auto need = he::estimate_memory(batch, hecnn::num_threads(), 0, true).total();
+      const auto need = he::estimate_memory(batch, hecnn::num_threads(), 0, true, o.stream.tile).total();
       if (need <= limit) {
         plan = std::move(batch);
       } else {
@@ -56,8 +57,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   }
   const std::vector<he::BatchInfo> batches = split_batches(0, n, plan.batch_size());
   std::printf("%s", plan.describe().c_str());
-  const std::size_t plaintext_budget =
-      plan_memory(plan, memory_limit(o.memory_limit), true, false);
+  const he::EngineOptions engine_options = plan_memory(plan, memory_limit(o.memory_limit), true, false, o.stream);
   std::printf("mode: %s; threads: %d; %zu test images of %s in %zu %s\n\n", he::to_string(plan.layout).c_str(),
               hecnn::num_threads(), n, o.data.dataset.c_str(), batches.size(),
               plan.layout == he::Layout::Batch ? "batch(es)" : "ciphertext group(s)");
@@ -83,14 +83,23 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   const double t_keygen = t.seconds();
   t.restart();
   const auto client = he::make_client(plan.client_spec(), ctx, keygen.secret_key());
-  const auto engine = he::make_engine(plan, ctx, keys, plaintext_budget);
+  const auto engine = he::make_engine(plan, ctx, keys, engine_options);
   const double t_setup = t.seconds();
 
   StepTimes times;
   Tally tally(&data, &plain);
   for (const auto& b : batches) {
     if (!o.quiet) std::fprintf(stderr, "batch of %zu images (%zu-%zu)\n", b.count, b.first, b.first + b.count - 1);
-    auto result = infer_batch(*engine, encrypt_batch(*client, data, b, times), o.quiet, times);
+    std::vector<ckks::Ciphertext> result;
+    if (plan.layout == he::Layout::Batch) {
+      // Encrypted as the streamed schedule takes the inputs: the whole query is never in memory.
+      if (b.first + b.count > data.size()) throw Error("image index beyond the dataset");
+      const auto& batch_engine = dynamic_cast<const he::batch::Engine&>(*engine);
+      he::batch::EncryptingSource source(dynamic_cast<const he::batch::Client&>(*client), data.image(b.first), b.count);
+      result = infer_batch(batch_engine, source, o.quiet, times);
+    } else {
+      result = infer_batch(*engine, encrypt_batch(*client, data, b, times), o.quiet, times);
+    }
     tally.add(b, decrypt_batch(*client, result, b, times), false);
   }
   const double total = times.encrypt + times.infer + times.decrypt;
@@ -116,21 +125,27 @@ void register_plan(CLI::App& app) {
   auto model = std::make_shared<std::string>();
   auto opts = std::make_shared<he::CompileOptions>();
   auto mode = std::make_shared<std::string>("batch");
+  auto stream = std::make_shared<StreamOptions>();
   CLI::App* cmd = app.add_subcommand("plan", "Compile a model for encrypted inference and print the plan");
+  add_stream_options(cmd, *stream);
   cmd->add_option("--model,-m", *model, "Model file (.safetensors)")->required();
   add_compile_options(cmd, *opts);
   cmd->add_option("--mode", *mode, "Layout to plan: batch, packed, or both")
       ->check(CLI::IsMember({"batch", "packed", "both"}))
       ->capture_default_str();
-  cmd->callback([model, opts, mode] {
+  cmd->callback([model, opts, mode, stream] {
     const nn::Model m = nn::load_model(*model);
     const auto show = [&](he::Layout layout) {
       const he::HePlan plan = he::compile(m, *opts, layout);
       std::printf("%s", plan.describe().c_str());
       const int threads = hecnn::num_threads();
-      const he::MemoryEstimate all = he::estimate_memory(plan, threads, static_cast<std::size_t>(-1), false);
-      std::printf("predicted peak memory of the server (%s layout, %d threads): %s\n", he::to_string(layout).c_str(), threads,
-                  all.describe(true).c_str());
+      const he::MemoryEstimate all = he::estimate_memory(plan, threads, static_cast<std::size_t>(-1), false, stream->tile);
+      std::printf("predicted peak memory of the server (%s layout, %d threads%s): %s\n", he::to_string(layout).c_str(), threads,
+                  layout == he::Layout::Batch ? (", tile " + std::to_string(stream->tile)).c_str() : "", all.describe(true).c_str());
+      if (layout == he::Layout::Batch) {
+        const he::MemoryEstimate streamed = he::estimate_memory(plan, threads, 0, true, stream->tile);
+        std::printf("  with the query encrypted as the schedule takes it (eval --encrypted): %s\n", streamed.describe().c_str());
+      }
       he::MemoryEstimate least;
       if (layout == he::Layout::Packed) {
         least = he::estimate_memory(plan, threads, 0, false);

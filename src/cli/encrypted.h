@@ -15,6 +15,7 @@ struct EncryptedEvalOptions {
   he::CompileOptions compile;
   std::string mode = "auto";
   std::string memory_limit;
+  StreamOptions stream;
 };
 
 void run_encrypted_eval(const EncryptedEvalOptions& o);

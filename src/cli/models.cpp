@@ -23,6 +23,7 @@ struct EvalOptions {
   DatasetOptions data;
   bool confusion = false, fold_bn = false, quiet = false, encrypted = false, simulate = false;
   std::string mode = "auto", memory_limit;
+  StreamOptions stream;
   int threads = 0;
   he::CompileOptions compile;
 };
@@ -42,7 +43,7 @@ void print_confusion(const nn::Evaluation& e) {
 void run_eval(const EvalOptions& o) {
   if (o.encrypted) {
     if (o.split != "test") throw Error("--encrypted evaluates the test split");
-    run_encrypted_eval({o.model, o.data, o.threads, o.quiet, o.simulate, o.compile, o.mode, o.memory_limit});
+    run_encrypted_eval({o.model, o.data, o.threads, o.quiet, o.simulate, o.compile, o.mode, o.memory_limit, o.stream});
     return;
   }
   apply_threads(o.threads);
@@ -95,6 +96,7 @@ void register_models(CLI::App& app) {
                  "Classify encrypted images: keygen, encrypt, infer, decrypt in one process, with timings");
   add_mode_option(eval, eo->mode);
   add_memory_limit_option(eval, eo->memory_limit);
+  add_stream_options(eval, eo->stream);
   eval->add_flag("--simulate", eo->simulate, "With --encrypted: also run the compiled computation on doubles");
   add_compile_options(eval, eo->compile);
   eval->callback([eo] { run_eval(*eo); });

@@ -82,20 +82,69 @@ std::size_t memory_limit(const std::string& limit) {
   return avail ? avail : static_cast<std::size_t>(-1);
 }
 
-std::size_t plan_memory(const he::HePlan& plan, std::size_t limit, bool with_client, bool quiet) {
+void add_stream_options(CLI::App* cmd, StreamOptions& o) {
+  cmd->add_option("--tile", o.tile,
+                  "Batch layout: the streamed schedule's tile side in positions (a stage before a 2x2 pooling gets twice "
+                  "that); smaller keeps fewer ciphertexts in memory, 0 runs whole stages at once")
+      ->transform(whole_number(0, he::batch::kMaxTile))
+      ->capture_default_str();
+  cmd->add_option("--spill-dir", o.spill_dir,
+                  "Batch layout, last resort: keep the ciphertexts that do not fit in --memory-limit in a file in this "
+                  "directory (removed when the run ends, however it ends)");
+}
+
+he::EngineOptions plan_memory(const he::HePlan& plan, std::size_t limit, bool with_client, bool quiet,
+                              const StreamOptions& stream) {
   const int threads = hecnn::num_threads();
-  const he::MemoryEstimate least = he::estimate_memory(plan, threads, 0, with_client);
+  he::EngineOptions eo;
+  eo.tile = stream.tile;
   const std::string limit_text = limit == static_cast<std::size_t>(-1) ? "unknown" : he::gib(limit);
+  const bool batch = plan.layout == he::Layout::Batch;
+  const he::MemoryEstimate least = he::estimate_memory(plan, threads, 0, with_client, stream.tile);
   if (least.total() > limit) {
-    throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text + " (--memory-limit)" +
-                (plan.layout == he::Layout::Batch
-                     ? "; the batch layout holds every ciphertext of a stage at once: try --mode packed"
-                     : "; try a smaller model, fewer threads or a larger --memory-limit"));
+    if (batch && !stream.spill_dir.empty()) {
+      // Spilling: everything but the ciphertexts the schedule keeps between steps must fit.
+      const std::size_t fixed = least.total() - least.ciphertexts;
+      const std::size_t need = fixed + least.working + least.working / 8;
+      if (need + (std::size_t{64} << 20) > limit) {
+        throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text +
+                    " (--memory-limit), and with --spill-dir one step alone needs " + he::gib(need) +
+                    ": try a smaller --tile, or --mode packed");
+      }
+      eo.spill_dir = stream.spill_dir;
+      eo.resident_bytes = (limit - need) * 8 / 9;
+      const he::MemoryEstimate est = he::estimate_memory(plan, threads, 0, with_client, stream.tile, eo.resident_bytes);
+      const std::size_t free_disk = he::free_disk_space(stream.spill_dir);
+      if (est.spill > free_disk) {
+        throw Error("--spill-dir: the run would spill up to " + he::gib(est.spill) + " to '" + stream.spill_dir + "', which has " +
+                    he::gib(free_disk) + " free");
+      }
+      if (!quiet) {
+        std::printf("memory: predicted peak %s; limit %s; up to %s spilled to %s\n", est.describe().c_str(),
+                    limit_text.c_str(), he::gib(est.spill).c_str(), stream.spill_dir.c_str());
+      }
+      return eo;
+    }
+    std::string hint;
+    if (batch) {
+      hint = "; try";
+      for (int t = stream.tile == 0 ? 8 : stream.tile / 2; t >= 1; t /= 2) {
+        const std::size_t smaller = he::estimate_memory(plan, threads, 0, with_client, t).total();
+        if (smaller <= limit) {
+          hint += " --tile " + std::to_string(t) + " (" + he::gib(smaller) + "),";
+          break;
+        }
+      }
+      hint += " --spill-dir DIR, or --mode packed";
+    } else {
+      hint = "; try a smaller model, fewer threads or a larger --memory-limit";
+    }
+    throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text + " (--memory-limit)" + hint);
   }
-  const std::size_t budget = limit == static_cast<std::size_t>(-1) ? limit : limit - least.total();
-  const he::MemoryEstimate est = he::estimate_memory(plan, threads, budget, with_client);
+  eo.plaintext_budget = limit == static_cast<std::size_t>(-1) ? limit : limit - least.total();
+  const he::MemoryEstimate est = he::estimate_memory(plan, threads, eo.plaintext_budget, with_client, stream.tile);
   if (!quiet) std::printf("memory: predicted peak %s; limit %s\n", est.describe().c_str(), limit_text.c_str());
-  return budget;
+  return eo;
 }
 
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "he/compile/parameters.h"
+#include "he/runtime.h"
 #include "he/plan.h"
 #include "he/spec.h"
 #include "nn/dataset.h"
@@ -52,12 +53,21 @@ he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_
 
 // --memory-limit SIZE (default: the memory available now).
 void add_memory_limit_option(CLI::App* cmd, std::string& limit);
+
+// How a batch run streams: --tile N and --spill-dir DIR.
+struct StreamOptions {
+  int tile = he::batch::kDefaultTile;
+  std::string spill_dir;
+};
+void add_stream_options(CLI::App* cmd, StreamOptions& o);
 // The limit in bytes: parsed, or the available memory (no limit when unknown).
 std::size_t memory_limit(const std::string& limit);
 // Predicts the peak memory of running `plan` on one query and refuses (throws
-// hecnn::Error with the estimate) when it exceeds `limit`; prints the estimate unless quiet.
-// Returns the bytes of diagonals a packed engine may encode once.
-std::size_t plan_memory(const he::HePlan& plan, std::size_t limit, bool with_client, bool quiet);
+// hecnn::Error with the estimate and what would fit) when it exceeds `limit`; prints the estimate
+// unless quiet. Returns the engine's options: the bytes of diagonals a packed engine may encode
+// once; a batch engine's tile, and with a spill directory, the bytes it may keep in memory.
+he::EngineOptions plan_memory(const he::HePlan& plan, std::size_t limit, bool with_client, bool quiet,
+                              const StreamOptions& stream = {});
 
 // --log-n, --scale-bits, --extra-levels (within the bounds of he/compile/parameters.h), --allow-insecure.
 void add_compile_options(CLI::App* cmd, he::CompileOptions& o);

@@ -1,5 +1,7 @@
 #include "he/memory.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -31,6 +33,7 @@ std::string MemoryEstimate::describe(bool per_stage) const {
   std::ostringstream os;
   os << gib(total()) << " (keys " << gib(keys) << ", ciphertexts " << gib(ciphertexts);
   if (plaintexts) os << ", encoded weights " << gib(plaintexts);
+  if (spill) os << ", spilled to disk at most " << gib(spill);
   os << ", tables " << gib(tables) << ", process " << gib(process) << ")";
   if (per_stage) {
     for (const auto& [name, bytes] : stages) os << "\n    " << name << ": " << gib(bytes) << " of ciphertexts";
@@ -38,8 +41,85 @@ std::string MemoryEstimate::describe(bool per_stage) const {
   return os.str();
 }
 
+namespace {
+
+// Replays the batch schedule: the ciphertexts alive after every step, and at its peak.
+void estimate_batch(const HePlan& plan, int threads, bool streamed_inputs, int tile, std::size_t resident_limit,
+                    MemoryEstimate& m) {
+  const ckks::CkksParameters& p = *plan.params;
+  const Program& prog = plan.program;
+  const auto matrices = batch::lower_linear_stages(prog);
+  const batch::Schedule sched = batch::make_schedule(prog, matrices, tile);
+  const std::size_t S = sched.values.size();
+  const auto T = static_cast<std::size_t>(std::max(1, threads));
+  // Per schedule stage: the bytes of one value, and the step's temporaries per value and per step.
+  std::vector<std::size_t> value(S), made(S), temps(S);
+  std::size_t level = p.max_level(), comps = 2;
+  value[0] = made[0] = ciphertext_bytes(p, level, 2);
+  temps[0] = T * ciphertext_bytes(p, level, 2);  // the client's encoding and encryption buffers
+  for (std::size_t s = 0; s < prog.stages.size(); ++s) {
+    const Stage& st = prog.stages[s];
+    const std::size_t out_level = level - static_cast<std::size_t>(st.levels);
+    std::size_t out_comps = comps;
+    switch (st.kind()) {
+      case StageKind::Linear:
+        out_comps = 2;
+        // The products keep the inputs' level and size until relinearized and rescaled.
+        made[s + 1] = ciphertext_bytes(p, level, comps);
+        temps[s + 1] = T * 2 * ciphertext_bytes(p, level, 3);
+        break;
+      case StageKind::SumPool: made[s + 1] = ciphertext_bytes(p, out_level, out_comps); break;
+      case StageKind::Activation:
+        out_comps = st.activation().relinearize_output ? 2 : 3;
+        made[s + 1] = ciphertext_bytes(p, out_level, out_comps);
+        temps[s + 1] = T * 4 * ciphertext_bytes(p, level, 3);
+        break;
+    }
+    value[s + 1] = ciphertext_bytes(p, out_level, out_comps);
+    made[s + 1] = std::max(made[s + 1], value[s + 1]);
+    level = out_level;
+    comps = out_comps;
+  }
+  std::size_t live = streamed_inputs ? 0 : sched.values[0] * value[0];
+  std::size_t peak = 0, terms = 0, refs = 0;
+  std::vector<std::size_t> stage_peak(prog.stages.size(), 0);
+  std::vector<std::uint32_t> deps;
+  for (const auto& step : sched.steps) {
+    refs += step.values.size() + step.release.size();
+    const std::size_t out = step.values.size() * made[step.stage];
+    std::size_t read = 0;
+    if (step.stage > 0 && !step.values.empty()) {
+      deps.clear();
+      for (std::uint32_t v : step.values) {
+        batch::for_each_dependency(prog, matrices, step.stage - 1, v, [&](std::size_t i) {
+          deps.push_back(static_cast<std::uint32_t>(i));
+        });
+      }
+      std::sort(deps.begin(), deps.end());
+      read = static_cast<std::size_t>(std::unique(deps.begin(), deps.end()) - deps.begin()) * value[step.stage - 1];
+    }
+    const std::size_t held = resident_limit == static_cast<std::size_t>(-1) ? live : std::min(live, resident_limit) + read;
+    const std::size_t at_peak = held + out + (step.values.empty() ? 0 : temps[step.stage]);
+    peak = std::max(peak, at_peak);
+    m.working = std::max(m.working, read + out + (step.values.empty() ? 0 : temps[step.stage]));
+    if (step.stage > 0) stage_peak[step.stage - 1] = std::max(stage_peak[step.stage - 1], at_peak);
+    live += step.values.size() * value[step.stage];
+    for (const auto& r : step.release) live -= value[r.stage];
+    if (live > resident_limit) m.spill = std::max(m.spill, live - resident_limit);
+  }
+  for (const auto& mat : matrices) terms += mat.col.size() + mat.rows();
+  m.tables += terms * 12 + refs * 8;
+  for (std::size_t s = 0; s < prog.stages.size(); ++s) {
+    const std::size_t b = stage_peak[s] + stage_peak[s] / 8;  // the allocator's fragmentation (see below)
+    m.stages.push_back({prog.stages[s].name, b});
+  }
+  m.ciphertexts = peak + peak / 8;
+}
+
+}  // namespace
+
 MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plaintext_budget,
-                               bool with_client) {
+                               bool with_client, int tile, std::size_t resident_limit) {
   if (!plan.params) throw Error("memory estimate: the plan has no parameters");
   const ckks::CkksParameters& p = *plan.params;
   const Program& prog = plan.program;
@@ -52,32 +132,16 @@ MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plai
   std::size_t level = p.max_level();
   std::size_t comps = 2;
   m.preencoded.assign(prog.stages.size(), false);
+  if (plan.layout == Layout::Batch) {
+    estimate_batch(plan, threads, with_client, tile, resident_limit, m);
+    return m;
+  }
   std::size_t encoded = 0;
   for (std::size_t i = 0; i < prog.stages.size(); ++i) {
     const Stage& s = prog.stages[i];
     const std::size_t ct = ciphertext_bytes(p, level, comps);
     std::size_t bytes = 0;
-    if (plan.layout == Layout::Batch) {
-      const auto in = static_cast<std::size_t>(s.in.size()), out = static_cast<std::size_t>(s.out.size());
-      switch (s.kind()) {
-        case StageKind::Linear: {
-          bytes = (in + out) * ct;  // the products keep the inputs' level and size until rescaled
-          std::size_t terms = 0;
-          s.linear().for_each_term(s.in, s.out, [&](std::size_t, std::size_t, double) { ++terms; });
-          m.tables += terms * 12 + out * 12;
-          comps = 2;
-          break;
-        }
-        case StageKind::SumPool: bytes = (in + out) * ct; break;
-        case StageKind::Activation: {
-          const std::size_t out_comps = s.activation().relinearize_output ? 2 : 3;
-          // Each input is released as its output is made: the larger of the two sets, plus temporaries.
-          bytes = std::max(in * ct, out * ciphertext_bytes(p, level - static_cast<std::size_t>(s.levels), out_comps)) + temps * ct;
-          comps = out_comps;
-          break;
-        }
-      }
-    } else {
+    {
       const packed::PackedStage& ps = plan.packed->stages[i];
       switch (s.kind()) {
         case StageKind::Linear: {
@@ -109,6 +173,12 @@ MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plai
   }
   m.plaintexts = encoded;
   return m;
+}
+
+std::size_t free_disk_space(const std::string& dir) {
+  struct statvfs v {};
+  if (::statvfs(dir.c_str(), &v) != 0) return 0;
+  return static_cast<std::size_t>(v.f_bavail) * v.f_frsize;
 }
 
 std::size_t available_memory() {

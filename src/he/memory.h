@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "he/batch/schedule.h"
 #include "he/plan.h"
 
 namespace hecnn::he {
@@ -20,6 +21,8 @@ struct MemoryEstimate {
   std::size_t process = 0;      // the rest of the process (code, contexts, the dataset)
   std::vector<std::pair<std::string, std::size_t>> stages;  // ciphertext bytes per stage
   std::vector<bool> preencoded;  // packed layout: per stage, whether its diagonals are encoded once
+  std::size_t spill = 0;         // batch layout with a resident limit: the most bytes in the spill file
+  std::size_t working = 0;       // batch layout: the largest step's inputs, outputs and temporaries
   std::size_t total() const { return keys + plaintexts + ciphertexts + tables + process; }
   // "1.23 GiB (keys ..., ciphertexts ..., ...)" and, with per_stage, one line per stage.
   std::string describe(bool per_stage = false) const;
@@ -34,8 +37,15 @@ std::size_t ciphertext_bytes(const ckks::CkksParameters& p, std::size_t level, s
 // secret key and encryption of the query in the same process when `with_client`. Packed layout:
 // the diagonals of a stage are encoded once while they fit in `plaintext_budget` bytes (stages in
 // order), and encoded again at every run otherwise (preencoded says which).
+// Batch layout: the streamed schedule with tiles of `tile` positions (he/batch/schedule.h); the
+// query is encrypted as the schedule takes it when `with_client`, and held whole otherwise; with a
+// `resident_limit`, the ciphertexts beyond it are spilled to disk (he::EngineOptions).
 MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plaintext_budget,
-                               bool with_client);
+                               bool with_client, int tile = batch::kDefaultTile,
+                               std::size_t resident_limit = static_cast<std::size_t>(-1));
+
+// Free bytes on the file system holding `dir` (0 when unknown).
+std::size_t free_disk_space(const std::string& dir);
 
 // The memory this process may still use: MemAvailable from /proc/meminfo (0 when unknown).
 std::size_t available_memory();

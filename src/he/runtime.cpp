@@ -7,10 +7,10 @@
 namespace hecnn::he {
 
 std::unique_ptr<InferenceEngine> make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
-                                             std::size_t plaintext_budget) {
+                                             const EngineOptions& options) {
   switch (plan.layout) {
-    case Layout::Batch: return std::make_unique<batch::Engine>(plan, std::move(ctx), keys);
-    case Layout::Packed: return std::make_unique<packed::Engine>(plan, std::move(ctx), keys, plaintext_budget);
+    case Layout::Batch: return std::make_unique<batch::Engine>(plan, std::move(ctx), keys, options);
+    case Layout::Packed: return std::make_unique<packed::Engine>(plan, std::move(ctx), keys, options.plaintext_budget);
   }
   throw Error("unknown layout");
 }

@@ -6,6 +6,7 @@
 
 #include "ckks/ckks.h"
 #include "common/stopwatch.h"
+#include "he/batch/schedule.h"
 #include "he/plan.h"
 #include "he/progress.h"
 #include "he/runtime.h"
@@ -13,34 +14,50 @@
 
 namespace hecnn::he::batch {
 
+class ValueStore;
+
+// Runs the plan's streamed schedule (he/batch/schedule.h): stage by stage in tiles, every
+// ciphertext released after its last reader, and with a spill directory the ciphertexts beyond
+// the resident limit kept in a file there until read.
 class Engine : public InferenceEngine {
  public:
   // Throws hecnn::Error unless the plan is in the batch layout and the keys are those it needs,
-  // for the plan's parameters. The plan and keys must outlive the engine.
-  Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys);
+  // for the plan's parameters, or on a tile size out of range or a spill directory that cannot be
+  // written. The plan and keys must outlive the engine.
+  Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, const EngineOptions& options = {});
+  ~Engine() override;
 
   // One ciphertext per input value (CHW order), all at the same level and scale; the inputs are
-  // consumed (memory is released as soon as a stage no longer needs them). Returns one ciphertext
-  // per output.
+  // consumed (released after their last reader). Returns one ciphertext per output.
   std::vector<ckks::Ciphertext> run(std::vector<ckks::Ciphertext> inputs, const ProgressFn& progress = nullptr) const override;
+  // The same with the inputs taken from `source` as the schedule reaches them.
+  std::vector<ckks::Ciphertext> run(QuerySource& source, const ProgressFn& progress = nullptr) const;
 
-  // Seconds spent in each stage by the last run.
+  // Seconds spent in each stage by the last run (taking inputs from the source excluded).
   const std::vector<double>& stage_seconds() const override { return stage_seconds_; }
+  // Seconds the last run spent taking inputs from its source, and writing and reading spilled
+  // ciphertexts.
+  double source_seconds() const { return source_seconds_; }
+  double spill_seconds() const { return spill_seconds_; }
+  const Schedule& schedule() const { return schedule_; }
 
  private:
-  std::vector<ckks::Ciphertext> linear(std::size_t index, std::vector<ckks::Ciphertext>& in, const ProgressFn& progress) const;
-  std::vector<ckks::Ciphertext> sum_pool(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
-  std::vector<ckks::Ciphertext> activation(std::size_t index, std::vector<ckks::Ciphertext>& in,
-                                           const ProgressFn& progress) const;
-  void report(const ProgressFn& progress, std::size_t index, std::size_t done, std::size_t total) const;
+  void make_linear(const ScheduleStep& step, ValueStore& store) const;
+  void make_pool(const ScheduleStep& step, ValueStore& store) const;
+  void make_activation(const ScheduleStep& step, ValueStore& store) const;
+  void take_inputs(const ScheduleStep& step, QuerySource& source, ValueStore& store) const;
 
   const HePlan& plan_;
   ckks::ContextPtr ctx_;
   const EvaluationKeys& keys_;
+  EngineOptions options_;
   ckks::Evaluator ev_;
   std::vector<ckks::SparseMatrix> matrices_;  // per stage; empty for non-linear stages
+  Schedule schedule_;
+  std::vector<std::vector<std::vector<std::uint32_t>>> readers_;  // with spilling: per stage and value, the steps reading it
   mutable std::vector<double> stage_seconds_;
-  mutable Stopwatch run_, stage_;
+  mutable double source_seconds_ = 0, spill_seconds_ = 0;
+  mutable Stopwatch run_;
 };
 
 // Client side. Images are packed one per slot: ciphertext p holds value p of every image.
@@ -52,6 +69,10 @@ class Client : public InferenceClient {
   std::vector<ckks::Ciphertext> encrypt(const float* images, std::size_t count) const override;
   // outputs[image][class], already multiplied by spec.output_factor.
   std::vector<std::vector<double>> decrypt(const std::vector<ckks::Ciphertext>& outputs, std::size_t count) const override;
+  // Input values indices[k] of the images (ciphertext p holds value p of every image) into out[k].
+  void encrypt_values(const float* images, std::size_t count, const std::vector<std::uint32_t>& indices,
+                      std::vector<ckks::Ciphertext>& out) const;
+  const ClientSpec& spec() const { return spec_; }
 
  private:
   ClientSpec spec_;
@@ -59,6 +80,20 @@ class Client : public InferenceClient {
   ckks::CkksEncoder encoder_;
   ckks::Encryptor encryptor_;
   ckks::Decryptor decryptor_;
+};
+
+// The inputs of a batch run encrypted as the schedule takes them (client and server in one
+// process: `hecnn eval --encrypted`), so that the whole query is never in memory.
+class EncryptingSource : public QuerySource {
+ public:
+  EncryptingSource(const Client& client, const float* images, std::size_t count);
+  std::size_t size() const override;
+  void take(const std::vector<std::uint32_t>& indices, std::vector<ckks::Ciphertext>& out) override;
+
+ private:
+  const Client& client_;
+  const float* images_;
+  std::size_t count_;
 };
 
 }  // namespace hecnn::he::batch
