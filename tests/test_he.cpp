@@ -19,7 +19,9 @@
 #include "he/memory.h"
 #include "he/runtime.h"
 #include "he/files.h"
+#include "ring/aligned.h"
 #include "ring/primes.h"
+#include "common/threads.h"
 #include "nn/forward.h"
 
 using namespace hecnn;
@@ -307,10 +309,14 @@ TEST(HeMemory, SizesAndEstimates) {
                                          18);
   const he::HePlan batch = he::compile(m, small_insecure(), he::Layout::Batch);
   const he::HePlan packed = he::compile(m, small_insecure(), he::Layout::Packed);
-  const auto b = he::estimate_memory(batch, 2, 0, true);
+  const auto b = he::estimate_memory(batch, 2, 0, false);
   ASSERT_EQ(b.stages.size(), batch.program.stages.size());
-  // The batch layout holds a stage's every ciphertext: at least the first stage's inputs and outputs.
-  EXPECT_GE(b.ciphertexts, (144 + 4 * 4 * 4) * he::ciphertext_bytes(*batch.params, batch.params->max_level()));
+  // A server holds the whole query (144 ciphertexts at the top level) until the schedule reads it.
+  EXPECT_GE(b.ciphertexts, 144 * he::ciphertext_bytes(*batch.params, batch.params->max_level()));
+  // Encrypted as taken, in tiles of one position, it holds less; whole planes (the unstreamed
+  // order) hold more.
+  EXPECT_LT(he::estimate_memory(batch, 2, 0, true, 1).ciphertexts, he::estimate_memory(batch, 2, 0, false, 1).ciphertexts);
+  EXPECT_GT(he::estimate_memory(batch, 2, 0, false, he::batch::kMaxTile).ciphertexts, b.ciphertexts);
   EXPECT_EQ(b.total(), b.keys + b.plaintexts + b.ciphertexts + b.tables + b.process);
   // Packed: the diagonals are encoded once only within the budget.
   const auto all = he::estimate_memory(packed, 2, static_cast<std::size_t>(-1), false);
@@ -324,6 +330,136 @@ TEST(HeMemory, SizesAndEstimates) {
             packed.keys.rotations.size() * he::relin_key_bytes(*packed.params, false));  // kept below the top level
   // The engine with no budget encodes at every run and gives the same results.
   check_plan(m, packed, 2, "diagonals encoded at every run", 1e-3, 0);
+}
+
+namespace {
+
+// The CIFAR-10 shape in small: same-padded 3x3 convolutions, activations and 2x2 poolings.
+nn::Model small_streaming_network() {
+  return with_random_params({{"input", {2, 12, 12}},
+                             {"layers",
+                              {conv(4, 3, 1, "same"), bn, act("swish:deg4:range4"), pool(2), conv(6, 3, 1, "same"), bn,
+                               act("swish:deg4:range4"), pool(2), flat, dense(5)}}},
+                            21);
+}
+
+struct Encrypted {
+  he::HePlan plan;
+  ckks::ContextPtr ctx;
+  std::unique_ptr<ckks::KeyGenerator> keygen;
+  he::EvaluationKeys keys;
+  std::unique_ptr<he::InferenceClient> client;
+  std::vector<ckks::Ciphertext> query;
+};
+
+std::unique_ptr<Encrypted> encrypt_random(const nn::Model& m, std::size_t count) {
+  auto e = std::make_unique<Encrypted>();
+  e->plan = he::compile(m, small_insecure(), he::Layout::Batch);
+  e->ctx = ckks::CkksContext::create(*e->plan.params);
+  e->keygen = std::make_unique<ckks::KeyGenerator>(e->ctx);
+  e->keys.relin = e->keygen->create_relin_keys();
+  e->client = he::make_client(e->plan.client_spec(), e->ctx, e->keygen->secret_key());
+  const std::vector<float> images = random_images(m.input, count, 5);
+  e->query = e->client->encrypt(images.data(), count);
+  return e;
+}
+
+bool same_words(const std::vector<ckks::Ciphertext>& a, const std::vector<ckks::Ciphertext>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].level() != b[i].level() || a[i].size() != b[i].size() || a[i].scale() != b[i].scale()) return false;
+    if (std::memcmp(a[i].poly(0), b[i].poly(0), a[i].word_count() * sizeof(std::uint64_t)) != 0) return false;
+  }
+  return true;
+}
+
+// Hands out a query, then fails after `fail_after` requests.
+class FailingSource : public he::QuerySource {
+ public:
+  FailingSource(std::vector<ckks::Ciphertext> v, std::size_t fail_after) : v_(std::move(v)), left_(fail_after) {}
+  std::size_t size() const override { return v_.size(); }
+  void take(const std::vector<std::uint32_t>& idx, std::vector<ckks::Ciphertext>& out) override {
+    if (left_-- == 0) throw Error("the test's source fails here");
+    for (std::size_t k = 0; k < idx.size(); ++k) out[k] = v_[idx[k]];
+  }
+
+ private:
+  std::vector<ckks::Ciphertext> v_;
+  std::size_t left_;
+};
+
+}  // namespace
+
+TEST(HeStream, TilesGiveTheSameCiphertextsAsWholeStages) {
+  const nn::Model m = small_streaming_network();
+  const auto e = encrypt_random(m, 16);
+  he::EngineOptions whole;
+  whole.tile = he::batch::kMaxTile;
+  const he::batch::Engine reference(e->plan, e->ctx, e->keys, whole);
+  EXPECT_EQ(reference.schedule().steps.size(), e->plan.program.stages.size() + 1);  // one step per stage and the query
+  const auto expected = reference.run(e->query);
+  // The decrypted outputs are those of the plaintext model.
+  const std::vector<float> images = random_images(m.input, 16, 5);
+  const auto got = e->client->decrypt(expected, 16);
+  for (std::size_t b = 0; b < 16; ++b) {
+    const auto plain = nn::forward(m, images.data() + b * static_cast<std::size_t>(m.input.size()));
+    for (std::size_t k = 0; k < plain.size(); ++k) EXPECT_NEAR(got[b][k], plain[k], 1e-3 * (1 + std::fabs(plain[k])));
+  }
+  for (int tile : {1, 2, 3, 5, he::batch::kAutoTile}) {
+    he::EngineOptions o;
+    o.tile = tile;
+    const he::batch::Engine engine(e->plan, e->ctx, e->keys, o);
+    EXPECT_GT(engine.schedule().steps.size(), e->plan.program.stages.size() + 1) << "tile " << tile;
+    EXPECT_TRUE(same_words(engine.run(e->query), expected)) << "tile " << tile << ": the ciphertexts differ";
+  }
+}
+
+TEST(HeStream, MemoryPredictionWithin20PercentOfTheMeasuredPeak) {
+  const nn::Model m = small_streaming_network();
+  const auto e = encrypt_random(m, 8);
+  for (int tile : {1, 2, he::batch::kMaxTile}) {
+    he::EngineOptions o;
+    o.tile = tile;
+    const he::batch::Engine engine(e->plan, e->ctx, e->keys, o);
+    auto query = e->query;
+    // Measured: polynomial storage above what was allocated before the run, the query included.
+    const std::size_t before = ring::aligned_bytes_in_use() - [&] {
+      std::size_t q = 0;
+      for (const auto& c : query) q += c.word_count() * sizeof(std::uint64_t);
+      return q;
+    }();
+    ring::reset_aligned_peak();
+    const auto out = engine.run(std::move(query));
+    const double measured = static_cast<double>(ring::aligned_bytes_peak() - before);
+    const he::MemoryEstimate est = he::estimate_memory(e->plan, hecnn::num_threads(), 0, false, tile);
+    const double predicted = static_cast<double>(est.ciphertexts);
+    std::printf("  tile %4d: predicted %.2f MiB of ciphertexts, measured %.2f MiB\n", tile, predicted / (1 << 20), measured / (1 << 20));
+    EXPECT_LE(std::fabs(predicted - measured), 0.2 * measured) << "tile " << tile;
+  }
+}
+
+TEST(HeStream, SpillFilesAreRemovedAfterSuccessAndAfterAnError) {
+  const nn::Model m = small_streaming_network();
+  const auto e = encrypt_random(m, 8);
+  const TempDir dir;
+  const std::string spill = dir / "spill";
+  fs::create_directories(spill);
+  he::EngineOptions plain;
+  plain.tile = 1;
+  const auto expected = he::batch::Engine(e->plan, e->ctx, e->keys, plain).run(e->query);
+  he::EngineOptions o = plain;
+  o.spill_dir = spill;
+  o.resident_bytes = 4 * he::ciphertext_bytes(*e->plan.params, e->plan.params->max_level());
+  const he::batch::Engine engine(e->plan, e->ctx, e->keys, o);
+  EXPECT_TRUE(same_words(engine.run(e->query), expected));
+  EXPECT_GT(engine.spilled_bytes(), 0u);
+  EXPECT_TRUE(fs::is_empty(spill));
+  FailingSource failing(e->query, 10);
+  expect_error_mentioning([&] { engine.run(failing); }, "the test's source fails here");
+  EXPECT_TRUE(fs::is_empty(spill));
+  // A spill directory that is not one.
+  o.spill_dir = dir / "missing";
+  expect_error_mentioning([&] { he::batch::Engine(e->plan, e->ctx, e->keys, o); }, "is not a directory");
 }
 
 TEST(HeCompile, GlobalAvgPoolStages) {

@@ -85,7 +85,8 @@ std::size_t memory_limit(const std::string& limit) {
 void add_stream_options(CLI::App* cmd, StreamOptions& o) {
   cmd->add_option("--tile", o.tile,
                   "Batch layout: the streamed schedule's tile side in positions (a stage before a 2x2 pooling gets twice "
-                  "that); smaller keeps fewer ciphertexts in memory, 0 runs whole stages at once")
+                  "that): smaller keeps fewer ciphertexts in memory, 4096 runs whole stages at once; 0: per stage, the "
+                  "smallest tile with 16 ciphertexts per thread")
       ->transform(whole_number(0, he::batch::kMaxTile))
       ->capture_default_str();
   cmd->add_option("--spill-dir", o.spill_dir,
@@ -128,7 +129,7 @@ he::EngineOptions plan_memory(const he::HePlan& plan, std::size_t limit, bool wi
     std::string hint;
     if (batch) {
       hint = "; try";
-      for (int t = stream.tile == 0 ? 8 : stream.tile / 2; t >= 1; t /= 2) {
+      for (int t = stream.tile == he::batch::kAutoTile ? 2 : stream.tile / 2; t >= 1; t /= 2) {
         const std::size_t smaller = he::estimate_memory(plan, threads, 0, with_client, t).total();
         if (smaller <= limit) {
           hint += " --tile " + std::to_string(t) + " (" + he::gib(smaller) + "),";

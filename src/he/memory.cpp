@@ -49,14 +49,15 @@ void estimate_batch(const HePlan& plan, int threads, bool streamed_inputs, int t
   const ckks::CkksParameters& p = *plan.params;
   const Program& prog = plan.program;
   const auto matrices = batch::lower_linear_stages(prog);
-  const batch::Schedule sched = batch::make_schedule(prog, matrices, tile);
+  const batch::Schedule sched = batch::make_schedule(prog, matrices, tile, threads);
   const std::size_t S = sched.values.size();
   const auto T = static_cast<std::size_t>(std::max(1, threads));
   // Per schedule stage: the bytes of one value, and the step's temporaries per value and per step.
   std::vector<std::size_t> value(S), made(S), temps(S);
   std::size_t level = p.max_level(), comps = 2;
   value[0] = made[0] = ciphertext_bytes(p, level, 2);
-  temps[0] = T * ciphertext_bytes(p, level, 2);  // the client's encoding and encryption buffers
+  // The client's encoding and encryption buffers, when it encrypts in the same process.
+  temps[0] = streamed_inputs ? T * ciphertext_bytes(p, level, 2) : 0;
   for (std::size_t s = 0; s < prog.stages.size(); ++s) {
     const Stage& st = prog.stages[s];
     const std::size_t out_level = level - static_cast<std::size_t>(st.levels);
@@ -86,7 +87,9 @@ void estimate_batch(const HePlan& plan, int threads, bool streamed_inputs, int t
   std::vector<std::uint32_t> deps;
   for (const auto& step : sched.steps) {
     refs += step.values.size() + step.release.size();
-    const std::size_t out = step.values.size() * made[step.stage];
+    // A query held whole is counted from the start: taking its ciphertexts moves them.
+    const bool moved = step.stage == 0 && !streamed_inputs;
+    const std::size_t out = moved ? 0 : step.values.size() * made[step.stage];
     std::size_t read = 0;
     if (step.stage > 0 && !step.values.empty()) {
       deps.clear();
@@ -103,7 +106,7 @@ void estimate_batch(const HePlan& plan, int threads, bool streamed_inputs, int t
     peak = std::max(peak, at_peak);
     m.working = std::max(m.working, read + out + (step.values.empty() ? 0 : temps[step.stage]));
     if (step.stage > 0) stage_peak[step.stage - 1] = std::max(stage_peak[step.stage - 1], at_peak);
-    live += step.values.size() * value[step.stage];
+    if (!moved) live += step.values.size() * value[step.stage];
     for (const auto& r : step.release) live -= value[r.stage];
     if (live > resident_limit) m.spill = std::max(m.spill, live - resident_limit);
   }

@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/parallel.h"
+#include "common/threads.h"
 #include "he/batch/backend.h"
 
 namespace hecnn::he::batch {
@@ -127,6 +128,7 @@ class ValueStore {
     }
   }
   std::size_t resident() const { return resident_; }
+  std::size_t file_bytes() const { return end_; }
 
  private:
   struct Spilled {
@@ -191,7 +193,7 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
   }
   check_keys(keys, plan.keys, *ctx_);
   matrices_ = lower_linear_stages(plan.program);
-  schedule_ = make_schedule(plan.program, matrices_, options.tile);
+  schedule_ = make_schedule(plan.program, matrices_, options.tile, hecnn::num_threads());
   if (!options_.spill_dir.empty()) {
     struct stat st {};
     if (::stat(options_.spill_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -333,6 +335,7 @@ std::vector<Ciphertext> Engine::run(QuerySource& source, const ProgressFn& progr
   run_.restart();
   stage_seconds_.assign(prog.stages.size(), 0.0);
   source_seconds_ = spill_seconds_ = 0;
+  spilled_bytes_ = 0;
   ValueStore store(schedule_, options_, readers_.empty() ? nullptr : &readers_);
   const std::size_t S = schedule_.values.size();
   std::vector<std::size_t> tiles_done(S, 0);
@@ -379,6 +382,7 @@ std::vector<Ciphertext> Engine::run(QuerySource& source, const ProgressFn& progr
       while (following < schedule_.steps.size() && schedule_.steps[following].values.empty()) ++following;
       store.spill(n, following);
       spill_seconds_ += ts.seconds();
+      spilled_bytes_ = store.file_bytes();
     }
     if (progress && step.stage > 0 && !step.values.empty() &&
         (since_report.seconds() >= 0.2 || tiles_done[step.stage] == schedule_.tiles[step.stage])) {

@@ -39,6 +39,8 @@ class Engine : public InferenceEngine {
   // ciphertexts.
   double source_seconds() const { return source_seconds_; }
   double spill_seconds() const { return spill_seconds_; }
+  // The largest size the last run's spill file reached (0: nothing spilled).
+  std::size_t spilled_bytes() const { return spilled_bytes_; }
   const Schedule& schedule() const { return schedule_; }
 
  private:
@@ -57,6 +59,7 @@ class Engine : public InferenceEngine {
   std::vector<std::vector<std::vector<std::uint32_t>>> readers_;  // with spilling: per stage and value, the steps reading it
   mutable std::vector<double> stage_seconds_;
   mutable double source_seconds_ = 0, spill_seconds_ = 0;
+  mutable std::size_t spilled_bytes_ = 0;
   mutable Stopwatch run_;
 };
 

@@ -32,10 +32,18 @@ struct TileGrid {
   }
 };
 
-TileGrid make_grid(const nn::Shape& shape, int tile, int mul_h, int mul_w) {
+TileGrid make_grid(const nn::Shape& shape, int tile, int mul_h, int mul_w, int threads) {
   TileGrid g;
   g.shape = shape;
-  if (tile == 0 || (shape.h == 1 && shape.w == 1)) {
+  if (tile == kAutoTile) {
+    const std::int64_t want = static_cast<std::int64_t>(kAutoValuesPerThread) * std::max(1, threads);
+    tile = 1;
+    while (tile < std::max(shape.h, shape.w) &&
+           static_cast<std::int64_t>(shape.c) * std::min(shape.h, tile * mul_h) * std::min(shape.w, tile * mul_w) < want) {
+      ++tile;
+    }
+  }
+  if (shape.h == 1 && shape.w == 1) {
     g.th = shape.h;
     g.tw = shape.w;
   } else {
@@ -57,9 +65,9 @@ std::vector<ckks::SparseMatrix> lower_linear_stages(const Program& program) {
   return m;
 }
 
-Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix>& matrices, int tile) {
+Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix>& matrices, int tile, int threads) {
   if (tile < 0 || tile > kMaxTile) {
-    throw Error("batch schedule: a tile side is 1 to " + std::to_string(kMaxTile) + " positions, or 0 for whole planes; got " +
+    throw Error("batch schedule: a tile side is 1 to " + std::to_string(kMaxTile) + " positions, or 0 for the automatic choice; got " +
                 std::to_string(tile));
   }
   if (matrices.size() != prog.stages.size()) throw Error("batch schedule: one matrix slot per stage expected");
@@ -88,7 +96,7 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
         }
       }
     }
-    grid[k] = make_grid(k == 0 ? prog.input : prog.stages[k - 1].out, tile, mh, mw);
+    grid[k] = make_grid(k == 0 ? prog.input : prog.stages[k - 1].out, tile, mh, mw, threads);
     sched.values.push_back(static_cast<std::size_t>(grid[k].shape.size()));
     sched.tiles.push_back(grid[k].count());
   }

@@ -34,25 +34,26 @@ struct ScheduleStep {
 };
 
 struct Schedule {
-  int tile = 0;  // positions per tile side (the stage before a pooling gets tile x stride)
+  int tile = 0;  // as asked: kAutoTile or a side (the stage before a pooling gets side x stride)
   std::vector<ScheduleStep> steps;
   std::vector<std::size_t> values;  // per schedule stage: the number of values
   std::vector<std::size_t> tiles;   // per schedule stage: the number of tiles
   double work = 0;                  // the sum of the steps' work
 };
 
-// The default tile side: 2x2 positions (4x4 before a 2x2 pooling) keep few values alive and give
-// each step enough ciphertexts to share among threads.
-inline constexpr int kDefaultTile = 2;
-
-// Tile sides of 1 to kMaxTile positions; 0 means whole planes (every stage in one step: the
-// unstreamed order).
+// Tile sides: kAutoTile (the default) gives each stage the smallest square tile with at least
+// kAutoValuesPerThread ciphertexts per thread (so that a step keeps every thread busy and the
+// line buffers stay short); 1 to kMaxTile a fixed side; kMaxTile means whole planes (every stage
+// in one step: the unstreamed order).
+inline constexpr int kAutoTile = 0;
+inline constexpr int kDefaultTile = kAutoTile;
 inline constexpr int kMaxTile = 4096;
+inline constexpr int kAutoValuesPerThread = 16;
 
-// The schedule of `program` with tiles of `tile` x `tile` positions; `matrices` are the linear
-// stages' sparse matrices (he::batch::lower_linear), empty for the other stages. Throws
-// hecnn::Error on a tile size out of range.
-Schedule make_schedule(const Program& program, const std::vector<ckks::SparseMatrix>& matrices, int tile);
+// The schedule of `program` with tiles of `tile` x `tile` positions for `threads` threads;
+// `matrices` are the linear stages' sparse matrices (lower_linear_stages). Throws hecnn::Error on a
+// tile size out of range.
+Schedule make_schedule(const Program& program, const std::vector<ckks::SparseMatrix>& matrices, int tile, int threads);
 
 // Per stage, the sparse matrix of each linear stage (empty for the others).
 std::vector<ckks::SparseMatrix> lower_linear_stages(const Program& program);
