@@ -432,7 +432,8 @@ TEST(HeStream, MemoryPredictionWithin20PercentOfTheMeasuredPeak) {
     const auto out = engine.run(std::move(query));
     const double measured = static_cast<double>(ring::aligned_bytes_peak() - before);
     const he::MemoryEstimate est = he::estimate_memory(e->plan, hecnn::num_threads(), 0, false, tile);
-    const double predicted = static_cast<double>(est.ciphertexts);
+    // The estimate adds 1/8 for the allocator's fragmentation, which polynomial storage does not see.
+    const double predicted = static_cast<double>(est.ciphertexts) / 1.125;
     std::printf("  tile %4d: predicted %.2f MiB of ciphertexts, measured %.2f MiB\n", tile, predicted / (1 << 20), measured / (1 << 20));
     EXPECT_LE(std::fabs(predicted - measured), 0.2 * measured) << "tile " << tile;
   }

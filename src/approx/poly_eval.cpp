@@ -59,6 +59,10 @@ class Engine {
     in_level_ = be_.level(x);
     powers_.emplace(1, x);
   }
+  Engine(const B& be, const PolyEvalPlan& plan, Value&& x) : be_(be), plan_(plan) {
+    in_level_ = be_.level(x);
+    powers_.emplace(1, std::move(x));
+  }
 
   Value run() {
     const double in_scale = be_.scale(powers_.at(1));
@@ -332,13 +336,17 @@ PolyEvalPlan plan_polynomial(const Polynomial& p, InputForm input, bool monic) {
 }
 
 ckks::Ciphertext PolynomialEvaluator::evaluate(const ckks::Ciphertext& x, const PolyEvalPlan& plan) const {
+  return evaluate(ckks::Ciphertext(x), plan);
+}
+
+ckks::Ciphertext PolynomialEvaluator::evaluate(ckks::Ciphertext&& x, const PolyEvalPlan& plan) const {
   if (x.size() != 2) throw Error("polynomial evaluation: relinearize the input first (it has " + std::to_string(x.size()) + " components)");
   if (static_cast<int>(x.level()) < plan.depth) {
     throw Error("polynomial evaluation: degree " + std::to_string(plan.degree) + (plan.monic ? " (monic)" : "") +
                 " needs " + std::to_string(plan.depth) + " levels, the ciphertext has " + std::to_string(x.level()));
   }
   CiphertextBackend be(ev_, rk_);
-  return Engine<CiphertextBackend>(be, plan, x).run();
+  return Engine<CiphertextBackend>(be, plan, std::move(x)).run();
 }
 
 double simulate(const PolyEvalPlan& plan, double x) {

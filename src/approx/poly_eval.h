@@ -59,6 +59,8 @@ class PolynomialEvaluator {
   PolynomialEvaluator(const ckks::Evaluator& ev, const ckks::RelinKeys& rk) : ev_(ev), rk_(rk) {}
 
   ckks::Ciphertext evaluate(const ckks::Ciphertext& x, const PolyEvalPlan& plan) const;
+  // The same, consuming x (no copy of it is made).
+  ckks::Ciphertext evaluate(ckks::Ciphertext&& x, const PolyEvalPlan& plan) const;
   ckks::Ciphertext evaluate(const ckks::Ciphertext& x, const Polynomial& p, InputForm input = InputForm::Raw) const {
     return evaluate(x, plan_polynomial(p, input, false));
   }

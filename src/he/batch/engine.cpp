@@ -85,6 +85,13 @@ class ValueStore {
       spilled_[k][v].on_disk = false;
     }
   }
+  // Moves value (k, v) out (its last reader is taking it).
+  Ciphertext take(std::size_t k, std::size_t v) {
+    Ciphertext c = std::move(at(k, v));
+    resident_ -= bytes(c);
+    values_[k][v] = Ciphertext();
+    return c;
+  }
   std::vector<Ciphertext> take_all(std::size_t k) {
     std::vector<Ciphertext> out(values_[k].size());
     for (std::size_t v = 0; v < out.size(); ++v) {
@@ -297,11 +304,19 @@ void Engine::make_activation(const ScheduleStep& step, ValueStore& store) const 
   approx::PolyEvalPlan poly = act.poly;
   poly.relinearize_last = act.relinearize_output;
   const approx::PolynomialEvaluator pe(ev_, keys_.relin);
-  for (std::uint32_t v : step.values) store.load(step.stage - 1, v);
+  // An activation's input has no other reader: it is moved into the evaluation.
+  std::vector<Ciphertext> in(step.values.size());
+  for (std::size_t o = 0; o < in.size(); ++o) {
+    store.load(step.stage - 1, step.values[o]);
+    in[o] = store.take(step.stage - 1, step.values[o]);
+  }
   std::vector<Ciphertext> out(step.values.size());
   ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (std::size_t o = 0; o < out.size(); ++o) errors.run([&] { out[o] = pe.evaluate(store.at(step.stage - 1, step.values[o]), poly); });
+  for (std::size_t o = 0; o < out.size(); ++o) errors.run([&] {
+    out[o] = pe.evaluate(std::move(in[o]), poly);
+    in[o] = Ciphertext();
+  });
   errors.rethrow();
   for (std::size_t o = 0; o < out.size(); ++o) store.put(step.stage, step.values[o], std::move(out[o]));
 }
@@ -410,7 +425,7 @@ std::vector<Ciphertext> Client::encrypt(const float* images, std::size_t count) 
   std::vector<std::uint32_t> all(static_cast<std::size_t>(spec_.input.size()));
   for (std::size_t p = 0; p < all.size(); ++p) all[p] = static_cast<std::uint32_t>(p);
   std::vector<Ciphertext> out(all.size());
-  encrypt_values(images, count, all, out);
+  encrypt_values(pixel_major(images, count), count, all, out);
   return out;
 }
 
@@ -432,23 +447,37 @@ std::vector<std::vector<double>> Client::decrypt(const std::vector<Ciphertext>& 
   return r;
 }
 
-void Client::encrypt_values(const float* images, std::size_t count, const std::vector<std::uint32_t>& indices,
-                            std::vector<Ciphertext>& out) const {
+std::vector<float> Client::pixel_major(const float* images, std::size_t count) const {
   if (count == 0 || count > spec_.batch_size) {
     throw Error("client: a batch holds 1 to " + std::to_string(spec_.batch_size) + " images; got " + std::to_string(count));
   }
   const auto pixels = static_cast<std::size_t>(spec_.input.size());
+  std::vector<float> t(pixels * count);
+  // In blocks, so that both sides stay in cache.
+  constexpr std::size_t kBlock = 64;
+  for (std::size_t b0 = 0; b0 < count; b0 += kBlock)
+    for (std::size_t p0 = 0; p0 < pixels; p0 += kBlock)
+      for (std::size_t b = b0; b < std::min(count, b0 + kBlock); ++b)
+        for (std::size_t p = p0; p < std::min(pixels, p0 + kBlock); ++p) t[p * count + b] = images[b * pixels + p];
+  return t;
+}
+
+void Client::encrypt_values(const std::vector<float>& pixel_major, std::size_t count, const std::vector<std::uint32_t>& indices,
+                            std::vector<Ciphertext>& out) const {
+  const auto pixels = static_cast<std::size_t>(spec_.input.size());
+  if (count == 0 || count > spec_.batch_size || pixel_major.size() != pixels * count) {
+    throw Error("client: a batch holds 1 to " + std::to_string(spec_.batch_size) + " images of " + std::to_string(pixels) + " values");
+  }
   ParallelErrors errors;
 #pragma omp parallel
   {
-    std::vector<double> v(count);
     ckks::Plaintext pt;
 #pragma omp for schedule(dynamic, 1)
     for (std::size_t k = 0; k < indices.size(); ++k) errors.run([&] {
       const std::size_t p = indices[k];
       if (p >= pixels) throw Error("client: input value " + std::to_string(p) + " is beyond the image");
-      for (std::size_t b = 0; b < count; ++b) v[b] = images[b * pixels + p];
-      encoder_.encode(v, spec_.scale(), ctx_->max_level(), pt);
+      const float* row = pixel_major.data() + p * count;
+      encoder_.encode(std::vector<double>(row, row + count), spec_.scale(), ctx_->max_level(), pt);
       encryptor_.encrypt(pt, out[k]);
     });
   }
@@ -456,12 +485,12 @@ void Client::encrypt_values(const float* images, std::size_t count, const std::v
 }
 
 EncryptingSource::EncryptingSource(const Client& client, const float* images, std::size_t count)
-    : client_(client), images_(images), count_(count) {}
+    : client_(client), pixel_major_(client.pixel_major(images, count)), count_(count) {}
 
 std::size_t EncryptingSource::size() const { return static_cast<std::size_t>(client_.spec().input.size()); }
 
 void EncryptingSource::take(const std::vector<std::uint32_t>& indices, std::vector<Ciphertext>& out) {
-  client_.encrypt_values(images_, count_, indices, out);
+  client_.encrypt_values(pixel_major_, count_, indices, out);
 }
 
 }  // namespace hecnn::he::batch

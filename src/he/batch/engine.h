@@ -72,8 +72,11 @@ class Client : public InferenceClient {
   std::vector<ckks::Ciphertext> encrypt(const float* images, std::size_t count) const override;
   // outputs[image][class], already multiplied by spec.output_factor.
   std::vector<std::vector<double>> decrypt(const std::vector<ckks::Ciphertext>& outputs, std::size_t count) const override;
-  // Input values indices[k] of the images (ciphertext p holds value p of every image) into out[k].
-  void encrypt_values(const float* images, std::size_t count, const std::vector<std::uint32_t>& indices,
+  // The images (CHW floats, consecutive) value by value: [value][image].
+  std::vector<float> pixel_major(const float* images, std::size_t count) const;
+  // Input values indices[k] of `count` images given value by value (ciphertext p holds value p of
+  // every image) into out[k].
+  void encrypt_values(const std::vector<float>& pixel_major, std::size_t count, const std::vector<std::uint32_t>& indices,
                       std::vector<ckks::Ciphertext>& out) const;
   const ClientSpec& spec() const { return spec_; }
 
@@ -95,7 +98,7 @@ class EncryptingSource : public QuerySource {
 
  private:
   const Client& client_;
-  const float* images_;
+  std::vector<float> pixel_major_;
   std::size_t count_;
 };
 
