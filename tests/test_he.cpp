@@ -310,7 +310,8 @@ TEST(HeMemory, SizesAndEstimates) {
   const he::HePlan batch = he::compile(m, small_insecure(), he::Layout::Batch);
   const he::HePlan packed = he::compile(m, small_insecure(), he::Layout::Packed);
   const auto b = he::estimate_memory(batch, 2, 0, false);
-  ASSERT_EQ(b.stages.size(), batch.program.stages.size());
+  ASSERT_EQ(b.stages.size(), batch.program.stages.size() + 1);  // the query, then every stage's values held at the peak
+  EXPECT_TRUE(b.held_at_peak);
   // A server holds the whole query (144 ciphertexts at the top level) until the schedule reads it.
   EXPECT_GE(b.ciphertexts, 144 * he::ciphertext_bytes(*batch.params, batch.params->max_level()));
   // Encrypted as taken, in tiles of one position, it holds less; whole planes (the unstreamed

@@ -194,6 +194,17 @@ class Engine {
       if (p[0] != 0) be_.add_const(v, p[0]);
       return v;
     }
+    if (!chebyshev() && d == 4 && lead == 1) {
+      // x^4 + a x^3 + b x^2 + c x + d0 = (x^2 + a/2 x + e)^2 + (c - a e) x + (d0 - e^2) with
+      // e = (b - a^2/4) / 2: two products (the quadratic, its square) where dividing by x^2 takes
+      // three (x^2, the quotient, their product), at the same depth.
+      const double a = p[3], b = p[2], c = p[1], d0 = p[0];
+      const double e = (b - a * a / 4) / 2;
+      const Value y = monic({e, a / 2, 1.0});
+      Value prod = be_.product(y, y, !lazy);
+      finish(prod, {d0 - e * e, c - a * e});
+      return prod;
+    }
     const int g = 1 << (ceil_log2(d) - 1);
     std::vector<double> q, r;
     divide(plan_.basis, p, g, q, r);

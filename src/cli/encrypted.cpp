@@ -141,10 +141,11 @@ void register_plan(CLI::App& app) {
       const int threads = hecnn::num_threads();
       const he::MemoryEstimate all = he::estimate_memory(plan, threads, static_cast<std::size_t>(-1), false, stream->tile);
       std::printf("predicted peak memory of the server (%s layout, %d threads%s): %s\n", he::to_string(layout).c_str(), threads,
-                  layout == he::Layout::Batch ? (", tile " + std::to_string(stream->tile)).c_str() : "", all.describe(true).c_str());
+                  layout == he::Layout::Batch ? (", tile " + (stream->tile == he::batch::kAutoTile ? std::string("auto") : std::to_string(stream->tile))).c_str() : "",
+                  all.describe(true).c_str());
       if (layout == he::Layout::Batch) {
         const he::MemoryEstimate streamed = he::estimate_memory(plan, threads, 0, true, stream->tile);
-        std::printf("  with the query encrypted as the schedule takes it (eval --encrypted): %s\n", streamed.describe().c_str());
+        std::printf("with the query encrypted as the schedule takes it (eval --encrypted): %s\n", streamed.describe(true).c_str());
       }
       he::MemoryEstimate least;
       if (layout == he::Layout::Packed) {

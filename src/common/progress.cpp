@@ -7,7 +7,7 @@
 namespace hecnn {
 
 ProgressLine::ProgressLine(bool enabled, double interval_s)
-    : enabled_(enabled && isatty(fileno(stderr)) != 0), interval_(interval_s) {}
+    : enabled_(enabled), terminal_(isatty(fileno(stderr)) != 0), interval_(interval_s) {}
 
 ProgressLine::~ProgressLine() {
   if (shown_) finish();
@@ -15,6 +15,14 @@ ProgressLine::~ProgressLine() {
 
 void ProgressLine::update(const std::string& text, bool force) {
   if (!enabled_) return;
+  if (!terminal_) {
+    // A log: a whole line now and then, on long runs only.
+    if (since_last_.seconds() < kLogInterval) return;
+    since_last_.restart();
+    std::fprintf(stderr, "%s\n", text.c_str());
+    std::fflush(stderr);
+    return;
+  }
   if (shown_ && !force && since_last_.seconds() < interval_) return;
   since_last_.restart();
   std::fprintf(stderr, "\r%s\033[K", text.c_str());
@@ -23,13 +31,13 @@ void ProgressLine::update(const std::string& text, bool force) {
 }
 
 void ProgressLine::finish() {
-  if (!enabled_ || !shown_) return;
+  if (!enabled_ || !terminal_ || !shown_) return;
   std::fprintf(stderr, "\n");
   shown_ = false;
 }
 
 void ProgressLine::clear() {
-  if (!enabled_ || !shown_) return;
+  if (!enabled_ || !terminal_ || !shown_) return;
   std::fprintf(stderr, "\r\033[K");
   std::fflush(stderr);
   shown_ = false;

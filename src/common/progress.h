@@ -1,7 +1,8 @@
 #pragma once
 // The one progress line: a status line on stderr rewritten in place ("\r...", cleared to the end
-// of the line), at most every `interval` seconds, only when stderr is a terminal and progress is
-// enabled. Long runs show what is done, the elapsed time and an estimate of what is left.
+// of the line), at most every `interval` seconds, when progress is enabled. When stderr is not a
+// terminal (a log), the line is printed whole every kLogInterval seconds instead, so that only long
+// runs show it. Long runs show what is done, the elapsed time and an estimate of what is left.
 #include <cstddef>
 #include <string>
 
@@ -16,6 +17,7 @@ class ProgressLine {
   ProgressLine(const ProgressLine&) = delete;
   ProgressLine& operator=(const ProgressLine&) = delete;
 
+  static constexpr double kLogInterval = 30.0;
   bool enabled() const { return enabled_; }
   // Rewrites the line with `text` (rate-limited unless `force`).
   void update(const std::string& text, bool force = false);
@@ -25,7 +27,7 @@ class ProgressLine {
   void clear();
 
  private:
-  bool enabled_;
+  bool enabled_, terminal_;
   double interval_;
   Stopwatch since_last_;
   bool shown_ = false;

@@ -36,6 +36,7 @@ std::string MemoryEstimate::describe(bool per_stage) const {
   if (spill) os << ", spilled to disk at most " << gib(spill);
   os << ", tables " << gib(tables) << ", process " << gib(process) << ")";
   if (per_stage) {
+    if (held_at_peak) os << "\n  held at the peak, by the stage that made them:";
     for (const auto& [name, bytes] : stages) os << "\n    " << name << ": " << gib(bytes) << " of ciphertexts";
   }
   return os.str();
@@ -83,7 +84,8 @@ void estimate_batch(const HePlan& plan, int threads, bool streamed_inputs, int t
   }
   std::size_t live = streamed_inputs ? 0 : sched.values[0] * value[0];
   std::size_t peak = 0, terms = 0, refs = 0;
-  std::vector<std::size_t> stage_peak(prog.stages.size(), 0);
+  std::vector<std::size_t> by_stage(S, 0), held_at_peak(S, 0);
+  if (!streamed_inputs) by_stage[0] = live;
   std::vector<std::uint32_t> deps;
   for (const auto& step : sched.steps) {
     refs += step.values.size() + step.release.size();
@@ -103,19 +105,27 @@ void estimate_batch(const HePlan& plan, int threads, bool streamed_inputs, int t
     }
     const std::size_t held = resident_limit == static_cast<std::size_t>(-1) ? live : std::min(live, resident_limit) + read;
     const std::size_t at_peak = held + out + (step.values.empty() ? 0 : temps[step.stage]);
-    peak = std::max(peak, at_peak);
+    if (at_peak > peak) {
+      peak = at_peak;
+      held_at_peak = by_stage;
+      held_at_peak[step.stage] += out;  // the step's products, at their size before rescaling
+    }
     m.working = std::max(m.working, read + out + (step.values.empty() ? 0 : temps[step.stage]));
-    if (step.stage > 0) stage_peak[step.stage - 1] = std::max(stage_peak[step.stage - 1], at_peak);
-    if (!moved) live += step.values.size() * value[step.stage];
-    for (const auto& r : step.release) live -= value[r.stage];
+    if (!moved) {
+      live += step.values.size() * value[step.stage];
+      by_stage[step.stage] += step.values.size() * value[step.stage];
+    }
+    for (const auto& r : step.release) {
+      live -= value[r.stage];
+      by_stage[r.stage] -= value[r.stage];
+    }
     if (live > resident_limit) m.spill = std::max(m.spill, live - resident_limit);
   }
   for (const auto& mat : matrices) terms += mat.col.size() + mat.rows();
   m.tables += terms * 12 + refs * 8;
-  for (std::size_t s = 0; s < prog.stages.size(); ++s) {
-    const std::size_t b = stage_peak[s] + stage_peak[s] / 8;  // the allocator's fragmentation (see below)
-    m.stages.push_back({prog.stages[s].name, b});
-  }
+  m.held_at_peak = true;
+  m.stages.push_back({streamed_inputs ? "query (encrypted as taken)" : "query", held_at_peak[0]});
+  for (std::size_t s = 0; s < prog.stages.size(); ++s) m.stages.push_back({prog.stages[s].name, held_at_peak[s + 1]});
   m.ciphertexts = peak + peak / 8;
 }
 

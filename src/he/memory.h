@@ -19,7 +19,10 @@ struct MemoryEstimate {
   std::size_t ciphertexts = 0;  // the largest stage's ciphertexts (inputs, outputs and temporaries)
   std::size_t tables = 0;       // the engine's tables: weight matrices, diagonal entries
   std::size_t process = 0;      // the rest of the process (code, contexts, the dataset)
-  std::vector<std::pair<std::string, std::size_t>> stages;  // ciphertext bytes per stage
+  // Packed layout: the ciphertext bytes while each stage runs. Batch layout: the bytes of each
+  // stage's values (and the query's) still held at the peak: the streamed schedule's line buffers.
+  std::vector<std::pair<std::string, std::size_t>> stages;
+  bool held_at_peak = false;  // which of the two `stages` holds
   std::vector<bool> preencoded;  // packed layout: per stage, whether its diagonals are encoded once
   std::size_t spill = 0;         // batch layout with a resident limit: the most bytes in the spill file
   std::size_t working = 0;       // batch layout: the largest step's inputs, outputs and temporaries
