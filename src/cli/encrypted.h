@@ -15,6 +15,7 @@ struct EncryptedEvalOptions {
   he::CompileOptions compile;
   std::string mode = "auto";
   std::string memory_limit;
+  std::string predictions;  // file for one line per image (index, class, logits); empty: none
 };
 
 void run_encrypted_eval(const EncryptedEvalOptions& o);
