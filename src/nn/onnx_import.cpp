@@ -151,7 +151,7 @@ const std::set<std::string>& elementwise_ops() {
 
 const char* kSupported =
     "supported: Conv, BatchNormalization, Gemm, MatMul (+ Add), AveragePool, GlobalAveragePool, Flatten, Reshape to "
-    "[N, C*H*W], Identity, Dropout, a final Softmax/LogSoftmax, and activations made of Relu, Sigmoid, Tanh, Softplus, "
+    "[N, C*H*W], Identity, Dropout, Pad of zero width, a final Softmax/LogSoftmax, and activations made of Relu, Sigmoid, Tanh, Softplus, "
     "Erf, Exp, Log, Sqrt, Abs, Mul, Add, Sub, Div, Pow, Neg, Reciprocal, Cast, Constant";
 
 class OnnxImporter {
@@ -419,6 +419,20 @@ class OnnxImporter {
       return flatten(node, out);
     }
     if (op == "Identity") return advance(node, out);
+    if (op == "Pad") {
+      // torch.onnx.export writes a Pad of zeros in front of every AveragePool: nothing to do. Any
+      // other padding would change the geometry.
+      std::vector<std::int64_t> pads;
+      if (const AttributeProto* a = attr(node, "pads")) {
+        pads.assign(a->ints().begin(), a->ints().end());
+      } else {
+        for (double v : required_constant(node, 1, "pads").values) pads.push_back(static_cast<std::int64_t>(v));
+      }
+      if (std::any_of(pads.begin(), pads.end(), [](std::int64_t p) { return p != 0; })) {
+        throw Error(where(node) + ": padding " + dims_string(pads) + " is not supported (only a Pad of zero width)");
+      }
+      return advance(node, out);
+    }
     if (op == "Dropout") {
       only_first_output_used(node);
       if (n.input_size() >= 3 && !n.input(2).empty()) {
