@@ -111,9 +111,9 @@ Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, st
     const bool after_bn = !out.model.layers.empty() && out.model.layers.back().type == LayerType::BatchNorm;
     if (o.insert_batch_norm && act.activation.is_polynomial() && !after_bn) {
       // (x - mean) / sqrt(var + eps) has unit variance; gamma = r / z_c brings the largest |value|
-      // of the calibration set to r.
+      // of the calibration set to r (a hair inside: the parameters are rounded to float).
       const ChannelStats& s = before.at(i);
-      const double r = act.activation.poly->range();
+      const double r = act.activation.poly->range() * (1 - 0x1p-16);
       const auto channels = static_cast<std::int64_t>(s.sum.size());
       Layer bn;
       bn.type = LayerType::BatchNorm;

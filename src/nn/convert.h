@@ -47,7 +47,8 @@ struct Conversion {
 
 // Converts `m` using `count` images of `calibration` (spread evenly over it; 0: all). A calibrated
 // batch normalization maps channel c's inputs x to (x - mean_c) / std_c * (r / z_c), z_c the largest
-// |x - mean_c| / std_c seen: every calibration input lands in [-r, r]. Throws hecnn::Error for a
+// |x - mean_c| / std_c seen: every calibration input lands in [-r, r]. Its statistics are those
+// that `hecnn train` recomputes after each epoch, so fine-tuning starts from the same function. Throws hecnn::Error for a
 // specification that is not a polynomial, a layer index that is not an activation, or a dataset
 // whose images the model does not take.
 Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, std::size_t count, const ConvertOptions& o);
