@@ -141,6 +141,7 @@ void run_convert(ConvertCliOptions o) {
   }
   o.convert.insert_batch_norm = !o.no_batch_norm;
   const nn::Model m = load_any_model(o.model);
+  nn::check_convert_options(m, o.convert);
   const nn::Dataset data = load_dataset(o.data, nn::Split::Train);
   const nn::Conversion c = nn::convert_to_polynomials(m, data, o.data.limit, o.convert);
   nn::Model out = c.model;

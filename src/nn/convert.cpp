@@ -66,6 +66,22 @@ InputRange summary(const ChannelStats& s) {
 
 }  // namespace
 
+void check_convert_options(const Model& m, const ConvertOptions& o) {
+  for (const auto& [layer, spec] : o.per_layer) {
+    if (layer >= m.layers.size() || m.layers[layer].type != LayerType::Activation) {
+      throw Error("convert: layer " + std::to_string(layer) + " is not an activation layer (see hecnn inspect)");
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> specs;
+  if (!o.activation.empty()) specs.emplace_back(o.activation, "--activation");
+  for (const auto& [layer, spec] : o.per_layer) specs.emplace_back(spec, "layer " + std::to_string(layer));
+  for (const auto& [spec, what] : specs) {
+    if (!Activation::parse(spec).is_polynomial()) {
+      throw Error("convert: activation '" + spec + "' (" + what + ") is not a polynomial (use a fit such as swish:deg4:range4, or square)");
+    }
+  }
+}
+
 Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, std::size_t count, const ConvertOptions& o) {
   m.validate();
   if (!(m.input == calibration.shape)) {
@@ -73,11 +89,7 @@ Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, st
                 calibration.shape.to_string());
   }
   if (calibration.size() == 0) throw Error("convert: the calibration dataset is empty");
-  for (const auto& [layer, spec] : o.per_layer) {
-    if (layer >= m.layers.size() || m.layers[layer].type != LayerType::Activation) {
-      throw Error("convert: layer " + std::to_string(layer) + " is not an activation layer (see hecnn inspect)");
-    }
-  }
+  check_convert_options(m, o);
   // Evenly spread over the dataset (training sets may be sorted by label).
   const std::size_t n = count == 0 ? calibration.size() : std::min(count, calibration.size());
   std::vector<std::size_t> sample(n);
@@ -102,17 +114,20 @@ Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, st
     const auto override = o.per_layer.find(i);
     const std::string spec = override != o.per_layer.end() ? override->second : (l.activation.is_polynomial() ? "" : o.activation);
     if (!spec.empty()) {
-      act.activation = Activation::parse(spec);
-      if (!act.activation.is_polynomial()) {
-        throw Error("convert: activation '" + spec + "' for layer " + std::to_string(i) +
-                    " is not a polynomial (use a fit such as swish:deg4:range4, or square)");
-      }
+      act.activation = Activation::parse(spec);  // a polynomial (check_convert_options)
     }
     const bool after_bn = !out.model.layers.empty() && out.model.layers.back().type == LayerType::BatchNorm;
     if (o.insert_batch_norm && act.activation.is_polynomial() && !after_bn) {
-      // (x - mean) / sqrt(var + eps) has unit variance; gamma = r / z_c brings the largest |value|
-      // of the calibration set to r (a hair inside: the parameters are rounded to float).
-      const ChannelStats& s = before.at(i);
+      // Calibrated on what the converted layers before it give (not the original model's inputs:
+      // the polynomials upstream change them). (x - mean) / sqrt(var + eps) has unit variance;
+      // gamma = r / z_c brings the largest |value| of the calibration set to r (a hair inside: the
+      // parameters are rounded to float).
+      Model prefix;
+      prefix.input = m.input;
+      prefix.layers = out.model.layers;
+      prefix.layers.push_back(act);
+      const auto seen = activation_inputs(prefix, calibration, sample);
+      const ChannelStats& s = seen.at(prefix.layers.size() - 1);
       const double r = act.activation.poly->range() * (1 - 0x1p-16);
       const auto channels = static_cast<std::int64_t>(s.sum.size());
       Layer bn;

@@ -45,13 +45,17 @@ struct Conversion {
   std::size_t calibration_images = 0;
 };
 
-// Converts `m` using `count` images of `calibration` (spread evenly over it; 0: all). A calibrated
+// Converts `m` using `count` images of `calibration` (spread evenly over it; 0: all), activation
+// by activation, each calibrated on the outputs of the layers already converted before it. A calibrated
 // batch normalization maps channel c's inputs x to (x - mean_c) / std_c * (r / z_c), z_c the largest
 // |x - mean_c| / std_c seen: every calibration input lands in [-r, r]. Its statistics are those
 // that `hecnn train` recomputes after each epoch, so fine-tuning starts from the same function. Throws hecnn::Error for a
 // specification that is not a polynomial, a layer index that is not an activation, or a dataset
 // whose images the model does not take.
 Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, std::size_t count, const ConvertOptions& o);
+// The checks of the options alone (before a dataset is read): throws hecnn::Error for a
+// specification that is not a polynomial or a layer index that is not an activation.
+void check_convert_options(const Model& m, const ConvertOptions& o);
 
 // A table of every activation: function before and after, input range before and after, share of
 // inputs outside [-r, r].
