@@ -405,6 +405,20 @@ TEST(OnnxImport, ActivationsOfSeveralTensorsOrUnknownFunctionsAreRefused) {
   b.standard("Exp");
   expect_error_mentioning([&] { import_onnx(b.write(dir)); },
                           "(Exp): the element-wise nodes from 'conv' (Exp) compute neither a polynomial nor a known activation");
+  GraphBuilder cast;  // a Cast to an integer type rounds: not an activation
+  cast.standard("Cast");
+  GraphBuilder::integer(cast.g->mutable_node(1), "to", onnx::TensorProto::INT64);
+  cast.g->mutable_node(2)->set_input(0, "back");  // Flatten(Cast(Cast(conv, INT64), FLOAT))
+  GraphBuilder::integer(cast.node("Cast", {"act"}, "back"), "to", onnx::TensorProto::FLOAT);
+  cast.g->mutable_node()->SwapElements(4, 2);  // conv, act, back, logits, flat
+  cast.g->mutable_node()->SwapElements(3, 4);  // conv, act, back, flat, logits
+  expect_error_mentioning([&] { import_onnx(cast.write(dir)); }, "node 'act_node' (Cast): is not an element-wise function of 'conv' alone");
+  GraphBuilder bias;  // Add of a per-channel vector: not element-wise on one tensor
+  bias.standard("Identity");
+  bias.weight("b", {2, 1, 1});
+  bias.g->mutable_node(1)->set_op_type("Add");
+  bias.g->mutable_node(1)->add_input("b");
+  expect_error_mentioning([&] { import_onnx(bias.write(dir)); }, "node 'act_node' (Add): is not an element-wise function of 'conv' alone");
 }
 
 // ---- Conversion ---------------------------------------------------------------------------

@@ -262,6 +262,30 @@ class OnnxImporter {
     throw Error(path_ + ": " + node_label(n, p->second) + ": a Constant of a kind hecnn does not read");
   }
 
+  // The number of values of a constant tensor, from its declaration (nothing decoded); -1 for a
+  // tensor that is not a constant.
+  std::int64_t constant_size(const std::string& name) const {
+    auto count = [](const TensorProto& t) {
+      std::int64_t n = 1;
+      for (auto d : t.dims()) {
+        if (d < 0 || d > limits::kMaxOnnxTensorValues) return std::int64_t{-1};
+        n *= d;
+        if (n > limits::kMaxOnnxTensorValues) return std::int64_t{-1};
+      }
+      return n;
+    };
+    if (auto it = initializers_.find(name); it != initializers_.end()) return count(*it->second);
+    auto p = producer_.find(name);
+    if (p == producer_.end() || graph_.node(p->second).op_type() != "Constant") return -1;
+    for (const auto& a : graph_.node(p->second).attribute()) {
+      if (a.name() == "value") return count(a.t());
+      if (a.name() == "value_float" || a.name() == "value_int") return 1;
+      if (a.name() == "value_floats") return a.floats_size();
+      if (a.name() == "value_ints") return a.ints_size();
+    }
+    return -1;
+  }
+
   Constant required_constant(int node, int input, const std::string& role) {
     const NodeProto& n = graph_.node(node);
     if (input >= n.input_size() || n.input(input).empty()) throw Error(where(node) + ": no " + role + " input");
@@ -387,7 +411,7 @@ class OnnxImporter {
     const std::string& op = n.op_type();
     const std::string out = n.output_size() > 0 ? n.output(0) : "";
     if (n.input_size() == 0 || n.input(0) != cur_) {
-      throw Error(where(node) + ": takes '" + cur_ + "' as input " + " other than its first; hecnn supports a chain of layers");
+      throw Error(where(node) + ": takes '" + cur_ + "' as an input other than its first; hecnn supports a chain of layers");
     }
     if (op == "Conv") return conv(node, out);
     if (op == "BatchNormalization") return batch_norm(node, out);
@@ -666,11 +690,13 @@ class OnnxImporter {
         if (t == output_) continue;
         for (int i : pending_consumers(t)) {
           if (region.count(i) || !elementwise_ops().count(graph_.node(i).op_type())) continue;
-          bool ok = true;
+          // Cast only between floating-point types (a cast to an integer would round).
+          bool ok = graph_.node(i).op_type() != "Cast" || attr_int(i, "to", 0) == TensorProto::FLOAT ||
+                    attr_int(i, "to", 0) == TensorProto::DOUBLE;
           for (const auto& in : graph_.node(i).input()) {
-            if (in.empty() || inside.count(in)) continue;
-            auto c = constant(in, where(i));
-            if (!c || c->numel() != 1) ok = false;
+            if (in.empty()) ok = false;
+            if (!ok || inside.count(in)) continue;
+            if (constant_size(in) != 1) ok = false;
           }
           if (!ok) continue;
           if (static_cast<int>(region.size()) >= limits::kMaxOnnxNodes) throw Error(where(i) + ": activation too large");
@@ -682,8 +708,8 @@ class OnnxImporter {
     }
     for (int i : first) {
       if (!region.count(i)) {
-        throw Error(where(i) + ": takes '" + cur_ + "' and a tensor that is neither a scalar constant nor computed from it "
-                    "alone; hecnn supports element-wise activations of one tensor");
+        throw Error(where(i) + ": is not an element-wise function of '" + cur_ + "' alone (an activation's nodes take '" + cur_ +
+                    "', values computed from it, or scalar constants; Cast only to FLOAT or DOUBLE)");
       }
     }
     // The tensors leaving the group: used outside it, or the graph output.
