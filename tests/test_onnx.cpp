@@ -388,6 +388,10 @@ TEST(OnnxImport, SizesAreBoundedBeforeAllocation) {
   auto* w = huge.g->mutable_initializer(0);
   w->set_dims(0, std::int64_t{1} << 38);
   expect_error_mentioning([&] { import_onnx(huge.write(dir)); }, dir.file("g.onnx"));
+  GraphBuilder nan;  // a weight that is not a number
+  nan.standard();
+  nan.g->mutable_initializer(0)->set_float_data(3, std::nanf(""));
+  expect_error_mentioning([&] { import_onnx(nan.write(dir)); }, "g.onnx: model: layer 0 (conv2d 'conv_node'): tensor '0.weight' holds a non-finite value (nan)");
   GraphBuilder many;  // 5000 Identity nodes
   std::string prev = "input";
   for (int i = 0; i < 5000; ++i) {

@@ -166,8 +166,12 @@ class OnnxImporter {
     m_.info["onnx"] = {{"producer", model_.producer_name() + " " + model_.producer_version()},
                        {"ir_version", model_.ir_version()},
                        {"opset", opset_}};
-    m_.validate();
-    check_parameter_values(m_);
+    try {
+      m_.validate();
+      check_parameter_values(m_);
+    } catch (const Error& e) {
+      throw Error(path_ + ": " + e.what());
+    }
     return std::move(m_);
   }
 
