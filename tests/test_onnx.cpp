@@ -388,6 +388,13 @@ TEST(OnnxImport, SizesAreBoundedBeforeAllocation) {
   auto* w = huge.g->mutable_initializer(0);
   w->set_dims(0, std::int64_t{1} << 38);
   expect_error_mentioning([&] { import_onnx(huge.write(dir)); }, dir.file("g.onnx"));
+  GraphBuilder zero;  // a stride of 0 would divide by zero in ONNX's shape inference (found by fuzz_onnx)
+  GraphBuilder::ints(zero.standard(), "strides", {0, 1});
+  expect_error_mentioning([&] { import_onnx(zero.write(dir)); }, "node 'conv_node' (Conv): attribute 'strides' holds 0 (from 1 to 64");
+  GraphBuilder negative;  // a negative declared dimension
+  negative.standard();
+  negative.g->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_value(-4);
+  expect_error_mentioning([&] { import_onnx(negative.write(dir)); }, "tensor 'logits' declares a dimension of -4");
   GraphBuilder nan;  // a weight that is not a number
   nan.standard();
   nan.g->mutable_initializer(0)->set_float_data(3, std::nanf(""));

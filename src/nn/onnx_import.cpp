@@ -180,11 +180,7 @@ class OnnxImporter {
  private:
   std::string where(int node) const { return path_ + ": " + node_label(graph_.node(node), node); }
 
-  void index_graph() {
-    if (graph_.node_size() > limits::kMaxOnnxNodes) {
-      throw Error(path_ + ": " + std::to_string(graph_.node_size()) + " nodes, more than the " +
-                  std::to_string(limits::kMaxOnnxNodes) + " accepted");
-    }
+  void index_graph() {  // sizes checked by check_before_inference
     for (const auto& t : graph_.initializer()) initializers_[t.name()] = &t;
     for (int i = 0; i < graph_.node_size(); ++i) {
       const NodeProto& n = graph_.node(i);
@@ -888,6 +884,62 @@ class OnnxImporter {
   std::size_t polynomial_count_ = 0;
 };
 
+// ONNX's shape inference trusts some attributes (a stride of 0 divides by zero in the library):
+// every node's geometry attributes and every declared dimension are checked before it runs.
+// Subgraphs (If, Loop, Scan) are refused here too: hecnn maps none of them.
+void check_before_inference(const onnx::ModelProto& model, const std::string& path) {
+  const onnx::GraphProto& g = model.graph();
+  if (g.node_size() > limits::kMaxOnnxNodes) {
+    throw Error(path + ": " + std::to_string(g.node_size()) + " nodes, more than the " + std::to_string(limits::kMaxOnnxNodes) +
+                " accepted");
+  }
+  for (int i = 0; i < g.node_size(); ++i) {
+    const NodeProto& n = g.node(i);
+    for (const auto& a : n.attribute()) {
+      if (a.type() == AttributeProto::GRAPH || a.type() == AttributeProto::GRAPHS || a.has_g() || a.graphs_size() > 0) {
+        throw Error(path + ": " + node_label(n, i) + ": attribute '" + a.name() + "' holds a subgraph; hecnn supports none");
+      }
+      const std::string& name = a.name();
+      const bool positive = name == "strides" || name == "kernel_shape" || name == "dilations";
+      if (!positive && name != "pads") continue;
+      const std::int64_t lo = positive ? 1 : 0, hi = limits::kMaxKernel;
+      if (a.ints_size() > 8) throw Error(path + ": " + node_label(n, i) + ": attribute '" + name + "' has too many values");
+      for (auto v : a.ints()) {
+        if (v < lo || v > hi) {
+          throw Error(path + ": " + node_label(n, i) + ": attribute '" + name + "' holds " + std::to_string(v) + " (from " +
+                      std::to_string(lo) + " to " + std::to_string(hi) + " accepted)");
+        }
+      }
+    }
+    if (n.op_type() == "Conv" || n.op_type() == "ConvTranspose") {
+      for (const auto& a : n.attribute()) {
+        if (a.name() == "group" && (a.i() < 1 || a.i() > limits::kMaxChannels)) {
+          throw Error(path + ": " + node_label(n, i) + ": group " + std::to_string(a.i()) + " is out of range");
+        }
+      }
+    }
+  }
+  auto check_dims = [&](const onnx::ValueInfoProto& vi) {
+    if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape()) return;
+    const auto& shape = vi.type().tensor_type().shape();
+    if (shape.dim_size() > 8) throw Error(path + ": tensor '" + vi.name() + "' declares " + std::to_string(shape.dim_size()) + " dimensions");
+    for (const auto& d : shape.dim()) {
+      if (d.has_dim_value() && (d.dim_value() < 0 || d.dim_value() > limits::kMaxOnnxTensorValues)) {
+        throw Error(path + ": tensor '" + vi.name() + "' declares a dimension of " + std::to_string(d.dim_value()));
+      }
+    }
+  };
+  for (const auto& vi : g.input()) check_dims(vi);
+  for (const auto& vi : g.output()) check_dims(vi);
+  for (const auto& vi : g.value_info()) check_dims(vi);
+  for (const auto& t : g.initializer()) {
+    if (t.dims_size() > 8) throw Error(path + ": tensor '" + t.name() + "' has " + std::to_string(t.dims_size()) + " dimensions");
+    for (auto d : t.dims()) {
+      if (d < 0 || d > limits::kMaxOnnxTensorValues) throw Error(path + ": tensor '" + t.name() + "' has a dimension of " + std::to_string(d));
+    }
+  }
+}
+
 }  // namespace
 
 Model import_onnx(const std::string& path) {
@@ -917,6 +969,7 @@ Model import_onnx(const std::string& path) {
   for (const auto& t : model.graph().initializer()) {
     if (t.data_location() == TensorProto::EXTERNAL) (void)decode_tensor(t, path);
   }
+  check_before_inference(model, path);
   try {
     onnx::checker::check_model(model);
   } catch (const std::exception& e) {
