@@ -13,7 +13,8 @@ foreach(dir common ring ckks approx nn he)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/src/${dir}
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/hecnn
           COMPONENT Development
-          FILES_MATCHING PATTERN "*.h")
+          FILES_MATCHING PATTERN "*.h"
+          PATTERN "onnx.h" EXCLUDE)  # hecnn_onnx is the program's, not part of the installed library
 endforeach()
 install(FILES ${PROJECT_BINARY_DIR}/generated/hecnn/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/hecnn COMPONENT Development)

@@ -75,6 +75,12 @@ int main(int argc, char** argv) {
   }
   // CIFAR-10: two records.
   put(out / "cifar", "two", std::string(1, '\3') + std::string(3072, '\x40') + std::string(1, '\x09') + std::string(3072, '\x80'));
+  // ONNX: the PyTorch-made fixtures (every activation form, batch normalization, MatMul + Add).
+  for (const auto& e : fs::directory_iterator(repo / "tests/fixtures/onnx")) {
+    if (e.path().extension() == ".onnx" && e.path().filename().string().rfind("tiny-", 0) == 0) {
+      put(out / "onnx", e.path().filename().string(), slurp(e.path().string()));
+    }
+  }
   // Keras structure JSON of PP-CNN's MNIST model.
   const fs::path keras = repo / "../shared/models/ppcnn-mnist/CKKS-swish_rg4_deg4-BN-DA_structure.json";
   if (fs::exists(keras)) put(out / "keras_structure", "ppcnn-mnist.json", slurp(keras.string()));

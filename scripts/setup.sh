@@ -17,6 +17,9 @@ packages=(
   gnuplot-nox        # hecnn approx --plot
   libhdf5-dev        # Keras weights import
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # hecnn serve / client (src/service/)
+  libonnx-dev        # hecnn import-onnx / export-onnx (protobuf definitions, checker, shape inference)
+  # python3-torch and python3-onnx are needed only to regenerate the ONNX test fixtures
+  # (tests/fixtures/onnx/make_fixtures.py); the tests read the committed files without Python.
   libstb-dev         # hecnn client --image: PNG, JPEG, PGM/PPM decoding
   openssl            # the service tests make a throwaway TLS certificate
   libtorch-dev       # hecnn-train (src/train/ only)

@@ -187,6 +187,14 @@ mkdir "$work/structure-dir"
 expect_error "structure-dir is a directory" import-keras -s "$work/structure-dir" -w "$weights" -o "$work/x.safetensors"
 expect_error "deep.json.*nested" import-keras -s "$work/deep.json" -w "$weights" -o "$work/x.safetensors"
 expect_error "Keras weights file /dev/null is a character device" import-keras -s "$structure" -w /dev/null -o "$work/x.safetensors"
+expect_error "structure-dir is a directory" import-onnx "$work/structure-dir" -o "$work/x.safetensors"
+expect_error "ONNX model /dev/zero is a character device" import-onnx /dev/zero -o "$work/x.safetensors"
+mkfifo "$work/model.onnx.fifo"
+expect_error "FIFO" import-onnx "$work/model.onnx.fifo" -o "$work/x.safetensors"
+truncate -s 600M "$work/huge.onnx"  # sparse: refused by its size before a byte is read
+expect_error "huge.onnx: 629145600 bytes, more than the 536870912 an ONNX model may have" import-onnx "$work/huge.onnx" -o "$work/x.safetensors"
+python3 -c 'import random, sys; random.seed(15); sys.stdout.buffer.write(random.randbytes(100000))' >"$work/random.onnx"
+expect_error "random.onnx" import-onnx "$work/random.onnx" -o "$work/x.safetensors"
 
 # --- keys ---------------------------------------------------------------------------------------
 "$hecnn" keygen -m "$model" -o "$work/keys" --log-n 11 --allow-insecure >/dev/null || fail "keygen"

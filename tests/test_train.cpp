@@ -494,6 +494,27 @@ TEST(Train, CommandLine) {
   EXPECT_EQ(m.info["activation_ranges"].size(), 2u);
   EXPECT_EQ(m.info["command"].get<std::string>().rfind("hecnn train --dataset mnist", 0), 0u);
   EXPECT_EQ(m.layers[2].activation.spec, "swish:deg4:range4");
+  // --init: architecture, activations and weights from a model file (here with a square activation,
+  // which no preset has); a tiny learning rate leaves the weights where the file put them.
+  nn::Model init = m;
+  init.layers[2].activation = nn::Activation::parse("square");
+  const std::string init_path = (dir / "init.safetensors").string(), tuned = (dir / "tuned.safetensors").string();
+  nn::save_model(init, init_path);
+  const std::string tune = std::string(HECNN_BIN) + " train --init " + init_path + " --dataset mnist --data-dir " + dir.string() +
+                           " --test-dir " + dir.string() + " --epochs 1 --batch-size 32 --lr 1e-9 --threads 1 --quiet --out " +
+                           tuned + " > " + (dir / "tune.txt").string() + " 2>&1";
+  ASSERT_EQ(std::system(tune.c_str()), 0);
+  const nn::Model t = nn::load_model(tuned);
+  EXPECT_EQ(t.layers[2].activation.spec, "square");
+  EXPECT_EQ(t.layers[5].activation.spec, "swish:deg4:range4");
+  EXPECT_EQ(t.info["architecture"], init_path);
+  const auto& w0 = init.layers[0].params.at("weight").data;
+  const auto& w1 = t.layers[0].params.at("weight").data;
+  ASSERT_EQ(w0.size(), w1.size());
+  for (std::size_t k = 0; k < w0.size(); ++k) EXPECT_NEAR(w1[k], w0[k], 1e-5);
+  EXPECT_NE(std::system((std::string(HECNN_BIN) + " train --init " + init_path + " --arch mnist-paper --out " + tuned +
+                         " > /dev/null 2>&1").c_str()),
+            0);
   // Usage errors exit non-zero with a message.
   EXPECT_NE(std::system((std::string(HECNN_BIN) + " train --dataset nope --out x > /dev/null 2>&1").c_str()), 0);
   EXPECT_NE(std::system((std::string(HECNN_BIN) + " train --arch " + (dir / "missing.json").string() + " --out " + out +

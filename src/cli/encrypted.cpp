@@ -24,6 +24,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   apply_threads(o.threads);
   const nn::Model model = nn::load_model(o.model);
   const nn::Dataset data = load_dataset(o.data);
+  if (!o.predictions.empty()) check_output("--predictions", o.predictions, {o.model});
   if (!(model.input == data.shape)) {
     throw Error("the model expects " + model.input.to_string() + " inputs, " + o.data.dataset + " images are " +
                 data.shape.to_string());
@@ -88,6 +89,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
 
   StepTimes times;
   Tally tally(&data, &plain);
+  std::vector<std::vector<double>> all_logits;  // for --predictions
   for (const auto& b : batches) {
     if (!o.quiet) std::fprintf(stderr, "batch of %zu images (%zu-%zu)\n", b.count, b.first, b.first + b.count - 1);
     std::vector<ckks::Ciphertext> result;
@@ -100,8 +102,11 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
     } else {
       result = infer_batch(*engine, encrypt_batch(*client, data, b, times), o.quiet, times);
     }
-    tally.add(b, decrypt_batch(*client, result, b, times), false);
+    auto logits = decrypt_batch(*client, result, b, times);
+    tally.add(b, logits, false);
+    if (!o.predictions.empty()) all_logits.insert(all_logits.end(), logits.begin(), logits.end());
   }
+  if (!o.predictions.empty()) write_predictions(o.predictions, 0, all_logits);
   const double total = times.encrypt + times.infer + times.decrypt;
   tally.print_summary();
   std::printf("time: keygen %.2f s, engine setup %.2f s, encrypt %.2f s, infer %.2f s, decrypt %.2f s\n", t_keygen, t_setup,
@@ -119,6 +124,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   std::printf("throughput: %.1f images/s end to end (encrypt + infer + decrypt; key generation excluded)\n",
               static_cast<double>(n) / total);
   std::printf("peak memory: %.2f GiB\n", peak_memory_gib());
+  if (!o.predictions.empty()) std::printf("predictions: %s\n", o.predictions.c_str());
 }
 
 void register_plan(CLI::App& app) {

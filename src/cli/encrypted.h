@@ -16,6 +16,7 @@ struct EncryptedEvalOptions {
   std::string mode = "auto";
   std::string memory_limit;
   StreamOptions stream;
+  std::string predictions;  // file for one line per image (index, class, logits); empty: none
 };
 
 void run_encrypted_eval(const EncryptedEvalOptions& o);

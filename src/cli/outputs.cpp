@@ -13,6 +13,8 @@
 
 #include "ckks/serialization.h"
 #include "common/error.h"
+#include "common/files.h"
+#include "nn/forward.h"
 
 namespace hecnn::cli {
 
@@ -76,6 +78,20 @@ void warn_if_insecure(const he::KeyInfo& info, const ckks::CkksParameters& param
                  "WARNING: INSECURE parameters: these keys are above the 128-bit security bound (made with "
                  "--allow-insecure, for tests only); the encryption protects nothing\n");
   }
+}
+
+void write_predictions(const std::string& path, std::size_t first, const std::vector<std::vector<double>>& logits) {
+  write_file_atomic(path, [&](std::ostream& os) {
+    char buf[32];
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+      os << first + i << ' ' << nn::argmax(logits[i]);
+      for (double v : logits[i]) {
+        std::snprintf(buf, sizeof buf, " %.9g", v);
+        os << buf;
+      }
+      os << '\n';
+    }
+  });
 }
 
 }  // namespace hecnn::cli

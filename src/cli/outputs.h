@@ -15,6 +15,11 @@ namespace hecnn::cli {
 // link at `out` is replaced, never followed).
 void check_output(const std::string& option, const std::string& out, const std::vector<std::string>& inputs);
 
+// `hecnn eval --predictions FILE`: one line per image, "index predicted_class logit_0 ... logit_k"
+// separated by spaces (logits with 9 significant digits), images first, first + 1, ...; written
+// atomically. For diffing hecnn against another runtime image by image.
+void write_predictions(const std::string& path, std::size_t first, const std::vector<std::vector<double>>& logits);
+
 // The paths of a key directory's files (present or not), as inputs for check_output.
 std::vector<std::string> key_directory_files(const std::string& dir);
 

@@ -25,6 +25,9 @@ constexpr std::int64_t kMaxFitPointsPerModel = 1'000'000;  // lsq points of all 
 constexpr std::uint64_t kMaxJsonBytes = std::uint64_t{16} << 20;  // architecture, Keras structure, safetensors header
 constexpr int kMaxJsonDepth = 64;
 constexpr std::size_t kMaxTensors = 65536;      // tensors in a safetensors file
+constexpr std::uint64_t kMaxOnnxBytes = std::uint64_t{512} << 20;  // an ONNX model file
+constexpr int kMaxOnnxNodes = 4096;             // nodes of an ONNX graph
+constexpr std::int64_t kMaxOnnxTensorValues = std::int64_t{1} << 26;  // values of one ONNX tensor
 // Datasets.
 constexpr std::uint32_t kMaxImages = 1'000'000;           // IDX: images in one file
 constexpr std::uint32_t kMaxIdxSide = 1024;               // IDX: rows and columns

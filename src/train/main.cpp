@@ -26,7 +26,7 @@ namespace {
 using namespace hecnn;
 
 struct Options {
-  std::string dataset = "mnist", data_dir, test_dir, arch = "mnist-paper", activation, out, teacher;
+  std::string dataset = "mnist", data_dir, test_dir, arch = "mnist-paper", activation, out, teacher, init;
   double val_split = 0.1;
   std::size_t limit = 0;
   int threads = 0;
@@ -86,9 +86,12 @@ int run(const Options& o, const std::string& command) {
   if (o.out.empty()) throw Error("--out MODEL.safetensors is required");
 
   std::set<std::size_t> without_bias;
-  nn::Model arch = load_architecture(o.arch, without_bias);
+  // --init: the architecture and the starting weights (the network copies a trained model's
+  // parameters) come from a model file, its activations included.
+  nn::Model arch = o.init.empty() ? load_architecture(o.arch, without_bias) : nn::load_model(o.init);
+  const std::string arch_name = o.init.empty() ? o.arch : o.init;
   const auto presets = nn::preset_names();
-  const bool preset = std::find(presets.begin(), presets.end(), o.arch) != presets.end();
+  const bool preset = o.init.empty() && std::find(presets.begin(), presets.end(), o.arch) != presets.end();
   const std::string act_spec = !o.activation.empty() ? o.activation : (preset ? "swish:deg4:range4" : "");
   if (!act_spec.empty()) {
     const nn::Activation a = nn::Activation::parse(act_spec);
@@ -111,7 +114,7 @@ int run(const Options& o, const std::string& command) {
   nn::Dataset test;
   if (!o.no_test) test = nn::load_dataset(o.dataset, nn::Split::Test, o.test_dir);
   if (!(all.shape == arch.input)) {
-    throw Error("the architecture '" + o.arch + "' expects " + arch.input.to_string() + " inputs, " + o.dataset + " has " +
+    throw Error("the architecture '" + arch_name + "' expects " + arch.input.to_string() + " inputs, " + o.dataset + " has " +
                 all.shape.to_string() + " images");
   }
   nn::Dataset train_set, val_set;
@@ -119,7 +122,8 @@ int run(const Options& o, const std::string& command) {
   const std::size_t test_n = o.limit > 0 ? std::min(o.limit, test.size()) : test.size();
 
   train::Network net(arch, without_bias, o.t.bn_momentum);
-  std::printf("hecnn train: %s on %s, %zu training / %zu validation / %zu test images\n", o.arch.c_str(), o.dataset.c_str(),
+  std::printf("hecnn train: %s%s on %s, %zu training / %zu validation / %zu test images\n", o.init.empty() ? "" : "starting from ",
+              arch_name.c_str(), o.dataset.c_str(),
               train_set.size(), val_set.size(), test_n);
   std::printf("%s", net->to_model().summary().c_str());
   const double lr = o.t.lr > 0 ? o.t.lr : train::default_lr(o.t.optimizer);
@@ -163,7 +167,7 @@ int run(const Options& o, const std::string& command) {
   model.info = {
       {"name", std::filesystem::path(o.out).stem().string()},
       {"dataset", o.dataset},
-      {"architecture", o.arch},
+      {"architecture", arch_name},
       {"activation", act_spec.empty() ? "from the architecture file" : act_spec},
       {"images", {{"train", train_set.size()}, {"validation", val_set.size()}, {"test", test_n}}},
       {"training",
@@ -199,7 +203,11 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", o.data_dir, "Directory of the training set (default: the usual locations)");
   app.add_option("--test-dir", o.test_dir, "Directory of the test set (default: the usual locations)");
   app.add_flag("--no-test", o.no_test, "Do not evaluate on the test set");
-  app.add_option("--arch,-a", o.arch, "Preset (mnist-paper, cifar-paper, mnist-paper-gap, cifar-paper-gap) or architecture JSON file")->capture_default_str();
+  auto* arch_opt = app.add_option("--arch,-a", o.arch, "Preset (mnist-paper, cifar-paper, mnist-paper-gap, cifar-paper-gap) or architecture JSON file")->capture_default_str();
+  app.add_option("--init", o.init,
+                 "Start from this model file (.safetensors): its architecture, activations and weights, e.g. to fine-tune a "
+                 "model made by hecnn convert")
+      ->excludes(arch_opt);
   app.add_option("--activation", o.activation,
                  "Activation for every activation layer: swish:deg4:range4 (default for presets), relu, swish, square, "
                  "mish:deg4:range6, ...");
