@@ -173,7 +173,9 @@ void register_models(CLI::App& app) {
                  "Classify encrypted images: keygen, encrypt, infer, decrypt in one process, with timings");
   add_mode_option(eval, eo->mode);
   add_memory_limit_option(eval, eo->memory_limit);
-    run_encrypted_eval({o.model, o.data, o.threads, o.quiet, o.simulate, o.compile, o.mode, o.memory_limit, o.stream, o.predictions});
+  add_stream_options(eval, eo->stream);
+  eval->add_option("--predictions", eo->predictions,
+                   "Write one line per image: index, predicted class, logits (plaintext or --encrypted)");
   eval->add_flag("--simulate", eo->simulate, "With --encrypted: also run the compiled computation on doubles");
   add_compile_options(eval, eo->compile);
   eval->callback([eo] { run_eval(*eo); });
