@@ -123,6 +123,18 @@ expect_error "scale-bits: must be a whole number 0 (the default) or from 20 to 5
 # Memory is planned: a run that cannot fit the limit is refused before anything is encrypted.
 expect_error "exceeds the memory limit of 0.06 GiB" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --mode batch "${small[@]}" --memory-limit 64M
 expect_error "exceeds the memory limit" infer -m "$work/m.safetensors" -k "$work/server" -i "$work/q.bin" -o "$work/x.bin" --memory-limit 64M
+# Batch mode streams in tiles: whole stages (--tile 4096) do not fit 400M, the suggestion is a
+# smaller tile that does; with --spill-dir the run fits a limit its tiles alone do not, gives the
+# plaintext predictions, and leaves nothing in the directory (nor does a refused run).
+expect_error "try --tile 1" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --mode batch "${small[@]}" --tile 4096 --memory-limit 400M
+mkdir -p "$work/spill"
+expect_error "with --spill-dir one step alone needs" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --mode batch "${small[@]}" --memory-limit 64M --spill-dir "$work/spill"
+"$hecnn" eval -m "$work/m.safetensors" "${data[@]}" --limit 4 --encrypted --mode batch "${small[@]}" --tile 1 --memory-limit 370M \
+  --spill-dir "$work/spill" -q >"$work/spill.txt" 2>&1 || fail "eval --spill-dir: $(cat "$work/spill.txt")"
+grep -q "spilled to $work/spill" "$work/spill.txt" || fail "eval --spill-dir did not plan a spill: $(cat "$work/spill.txt")"
+grep -q "agreement with plaintext predictions: 100.00 %" "$work/spill.txt" || fail "eval --spill-dir: $(cat "$work/spill.txt")"
+[ -z "$(ls -A "$work/spill")" ] || fail "spill files left behind: $(ls -A "$work/spill")"
+expect_error "is not a directory" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --mode batch "${small[@]}" --tile 1 --memory-limit 370M --spill-dir "$work/spill/none"
 expect_error "--memory-limit: '12Q' is not a memory size" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --memory-limit 12Q
 expect_error "--memory-limit: '1K' is not a memory size" eval -m "$work/m.safetensors" "${data[@]}" --limit 2 --encrypted --memory-limit 1K
 # plan prints both layouts with their predicted memory; eval says which layout it chose.

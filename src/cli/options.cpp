@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 
 #include "common/error.h"
 #include "common/threads.h"
@@ -104,10 +105,12 @@ he::EngineOptions plan_memory(const he::HePlan& plan, std::size_t limit, bool wi
   const he::MemoryEstimate least = he::estimate_memory(plan, threads, 0, with_client, stream.tile);
   if (least.total() > limit) {
     if (batch && !stream.spill_dir.empty()) {
+      std::error_code ec;
+      if (!std::filesystem::is_directory(stream.spill_dir, ec)) throw Error("--spill-dir: '" + stream.spill_dir + "' is not a directory");
       // Spilling: everything but the ciphertexts the schedule keeps between steps must fit.
       const std::size_t fixed = least.total() - least.ciphertexts;
       const std::size_t need = fixed + least.working + least.working / 8;
-      if (need + (std::size_t{64} << 20) > limit) {
+      if (need > limit) {
         throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text +
                     " (--memory-limit), and with --spill-dir one step alone needs " + he::gib(need) +
                     ": try a smaller --tile, or --mode packed");
