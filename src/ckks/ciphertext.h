@@ -93,6 +93,9 @@ class Ciphertext {
     size_ = size;
     data_.resize(n_ * (level_ + 1) * size);
   }
+  // Releases storage left over from a higher level or size (a rescaled or relinearized result
+  // keeps its first allocation otherwise): for ciphertexts held a long time.
+  void shrink_to_fit() { data_.shrink_to_fit(); }
 
  private:
   std::size_t n_ = 0, level_ = 0, size_ = 0, slots_ = 0;

@@ -271,6 +271,7 @@ void Engine::make_linear(const ScheduleStep& step, ValueStore& store) const {
     if (out[o].size() == 3) ev_.relinearize_inplace(out[o], keys_.relin);
     ev_.rescale_inplace(out[o]);
     out[o].set_scale(plan_.scale());
+    out[o].shrink_to_fit();  // held until its last reader: not at the size it was made at
   });
   errors.rethrow();
   for (std::size_t o = 0; o < out.size(); ++o) store.put(step.stage, step.values[o], std::move(out[o]));
@@ -315,6 +316,7 @@ void Engine::make_activation(const ScheduleStep& step, ValueStore& store) const 
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t o = 0; o < out.size(); ++o) errors.run([&] {
     out[o] = pe.evaluate(std::move(in[o]), poly);
+    out[o].shrink_to_fit();
     in[o] = Ciphertext();
   });
   errors.rethrow();
