@@ -144,7 +144,7 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
     made_at[k].assign(sched.values[k], kUnread);
   }
   for (std::size_t n = 0; n < order.size(); ++n) {
-    const auto [k, t] = order[n];
+    const std::uint32_t k = order[n].first, t = order[n].second;  // no structured binding: lambdas capture k
     for (std::uint32_t v : tile_values[k][t]) {
       made_at[k][v] = static_cast<std::int64_t>(n);
       if (k > 0) for_each_dependency(prog, matrices, k - 1, v, [&](std::size_t i) { last_use[k - 1][i] = static_cast<std::int64_t>(n); });
