@@ -134,7 +134,6 @@ class ValueStore {
       write_out(x.k, x.v);
     }
   }
-  std::size_t resident() const { return resident_; }
   std::size_t file_bytes() const { return end_; }
 
  private:
@@ -224,12 +223,26 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
 
 Engine::~Engine() = default;
 
-void Engine::take_inputs(const ScheduleStep& step, QuerySource& source, ValueStore& store) const {
+void Engine::check_input(const Ciphertext& c, std::size_t& level, double& scale) const {
+  if (scale == 0) {  // the first input fixes the level and scale of all
+    level = c.level();
+    scale = c.scale();
+    if (static_cast<int>(level) < plan_.program.depth) {
+      throw Error("encrypted inference: the inputs have " + std::to_string(level) + " levels, the model needs " +
+                  std::to_string(plan_.program.depth));
+    }
+  }
+  if (c.n() != ctx_->n() || c.size() != 2 || c.level() != level || std::fabs(c.scale() - scale) > 1e-9 * scale) {
+    throw Error("encrypted inference: the input ciphertexts differ in level, size or scale");
+  }
+}
+
+void Engine::take_inputs(const ScheduleStep& step, QuerySource& source, ValueStore& store, std::size_t& level,
+                         double& scale) const {
   std::vector<Ciphertext> got(step.values.size());
   source.take(step.values, got);
   for (std::size_t k = 0; k < got.size(); ++k) {
-    const Ciphertext& c = got[k];
-    if (c.n() != ctx_->n() || c.size() != 2) throw Error("encrypted inference: the input ciphertexts differ in level, size or scale");
+    check_input(got[k], level, scale);
     store.put(0, step.values[k], std::move(got[k]));
   }
 }
@@ -324,20 +337,11 @@ void Engine::make_activation(const ScheduleStep& step, ValueStore& store) const 
 }
 
 std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn& progress) const {
-  const Program& prog = plan_.program;
-  if (x.size() != static_cast<std::size_t>(prog.input.size())) {
-    throw Error("encrypted inference: the model expects " + std::to_string(prog.input.size()) + " input ciphertexts (" +
-                prog.input.to_string() + "), the query has " + std::to_string(x.size()));
-  }
-  for (const auto& c : x) {
-    if (c.level() != x[0].level() || c.size() != 2 || std::fabs(c.scale() - x[0].scale()) > 1e-9 * x[0].scale() ||
-        c.n() != ctx_->n()) {
-      throw Error("encrypted inference: the input ciphertexts differ in level, size or scale");
-    }
-  }
-  if (static_cast<int>(x[0].level()) < prog.depth) {
-    throw Error("encrypted inference: the inputs have " + std::to_string(x[0].level()) + " levels, the model needs " +
-                std::to_string(prog.depth));
+  // A query held whole is checked before anything runs (the count by the streamed run).
+  std::size_t level = 0;
+  double scale = 0;
+  if (x.size() == static_cast<std::size_t>(plan_.program.input.size())) {
+    for (const auto& c : x) check_input(c, level, scale);
   }
   VectorSource source(x);
   return run(source, progress);
@@ -365,21 +369,7 @@ std::vector<Ciphertext> Engine::run(QuerySource& source, const ProgressFn& progr
     const Stopwatch t;
     if (!step.values.empty()) {
       if (step.stage == 0) {
-        take_inputs(step, source, store);
-        for (std::uint32_t v : step.values) {
-          const Ciphertext& c = store.at(0, v);
-          if (in_scale == 0) {
-            in_level = c.level();
-            in_scale = c.scale();
-            if (static_cast<int>(in_level) < prog.depth) {
-              throw Error("encrypted inference: the inputs have " + std::to_string(in_level) + " levels, the model needs " +
-                          std::to_string(prog.depth));
-            }
-          }
-          if (c.level() != in_level || std::fabs(c.scale() - in_scale) > 1e-9 * in_scale) {
-            throw Error("encrypted inference: the input ciphertexts differ in level, size or scale");
-          }
-        }
+        take_inputs(step, source, store, in_level, in_scale);
         source_seconds_ += t.seconds();
       } else {
         switch (prog.stages[step.stage - 1].kind()) {

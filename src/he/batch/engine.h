@@ -47,7 +47,11 @@ class Engine : public InferenceEngine {
   void make_linear(const ScheduleStep& step, ValueStore& store) const;
   void make_pool(const ScheduleStep& step, ValueStore& store) const;
   void make_activation(const ScheduleStep& step, ValueStore& store) const;
-  void take_inputs(const ScheduleStep& step, QuerySource& source, ValueStore& store) const;
+  // Throws hecnn::Error unless c has the level and scale of the first input (set from c when
+  // scale is 0; enough levels for the plan) and two components.
+  void check_input(const ckks::Ciphertext& c, std::size_t& level, double& scale) const;
+  // Takes a step's inputs from the source, checked with check_input.
+  void take_inputs(const ScheduleStep& step, QuerySource& source, ValueStore& store, std::size_t& level, double& scale) const;
 
   const HePlan& plan_;
   ckks::ContextPtr ctx_;
