@@ -273,6 +273,49 @@ TEST_P(SimdLevels, DotBlockMatchesPortable) {
   }
 }
 
+// The rows-sharing-terms kernel (multiply_sparse's groups): every level equals the true sums mod q,
+// for row counts that split into uneven chunks, with and without accumulation, up to the most terms
+// a call takes with every operand q - 1.
+TEST_P(SimdLevels, DotRowsMatchesTrueSums) {
+  const SimdLevel l = GetParam();
+  std::mt19937_64 rng(10);
+  for (u64 qv : test_primes(2048)) {
+    const Modulus q(qv);
+    const kernels::DotConstants dc(q);
+    for (std::size_t rows : {std::size_t{1}, std::size_t{5}, std::size_t{13}, std::size_t{50}}) {
+      for (std::size_t terms : {std::size_t{1}, std::size_t{25}, kernels::kDotMaxTerms}) {
+        for (std::size_t len : {std::size_t{1024}, std::size_t{16}, std::size_t{5}}) {
+          if (rows * terms * len > 2'000'000) continue;
+          std::vector<u64> w = random_below(terms * rows, qv, rng), data = random_below(terms * len, qv, rng);
+          if (terms == kernels::kDotMaxTerms) {
+            std::fill(w.begin(), w.end(), qv - 1);
+            std::fill(data.begin(), data.end(), qv - 1);
+          }
+          std::vector<const u64*> src(terms);
+          for (std::size_t t = 0; t < terms; ++t) src[t] = data.data() + t * len;
+          for (bool accumulate : {false, true}) {
+            std::vector<std::vector<u64>> got(rows, random_below(len, qv, rng));
+            const auto before = got;
+            std::vector<u64*> dst(rows);
+            for (std::size_t r = 0; r < rows; ++r) dst[r] = got[r].data();
+            set_simd_level(l);
+            kernels::dot_rows(w.data(), rows, src.data(), terms, len, dst.data(), accumulate, q, dc);
+            for (std::size_t r = 0; r < rows; ++r) {
+              for (std::size_t i = 0; i < len; ++i) {
+                u128 s = accumulate ? before[r][i] : 0;
+                for (std::size_t t = 0; t < terms; ++t) s = (s + static_cast<u128>(w[t * rows + r]) * src[t][i]) % qv;
+                ASSERT_EQ(got[r][i], static_cast<u64>(s))
+                    << simd_level_name(l) << ", " << qv << ", " << rows << " rows, " << terms << " terms, length " << len
+                    << ", row " << r << ", coefficient " << i << (accumulate ? ", accumulating" : "");
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(VectorLevels, SimdLevels,
                          ::testing::Values(SimdLevel::avx2, SimdLevel::avx512, SimdLevel::ifma),
                          [](const auto& info) { return std::string(simd_level_name(info.param)); });

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "ckks/evaluator.h"
 #include "ckks/polyops.h"
@@ -69,51 +70,90 @@ std::vector<Ciphertext> Evaluator::multiply_sparse(const std::vector<const Ciphe
   if (!(weight_scale > 0) || !std::isfinite(weight_scale)) throw Error("multiply_sparse: invalid weight scale");
   const double out_scale = in(0).scale() * weight_scale;
   const std::size_t limbs = level + 1, nnz = mat.weight.size();
+  // Rows that read the same inputs (a convolution's output channels at one position, or every row of
+  // a dense layer) form a group: the kernel loads each input once for all of the group's rows.
+  std::vector<std::uint32_t> order(outs);
+  for (std::size_t o = 0; o < outs; ++o) order[o] = static_cast<std::uint32_t>(o);
+  const auto cols_of = [&](std::uint32_t o) {
+    return std::pair(mat.col.begin() + mat.row_start[o], mat.col.begin() + mat.row_start[o + 1]);
+  };
+  std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+    const auto [a0, a1] = cols_of(a);
+    const auto [b0, b1] = cols_of(b);
+    return std::lexicographical_compare(a0, a1, b0, b1);
+  });
+  struct Group {
+    std::size_t first, count;  // rows order[first, first + count)
+    std::size_t terms, weights;  // terms per row; offset of the group's weights ([terms][count])
+  };
+  std::vector<Group> groups;
+  for (std::size_t i = 0, off = 0; i < outs;) {
+    const auto [c0, c1] = cols_of(order[i]);
+    std::size_t e = i + 1;
+    while (e < outs) {
+      const auto [d0, d1] = cols_of(order[e]);
+      if (!std::equal(c0, c1, d0, d1)) break;
+      ++e;
+    }
+    const auto terms = static_cast<std::size_t>(c1 - c0);
+    groups.push_back({i, e - i, terms, off});
+    off += terms * (e - i);
+    i = e;
+  }
   std::vector<u64> w(limbs * nnz), bias(limbs * outs);
   std::vector<kernels::DotConstants> dots;
   for (std::size_t j = 0; j < limbs; ++j) {
     const Modulus& m = ctx_->modulus(j);
     dots.emplace_back(m);
-    for (std::size_t k = 0; k < nnz; ++k) w[j * nnz + k] = signed_residue(mat.weight[k] * weight_scale, m);
+    for (const Group& g : groups) {
+      for (std::size_t r = 0; r < g.count; ++r) {
+        const std::size_t row_first = mat.row_start[order[g.first + r]];
+        for (std::size_t t = 0; t < g.terms; ++t) {
+          w[j * nnz + g.weights + t * g.count + r] = signed_residue(mat.weight[row_first + t] * weight_scale, m);
+        }
+      }
+    }
     for (std::size_t o = 0; o < outs; ++o) {
       bias[j * outs + o] = mat.bias[o] == 0 ? 0 : detail::double_to_residue(mat.bias[o] * out_scale, m);
     }
   }
   std::vector<Ciphertext> out(outs);
   for (auto& r : out) r.reset(n, level, comps, in(0).slots(), out_scale);
-  // Coefficient blocks are independent: each task runs every output over one block of one limb of
-  // one component, so the inputs' blocks stay in cache while all outputs read them.
-  const std::size_t B = std::min(kernels::kDotBlock, n);  // n is a power of two
-  const std::size_t blocks = n / B, tasks = comps * limbs * blocks;
+  // Tasks are (group, component, limb, block of coefficients); a block's inputs stay in cache while
+  // the group's rows read them.
+  const std::size_t B = std::min<std::size_t>(1024, n);  // n is a power of two
+  const std::size_t blocks = n / B, per_group = comps * limbs * blocks, tasks = groups.size() * per_group;
   const auto progress_every = std::max<std::size_t>(1, tasks / 50);
   std::size_t done = 0;
   ParallelErrors errors;
 #pragma omp parallel
   {
     const u64* src[kernels::kDotMaxTerms];
-#pragma omp for schedule(dynamic, 4)
+    std::vector<u64*> dst;
+#pragma omp for schedule(dynamic, 1)
     for (std::size_t task = 0; task < tasks; ++task) errors.run([&] {
-      const std::size_t k = task / (limbs * blocks), j = task / blocks % limbs, b0 = task % blocks * B;
+      const Group& g = groups[task / per_group];
+      const std::size_t rest = task % per_group;
+      const std::size_t k = rest / (limbs * blocks), j = rest / blocks % limbs, b0 = rest % blocks * B;
       const Modulus& m = ctx_->modulus(j);
-      const u64* wj = w.data() + j * nnz;
-      alignas(64) u64 part[kernels::kDotBlock];
-      for (std::size_t o = 0; o < outs; ++o) {
-        u64* dst = out[o].limb(k, j) + b0;
-        const std::uint32_t first = mat.row_start[o], end = mat.row_start[o + 1];
-        if (first == end) std::fill(dst, dst + B, u64{0});
-        for (std::uint32_t t = first; t < end; t += kernels::kDotMaxTerms) {
-          const std::size_t terms = std::min<std::size_t>(kernels::kDotMaxTerms, end - t);
-          for (std::size_t e = 0; e < terms; ++e) src[e] = in(mat.col[t + e]).limb(k, j) + b0;
-          if (t == first) {
-            kernels::dot_block(wj + t, src, terms, B, dst, m, dots[j]);
-          } else {
-            kernels::dot_block(wj + t, src, terms, B, part, m, dots[j]);
-            kernels::add_mod(dst, part, dst, B, m.value);
-          }
+      dst.resize(g.count);
+      for (std::size_t r = 0; r < g.count; ++r) dst[r] = out[order[g.first + r]].limb(k, j) + b0;
+      const std::uint32_t first = mat.row_start[order[g.first]];
+      if (g.terms == 0) {
+        for (u64* d : dst) std::fill(d, d + B, u64{0});
+      }
+      for (std::size_t t = 0; t < g.terms; t += kernels::kDotMaxTerms) {
+        const std::size_t terms = std::min(kernels::kDotMaxTerms, g.terms - t);
+        for (std::size_t e = 0; e < terms; ++e) src[e] = in(mat.col[first + t + e]).limb(k, j) + b0;
+        kernels::dot_rows(w.data() + j * nnz + g.weights + t * g.count, g.count, src, terms, B, dst.data(), t != 0,
+                          m, dots[j]);
+      }
+      // A constant is the same value at every NTT point.
+      if (k == 0) {
+        for (std::size_t r = 0; r < g.count; ++r) {
+          const u64 b = bias[j * outs + order[g.first + r]];
+          if (b != 0) kernels::add_scalar_mod(dst[r], b, dst[r], B, m.value);
         }
-        // A constant is the same value at every NTT point.
-        const u64 b = k == 0 ? bias[j * outs + o] : 0;
-        if (b != 0) kernels::add_scalar_mod(dst, b, dst, B, m.value);
       }
 #pragma omp atomic
       ++done;

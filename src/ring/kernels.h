@@ -68,7 +68,12 @@ struct DotConstants {
   /* Dot products of one block: dst[i] = sum_t w[t] * src[t][i] mod q for i < len, len <= kDotBlock,        \
      terms <= kDotMaxTerms, w[t] < q and src values < q (below 2^50 on the IFMA path). */                      \
   void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst,            \
-                 const Modulus& m, const DotConstants& c);
+                 const Modulus& m, const DotConstants& c);                                                  \
+  /* Dot products of `rows` rows sharing their terms: dst[r][i] = sum_t w[t * rows + r] * src[t][i] mod q   \
+     (plus dst[r][i] when accumulate) for i < len, terms <= kDotMaxTerms, w < q, src values < q. Each      \
+     loaded input feeds every row (a convolution's output channels at one position share their inputs). */ \
+  void dot_rows(const u64* w, std::size_t rows, const u64* const* src, std::size_t terms, std::size_t len,   \
+                u64* const* dst, bool accumulate, const Modulus& m, const DotConstants& c);
 
 namespace portable {
 HECNN_KERNELS_DECLARE
@@ -146,6 +151,10 @@ inline void convert_sum(const u64* const* y, const u64* hat, std::size_t k, u64 
 inline void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst,
                       const Modulus& m, const DotConstants& c) {
   HECNN_DISPATCH(dot_block, w, src, terms, len, dst, m, c)
+}
+inline void dot_rows(const u64* w, std::size_t rows, const u64* const* src, std::size_t terms, std::size_t len,
+                     u64* const* dst, bool accumulate, const Modulus& m, const DotConstants& c) {
+  HECNN_DISPATCH(dot_rows, w, rows, src, terms, len, dst, accumulate, m, c)
 }
 #undef HECNN_DISPATCH
 

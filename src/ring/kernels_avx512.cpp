@@ -185,5 +185,10 @@ void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size
   portable::dot_block(w, src, terms, len, dst, m, c);
 }
 
+void dot_rows(const u64* w, std::size_t rows, const u64* const* src, std::size_t terms, std::size_t len,
+              u64* const* dst, bool accumulate, const Modulus& m, const DotConstants& c) {
+  portable::dot_rows(w, rows, src, terms, len, dst, accumulate, m, c);
+}
+
 }  // namespace avx512
 }  // namespace hecnn::ring::kernels

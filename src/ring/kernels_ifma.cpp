@@ -280,10 +280,73 @@ HECNN_TARGET void convert_sum(const u64* const* y, const u64* hat, std::size_t k
   }
 }
 
+}  // namespace ifma
+
+namespace {
+
 // Products of 50-bit operands split as lo (bits 0-51) and hi (bits 52-103); over at most 256 terms
 // the two sums stay below 2^60 and 2^56. The sum x = hi 2^52 + lo is then reduced in vector form:
 // x = H1 2^104 + H0 2^52 + l0 with 52-bit digits, each digit times its constant (2^104 mod q,
 // 2^52 mod q, 1) by Shoup's method into [0, 2q), and the three results brought into [0, q).
+struct DotReducer {
+  __m512i mask, q, q2, q4, c52, c52s, c104, c104s, one, ones;
+  HECNN_TARGET DotReducer(const Modulus& m, const DotConstants& c)
+      : mask(set1(kMask52)), q(set1(m.value)), q2(set1(2 * m.value)), q4(set1(4 * m.value)), c52(set1(c.c52)),
+        c52s(set1(c.c52_shoup)), c104(set1(c.c104)), c104s(set1(c.c104_shoup)), one(set1(1)),
+        ones(set1(c.one_shoup)) {}
+  HECNN_TARGET __m512i reduce(__m512i l, __m512i h) const {
+    const __m512i l0 = _mm512_and_si512(l, mask);
+    const __m512i hh = _mm512_add_epi64(h, _mm512_srli_epi64(l, 52));
+    const __m512i h0 = _mm512_and_si512(hh, mask), h1 = _mm512_srli_epi64(hh, 52);
+    __m512i r = _mm512_add_epi64(shoup52_lazy(l0, one, ones, q, mask), shoup52_lazy(h0, c52, c52s, q, mask));
+    r = _mm512_add_epi64(r, shoup52_lazy(h1, c104, c104s, q, mask));  // < 6q
+    r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q4));
+    r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q2));
+    return _mm512_min_epu64(r, _mm512_sub_epi64(r, q));
+  }
+};
+
+// RB rows from row r0 of a dot_rows call, 8 coefficients at a time: each input vector is loaded
+// once and multiplied by the RB rows' weights (broadcast), so the kernel runs at the multipliers'
+// rate instead of the loads'. 2 RB accumulators stay in registers (RB <= 12 of 32).
+template <std::size_t RB>
+HECNN_TARGET void dot_rows_chunk(const u64* w, std::size_t rows, std::size_t r0, const u64* const* src,
+                                 std::size_t terms, std::size_t len, u64* const* dst, bool accumulate,
+                                 const DotReducer& red) {
+  const __m512i zero = _mm512_setzero_si512();
+  for (std::size_t i = 0; i < len; i += 8) {
+    __m512i l[RB], h[RB];
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < RB; ++r) l[r] = h[r] = zero;
+    const u64* wt = w + r0;
+    for (std::size_t t = 0; t < terms; ++t, wt += rows) {
+      // The inputs are one stream per term, too many for the hardware prefetcher: the first chunk
+      // fetches the next vector's lines while the multipliers work on this one.
+      if (r0 == 0) _mm_prefetch(reinterpret_cast<const char*>(src[t] + i + 16), _MM_HINT_T0);
+      const __m512i a = load(src[t] + i);
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < RB; ++r) {
+        const __m512i b = set1(wt[r]);
+        l[r] = madd_lo(l[r], a, b);
+        h[r] = madd_hi(h[r], a, b);
+      }
+    }
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < RB; ++r) {
+      u64* d = dst[r0 + r] + i;
+      __m512i v = red.reduce(l[r], h[r]);
+      if (accumulate) v = reduce_once(_mm512_add_epi64(v, load(d)), red.q);
+      store(d, v);
+    }
+  }
+}
+
+constexpr std::size_t kRowsPerChunk = 12;
+
+}  // namespace
+
+namespace ifma {
+
 HECNN_TARGET void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size_t len, u64* dst,
                             const Modulus& m, const DotConstants& c) {
   if (m.value >= kIfmaPrimeBound || len % 8 != 0 || len > kDotBlock) {
@@ -302,20 +365,30 @@ HECNN_TARGET void dot_block(const u64* w, const u64* const* src, std::size_t ter
       h[v] = madd_hi(h[v], a, wt);
     }
   }
-  const __m512i mask = set1(kMask52);
-  const __m512i q = set1(m.value), q2 = set1(2 * m.value), q4 = set1(4 * m.value);
-  const __m512i c52 = set1(c.c52), c52s = set1(c.c52_shoup), c104 = set1(c.c104), c104s = set1(c.c104_shoup);
-  const __m512i one = set1(1), ones = set1(c.one_shoup);
-  for (std::size_t v = 0; v < vecs; ++v) {
-    const __m512i l0 = _mm512_and_si512(l[v], mask);
-    const __m512i hh = _mm512_add_epi64(h[v], _mm512_srli_epi64(l[v], 52));
-    const __m512i h0 = _mm512_and_si512(hh, mask), h1 = _mm512_srli_epi64(hh, 52);
-    __m512i r = _mm512_add_epi64(shoup52_lazy(l0, one, ones, q, mask), shoup52_lazy(h0, c52, c52s, q, mask));
-    r = _mm512_add_epi64(r, shoup52_lazy(h1, c104, c104s, q, mask));  // < 6q
-    r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q4));
-    r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q2));
-    r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q));
-    store(dst + 8 * v, r);
+  const DotReducer red(m, c);
+  for (std::size_t v = 0; v < vecs; ++v) store(dst + 8 * v, red.reduce(l[v], h[v]));
+}
+
+HECNN_TARGET void dot_rows(const u64* w, std::size_t rows, const u64* const* src, std::size_t terms, std::size_t len,
+                           u64* const* dst, bool accumulate, const Modulus& m, const DotConstants& c) {
+  if (m.value >= kIfmaPrimeBound || len % 8 != 0) {
+    return portable::dot_rows(w, rows, src, terms, len, dst, accumulate, m, c);
+  }
+  const DotReducer red(m, c);
+  // Chunks of nearly equal size, at most kRowsPerChunk rows each (50 rows: 5 of 10).
+  const std::size_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+  const std::size_t per = chunks == 0 ? 0 : (rows + chunks - 1) / chunks;
+  for (std::size_t r0 = 0; r0 < rows; r0 += per) {
+    const std::size_t rb = rows - r0 < per ? rows - r0 : per;
+    switch (rb) {
+#define HECNN_DOT_ROWS_CASE(k) \
+  case k: dot_rows_chunk<k>(w, rows, r0, src, terms, len, dst, accumulate, red); break;
+      HECNN_DOT_ROWS_CASE(1) HECNN_DOT_ROWS_CASE(2) HECNN_DOT_ROWS_CASE(3) HECNN_DOT_ROWS_CASE(4)
+      HECNN_DOT_ROWS_CASE(5) HECNN_DOT_ROWS_CASE(6) HECNN_DOT_ROWS_CASE(7) HECNN_DOT_ROWS_CASE(8)
+      HECNN_DOT_ROWS_CASE(9) HECNN_DOT_ROWS_CASE(10) HECNN_DOT_ROWS_CASE(11) HECNN_DOT_ROWS_CASE(12)
+#undef HECNN_DOT_ROWS_CASE
+      default: break;
+    }
   }
 }
 

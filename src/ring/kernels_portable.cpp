@@ -201,6 +201,30 @@ void dot_block(const u64* w, const u64* const* src, std::size_t terms, std::size
   for (std::size_t i = 0; i < len; ++i) dst[i] = m.reduce128(acc[i]);
 }
 
+void dot_rows(const u64* w, std::size_t rows, const u64* const* src, std::size_t terms, std::size_t len,
+              u64* const* dst, bool accumulate, const Modulus& m, const DotConstants& c) {
+  u64 wr[kDotMaxTerms];
+  const u64* s[kDotMaxTerms];
+  u64 part[kDotBlock];
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t t = 0; t < terms; ++t) wr[t] = w[t * rows + r];
+    for (std::size_t i = 0; i < len; i += kDotBlock) {
+      const std::size_t l = len - i < kDotBlock ? len - i : kDotBlock;
+      for (std::size_t t = 0; t < terms; ++t) s[t] = src[t] + i;
+      portable::dot_block(wr, s, terms, l, part, m, c);
+      u64* d = dst[r] + i;
+      for (std::size_t k = 0; k < l; ++k) {
+        if (accumulate) {
+          const u64 v = d[k] + part[k];
+          d[k] = v >= m.value ? v - m.value : v;
+        } else {
+          d[k] = part[k];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace hecnn::ring::kernels::portable
 
 namespace hecnn::ring::kernels {
