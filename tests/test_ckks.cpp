@@ -170,6 +170,25 @@ TEST_P(Ckks, MultiplyRelinearizeRescale) {
   e.ev->relinearize_inplace(s, e.rk);
   e.ev->rescale_inplace(s);
   EXPECT_GE(precision_bits(e.decrypt(s), sq), e.bits(24.5, 23.5));
+
+  // Relinearization and rescale in one division by P q_l: the same level, scale and precision, and
+  // the same values as the two steps up to their rounding.
+  Ciphertext f = e.ev->multiply(cx, cy);
+  e.ev->relinearize_rescale_inplace(f, e.rk);
+  EXPECT_EQ(f.size(), 2u);
+  EXPECT_EQ(f.level(), m.level());
+  EXPECT_EQ(f.scale(), m.scale());
+  EXPECT_GE(precision_bits(e.decrypt(f), prod), e.bits(25.0, 23.5));
+  EXPECT_GE(precision_bits(e.decrypt(f), e.decrypt(m)), e.bits(25.0, 23.5));
+  Ciphertext fs = cx;
+  e.ev->square_inplace(fs);
+  e.ev->relinearize_rescale_inplace(fs, e.rk);
+  EXPECT_GE(precision_bits(e.decrypt(fs), sq), e.bits(24.5, 23.5));
+  // Two components: a plain rescale, word for word.
+  Ciphertext two = cx, two_ref = cx;
+  e.ev->relinearize_rescale_inplace(two, e.rk);
+  e.ev->rescale_inplace(two_ref);
+  EXPECT_TRUE(std::equal(two.poly(0), two.poly(0) + 2 * two.limbs() * e.ctx->n(), two_ref.poly(0)));
 }
 
 TEST_P(Ckks, DeferredRelinearizationOfSummedProducts) {
@@ -303,6 +322,11 @@ TEST_P(Ckks, LevelsAndAlignment) {
   EXPECT_GE(precision_bits(e.decrypt(d), x), e.bits(25.5, 24.5));
   expect_error_mentioning([&] { e.ev->drop_to_level_inplace(d, 1); }, "drop_to_level: target level 1 is above the ciphertext's level 0");
   expect_error_mentioning([&] { e.ev->rescale_inplace(d); }, "rescale: the ciphertext is at level 0, no prime left to divide by");
+  Ciphertext d_small = d;
+  d_small.set_scale(16);  // a product that fits level 0
+  Ciphertext d3 = e.ev->multiply(d_small, d_small);
+  expect_error_mentioning([&] { e.ev->relinearize_rescale_inplace(d3, e.rk); },
+                          "rescale: the ciphertext is at level 0, no prime left to divide by");
 
   // Mismatched levels are refused by add, then aligned.
   Ciphertext m = e.ev->multiply(cx, cy);
@@ -595,10 +619,14 @@ TEST(CkksKeySwitching, MultiPrimeDigitsAtEveryLevel) {
     encoder.encode(y, kScale, level, py);
     const Ciphertext cx = enc.encrypt(px);
     Ciphertext m = ev.multiply(cx, enc.encrypt(py));
+    Ciphertext f = m;
     ev.relinearize_inplace(m, rk);
     ev.rescale_inplace(m);
     // Lowest of 12 runs over all levels: 24.8 bits (product), 24.5 (rotation).
     EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(m)), want), 23.5) << "level " << level;
+    ev.relinearize_rescale_inplace(f, rk);  // the divisor's primes: both special primes and q_level
+    EXPECT_EQ(f.level(), level - 1);
+    EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(f)), want), 23.5) << "level " << level;
     EXPECT_GE(precision_bits(encoder.decode(dec.decrypt(ev.rotate(cx, -5, gk))), want_rot), 23.5)
         << "level " << level;
   }

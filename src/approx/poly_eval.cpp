@@ -85,7 +85,7 @@ class Engine {
     Value r;
     if ((i & (i - 1)) == 0) {
       const Value& h = power(i / 2);
-      r = be_.product(h, h);
+      r = be_.product(h, h, false);
       if (chebyshev()) {  // T_2h = 2 T_h^2 - 1
         be_.mul_int(r, 2);
         be_.add_const(r, -1.0);
@@ -95,14 +95,14 @@ class Engine {
       while (2 * a < i) a *= 2;
       const Value& ta = power(a);
       const Value& tb = power(i - a);
-      r = be_.product(ta, tb);
+      r = be_.product(ta, tb, false);
       if (chebyshev()) {  // T_{a+b} = 2 T_a T_b - T_{a-b}, subtracted before the rescale
         be_.mul_int(r, 2);
         const Value& tc = power(a - (i - a));
         be_.sub(r, be_.scaled(tc, 1.0, be_.level(r), be_.scale(r) / be_.scale(tc)));
       }
     }
-    be_.rescale(r);
+    be_.rescale_product(r, true);
     return powers_.emplace(i, std::move(r)).first->second;
   }
 
@@ -116,9 +116,9 @@ class Engine {
     divide(plan_.basis, p, g, q, r);
     const Value& tg = power(g);
     const double qp = be_.prime(level + 1);
-    Value prod = be_.product(eval(q, level + 1, scale * qp / be_.scale(tg)), tg);
+    Value prod = be_.product(eval(q, level + 1, scale * qp / be_.scale(tg)), tg, false);
     be_.set_scale(prod, scale * qp);
-    finish(prod, r);
+    finish(prod, r, true);
     be_.set_scale(prod, scale);
     return prod;
   }
@@ -165,18 +165,19 @@ class Engine {
     return acc;
   }
 
-  // prod (a product, not yet rescaled) + r, with one rescale: r's terms join the product before
-  // the rescale when they are available at its level, else r is evaluated after it.
-  void finish(Value& prod, const std::vector<double>& r) {
+  // prod (a product, neither relinearized nor rescaled) + r, with one rescale (relinearizing in the
+  // same step when `relin`): r's terms join the product before the rescale when they are available
+  // at its level, else r is evaluated after it.
+  void finish(Value& prod, const std::vector<double>& r, bool relin) {
     const int raw_level = be_.level(prod);
     if (degree_of(r) == 0) {
       if (r[0] != 0) be_.add_const(prod, r[0]);
-      be_.rescale(prod);
+      be_.rescale_product(prod, relin);
     } else if (leafable(r, raw_level)) {
       be_.add(prod, combine_raw(r, raw_level, be_.scale(prod)));
-      be_.rescale(prod);
+      be_.rescale_product(prod, relin);
     } else {
-      be_.rescale(prod);
+      be_.rescale_product(prod, relin);
       be_.add(prod, eval(r, be_.level(prod), be_.scale(prod)));
     }
   }
@@ -201,15 +202,15 @@ class Engine {
       const double a = p[3], b = p[2], c = p[1], d0 = p[0];
       const double e = (b - a * a / 4) / 2;
       const Value y = monic({e, a / 2, 1.0});
-      Value prod = be_.product(y, y, !lazy);
-      finish(prod, {d0 - e * e, c - a * e});
+      Value prod = be_.product(y, y, false);
+      finish(prod, {d0 - e * e, c - a * e}, !lazy);
       return prod;
     }
     const int g = 1 << (ceil_log2(d) - 1);
     std::vector<double> q, r;
     divide(plan_.basis, p, g, q, r);
-    Value prod = be_.product(monic(q), power(g), !lazy);
-    finish(prod, r);
+    Value prod = be_.product(monic(q), power(g), false);
+    finish(prod, r, !lazy);
     return prod;
   }
 
@@ -245,6 +246,14 @@ class CiphertextBackend {
     return r;
   }
   void rescale(Value& v) const { ev_.rescale_inplace(v); }
+  // A product's rescale, relinearizing in the same step (one division by P q_l) when `relin`.
+  void rescale_product(Value& v, bool relin) const {
+    if (relin) {
+      ev_.relinearize_rescale_inplace(v, rk_);
+    } else {
+      ev_.rescale_inplace(v);
+    }
+  }
   void mul_int(Value& v, std::int64_t k) const { ev_.multiply_integer_inplace(v, k); }
   void add_const(Value& v, double c) const { ev_.add_const_inplace(v, c); }
   void add(Value& a, const Value& b) const { ev_.add_inplace(a, b); }
@@ -287,6 +296,7 @@ class DoubleBackend {
     v.scale /= prime(v.level);
     --v.level;
   }
+  void rescale_product(Value& v, bool) const { rescale(v); }
   void mul_int(Value& v, std::int64_t k) const { v.v *= static_cast<double>(k); }
   void add_const(Value& v, double c) const { v.v += c; }
   void add(Value& a, const Value& b) const {

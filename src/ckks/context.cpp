@@ -83,6 +83,15 @@ CkksContext::CkksContext(const CkksParameters& params) : params_(params) {
     }
     std::vector<Modulus> qs(moduli_.begin(), moduli_.begin() + static_cast<long>(active));
     t.mod_down = DivideRoundByP(special, qs);
+    if (active >= 2) {
+      std::vector<Modulus> divisor = special;
+      divisor.push_back(moduli_[active - 1]);
+      t.mod_down_rescale = DivideRoundByP(divisor, std::vector<Modulus>(qs.begin(), qs.end() - 1));
+      const Modulus& top = moduli_[active - 1];
+      u64 p_mod = 1;
+      for (const Modulus& p : special) p_mod = top.mul(p_mod, top.reduce(p.value));
+      t.p_mod_top = MulConst(p_mod, top.value);
+    }
   }
 }
 

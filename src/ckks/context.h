@@ -24,6 +24,10 @@ struct KeySwitchLevel {
   std::vector<std::vector<u64>> mod_up_pre;
   std::vector<std::vector<u64>> mod_up_post;
   DivideRoundByP mod_down;             // round(x / P) over q_0..q_l
+  // Relinearization fused with the rescale (l >= 1): round(x / (P q_l)) over q_0..q_l-1, the
+  // divisor's primes being p_0..p_K-1 and q_l; and P mod q_l.
+  DivideRoundByP mod_down_rescale;
+  MulConst p_mod_top;
 };
 
 class CkksContext {

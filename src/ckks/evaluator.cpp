@@ -487,6 +487,21 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level, const std::uint32_t* 
   return digits;
 }
 
+void Evaluator::check_key(const KeySwitchKey& key, std::size_t level, std::size_t D) const {
+  const std::size_t n = ctx_->n(), K = ctx_->special_count(), L = ctx_->chain_size();
+  const std::size_t chain = key.chain ? key.chain : L;
+  if (chain > L) throw Error("key-switching key does not match these parameters");
+  if (level >= chain) {
+    throw Error("key-switching key made for levels below " + std::to_string(chain) + ", used at level " + std::to_string(level));
+  }
+  if (key.b.size() < D || key.a.size() < D) throw Error("key-switching key has too few digits for these parameters");
+  for (std::size_t d = 0; d < D; ++d) {
+    if (key.b[d].size() < (chain + K) * n || key.a[d].size() < (chain + K) * n) {
+      throw Error("key-switching key does not match these parameters");
+    }
+  }
+}
+
 void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitchKey* const* keys,
                            const std::uint32_t* const* perms, std::size_t count, u64* const* out0,
                            u64* const* out1, const u64* base0, const std::uint32_t* const* base_perms,
@@ -495,20 +510,7 @@ void Evaluator::key_switch(const u64* digits, std::size_t level, const KeySwitch
   const std::size_t ext = limbs + K;
   const KeySwitchLevel& ks = ctx_->key_switch(level);
   const std::size_t D = ks.digit_count;
-  for (std::size_t s = 0; s < count; ++s) {
-    const KeySwitchKey& key = *keys[s];
-    const std::size_t chain = key.chain ? key.chain : L;
-    if (chain > L) throw Error("key-switching key does not match these parameters");
-    if (level >= chain) {
-      throw Error("key-switching key made for levels below " + std::to_string(chain) + ", used at level " + std::to_string(level));
-    }
-    if (key.b.size() < D || key.a.size() < D) throw Error("key-switching key has too few digits for these parameters");
-    for (std::size_t d = 0; d < D; ++d) {
-      if (key.b[d].size() < (chain + K) * n || key.a[d].size() < (chain + K) * n) {
-        throw Error("key-switching key does not match these parameters");
-      }
-    }
-  }
+  for (std::size_t s = 0; s < count; ++s) check_key(*keys[s], level, D);
   // Inner product for extended limb j, coefficients [c0, c0 + len), of key s: the key's limb
   // (its special primes follow the chain primes it covers) and the prime's index.
   auto inner = [&](std::size_t s, std::size_t j, std::size_t c0, std::size_t len, u64* r0, u64* r1) {
@@ -603,6 +605,95 @@ void Evaluator::relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const {
   u64* const out1 = a.poly(1);
   key_switch(digits, a.level(), &key, nullptr, 1, &out0, &out1, nullptr, nullptr, true, false);
   a.truncate_size(2);
+}
+
+void Evaluator::relinearize_rescale_inplace(Ciphertext& a, const RelinKeys& rk) const {
+  check(a);
+  if (a.size() == 2) return rescale_inplace(a);
+  if (rk.params_id != ctx_->params().id()) throw Error("relinearize: relinearization key was made for other parameters");
+  const std::size_t l = a.level();
+  if (l == 0) throw Error("rescale: the ciphertext is at level 0, no prime left to divide by");
+  const std::size_t n = ctx_->n(), limbs = l + 1, K = ctx_->special_count(), L = ctx_->chain_size();
+  const std::size_t ext = limbs + K;
+  const KeySwitchLevel& ks = ctx_->key_switch(l);
+  const std::size_t D = ks.digit_count;
+  const KeySwitchKey& key = rk.key;
+  check_key(key, l, D);
+  const std::size_t key_chain = key.chain ? key.chain : L;
+  const u64* const digits = mod_up(a.poly(2), l);
+  // Inner product of extended limb j (q_0..q_l, then p_0..p_K-1), coefficients [c0, c0 + len).
+  auto inner = [&](std::size_t j, std::size_t c0, std::size_t len, u64* r0, u64* r1) {
+    const std::size_t ki = ext_key_index(l, key_chain, j);
+    const u64* x[64];
+    const u64* b[64];
+    const u64* ka[64];
+    for (std::size_t d = 0; d < D; ++d) {
+      x[d] = digits + (d * ext + j) * n + c0;
+      b[d] = key.b[d].data() + ki * n + c0;
+      ka[d] = key.a[d].data() + ki * n + c0;
+    }
+    ring::kernels::ks_inner_product(x, b, ka, D, nullptr, r0, r1, len, ctx_->modulus(ext_key_index(l, L, j)));
+  };
+  // 1. The divisor's limbs of both results, (ks + P c) modulo p_0..p_K-1 and q_l: the inner products
+  //    (P c vanishes modulo the p_k), plus P c_l modulo q_l; then coefficient form, prepared for the
+  //    conversion to q_0..q_l-1.
+  const std::size_t S = K + 1;
+  u64* const pbuf = ring::scratch(ring::Scratch::acc, 2 * S * n);  // [poly][k]
+  const ring::TeamScratch team(3 * n);
+  {
+    std::size_t blocks = 1;
+    while (blocks < n / 1024 && S * blocks < 8 * static_cast<std::size_t>(num_threads())) blocks <<= 1;
+    const std::size_t len = n / blocks;
+    const long tasks = static_cast<long>(S * blocks);
+#pragma omp parallel for schedule(static)
+    for (long t = 0; t < tasks; ++t) {
+      const std::size_t k = static_cast<std::size_t>(t) / blocks, c0 = static_cast<std::size_t>(t) % blocks * len;
+      u64* r0 = pbuf + k * n + c0;
+      u64* r1 = pbuf + (S + k) * n + c0;
+      if (k < K) {
+        inner(limbs + k, c0, len, r0, r1);
+        continue;
+      }
+      inner(l, c0, len, r0, r1);
+      const u64 q = ctx_->modulus(l).value;
+      u64* tmp = team.mine();
+      for (std::size_t poly = 0; poly < 2; ++poly) {
+        u64* r = poly == 0 ? r0 : r1;
+        ring::kernels::mul_scalar_mod(a.limb(poly, l) + c0, ks.p_mod_top, tmp, len, q);
+        ring::kernels::add_mod(r, tmp, r, len, q);
+      }
+    }
+  }
+  {
+    const long tasks = static_cast<long>(2 * S);
+#pragma omp parallel for schedule(static)
+    for (long t = 0; t < tasks; ++t) {
+      const std::size_t k = static_cast<std::size_t>(t) % S;
+      ks.mod_down_rescale.prepare_special(k, ctx_->ntt(k < K ? L + k : l), pbuf + static_cast<std::size_t>(t) * n, n);
+    }
+  }
+  // 2. Chain limbs q_0..q_l-1 of both results: c_j q_l^-1 + (ip_j - NTT(divisor part)) (P q_l)^-1.
+  Ciphertext& r = spare();
+  r.reset(n, l - 1, 2, a.slots(), a.scale() / static_cast<double>(ctx_->modulus(l).value));
+  const auto& inv = ctx_->rescale_inv(l);
+  const long tasks = static_cast<long>(l);
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < tasks; ++t) {
+    const std::size_t j = static_cast<std::size_t>(t);
+    const Modulus& m = ctx_->modulus(j);
+    u64* const tmp = team.mine();
+    u64* const ip[2] = {tmp, tmp + n};
+    u64* const conv = tmp + 2 * n;
+    inner(j, 0, n, ip[0], ip[1]);
+    for (std::size_t poly = 0; poly < 2; ++poly) {
+      const u64* y[17];
+      for (std::size_t k = 0; k < S; ++k) y[k] = pbuf + (poly * S + k) * n;
+      u64* out = r.limb(poly, j);
+      ring::kernels::mul_scalar_mod(a.limb(poly, j), inv[j], out, n, m.value);
+      ks.mod_down_rescale.finish_chain(j, ctx_->ntt(j), y, ip[poly], out, true, conv, n);
+    }
+  }
+  std::swap(a, r);
 }
 
 std::shared_ptr<const std::vector<std::uint32_t>> Evaluator::permutation(std::uint32_t galois_elt) const {
