@@ -72,8 +72,8 @@ TEST(Simd, LevelApi) {
 TEST_P(SimdLevels, NttMatchesPortable) {
   const SimdLevel l = GetParam();
   std::mt19937_64 rng(11);
-  for (std::size_t n : {std::size_t{16}, std::size_t{256}, std::size_t{4096}, std::size_t{8192}, std::size_t{16384},
-                        std::size_t{32768}}) {
+  for (std::size_t n : {std::size_t{16}, std::size_t{32}, std::size_t{64}, std::size_t{256}, std::size_t{2048},
+                        std::size_t{4096}, std::size_t{8192}, std::size_t{16384}, std::size_t{32768}, std::size_t{65536}}) {
     for (u64 q : test_primes(n)) {
       const NttTables t(q, n);
       // Forward accepts [0, 4q), inverse [0, 2q).
