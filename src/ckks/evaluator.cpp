@@ -364,6 +364,13 @@ void Evaluator::multiply_residues(Ciphertext& a, const std::vector<MulConst>& w)
 }
 
 void Evaluator::rescale_inplace(Ciphertext& a) const {
+  Ciphertext& r = spare();
+  rescale(a, r);
+  std::swap(a, r);
+}
+
+void Evaluator::rescale(const Ciphertext& a, Ciphertext& r) const {
+  if (&a == &r) throw Error("rescale: the output must not be the input (use rescale_inplace)");
   check(a);
   const std::size_t l = a.level(), n = ctx_->n(), size = a.size();
   if (l == 0) throw Error("rescale: the ciphertext is at level 0, no prime left to divide by");
@@ -383,7 +390,6 @@ void Evaluator::rescale_inplace(Ciphertext& a) const {
   }
   // Every other limb: x' = (x - NTT(last - floor(q_l/2) mod q_i)) * q_l^-1, the subtraction done as
   // the forward transform's offset. Written straight into the new layout (a spare ciphertext).
-  Ciphertext& r = spare();
   r.reset(n, l - 1, size, a.slots(), a.scale() / static_cast<double>(ql.value));
   const long count = static_cast<long>(size * l);
   const ring::TeamScratch team(n);
@@ -400,7 +406,6 @@ void Evaluator::rescale_inplace(Ciphertext& a) const {
     ctx_->ntt(i).forward(src, tmp, m.value - m.reduce(half));
     ring::kernels::sub_mul_scalar_mod(a.limb(k, i), tmp, 0, inv[i], r.limb(k, i), n, m.value, false);
   }
-  std::swap(a, r);
 }
 
 void Evaluator::drop_to_level_inplace(Ciphertext& a, std::size_t level) const {
@@ -608,8 +613,15 @@ void Evaluator::relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const {
 }
 
 void Evaluator::relinearize_rescale_inplace(Ciphertext& a, const RelinKeys& rk) const {
+  Ciphertext& r = spare();
+  relinearize_rescale(a, rk, r);
+  std::swap(a, r);
+}
+
+void Evaluator::relinearize_rescale(const Ciphertext& a, const RelinKeys& rk, Ciphertext& r) const {
+  if (&a == &r) throw Error("rescale: the output must not be the input (use relinearize_rescale_inplace)");
   check(a);
-  if (a.size() == 2) return rescale_inplace(a);
+  if (a.size() == 2) return rescale(a, r);
   if (rk.params_id != ctx_->params().id()) throw Error("relinearize: relinearization key was made for other parameters");
   const std::size_t l = a.level();
   if (l == 0) throw Error("rescale: the ciphertext is at level 0, no prime left to divide by");
@@ -673,7 +685,6 @@ void Evaluator::relinearize_rescale_inplace(Ciphertext& a, const RelinKeys& rk) 
     }
   }
   // 2. Chain limbs q_0..q_l-1 of both results: c_j q_l^-1 + (ip_j - NTT(divisor part)) (P q_l)^-1.
-  Ciphertext& r = spare();
   r.reset(n, l - 1, 2, a.slots(), a.scale() / static_cast<double>(ctx_->modulus(l).value));
   const auto& inv = ctx_->rescale_inv(l);
   const long tasks = static_cast<long>(l);
@@ -693,7 +704,6 @@ void Evaluator::relinearize_rescale_inplace(Ciphertext& a, const RelinKeys& rk) 
       ks.mod_down_rescale.finish_chain(j, ctx_->ntt(j), y, ip[poly], out, true, conv, n);
     }
   }
-  std::swap(a, r);
 }
 
 std::shared_ptr<const std::vector<std::uint32_t>> Evaluator::permutation(std::uint32_t galois_elt) const {

@@ -49,6 +49,9 @@ class Evaluator {
   // (saving one inverse and l forward NTTs per component). The result equals theirs up to the
   // rounding error (it is not bit-identical).
   void relinearize_rescale_inplace(Ciphertext& a, const RelinKeys& rk) const;
+  // The same into out (not a), sized by out.reset: a default-constructed out gets exactly the
+  // storage it needs, for results held a long time.
+  void relinearize_rescale(const Ciphertext& a, const RelinKeys& rk, Ciphertext& out) const;
   void multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const;
   // Sums of products, out[g] = sum over (a, p) in terms[g] of a * p (the inner sums of a diagonal
   // linear transform): every ciphertext at one level, size and slot count, every product at one
@@ -77,6 +80,8 @@ class Evaluator {
 
   // Divides by the top prime of the level (rounding) and moves one level down.
   void rescale_inplace(Ciphertext& a) const;
+  // The same into out (not a); see relinearize_rescale.
+  void rescale(const Ciphertext& a, Ciphertext& out) const;
   // Drops top primes without dividing: the scale is unchanged.
   void drop_to_level_inplace(Ciphertext& a, std::size_t level) const;
   void drop_to_level_inplace(Plaintext& p, std::size_t level) const;

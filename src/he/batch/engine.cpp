@@ -280,11 +280,13 @@ void Engine::make_linear(const ScheduleStep& step, ValueStore& store) const {
   ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t o = 0; o < out.size(); ++o) errors.run([&] {
-    // Relinearize first: its noise is then divided by the prime like everything else.
-    if (out[o].size() == 3) ev_.relinearize_inplace(out[o], keys_.relin);
-    ev_.rescale_inplace(out[o]);
-    out[o].set_scale(plan_.scale());
-    out[o].shrink_to_fit();  // held until its last reader: not at the size it was made at
+    // Relinearized (a sum of unrelinearized products) in the same division as the rescale, so its
+    // noise is divided by the prime like everything else; into storage of the result's size (held
+    // until its last reader).
+    Ciphertext r;
+    ev_.relinearize_rescale(out[o], keys_.relin, r);
+    r.set_scale(plan_.scale());
+    out[o] = std::move(r);
   });
   errors.rethrow();
   for (std::size_t o = 0; o < out.size(); ++o) store.put(step.stage, step.values[o], std::move(out[o]));
