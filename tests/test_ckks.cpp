@@ -90,6 +90,14 @@ TEST_P(Ckks, EncryptDecryptPublicAndSecret) {
   const Ciphertext c = e.enc_sk->encrypt(e.encoder->encode(x, kScale));
   EXPECT_TRUE(c.seed().has_value());
   EXPECT_GE(precision_bits(e.decrypt(c), x), e.bits(29.0, 28.5));
+  // Encoding and encrypting in one call, with either key.
+  Ciphertext cs, cp;
+  e.enc_sk->encrypt(*e.encoder, x, kScale, e.ctx->max_level(), cs);
+  e.enc_pk->encrypt(*e.encoder, x, kScale, e.ctx->max_level(), cp);
+  EXPECT_TRUE(cs.seed().has_value());
+  EXPECT_FALSE(cp.seed().has_value());
+  EXPECT_GE(precision_bits(e.decrypt(cs), x), e.bits(29.0, 28.5));
+  EXPECT_GE(precision_bits(e.decrypt(cp), x), e.bits(25.5, 24.5));
   // Plain encode/decode alone is far more precise.
   EXPECT_GE(precision_bits(e.encoder->decode(e.encoder->encode(x, kScale)), x), e.bits(32.0, 31.5));
 }

@@ -392,6 +392,14 @@ TEST(Noise, SecretKeyEncryptionHidesTheMessageBehindGaussianNoise) {
   ASSERT_TRUE(c.seed() && c2.seed());
   EXPECT_NE(*c.seed(), *c2.seed());
   EXPECT_NEAR(correlation(env.noise(c, pt), env.noise(c2, pt)), 0.0, 6 / std::sqrt(static_cast<double>(env.n())));
+  // Encoding and encrypting in one step (the noise joins the message before its transform): the
+  // same distribution, fresh seed and noise.
+  Ciphertext c3;
+  enc.encrypt(*env.encoder, x, 0x1p40, env.ctx->max_level(), c3);
+  ASSERT_TRUE(c3.seed());
+  EXPECT_NE(*c3.seed(), *c.seed());
+  expect_gaussian_noise(env.noise(c3, pt), "symmetric encryption with the encoder");
+  EXPECT_NEAR(correlation(env.noise(c, pt), env.noise(c3, pt)), 0.0, 6 / std::sqrt(static_cast<double>(env.n())));
 }
 
 TEST(Noise, PublicKeyEncryptionHidesTheMessageBehindRoundingNoise) {

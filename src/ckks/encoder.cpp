@@ -1,5 +1,7 @@
 #include "ckks/encoder.h"
 
+#include "ckks/random.h"
+
 #include <cmath>
 #include <numbers>
 
@@ -178,6 +180,11 @@ void CkksEncoder::embed(std::vector<std::complex<double>>& v) const {
 
 void CkksEncoder::encode(std::span<const std::complex<double>> values, double scale, std::size_t level,
                          Plaintext& out) const {
+  encode(values, scale, level, out, {});
+}
+
+void CkksEncoder::encode(std::span<const std::complex<double>> values, double scale, std::size_t level, Plaintext& out,
+                         std::span<const std::int64_t> noise) const {
   if (level > ctx_->max_level()) {
     throw Error("encode level " + std::to_string(level) + " exceeds the top level " + std::to_string(ctx_->max_level()));
   }
@@ -196,12 +203,18 @@ void CkksEncoder::encode(std::span<const std::complex<double>> values, double sc
     coeffs[i] = v[i].real();
     coeffs[slots + i] = v[i].imag();
   }
-  encode_coeffs(coeffs, slots, scale, level, slots, out);
+  encode_coeffs(coeffs, slots, scale, level, slots, out, noise);
 }
 
 void CkksEncoder::encode(std::span<const double> values, double scale, std::size_t level, Plaintext& out) const {
+  encode(values, scale, level, out, {});
+}
+
+void CkksEncoder::encode(std::span<const double> values, double scale, std::size_t level, Plaintext& out,
+                         std::span<const std::int64_t> noise) const {
+  if (!noise.empty() && noise.size() != ctx_->n()) throw Error("encode: the noise must have one integer per coefficient");
   std::vector<std::complex<double>> c(values.begin(), values.end());
-  encode(std::span<const std::complex<double>>(c), scale, level, out);
+  encode(std::span<const std::complex<double>>(c), scale, level, out, noise);
 }
 
 Plaintext CkksEncoder::encode(std::span<const double> values, double scale) const {
@@ -217,7 +230,7 @@ Plaintext CkksEncoder::encode(std::span<const std::complex<double>> values, doub
 }
 
 void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t half, double scale, std::size_t level,
-                                std::size_t slots, Plaintext& out) const {
+                                std::size_t slots, Plaintext& out, std::span<const std::int64_t> noise) const {
   const std::size_t n = ctx_->n(), gap = (n / 2) / half;
   // Scaled, rounded coefficient values; check they fit below Q_level / 2.
   std::vector<double> scaled(coeffs.size());
@@ -236,13 +249,23 @@ void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t h
   }
   out.reset(n, level, slots, scale);
   const long limbs = static_cast<long>(level + 1);
-  if (max_abs < 0x1p63) {
-    // Every coefficient as a signed 64-bit integer once (zero in the gaps), then one vectorized
-    // reduction and one NTT per prime.
-    std::vector<std::int64_t> ints(n, 0);
+  // Noise below 2^40 in magnitude keeps a sum with a value below 2^62 within 64 bits.
+  constexpr std::int64_t kNoiseBound = std::int64_t{1} << 40;
+  for (std::int64_t e : noise) {
+    if (e >= kNoiseBound || e <= -kNoiseBound) throw Error("encode: noise beyond 2^40");
+  }
+  if (max_abs < 0x1p62) {
+    // Every coefficient as a signed 64-bit integer once (zero in the gaps, plus the noise), then one
+    // vectorized reduction and one NTT per prime.
+    WipedVector<std::int64_t> ints(n);
+    if (noise.empty()) {
+      std::fill(ints.begin(), ints.end(), 0);
+    } else {
+      std::copy(noise.begin(), noise.end(), ints.begin());
+    }
     for (std::size_t j = 0; j < half; ++j) {
-      ints[j * gap] = static_cast<std::int64_t>(scaled[j]);
-      ints[n / 2 + j * gap] = static_cast<std::int64_t>(scaled[half + j]);
+      ints[j * gap] += static_cast<std::int64_t>(scaled[j]);
+      ints[n / 2 + j * gap] += static_cast<std::int64_t>(scaled[half + j]);
     }
 #pragma omp parallel for schedule(static) if (limbs > 1)
     for (long i = 0; i < limbs; ++i) {
@@ -257,9 +280,10 @@ void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t h
   for (long i = 0; i < limbs; ++i) {
     const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
     u64* o = out.limb(static_cast<std::size_t>(i));
+    if (!noise.empty()) ring::kernels::reduce_signed_mod(noise.data(), o, n, m);
     for (std::size_t j = 0; j < half; ++j) {
-      o[j * gap] = detail::double_to_residue(scaled[j], m);
-      o[n / 2 + j * gap] = detail::double_to_residue(scaled[half + j], m);
+      o[j * gap] = m.add(o[j * gap], detail::double_to_residue(scaled[j], m));
+      o[n / 2 + j * gap] = m.add(o[n / 2 + j * gap], detail::double_to_residue(scaled[half + j], m));
     }
     ctx_->ntt(static_cast<std::size_t>(i)).forward(o);
   }

@@ -4,6 +4,7 @@
 // n < N/2 slots (n a power of two) is packed sparsely, so rotations act cyclically on n slots.
 #include <complex>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -22,6 +23,13 @@ class CkksEncoder {
   // at or above values.size(); missing slots are zero.
   void encode(std::span<const std::complex<double>> values, double scale, std::size_t level, Plaintext& out) const;
   void encode(std::span<const double> values, double scale, std::size_t level, Plaintext& out) const;
+  // The same, adding `noise` (n small integers) to the scaled coefficients before the transform:
+  // a secret-key encryption's noise joins the message in one NTT per prime (Encryptor::encrypt
+  // with an encoder). The integers are wiped from every intermediate buffer.
+  void encode(std::span<const double> values, double scale, std::size_t level, Plaintext& out,
+              std::span<const std::int64_t> noise) const;
+  void encode(std::span<const std::complex<double>> values, double scale, std::size_t level, Plaintext& out,
+              std::span<const std::int64_t> noise) const;
   Plaintext encode(std::span<const double> values, double scale) const;
   Plaintext encode(std::span<const std::complex<double>> values, double scale) const;
 
@@ -33,7 +41,7 @@ class CkksEncoder {
   void embed_inverse(std::vector<std::complex<double>>& v) const;  // slots -> coefficients
   void embed(std::vector<std::complex<double>>& v) const;          // coefficients -> slots
   void encode_coeffs(const std::vector<double>& coeffs, std::size_t gap_count, double scale, std::size_t level,
-                     std::size_t slots, Plaintext& out) const;
+                     std::size_t slots, Plaintext& out, std::span<const std::int64_t> noise = {}) const;
 
   struct Crt {  // CRT reconstruction at one level
     std::vector<u64> q;                 // Q_l, little-endian words

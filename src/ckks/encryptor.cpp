@@ -88,13 +88,24 @@ void Encryptor::encrypt_public(const Plaintext& pt, Ciphertext& out) const {
 
 void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
   const std::size_t n = ctx_->n(), level = pt.level(), limbs = level + 1;
-  const Seed seed = random_seed();
   Prng noise = Prng::fresh();
   WipedVector<std::int64_t> e(n);
   sample_gaussian(noise, n, e.data());
   out.reset(n, level, 2, pt.slots(), pt.scale());
-  expand_symmetric_a(*ctx_, seed, level, out.poly(1));
   detail::small_to_ntt(*ctx_, e.data(), detail::chain_indices(level), out.poly(0));
+  const long count = static_cast<long>(limbs);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < count; ++i) {
+    const std::size_t ii = static_cast<std::size_t>(i);
+    ring::kernels::add_mod(out.limb(0, ii), pt.limb(ii), out.limb(0, ii), n, ctx_->modulus(ii).value);
+  }
+  finish_secret(out);
+}
+
+void Encryptor::finish_secret(Ciphertext& out) const {
+  const std::size_t n = ctx_->n(), level = out.level(), limbs = level + 1;
+  const Seed seed = random_seed();
+  expand_symmetric_a(*ctx_, seed, level, out.poly(1));
   const long count = static_cast<long>(limbs);
   const ring::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
@@ -104,14 +115,35 @@ void Encryptor::encrypt_secret(const Plaintext& pt, Ciphertext& out) const {
     const u64* s = sk_->ntt.data() + ii * n;
     const u64* a = out.limb(1, ii);
     u64* c0 = out.limb(0, ii);
-    // c0 = e - a*s + m: c0 += m, then c0 - a*s as c0 + a*(q - s).
-    ring::kernels::add_mod(c0, pt.limb(ii), c0, n, m.value);
+    // c0 - a*s as c0 + a*(q - s).
     u64* neg_s = team.mine();
     ring::kernels::neg_mod(s, neg_s, n, m.value);
     ring::kernels::mul_add_mod(a, neg_s, c0, c0, n, m);
     wipe(neg_s, n * sizeof(u64));
   }
   out.set_seed(seed);
+}
+
+void Encryptor::encrypt(const CkksEncoder& encoder, std::span<const double> values, double scale, std::size_t level,
+                        Ciphertext& out) const {
+  if (pk_) {
+    Plaintext pt;
+    encoder.encode(values, scale, level, pt);
+    encrypt_public(pt, out);
+    return;
+  }
+  const std::size_t n = ctx_->n();
+  Prng noise = Prng::fresh();
+  WipedVector<std::int64_t> e(n);
+  sample_gaussian(noise, n, e.data());
+  // Message plus noise in one transform, copied into component 0; the plaintext is wiped (with the
+  // noise, it would give away a * s).
+  Plaintext pt;
+  encoder.encode(values, scale, level, pt, e);
+  out.reset(n, pt.level(), 2, pt.slots(), pt.scale());
+  std::memcpy(out.poly(0), pt.data(), pt.word_count() * sizeof(u64));
+  wipe(pt.data(), pt.word_count() * sizeof(u64));
+  finish_secret(out);
 }
 
 Decryptor::Decryptor(ContextPtr ctx, const SecretKey& sk) : ctx_(std::move(ctx)), sk_(sk) {

@@ -1,8 +1,10 @@
 #pragma once
 #include <optional>
+#include <span>
 
 #include "ckks/ciphertext.h"
 #include "ckks/context.h"
+#include "ckks/encoder.h"
 #include "ckks/keys.h"
 
 namespace hecnn::ckks {
@@ -20,10 +22,18 @@ class Encryptor {
     encrypt(pt, c);
     return c;
   }
+  // Encodes real values (one per slot) at scale and level with `encoder` and encrypts them. With a
+  // secret key the noise joins the message before its transform (one NTT per prime fewer than
+  // encode then encrypt); with a public key it is encode then encrypt.
+  void encrypt(const CkksEncoder& encoder, std::span<const double> values, double scale, std::size_t level,
+               Ciphertext& out) const;
 
  private:
   void encrypt_public(const Plaintext& pt, Ciphertext& out) const;
   void encrypt_secret(const Plaintext& pt, Ciphertext& out) const;
+  // out = (c0 - a s, a) with a expanded from a fresh seed into component 1; c0 (message plus noise,
+  // NTT form) is in component 0 on entry.
+  void finish_secret(Ciphertext& out) const;
   // Keys are copied so that an Encryptor never outlives them.
   ContextPtr ctx_;
   std::optional<PublicKey> pk_;

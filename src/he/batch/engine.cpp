@@ -465,14 +465,12 @@ void Client::encrypt_values(const std::vector<float>& pixel_major, std::size_t c
   ParallelErrors errors;
 #pragma omp parallel
   {
-    ckks::Plaintext pt;
 #pragma omp for schedule(dynamic, 1)
     for (std::size_t k = 0; k < indices.size(); ++k) errors.run([&] {
       const std::size_t p = indices[k];
       if (p >= pixels) throw Error("client: input value " + std::to_string(p) + " is beyond the image");
       const float* row = pixel_major.data() + p * count;
-      encoder_.encode(std::vector<double>(row, row + count), spec_.scale(), ctx_->max_level(), pt);
-      encryptor_.encrypt(pt, out[k]);
+      encryptor_.encrypt(encoder_, std::vector<double>(row, row + count), spec_.scale(), ctx_->max_level(), out[k]);
     });
   }
   errors.rethrow();
