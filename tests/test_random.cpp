@@ -132,7 +132,7 @@ TEST(Samplers, GaussianHasDeviation3Point2ClippedAt6Sigma) {
   expect_binomial(beyond_3_sigma, g.size(), std::erfc(9.5 / (kErrorStdDev * std::sqrt(2.0))), "beyond 3 sigma");
   // Symmetric: positive and negative values equally likely among the non-zero ones.
   expect_binomial(positive, positive + negative, 0.5, "positive among non-zero");
-  // Consecutive samples (both Box-Muller outputs included) are uncorrelated.
+  // Consecutive samples are uncorrelated.
   std::vector<std::int64_t> even, odd;
   for (std::size_t i = 0; i + 1 < g.size(); i += 2) {
     even.push_back(g[i]);
