@@ -244,6 +244,26 @@ TEST_P(Ckks, MultiplyPlainAndConstants) {
   EXPECT_GE(precision_bits(e.decrypt(p), want), e.bits(25.0, 23.5));
   EXPECT_NEAR(p.scale(), cx.scale(), cx.scale() * 1e-12);
 
+  // Out of place, at a lower level: the drop and the product in one pass, word for word the same.
+  {
+    const std::size_t lower = cx.level() - 1;
+    Ciphertext in_place = cx, out;
+    e.ev->drop_to_level_inplace(in_place, lower);
+    e.ev->multiply_const_inplace(in_place, 0.75, 0x1p20);
+    e.ev->multiply_const(cx, 0.75, 0x1p20, lower, out);
+    ASSERT_EQ(out.level(), lower);
+    EXPECT_EQ(out.scale(), in_place.scale());
+    EXPECT_TRUE(std::equal(out.poly(0), out.poly(0) + 2 * out.limbs() * e.ctx->n(), in_place.poly(0)));
+    expect_error_mentioning([&] { e.ev->multiply_const(out, 1.0, 2.0, cx.level(), out); },
+                            "multiply_const: target level");
+    // Squares out of place equal squares in place.
+    Ciphertext sq_in = cx, sq_out;
+    e.ev->square_inplace(sq_in);
+    e.ev->square(cx, sq_out);
+    ASSERT_EQ(sq_out.size(), 3u);
+    EXPECT_TRUE(std::equal(sq_out.poly(0), sq_out.poly(0) + 3 * sq_out.limbs() * e.ctx->n(), sq_in.poly(0)));
+  }
+
   Ciphertext k = cx;
   e.ev->multiply_const_inplace(k, -0.3125);
   e.ev->rescale_inplace(k);

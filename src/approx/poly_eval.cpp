@@ -231,9 +231,10 @@ class CiphertextBackend {
   Value product(const Value& a, const Value& b, bool relinearize = true) const {
     Value r;
     if (&a == &b) {
-      r = a;
-      ev_.square_inplace(r);
-    } else if (a.level() <= b.level()) {
+      ev_.square(a, r);
+    } else if (a.level() == b.level()) {
+      ev_.multiply(a, b, r);
+    } else if (a.level() < b.level()) {
       r = b;
       ev_.drop_to_level_inplace(r, a.level());
       ev_.multiply_inplace(r, a);
@@ -259,9 +260,8 @@ class CiphertextBackend {
   void add(Value& a, const Value& b) const { ev_.add_inplace(a, b); }
   void sub(Value& a, const Value& b) const { ev_.sub_inplace(a, b); }
   Value scaled(const Value& v, double c, int level, double const_scale) const {
-    Value r = v;
-    ev_.drop_to_level_inplace(r, static_cast<std::size_t>(level));
-    ev_.multiply_const_inplace(r, c, const_scale);
+    Value r;
+    ev_.multiply_const(v, c, const_scale, static_cast<std::size_t>(level), r);
     return r;
   }
   void set_scale(Value& v, double s) const { v.set_scale(s); }

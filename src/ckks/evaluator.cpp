@@ -207,20 +207,27 @@ void Evaluator::multiply(const Ciphertext& a, const Ciphertext& b, Ciphertext& o
 
 void Evaluator::multiply_inplace(Ciphertext& a, const Ciphertext& b) const { multiply(a, b, a); }
 
-void Evaluator::square_inplace(Ciphertext& a) const {
+void Evaluator::square_inplace(Ciphertext& a) const { square(a, a); }
+
+void Evaluator::square(const Ciphertext& a, Ciphertext& out) const {
   check(a);
   if (a.size() != 2) throw Error("square: relinearize a 3-component operand first");
   check_scale_room(*ctx_, a.level(), a.scale() * a.scale(), "square");
+  if (&out == &a) {
+    Ciphertext& r = spare();
+    square(a, r);
+    std::swap(out, r);
+    return;
+  }
   const std::size_t n = ctx_->n(), limbs = a.limbs();
-  Ciphertext& r = spare();
-  r.reset(n, a.level(), 3, a.slots(), a.scale() * a.scale());
+  out.reset(n, a.level(), 3, a.slots(), a.scale() * a.scale());
   const long count = static_cast<long>(limbs);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
     const std::size_t i = static_cast<std::size_t>(t);
-    ring::kernels::square_mod(a.limb(0, i), a.limb(1, i), r.limb(0, i), r.limb(1, i), r.limb(2, i), n, ctx_->modulus(i));
+    ring::kernels::square_mod(a.limb(0, i), a.limb(1, i), out.limb(0, i), out.limb(1, i), out.limb(2, i), n,
+                              ctx_->modulus(i));
   }
-  std::swap(a, r);
 }
 
 void Evaluator::multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const {
@@ -330,18 +337,39 @@ void Evaluator::multiply_plain_sums(const std::vector<std::vector<PlainProduct>>
 }
 
 void Evaluator::multiply_const_inplace(Ciphertext& a, double c, double const_scale) const {
+  multiply_const(a, c, const_scale, a.level(), a);
+}
+
+void Evaluator::multiply_const(const Ciphertext& a, double c, double const_scale, std::size_t level,
+                               Ciphertext& out) const {
   check(a);
-  if (const_scale == 0) const_scale = static_cast<double>(ctx_->modulus(a.level()).value);
+  if (level > a.level()) {
+    throw Error("multiply_const: target level " + std::to_string(level) + " is above the ciphertext's level " +
+                std::to_string(a.level()));
+  }
+  if (const_scale == 0) const_scale = static_cast<double>(ctx_->modulus(level).value);
   if (!(const_scale >= 1.0) || !std::isfinite(const_scale)) throw Error("multiply_const: scale must be >= 1");
   if (!std::isfinite(c)) throw Error("multiply_const: constant is not finite");
-  check_scale_room(*ctx_, a.level(), a.scale() * const_scale, "multiply_const");
+  check_scale_room(*ctx_, level, a.scale() * const_scale, "multiply_const");
   const double v = c * const_scale;
-  std::vector<MulConst> w(a.limbs());
-  for (std::size_t i = 0; i < a.limbs(); ++i) {
+  const std::size_t limbs = level + 1, n = ctx_->n(), size = a.size();
+  std::vector<MulConst> w(limbs);
+  for (std::size_t i = 0; i < limbs; ++i) {
     w[i] = MulConst(detail::double_to_residue(v, ctx_->modulus(i)), ctx_->modulus(i).value);
   }
-  multiply_residues(a, w);
-  a.set_scale(a.scale() * const_scale);
+  if (&out == &a) {
+    out.drop_to_level(level);
+    multiply_residues(out, w);
+    out.set_scale(out.scale() * const_scale);
+    return;
+  }
+  out.reset(n, level, size, a.slots(), a.scale() * const_scale);
+  const long count = static_cast<long>(size * limbs);
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < count; ++t) {
+    const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
+    ring::kernels::mul_scalar_mod(a.limb(k, i), w[i], out.limb(k, i), n, ctx_->modulus(i).value);
+  }
 }
 
 void Evaluator::multiply_integer_inplace(Ciphertext& a, std::int64_t c) const {

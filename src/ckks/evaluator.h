@@ -43,6 +43,8 @@ class Evaluator {
   // out = a * b (3 components); out may be a or b.
   void multiply(const Ciphertext& a, const Ciphertext& b, Ciphertext& out) const;
   void square_inplace(Ciphertext& a) const;
+  // out = a * a (3 components), without copying a first; out may be a.
+  void square(const Ciphertext& a, Ciphertext& out) const;
   void relinearize_inplace(Ciphertext& a, const RelinKeys& rk) const;
   // Relinearizes (when a has 3 components) and rescales in one step: round((ks + P c) / (P q_l))
   // with a single division by P q_l, where relinearize_inplace then rescale_inplace divide twice
@@ -62,6 +64,9 @@ class Evaluator {
   // Multiplies by round(c * const_scale); the scale grows by const_scale. With const_scale == 0 the
   // top prime of the ciphertext's level is used, so a following rescale restores the scale exactly.
   void multiply_const_inplace(Ciphertext& a, double c, double const_scale = 0) const;
+  // out = a, dropped to `level` (at most a's), times c as multiply_const_inplace does (const_scale 0:
+  // the prime at `level`), in one pass over the kept limbs; out may be a.
+  void multiply_const(const Ciphertext& a, double c, double const_scale, std::size_t level, Ciphertext& out) const;
   // Multiplies by an integer; the scale is unchanged.
   void multiply_integer_inplace(Ciphertext& a, std::int64_t c) const;
 

@@ -16,6 +16,9 @@ namespace hecnn::ckks {
 
 namespace {
 
+// Coefficients per task of multiply_sparse.
+constexpr std::size_t kSparseBlock = 256;
+
 // Residue of round(x) modulo m for |x| < 2^63.
 u64 signed_residue(double x, const Modulus& m) {
   const double r = std::nearbyint(x);
@@ -119,10 +122,11 @@ std::vector<Ciphertext> Evaluator::multiply_sparse(const std::vector<const Ciphe
   }
   std::vector<Ciphertext> out(outs);
   for (auto& r : out) r.reset(n, level, comps, in(0).slots(), out_scale);
-  // Tasks are (group, component, limb, block of coefficients); a block's inputs stay in cache while
-  // the group's rows read them.
-  const std::size_t B = std::min<std::size_t>(1024, n);  // n is a power of two
-  const std::size_t blocks = n / B, per_group = comps * limbs * blocks, tasks = groups.size() * per_group;
+  // Tasks are (component, limb, block of coefficients, group), the group varying fastest: the
+  // groups of one block run one after another (on all threads), so the block's slice of every input
+  // (inputs x B words) is read from memory once and then from the cache by every group that reads it.
+  const std::size_t B = std::min<std::size_t>(kSparseBlock, n);  // n is a power of two
+  const std::size_t blocks = n / B, G = groups.size(), tasks = comps * limbs * blocks * G;
   const auto progress_every = std::max<std::size_t>(1, tasks / 50);
   std::size_t done = 0;
   ParallelErrors errors;
@@ -132,8 +136,8 @@ std::vector<Ciphertext> Evaluator::multiply_sparse(const std::vector<const Ciphe
     std::vector<u64*> dst;
 #pragma omp for schedule(dynamic, 1)
     for (std::size_t task = 0; task < tasks; ++task) errors.run([&] {
-      const Group& g = groups[task / per_group];
-      const std::size_t rest = task % per_group;
+      const Group& g = groups[task % G];
+      const std::size_t rest = task / G;
       const std::size_t k = rest / (limbs * blocks), j = rest / blocks % limbs, b0 = rest % blocks * B;
       const Modulus& m = ctx_->modulus(j);
       dst.resize(g.count);
