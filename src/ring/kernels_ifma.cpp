@@ -306,15 +306,20 @@ struct DotReducer {
   }
 };
 
+// Coefficients a dot_rows call runs every chunk of rows over before moving on: the span's input
+// lines (terms x 256 bytes) stay in L1 while each chunk reads them, and a chunk's weights
+// (terms x rows) are read once per span, not once per vector.
+constexpr std::size_t kDotRowsSpan = 32;
+
 // RB rows from row r0 of a dot_rows call, 8 coefficients at a time: each input vector is loaded
 // once and multiplied by the RB rows' weights (broadcast), so the kernel runs at the multipliers'
 // rate instead of the loads'. 2 RB accumulators stay in registers (RB <= 12 of 32).
 template <std::size_t RB>
 HECNN_TARGET void dot_rows_chunk(const u64* w, std::size_t rows, std::size_t r0, const u64* const* src,
-                                 std::size_t terms, std::size_t len, u64* const* dst, bool accumulate,
+                                 std::size_t terms, std::size_t i0, std::size_t i1, u64* const* dst, bool accumulate,
                                  const DotReducer& red) {
   const __m512i zero = _mm512_setzero_si512();
-  for (std::size_t i = 0; i < len; i += 8) {
+  for (std::size_t i = i0; i < i1; i += 8) {
     __m512i l[RB], h[RB];
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < RB; ++r) l[r] = h[r] = zero;
@@ -322,7 +327,7 @@ HECNN_TARGET void dot_rows_chunk(const u64* w, std::size_t rows, std::size_t r0,
     for (std::size_t t = 0; t < terms; ++t, wt += rows) {
       // The inputs are one stream per term, too many for the hardware prefetcher: the first chunk
       // fetches the next vector's lines while the multipliers work on this one.
-      if (r0 == 0) _mm_prefetch(reinterpret_cast<const char*>(src[t] + i + 16), _MM_HINT_T0);
+      if (r0 == 0) _mm_prefetch(reinterpret_cast<const char*>(src[t] + i + kDotRowsSpan), _MM_HINT_T0);
       const __m512i a = load(src[t] + i);
 #pragma GCC unroll 16
       for (std::size_t r = 0; r < RB; ++r) {
@@ -378,16 +383,19 @@ HECNN_TARGET void dot_rows(const u64* w, std::size_t rows, const u64* const* src
   // Chunks of nearly equal size, at most kRowsPerChunk rows each (50 rows: 5 of 10).
   const std::size_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   const std::size_t per = chunks == 0 ? 0 : (rows + chunks - 1) / chunks;
-  for (std::size_t r0 = 0; r0 < rows; r0 += per) {
-    const std::size_t rb = rows - r0 < per ? rows - r0 : per;
-    switch (rb) {
+  for (std::size_t i0 = 0; i0 < len; i0 += kDotRowsSpan) {
+    const std::size_t i1 = len - i0 < kDotRowsSpan ? len : i0 + kDotRowsSpan;
+    for (std::size_t r0 = 0; r0 < rows; r0 += per) {
+      const std::size_t rb = rows - r0 < per ? rows - r0 : per;
+      switch (rb) {
 #define HECNN_DOT_ROWS_CASE(k) \
-  case k: dot_rows_chunk<k>(w, rows, r0, src, terms, len, dst, accumulate, red); break;
-      HECNN_DOT_ROWS_CASE(1) HECNN_DOT_ROWS_CASE(2) HECNN_DOT_ROWS_CASE(3) HECNN_DOT_ROWS_CASE(4)
-      HECNN_DOT_ROWS_CASE(5) HECNN_DOT_ROWS_CASE(6) HECNN_DOT_ROWS_CASE(7) HECNN_DOT_ROWS_CASE(8)
-      HECNN_DOT_ROWS_CASE(9) HECNN_DOT_ROWS_CASE(10) HECNN_DOT_ROWS_CASE(11) HECNN_DOT_ROWS_CASE(12)
+  case k: dot_rows_chunk<k>(w, rows, r0, src, terms, i0, i1, dst, accumulate, red); break;
+        HECNN_DOT_ROWS_CASE(1) HECNN_DOT_ROWS_CASE(2) HECNN_DOT_ROWS_CASE(3) HECNN_DOT_ROWS_CASE(4)
+        HECNN_DOT_ROWS_CASE(5) HECNN_DOT_ROWS_CASE(6) HECNN_DOT_ROWS_CASE(7) HECNN_DOT_ROWS_CASE(8)
+        HECNN_DOT_ROWS_CASE(9) HECNN_DOT_ROWS_CASE(10) HECNN_DOT_ROWS_CASE(11) HECNN_DOT_ROWS_CASE(12)
 #undef HECNN_DOT_ROWS_CASE
-      default: break;
+        default: break;
+      }
     }
   }
 }
