@@ -111,6 +111,14 @@ TEST_P(SimdLevels, NttMatchesPortable) {
         t.inverse(rt.data());
         t.forward(rt.data());
         ASSERT_EQ(rt, want_f) << simd_level_name(l);
+        // Scaled inverse: the output times c, word for word.
+        const u64 c = rng() % q;
+        std::vector<u64> scaled(n);
+        t.inverse(in_inv.data(), scaled.data(), t.inverse_scale(c));
+        for (std::size_t k = 0; k < n; ++k) {
+          ASSERT_EQ(scaled[k], static_cast<u64>(static_cast<u128>(want_i[k]) * c % q))
+              << simd_level_name(l) << " scaled inverse, n=" << n << " q=" << q << " k=" << k;
+        }
       }
     }
   }

@@ -485,16 +485,22 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level, const std::uint32_t* 
     for (long t = 0; t < count; ++t) {
       const std::size_t i = static_cast<std::size_t>(t), d = i / alpha;
       u64* x = coeff + i * n;
+      const u64* src = poly + i * n;
       if (perm) {  // the permuted limb is its digit's own extended limb: written there once
         u64* own = digits + (d * ext + i) * n;
         ring::kernels::permute(poly + i * n, perm, own, n);
-        ctx_->ntt(i).inverse(own, x);
-      } else {
-        ctx_->ntt(i).inverse(poly + i * n, x);
+        src = own;
       }
-      const u64 pre = ks.mod_up_pre[d][i - d * alpha];
-      if (pre != 0) ring::kernels::add_scalar_mod(x, pre, x, n, ctx_->modulus(i).value);
-      ks.mod_up[d].scale_source(i - d * alpha, x, x, n);
+      // (INTT + pre) c = INTT c + pre c: the conversion's factor c rides on the transform's scaling.
+      const Modulus& m = ctx_->modulus(i);
+      const u64 c = ks.mod_up[d].source_scale(i - d * alpha);
+      if (c == 1) {
+        ctx_->ntt(i).inverse(src, x);
+      } else {
+        ctx_->ntt(i).inverse(src, x, ctx_->ntt(i).inverse_scale(c));
+      }
+      const u64 pre = m.mul(ks.mod_up_pre[d][i - d * alpha], c);
+      if (pre != 0) ring::kernels::add_scalar_mod(x, pre, x, n, m.value);
     }
   }
   // Every (digit, extended limb) pair: the digit's own limbs are copied (already in NTT form), the

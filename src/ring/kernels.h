@@ -12,6 +12,7 @@
 
 namespace hecnn::ring {
 class NttTables;
+struct InverseScale;
 namespace kernels {
 
 // Below this bound a prime qualifies for the IFMA (52-bit) kernels: lazy values in [0, 4q) < 2^52.
@@ -32,9 +33,9 @@ struct DotConstants {
 
 #define HECNN_KERNELS_DECLARE                                                                                  \
   /* Negacyclic NTT from in to out (in == out allowed, else no overlap). forward: of in[i] + add, each     \
-     below 4q; inverse: input in [0, 2q); outputs in [0, q). */                                                \
+     below 4q; inverse: input in [0, 2q), times scale's factor when given; outputs in [0, q). */                                                \
   void ntt_forward(const NttTables& t, const u64* in, u64* out, u64 add);                                      \
-  void ntt_inverse(const NttTables& t, const u64* in, u64* out);                                               \
+  void ntt_inverse(const NttTables& t, const u64* in, u64* out, const InverseScale* scale);                    \
   /* Element-wise, inputs in [0, q) unless noted; out may alias an input. */                                  \
   void add_mod(const u64* a, const u64* b, u64* out, std::size_t n, u64 q);                                    \
   void sub_mod(const u64* a, const u64* b, u64* out, std::size_t n, u64 q);                                    \
@@ -100,7 +101,9 @@ HECNN_KERNELS_DECLARE
 inline void ntt_forward(const NttTables& t, const u64* in, u64* out, u64 add) {
   HECNN_DISPATCH(ntt_forward, t, in, out, add)
 }
-inline void ntt_inverse(const NttTables& t, const u64* in, u64* out) { HECNN_DISPATCH(ntt_inverse, t, in, out) }
+inline void ntt_inverse(const NttTables& t, const u64* in, u64* out, const InverseScale* scale) {
+  HECNN_DISPATCH(ntt_inverse, t, in, out, scale)
+}
 inline void add_mod(const u64* a, const u64* b, u64* out, std::size_t n, u64 q) {
   HECNN_DISPATCH(add_mod, a, b, out, n, q)
 }

@@ -157,10 +157,11 @@ HECNN_TARGET void ntt_forward(const NttTables& tab, const u64* in, u64* a, u64 a
   small_stage<1, true, true>(o, T.fwd.data(), T.fwd_shoup.data(), a, a, 2 * m);
 }
 
-HECNN_TARGET void ntt_inverse(const NttTables& tab, const u64* in, u64* a) {
+HECNN_TARGET void ntt_inverse(const NttTables& tab, const u64* in, u64* a, const InverseScale* scale) {
   const std::size_t n = tab.n();
-  if (n < 8) return portable::ntt_inverse(tab, in, a);
+  if (n < 8) return portable::ntt_inverse(tab, in, a, scale);
   const auto& T = tab.tables();
+  const InverseScale S = scale ? *scale : unit_scale(T);
   const u64 q = tab.modulus().value;
   const Ops o{set1(q), set1(2 * q)};
   small_stage<1, false, false>(o, T.inv.data(), T.inv_shoup.data(), in, a, n >> 1);
@@ -179,7 +180,7 @@ HECNN_TARGET void ntt_inverse(const NttTables& tab, const u64* in, u64* a) {
       }
     }
   }
-  const __m256i ni = set1(T.n_inv), nis = set1(T.n_inv_shoup), lw = set1(T.last), lws = set1(T.last_shoup);
+  const __m256i ni = set1(S.n_inv), nis = set1(S.n_inv_shoup), lw = set1(S.last), lws = set1(S.last_shoup);
   u64* x = a;
   u64* y = a + t;
   for (std::size_t j = 0; j < t; j += 4) {

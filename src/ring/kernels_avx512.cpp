@@ -59,13 +59,14 @@ HECNN_TARGET void ntt_forward(const NttTables& t, const u64* in, u64* a, u64 add
   ntt_forward_avx512(o, t.tables().fwd.data(), t.tables().fwd_shoup.data(), in, a, n, add);
 }
 
-HECNN_TARGET void ntt_inverse(const NttTables& t, const u64* in, u64* a) {
+HECNN_TARGET void ntt_inverse(const NttTables& t, const u64* in, u64* a, const InverseScale* scale) {
   const std::size_t n = t.n();
-  if (n < 16) return portable::ntt_inverse(t, in, a);
+  if (n < 16) return portable::ntt_inverse(t, in, a, scale);
   const u64 q = t.modulus().value;
   const auto& T = t.tables();
+  const InverseScale S = scale ? *scale : unit_scale(T);
   const Ops64 o{set1(q), set1(2 * q)};
-  ntt_inverse_avx512(o, T.inv.data(), T.inv_shoup.data(), T.n_inv, T.n_inv_shoup, T.last, T.last_shoup, in, a, n);
+  ntt_inverse_avx512(o, T.inv.data(), T.inv_shoup.data(), S.n_inv, S.n_inv_shoup, S.last, S.last_shoup, in, a, n);
 }
 
 HECNN_TARGET void add_mod(const u64* a, const u64* b, u64* out, std::size_t n, u64 q) {

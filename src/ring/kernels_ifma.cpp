@@ -104,13 +104,14 @@ HECNN_TARGET void ntt_forward(const NttTables& t, const u64* in, u64* a, u64 add
   ntt_forward_avx512(o, t.tables().fwd.data(), t.tables().fwd_shoup52.data(), in, a, n, add);
 }
 
-HECNN_TARGET void ntt_inverse(const NttTables& t, const u64* in, u64* a) {
+HECNN_TARGET void ntt_inverse(const NttTables& t, const u64* in, u64* a, const InverseScale* scale) {
   const std::size_t n = t.n();
   const u64 q = t.modulus().value;
-  if (q >= kIfmaPrimeBound || n < 16) return avx512::ntt_inverse(t, in, a);
+  if (q >= kIfmaPrimeBound || n < 16) return avx512::ntt_inverse(t, in, a, scale);
   const auto& T = t.tables();
+  const InverseScale S = scale ? *scale : unit_scale(T);
   const Ops52 o(q);
-  ntt_inverse_avx512(o, T.inv.data(), T.inv_shoup52.data(), T.n_inv, T.n_inv_shoup52, T.last, T.last_shoup52, in, a, n);
+  ntt_inverse_avx512(o, T.inv.data(), T.inv_shoup52.data(), S.n_inv, S.n_inv_shoup52, S.last, S.last_shoup52, in, a, n);
 }
 
 void add_mod(const u64* a, const u64* b, u64* out, std::size_t n, u64 q) { avx512::add_mod(a, b, out, n, q); }

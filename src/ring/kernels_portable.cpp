@@ -39,9 +39,10 @@ void ntt_forward(const NttTables& tab, const u64* in, u64* a, u64 add) {
   }
 }
 
-void ntt_inverse(const NttTables& tab, const u64* in, u64* a) {
+void ntt_inverse(const NttTables& tab, const u64* in, u64* a, const InverseScale* scale) {
   if (in != a) std::memcpy(a, in, tab.n() * sizeof(u64));
   const auto& T = tab.tables();
+  const InverseScale S = scale ? *scale : unit_scale(T);
   const std::size_t n = tab.n();
   const u64 q = tab.modulus().value, two_q = 2 * q;
   std::size_t t = 1;
@@ -65,8 +66,8 @@ void ntt_inverse(const NttTables& tab, const u64* in, u64* a) {
   u64* y = a + t;
   for (std::size_t j = 0; j < t; ++j) {
     const u64 u = x[j], v = y[j];
-    x[j] = mul_shoup(u + v, T.n_inv, T.n_inv_shoup, q);
-    y[j] = mul_shoup(u - v + two_q, T.last, T.last_shoup, q);
+    x[j] = mul_shoup(u + v, S.n_inv, S.n_inv_shoup, q);
+    y[j] = mul_shoup(u - v + two_q, S.last, S.last_shoup, q);
   }
 }
 

@@ -51,6 +51,25 @@ NttTables::NttTables(u64 q, std::size_t n) : q_(q), n_(n) {
 }
 
 void NttTables::forward(const u64* in, u64* out, u64 add) const { kernels::ntt_forward(*this, in, out, add); }
-void NttTables::inverse(const u64* in, u64* out) const { kernels::ntt_inverse(*this, in, out); }
+void NttTables::inverse(const u64* in, u64* out) const { kernels::ntt_inverse(*this, in, out, nullptr); }
+
+void NttTables::inverse(const u64* in, u64* out, const InverseScale& scale) const {
+  kernels::ntt_inverse(*this, in, out, &scale);
+}
+
+InverseScale NttTables::inverse_scale(u64 c) const {
+  const u64 q = q_.value;
+  if (c >= q) throw Error("inverse NTT scale must be below the prime");
+  InverseScale s;
+  s.n_inv = q_.mul(t_.n_inv, c);
+  s.last = q_.mul(t_.last, c);
+  s.n_inv_shoup = shoup(s.n_inv, q);
+  s.last_shoup = shoup(s.last, q);
+  if (q < kernels::kIfmaPrimeBound) {
+    s.n_inv_shoup52 = shoup52(s.n_inv, q);
+    s.last_shoup52 = shoup52(s.last, q);
+  }
+  return s;
+}
 
 }  // namespace hecnn::ring

@@ -11,6 +11,14 @@
 
 namespace hecnn::ring {
 
+// The last inverse stage's constants: n^-1 and n^-1 psi^-brev(1), with their Shoup companions
+// (64-bit, and 52-bit for the IFMA kernels when q < 2^50). Scaled by c, the inverse transform also
+// multiplies its output by c, for free.
+struct InverseScale {
+  u64 n_inv = 0, n_inv_shoup = 0, n_inv_shoup52 = 0;
+  u64 last = 0, last_shoup = 0, last_shoup52 = 0;
+};
+
 class NttTables {
  public:
   NttTables(u64 q, std::size_t n);
@@ -29,6 +37,9 @@ class NttTables {
   // forward transforms in[i] + add (each below 4q): a constant offset costs nothing extra.
   void forward(const u64* in, u64* out, u64 add = 0) const;
   void inverse(const u64* in, u64* out) const;
+  // inverse, with the output multiplied by c mod q (constants from inverse_scale(c)).
+  void inverse(const u64* in, u64* out, const InverseScale& scale) const;
+  InverseScale inverse_scale(u64 c) const;
 
   // Twiddle tables for the kernels: psi^brev(k) and psi^-brev(k), with Shoup companions
   // floor(w 2^64 / q) and, when q < 2^50, floor(w 2^52 / q) for the IFMA kernels (else empty).
@@ -48,6 +59,11 @@ class NttTables {
   u64 psi_;
   Tables t_;
 };
+
+// The unscaled constants (a scale of 1).
+inline InverseScale unit_scale(const NttTables::Tables& t) {
+  return {t.n_inv, t.n_inv_shoup, t.n_inv_shoup52, t.last, t.last_shoup, t.last_shoup52};
+}
 
 inline std::uint32_t reverse_bits(std::uint32_t x, int bits) {
   std::uint32_t r = 0;

@@ -89,9 +89,16 @@ DivideRoundByP::DivideRoundByP(const std::vector<Modulus>& special, const std::v
 }
 
 void DivideRoundByP::prepare_special(std::size_t k, const NttTables& ntt_pk, u64* x, std::size_t n) const {
-  ntt_pk.inverse(x);
-  if (half_p_mod_p_[k] != 0) kernels::add_scalar_mod(x, half_p_mod_p_[k], x, n, ntt_pk.modulus().value);
-  conv_.scale_source(k, x, x, n);
+  // (INTT(x) + h) c = INTT(x) c + h c: the conversion's factor c rides on the transform's scaling.
+  const Modulus& p = ntt_pk.modulus();
+  const u64 c = conv_.source_scale(k);
+  if (c == 1) {
+    ntt_pk.inverse(x);
+  } else {
+    ntt_pk.inverse(x, x, ntt_pk.inverse_scale(c));
+  }
+  const u64 h = p.mul(half_p_mod_p_[k], c);
+  if (h != 0) kernels::add_scalar_mod(x, h, x, n, p.value);
 }
 
 void DivideRoundByP::finish_chain(std::size_t i, const NttTables& ntt_qi, const u64* const* y, const u64* x_i,

@@ -27,6 +27,8 @@ class BaseConverter {
   // Step 1, source limb i: y = x * (S/s_i)^-1 mod s_i (in == out allowed). The identity (skipped)
   // for a single source prime.
   void scale_source(std::size_t i, const u64* in, u64* out, std::size_t n) const;
+  // The factor scale_source multiplies source limb i by: (S/s_i)^-1 mod s_i, 1 for one prime.
+  u64 source_scale(std::size_t i) const { return source_.size() == 1 ? 1 : inv_hat_[i].w; }
   // Step 2, target t: out = sum_i y_i * (S/s_i) mod t_t from the step-1 limbs y, fully reduced.
   // With `lazy`, a single source prime below lazy_factor * t_t needs no work at all (its values are
   // then below lazy_factor * t_t, fit for NttTables::forward when lazy_factor <= 4): nothing is
