@@ -725,7 +725,6 @@ void Evaluator::relinearize_rescale(const Ciphertext& a, const RelinKeys& rk, Ci
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < tasks; ++t) {
     const std::size_t j = static_cast<std::size_t>(t);
-    const Modulus& m = ctx_->modulus(j);
     u64* const tmp = team.mine();
     u64* const ip[2] = {tmp, tmp + n};
     u64* const conv = tmp + 2 * n;
@@ -733,9 +732,8 @@ void Evaluator::relinearize_rescale(const Ciphertext& a, const RelinKeys& rk, Ci
     for (std::size_t poly = 0; poly < 2; ++poly) {
       const u64* y[17];
       for (std::size_t k = 0; k < S; ++k) y[k] = pbuf + (poly * S + k) * n;
-      u64* out = r.limb(poly, j);
-      ring::kernels::mul_scalar_mod(a.limb(poly, j), inv[j], out, n, m.value);
-      ks.mod_down_rescale.finish_chain(j, ctx_->ntt(j), y, ip[poly], out, true, conv, n);
+      ks.mod_down_rescale.finish_chain_plus(j, ctx_->ntt(j), y, ip[poly], a.limb(poly, j), inv[j], r.limb(poly, j),
+                                            conv, n);
     }
   }
 }

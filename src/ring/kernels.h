@@ -46,6 +46,9 @@ struct DotConstants {
   /* out = (x - y + c) * w mod q, or out += that when accumulate. */                                           \
   void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const MulConst& w, u64* out, std::size_t n, u64 q, \
                           bool accumulate);                                                                    \
+  /* out = (x - y) * w + z * v mod q, all inputs in [0, q). */                                                 \
+  void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v,  \
+                              u64* out, std::size_t n, u64 q);                                                 \
   /* out = a mod q for any 64-bit a. */                                                                        \
   void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulus& m);                                    \
   /* out = a mod q for any signed 64-bit a. */                                                                 \
@@ -120,6 +123,10 @@ inline void mul_scalar_mod(const u64* a, const MulConst& w, u64* out, std::size_
 inline void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const MulConst& w, u64* out, std::size_t n, u64 q,
                                bool accumulate) {
   HECNN_DISPATCH(sub_mul_scalar_mod, x, y, c, w, out, n, q, accumulate)
+}
+inline void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v,
+                                   u64* out, std::size_t n, u64 q) {
+  HECNN_DISPATCH(sub_mul_add_scalar_mod, x, y, w, z, v, out, n, q)
 }
 inline void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulus& m) {
   HECNN_DISPATCH(reduce_mod, a, out, n, m)

@@ -191,5 +191,13 @@ void dot_rows(const u64* w, std::size_t rows, const u64* const* src, std::size_t
   portable::dot_rows(w, rows, src, terms, len, dst, accumulate, m, c);
 }
 
+
+// Two passes on this level: z * v, then (x - y) * w added.
+void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v, u64* out,
+                            std::size_t n, u64 q) {
+  if (out == x || out == y) return portable::sub_mul_add_scalar_mod(x, y, w, z, v, out, n, q);
+  mul_scalar_mod(z, v, out, n, q);
+  sub_mul_scalar_mod(x, y, 0, w, out, n, q, true);
+}
 }  // namespace avx512
 }  // namespace hecnn::ring::kernels

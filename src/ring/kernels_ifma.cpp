@@ -148,6 +148,20 @@ HECNN_TARGET void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const Mu
   portable::sub_mul_scalar_mod(x + i, y + i, c, w, out + i, n - i, q, accumulate);
 }
 
+HECNN_TARGET void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v,
+                                         u64* out, std::size_t n, u64 q) {
+  if (q >= kIfmaPrimeBound) return avx512::sub_mul_add_scalar_mod(x, y, w, z, v, out, n, q);
+  const Ops52 o(q);
+  const __m512i vw = set1(w.w), vws = set1(shoup52(w.w, q)), vv = set1(v.w), vvs = set1(shoup52(v.w, q));
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i d = _mm512_sub_epi64(_mm512_add_epi64(load(x + i), o.q), load(y + i));  // < 2q
+    const __m512i s = _mm512_add_epi64(o.mul_lazy(d, vw, vws), o.mul_lazy(load(z + i), vv, vvs));  // < 4q
+    store(out + i, reduce_once(reduce_once(s, o.two_q), o.q));
+  }
+  portable::sub_mul_add_scalar_mod(x + i, y + i, w, z + i, v, out + i, n - i, q);
+}
+
 HECNN_TARGET void mul_mod(const u64* a, const u64* b, u64* out, std::size_t n, const Modulus& m) {
   if (m.value >= kIfmaPrimeBound) return avx512::mul_mod(a, b, out, n, m);
   const Barrett52 br(m.value);

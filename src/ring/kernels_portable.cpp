@@ -110,6 +110,14 @@ void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const MulConst& w, u6
   }
 }
 
+void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v, u64* out,
+                            std::size_t n, u64 q) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const u64 s = mul_shoup(x[i] + (q - y[i]), w.w, w.ws, q) + mul_shoup(z[i], v.w, v.ws, q);
+    out[i] = s >= q ? s - q : s;
+  }
+}
+
 void reduce_mod(const u64* a, u64* out, std::size_t n, const Modulus& m) {
   for (std::size_t i = 0; i < n; ++i) out[i] = m.reduce(a[i]);
 }

@@ -110,4 +110,11 @@ void DivideRoundByP::finish_chain(std::size_t i, const NttTables& ntt_qi, const 
   kernels::sub_mul_scalar_mod(x_i, tmp, 0, p_inv_[i], out, n, qi, accumulate);
 }
 
+void DivideRoundByP::finish_chain_plus(std::size_t i, const NttTables& ntt_qi, const u64* const* y, const u64* x_i,
+                                       const u64* z, const MulConst& v, u64* out, u64* tmp, std::size_t n) const {
+  const u64* c = conv_.to_target(y, i, tmp, n, true, 3);
+  ntt_qi.forward(c, tmp, offset_mod_q_[i]);
+  kernels::sub_mul_add_scalar_mod(x_i, tmp, p_inv_[i], z, v, out, n, ntt_qi.modulus().value);
+}
+
 }  // namespace hecnn::ring

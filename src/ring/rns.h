@@ -64,6 +64,9 @@ class DivideRoundByP {
   // q_i's tables and tmp n words of scratch. out may alias x_i.
   void finish_chain(std::size_t i, const NttTables& ntt_qi, const u64* const* y, const u64* x_i, u64* out,
                     bool accumulate, u64* tmp, std::size_t n) const;
+  // The same, writing out = (x_i - NTT(...)) * P^-1 + z * v (one pass for both terms).
+  void finish_chain_plus(std::size_t i, const NttTables& ntt_qi, const u64* const* y, const u64* x_i, const u64* z,
+                         const MulConst& v, u64* out, u64* tmp, std::size_t n) const;
 
  private:
   BaseConverter conv_;            // P -> q_0..q_l
