@@ -191,6 +191,74 @@ HECNN_TARGET inline void inv_first_three(const Ops& o, const u64* W, const u64* 
   }
 }
 
+// The last four forward stages (t = 8, 4, 2, 1) on 32-coefficient chunks [c0, c1): t = 8 pairs the
+// chunk's two 16-coefficient groups, then each group runs the last three stages, all in registers.
+template <class Ops>
+HECNN_TARGET inline void fwd_last_four(const Ops& o, const u64* W, const u64* WS, u64* a, std::size_t n,
+                                       std::size_t c0, std::size_t c1) {
+  const std::size_t m8 = n / 16, m4 = n / 8, m2 = n / 4, m1 = n / 2;
+  for (std::size_t c = c0; c < c1; ++c) {
+    u64* p = a + 32 * c;
+    __m512i v[4] = {_mm512_loadu_si512(p), _mm512_loadu_si512(p + 8), _mm512_loadu_si512(p + 16),
+                    _mm512_loadu_si512(p + 24)};
+    fwd_bfly(o, v[0], v[1], _mm512_set1_epi64(static_cast<long long>(W[m8 + 2 * c])),
+             _mm512_set1_epi64(static_cast<long long>(WS[m8 + 2 * c])));
+    fwd_bfly(o, v[2], v[3], _mm512_set1_epi64(static_cast<long long>(W[m8 + 2 * c + 1])),
+             _mm512_set1_epi64(static_cast<long long>(WS[m8 + 2 * c + 1])));
+    for (std::size_t h = 0; h < 2; ++h) {
+      const std::size_t cc = 2 * c + h;  // the 16-coefficient chunk
+      __m512i& v0 = v[2 * h];
+      __m512i& v1 = v[2 * h + 1];
+      __m512i X, Y;
+      split<4>(v0, v1, X, Y);
+      fwd_bfly(o, X, Y, twiddle_t4(W + m4 + 2 * cc), twiddle_t4(WS + m4 + 2 * cc));
+      merge<4>(X, Y, v0, v1);
+      split<2>(v0, v1, X, Y);
+      fwd_bfly(o, X, Y, twiddle_t2(W + m2 + 4 * cc), twiddle_t2(WS + m2 + 4 * cc));
+      merge<2>(X, Y, v0, v1);
+      split<1>(v0, v1, X, Y);
+      fwd_bfly(o, X, Y, twiddle_t1(W + m1 + 8 * cc), twiddle_t1(WS + m1 + 8 * cc));
+      X = reduce_once(reduce_once(X, o.two_q), o.q);
+      Y = reduce_once(reduce_once(Y, o.two_q), o.q);
+      merge<1>(X, Y, v0, v1);
+    }
+    for (std::size_t k = 0; k < 4; ++k) _mm512_storeu_si512(p + 8 * k, v[k]);
+  }
+}
+
+// The first four inverse stages (t = 1, 2, 4, 8) on 32-coefficient chunks [c0, c1), reading src.
+template <class Ops>
+HECNN_TARGET inline void inv_first_four(const Ops& o, const u64* W, const u64* WS, const u64* src, u64* a,
+                                        std::size_t n, std::size_t c0, std::size_t c1) {
+  const std::size_t h1 = n / 2, h2 = n / 4, h4 = n / 8, h8 = n / 16;
+  for (std::size_t c = c0; c < c1; ++c) {
+    const u64* s = src + 32 * c;
+    __m512i v[4] = {_mm512_loadu_si512(s), _mm512_loadu_si512(s + 8), _mm512_loadu_si512(s + 16),
+                    _mm512_loadu_si512(s + 24)};
+    for (std::size_t h = 0; h < 2; ++h) {
+      const std::size_t cc = 2 * c + h;
+      __m512i& v0 = v[2 * h];
+      __m512i& v1 = v[2 * h + 1];
+      __m512i X, Y;
+      split<1>(v0, v1, X, Y);
+      inv_bfly(o, X, Y, twiddle_t1(W + h1 + 8 * cc), twiddle_t1(WS + h1 + 8 * cc));
+      merge<1>(X, Y, v0, v1);
+      split<2>(v0, v1, X, Y);
+      inv_bfly(o, X, Y, twiddle_t2(W + h2 + 4 * cc), twiddle_t2(WS + h2 + 4 * cc));
+      merge<2>(X, Y, v0, v1);
+      split<4>(v0, v1, X, Y);
+      inv_bfly(o, X, Y, twiddle_t4(W + h4 + 2 * cc), twiddle_t4(WS + h4 + 2 * cc));
+      merge<4>(X, Y, v0, v1);
+    }
+    inv_bfly(o, v[0], v[1], _mm512_set1_epi64(static_cast<long long>(W[h8 + 2 * c])),
+             _mm512_set1_epi64(static_cast<long long>(WS[h8 + 2 * c])));
+    inv_bfly(o, v[2], v[3], _mm512_set1_epi64(static_cast<long long>(W[h8 + 2 * c + 1])),
+             _mm512_set1_epi64(static_cast<long long>(WS[h8 + 2 * c + 1])));
+    u64* p = a + 32 * c;
+    for (std::size_t k = 0; k < 4; ++k) _mm512_storeu_si512(p + 8 * k, v[k]);
+  }
+}
+
 // Inverse stage (h groups, distance t >= 8), groups [g0, g1).
 template <class Ops>
 HECNN_TARGET inline void inv_stage(const Ops& o, const u64* W, const u64* WS, u64* a, std::size_t h, std::size_t t,
@@ -274,6 +342,7 @@ HECNN_TARGET void ntt_forward_avx512(const Ops& o, const u64* W, const u64* WS, 
     std::size_t mm = m, tt = t;
     bool f = first;
     while (tt >= 8) {
+      if (tt == 8 && !f && n >= 32) break;  // t = 8 runs with the last three
       const std::size_t g0 = b0 / (2 * tt), g1 = (b0 + B) / (2 * tt);
       if (tt >= 16) {
         fwd_stage_pair(o, W, WS, f ? src : a, a, mm, tt, g0, g1, vadd, f);
@@ -286,7 +355,11 @@ HECNN_TARGET void ntt_forward_avx512(const Ops& o, const u64* W, const u64* WS, 
       }
       f = false;
     }
-    fwd_last_three(o, W, WS, a, n, b0 / 16, (b0 + B) / 16);
+    if (tt == 8) {
+      fwd_last_four(o, W, WS, a, n, b0 / 32, (b0 + B) / 32);
+    } else {
+      fwd_last_three(o, W, WS, a, n, b0 / 16, (b0 + B) / 16);
+    }
   }
 }
 
@@ -297,8 +370,13 @@ HECNN_TARGET void ntt_inverse_avx512(const Ops& o, const u64* W, const u64* WS, 
   // Stages whose groups fit in a block (2t <= B), but the last: block by block.
   std::size_t t0 = 8;
   for (std::size_t b0 = 0; b0 < n; b0 += B) {
-    inv_first_three(o, W, WS, src, a, n, b0 / 16, (b0 + B) / 16);
     std::size_t t = 8;
+    if (n >= 64) {  // t = 8 with the first three (t = 8 is then not the last stage)
+      inv_first_four(o, W, WS, src, a, n, b0 / 32, (b0 + B) / 32);
+      t = 16;
+    } else {
+      inv_first_three(o, W, WS, src, a, n, b0 / 16, (b0 + B) / 16);
+    }
     while (2 * t <= B && t < n / 2) {
       if (4 * t <= B && 2 * t < n / 2) {
         inv_stage_pair(o, W, WS, a, n / (2 * t), t, b0 / (4 * t), (b0 + B) / (4 * t));
