@@ -256,6 +256,17 @@ TEST_P(Ckks, MultiplyPlainAndConstants) {
     EXPECT_TRUE(std::equal(out.poly(0), out.poly(0) + 2 * out.limbs() * e.ctx->n(), in_place.poly(0)));
     expect_error_mentioning([&] { e.ev->multiply_const(out, 1.0, 2.0, cx.level(), out); },
                             "multiply_const: target level");
+    // Scaled and added in one pass: word for word the product then the sum, into a product of 3
+    // components; a scale that does not match is refused.
+    Ciphertext acc = e.ev->multiply(cx, cx), want_acc = acc, term;
+    const double cs = acc.scale() / cx.scale();
+    e.ev->multiply_const(cx, -0.625, cs, acc.level(), term);
+    term.set_scale(acc.scale());
+    e.ev->add_inplace(want_acc, term);
+    e.ev->multiply_const_add_inplace(acc, cx, -0.625, cs);
+    EXPECT_TRUE(std::equal(acc.poly(0), acc.poly(0) + 3 * acc.limbs() * e.ctx->n(), want_acc.poly(0)));
+    expect_error_mentioning([&] { e.ev->multiply_const_add_inplace(acc, cx, 1.0, 2.0); },
+                            "multiply_const_add: scales differ");
     // Squares out of place equal squares in place.
     Ciphertext sq_in = cx, sq_out;
     e.ev->square_inplace(sq_in);

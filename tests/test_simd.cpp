@@ -181,6 +181,7 @@ TEST_P(SimdLevels, ElementwiseKernelsMatchPortable) {
       u64* acc = out();
       std::copy(c.begin(), c.end(), acc);
       kernels::sub_mul_scalar_mod(a.data(), b.data(), s, w, acc, n, qv, true);
+      kernels::mul_scalar_add_mod(a.data(), w, c.data(), out(), n, qv);
       kernels::sub_mul_add_scalar_mod(a.data(), b.data(), w, c.data(), MulConst(s, qv), out(), n, qv);
       kernels::reduce_mod(wide.data(), out(), n, m);
       kernels::reduce_signed_mod(signed_wide.data(), out(), n, m);

@@ -151,11 +151,10 @@ class Engine {
       const double c = p[static_cast<std::size_t>(i)];
       if (c == 0) continue;
       const Value& t = power(i);
-      Value term = be_.scaled(t, c, raw_level, raw_scale / be_.scale(t));
       if (have) {
-        be_.add(acc, term);
+        be_.add_scaled(acc, t, c, raw_scale / be_.scale(t));
       } else {
-        acc = std::move(term);
+        acc = be_.scaled(t, c, raw_level, raw_scale / be_.scale(t));
         have = true;
       }
     }
@@ -174,7 +173,14 @@ class Engine {
       if (r[0] != 0) be_.add_const(prod, r[0]);
       be_.rescale_product(prod, relin);
     } else if (leafable(r, raw_level)) {
-      be_.add(prod, combine_raw(r, raw_level, be_.scale(prod)));
+      // r's terms straight into the product, each scaled to land at its scale.
+      for (int i = 1; i <= degree_of(r); ++i) {
+        const double c = r[static_cast<std::size_t>(i)];
+        if (c == 0) continue;
+        const Value& t = power(i);
+        be_.add_scaled(prod, t, c, be_.scale(prod) / be_.scale(t));
+      }
+      if (r[0] != 0) be_.add_const(prod, r[0]);
       be_.rescale_product(prod, relin);
     } else {
       be_.rescale_product(prod, relin);
@@ -259,6 +265,9 @@ class CiphertextBackend {
   void add_const(Value& v, double c) const { ev_.add_const_inplace(v, c); }
   void add(Value& a, const Value& b) const { ev_.add_inplace(a, b); }
   void sub(Value& a, const Value& b) const { ev_.sub_inplace(a, b); }
+  void add_scaled(Value& acc, const Value& v, double c, double const_scale) const {
+    ev_.multiply_const_add_inplace(acc, v, c, const_scale);
+  }
   Value scaled(const Value& v, double c, int level, double const_scale) const {
     Value r;
     ev_.multiply_const(v, c, const_scale, static_cast<std::size_t>(level), r);
@@ -302,6 +311,9 @@ class DoubleBackend {
   void add(Value& a, const Value& b) const {
     check(a, b);
     a.v += b.v;
+  }
+  void add_scaled(Value& acc, const Value& v, double c, double const_scale) const {
+    add(acc, scaled(v, c, acc.level, const_scale));
   }
   void sub(Value& a, const Value& b) const {
     check(a, b);

@@ -372,6 +372,31 @@ void Evaluator::multiply_const(const Ciphertext& a, double c, double const_scale
   }
 }
 
+void Evaluator::multiply_const_add_inplace(Ciphertext& acc, const Ciphertext& a, double c, double const_scale) const {
+  check(acc);
+  check(a);
+  const std::size_t level = acc.level();
+  if (a.level() < level) throw Error("multiply_const_add: the term is below the accumulator's level");
+  if (a.size() > acc.size() || a.slots() != acc.slots()) throw Error("multiply_const_add: the operands differ in size or slots");
+  if (!(const_scale >= 1.0) || !std::isfinite(const_scale)) throw Error("multiply_const: scale must be >= 1");
+  if (!std::isfinite(c)) throw Error("multiply_const: constant is not finite");
+  if (!scales_match(acc.scale(), a.scale() * const_scale)) {
+    throw Error("multiply_const_add: scales differ (" + scale_str(acc.scale()) + " vs " + scale_str(a.scale() * const_scale) + ")");
+  }
+  const double v = c * const_scale;
+  const std::size_t limbs = level + 1, n = ctx_->n();
+  std::vector<MulConst> w(limbs);
+  for (std::size_t i = 0; i < limbs; ++i) {
+    w[i] = MulConst(detail::double_to_residue(v, ctx_->modulus(i)), ctx_->modulus(i).value);
+  }
+  const long count = static_cast<long>(a.size() * limbs);
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < count; ++t) {
+    const std::size_t k = static_cast<std::size_t>(t) / limbs, i = static_cast<std::size_t>(t) % limbs;
+    ring::kernels::mul_scalar_add_mod(a.limb(k, i), w[i], acc.limb(k, i), acc.limb(k, i), n, ctx_->modulus(i).value);
+  }
+}
+
 void Evaluator::multiply_integer_inplace(Ciphertext& a, std::int64_t c) const {
   check(a);
   std::vector<MulConst> w(a.limbs());

@@ -67,6 +67,9 @@ class Evaluator {
   // out = a, dropped to `level` (at most a's), times c as multiply_const_inplace does (const_scale 0:
   // the prime at `level`), in one pass over the kept limbs; out may be a.
   void multiply_const(const Ciphertext& a, double c, double const_scale, std::size_t level, Ciphertext& out) const;
+  // acc += a * round(c * const_scale), over acc's level (a at that level or above, acc of at least
+  // a's size), in one pass; acc's scale must equal a's times const_scale (to 1e-9 relative).
+  void multiply_const_add_inplace(Ciphertext& acc, const Ciphertext& a, double c, double const_scale) const;
   // Multiplies by an integer; the scale is unchanged.
   void multiply_integer_inplace(Ciphertext& a, std::int64_t c) const;
 

@@ -46,6 +46,8 @@ struct DotConstants {
   /* out = (x - y + c) * w mod q, or out += that when accumulate. */                                           \
   void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const MulConst& w, u64* out, std::size_t n, u64 q, \
                           bool accumulate);                                                                    \
+  /* out = b + a * w mod q, a and b in [0, q); out may alias b. */                                             \
+  void mul_scalar_add_mod(const u64* a, const MulConst& w, const u64* b, u64* out, std::size_t n, u64 q);      \
   /* out = (x - y) * w + z * v mod q, all inputs in [0, q). */                                                 \
   void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v,  \
                               u64* out, std::size_t n, u64 q);                                                 \
@@ -123,6 +125,9 @@ inline void mul_scalar_mod(const u64* a, const MulConst& w, u64* out, std::size_
 inline void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const MulConst& w, u64* out, std::size_t n, u64 q,
                                bool accumulate) {
   HECNN_DISPATCH(sub_mul_scalar_mod, x, y, c, w, out, n, q, accumulate)
+}
+inline void mul_scalar_add_mod(const u64* a, const MulConst& w, const u64* b, u64* out, std::size_t n, u64 q) {
+  HECNN_DISPATCH(mul_scalar_add_mod, a, w, b, out, n, q)
 }
 inline void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v,
                                    u64* out, std::size_t n, u64 q) {

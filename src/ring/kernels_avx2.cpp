@@ -295,6 +295,10 @@ void dot_rows(const u64* w, std::size_t rows, const u64* const* src, std::size_t
 }
 
 
+void mul_scalar_add_mod(const u64* a, const MulConst& w, const u64* b, u64* out, std::size_t n, u64 q) {
+  portable::mul_scalar_add_mod(a, w, b, out, n, q);
+}
+
 // Two passes on this level: z * v, then (x - y) * w added.
 void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v, u64* out,
                             std::size_t n, u64 q) {

@@ -148,6 +148,18 @@ HECNN_TARGET void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const Mu
   portable::sub_mul_scalar_mod(x + i, y + i, c, w, out + i, n - i, q, accumulate);
 }
 
+HECNN_TARGET void mul_scalar_add_mod(const u64* a, const MulConst& w, const u64* b, u64* out, std::size_t n, u64 q) {
+  if (q >= kIfmaPrimeBound) return avx512::mul_scalar_add_mod(a, w, b, out, n, q);
+  const Ops52 o(q);
+  const __m512i vw = set1(w.w), vws = set1(shoup52(w.w, q));
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i s = _mm512_add_epi64(load(b + i), o.mul_lazy(load(a + i), vw, vws));  // < 3q
+    store(out + i, reduce_once(reduce_once(s, o.two_q), o.q));
+  }
+  portable::mul_scalar_add_mod(a + i, w, b + i, out + i, n - i, q);
+}
+
 HECNN_TARGET void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v,
                                          u64* out, std::size_t n, u64 q) {
   if (q >= kIfmaPrimeBound) return avx512::sub_mul_add_scalar_mod(x, y, w, z, v, out, n, q);

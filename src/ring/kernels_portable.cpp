@@ -110,6 +110,13 @@ void sub_mul_scalar_mod(const u64* x, const u64* y, u64 c, const MulConst& w, u6
   }
 }
 
+void mul_scalar_add_mod(const u64* a, const MulConst& w, const u64* b, u64* out, std::size_t n, u64 q) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const u64 s = b[i] + mul_shoup(a[i], w.w, w.ws, q);
+    out[i] = s >= q ? s - q : s;
+  }
+}
+
 void sub_mul_add_scalar_mod(const u64* x, const u64* y, const MulConst& w, const u64* z, const MulConst& v, u64* out,
                             std::size_t n, u64 q) {
   for (std::size_t i = 0; i < n; ++i) {
