@@ -183,13 +183,13 @@ void CkksEncoder::encode(std::span<const std::complex<double>> values, double sc
   encode(values, scale, level, out, {});
 }
 
-void CkksEncoder::encode(std::span<const std::complex<double>> values, double scale, std::size_t level, Plaintext& out,
-                         std::span<const std::int64_t> noise) const {
+std::vector<double> CkksEncoder::slot_coeffs(std::span<const std::complex<double>> values, double scale,
+                                             std::size_t level, std::size_t& slots) const {
   if (level > ctx_->max_level()) {
     throw Error("encode level " + std::to_string(level) + " exceeds the top level " + std::to_string(ctx_->max_level()));
   }
   if (!(scale >= 1.0) || !std::isfinite(scale)) throw Error("encoding scale must be a finite number >= 1");
-  const std::size_t slots = slot_count_for(values.size(), max_slots());
+  slots = slot_count_for(values.size(), max_slots());
   std::vector<std::complex<double>> v(slots, {0.0, 0.0});
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i].real()) || !std::isfinite(values[i].imag())) {
@@ -203,7 +203,35 @@ void CkksEncoder::encode(std::span<const std::complex<double>> values, double sc
     coeffs[i] = v[i].real();
     coeffs[slots + i] = v[i].imag();
   }
-  encode_coeffs(coeffs, slots, scale, level, slots, out, noise);
+  return coeffs;
+}
+
+void CkksEncoder::encode(std::span<const std::complex<double>> values, double scale, std::size_t level, Plaintext& out,
+                         std::span<const std::int64_t> noise) const {
+  std::size_t slots = 0;
+  const std::vector<double> coeffs = slot_coeffs(values, scale, level, slots);
+  check_noise(noise);
+  out.reset(ctx_->n(), level, slots, scale);
+  encode_coeffs(coeffs, slots, scale, level, out.data(), noise);
+}
+
+std::size_t CkksEncoder::encode_to(std::span<const double> values, double scale, std::size_t level,
+                                   std::span<const std::int64_t> noise, u64* dst) const {
+  const std::vector<std::complex<double>> c(values.begin(), values.end());
+  std::size_t slots = 0;
+  const std::vector<double> coeffs = slot_coeffs(c, scale, level, slots);
+  check_noise(noise);
+  encode_coeffs(coeffs, slots, scale, level, dst, noise);
+  return slots;
+}
+
+void CkksEncoder::check_noise(std::span<const std::int64_t> noise) const {
+  if (!noise.empty() && noise.size() != ctx_->n()) throw Error("encode: the noise must have one integer per coefficient");
+  // Noise below 2^40 in magnitude keeps a sum with a value below 2^62 within 64 bits.
+  constexpr std::int64_t kNoiseBound = std::int64_t{1} << 40;
+  for (std::int64_t e : noise) {
+    if (e >= kNoiseBound || e <= -kNoiseBound) throw Error("encode: noise beyond 2^40");
+  }
 }
 
 void CkksEncoder::encode(std::span<const double> values, double scale, std::size_t level, Plaintext& out) const {
@@ -212,7 +240,6 @@ void CkksEncoder::encode(std::span<const double> values, double scale, std::size
 
 void CkksEncoder::encode(std::span<const double> values, double scale, std::size_t level, Plaintext& out,
                          std::span<const std::int64_t> noise) const {
-  if (!noise.empty() && noise.size() != ctx_->n()) throw Error("encode: the noise must have one integer per coefficient");
   std::vector<std::complex<double>> c(values.begin(), values.end());
   encode(std::span<const std::complex<double>>(c), scale, level, out, noise);
 }
@@ -230,7 +257,7 @@ Plaintext CkksEncoder::encode(std::span<const std::complex<double>> values, doub
 }
 
 void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t half, double scale, std::size_t level,
-                                std::size_t slots, Plaintext& out, std::span<const std::int64_t> noise) const {
+                                u64* dst, std::span<const std::int64_t> noise) const {
   const std::size_t n = ctx_->n(), gap = (n / 2) / half;
   // Scaled, rounded coefficient values; check they fit below Q_level / 2.
   std::vector<double> scaled(coeffs.size());
@@ -247,13 +274,7 @@ void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t h
                 " but the modulus at level " + std::to_string(level) + " has " + std::to_string(static_cast<int>(log_q)) +
                 " bits; lower the scale or encode at a higher level");
   }
-  out.reset(n, level, slots, scale);
   const long limbs = static_cast<long>(level + 1);
-  // Noise below 2^40 in magnitude keeps a sum with a value below 2^62 within 64 bits.
-  constexpr std::int64_t kNoiseBound = std::int64_t{1} << 40;
-  for (std::int64_t e : noise) {
-    if (e >= kNoiseBound || e <= -kNoiseBound) throw Error("encode: noise beyond 2^40");
-  }
   if (max_abs < 0x1p62) {
     // Every coefficient as a signed 64-bit integer once (zero in the gaps, plus the noise), then one
     // vectorized reduction and one NTT per prime.
@@ -270,7 +291,7 @@ void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t h
 #pragma omp parallel for schedule(static) if (limbs > 1)
     for (long i = 0; i < limbs; ++i) {
       const std::size_t ii = static_cast<std::size_t>(i);
-      u64* o = out.limb(ii);
+      u64* o = dst + ii * n;
       ring::kernels::reduce_signed_mod(ints.data(), o, n, ctx_->modulus(ii));
       ctx_->ntt(ii).forward(o);
     }
@@ -279,8 +300,12 @@ void CkksEncoder::encode_coeffs(const std::vector<double>& coeffs, std::size_t h
 #pragma omp parallel for schedule(static) if (limbs > 1)
   for (long i = 0; i < limbs; ++i) {
     const Modulus& m = ctx_->modulus(static_cast<std::size_t>(i));
-    u64* o = out.limb(static_cast<std::size_t>(i));
-    if (!noise.empty()) ring::kernels::reduce_signed_mod(noise.data(), o, n, m);
+    u64* o = dst + static_cast<std::size_t>(i) * n;
+    if (noise.empty()) {
+      std::fill(o, o + n, u64{0});
+    } else {
+      ring::kernels::reduce_signed_mod(noise.data(), o, n, m);
+    }
     for (std::size_t j = 0; j < half; ++j) {
       o[j * gap] = m.add(o[j * gap], detail::double_to_residue(scaled[j], m));
       o[n / 2 + j * gap] = m.add(o[n / 2 + j * gap], detail::double_to_residue(scaled[half + j], m));

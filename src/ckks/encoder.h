@@ -30,6 +30,10 @@ class CkksEncoder {
               std::span<const std::int64_t> noise) const;
   void encode(std::span<const std::complex<double>> values, double scale, std::size_t level, Plaintext& out,
               std::span<const std::int64_t> noise) const;
+  // The same into level + 1 limbs of n words at dst (a ciphertext's component, for the encryptor);
+  // returns the slot count.
+  std::size_t encode_to(std::span<const double> values, double scale, std::size_t level,
+                        std::span<const std::int64_t> noise, u64* dst) const;
   Plaintext encode(std::span<const double> values, double scale) const;
   Plaintext encode(std::span<const std::complex<double>> values, double scale) const;
 
@@ -40,8 +44,13 @@ class CkksEncoder {
  private:
   void embed_inverse(std::vector<std::complex<double>>& v) const;  // slots -> coefficients
   void embed(std::vector<std::complex<double>>& v) const;          // coefficients -> slots
+  // Coefficient values (real parts, then imaginary parts) of the slot values, checked.
+  std::vector<double> slot_coeffs(std::span<const std::complex<double>> values, double scale, std::size_t level,
+                                  std::size_t& slots) const;
+  void check_noise(std::span<const std::int64_t> noise) const;
+  // Writes the level + 1 limbs (NTT form) at dst.
   void encode_coeffs(const std::vector<double>& coeffs, std::size_t gap_count, double scale, std::size_t level,
-                     std::size_t slots, Plaintext& out, std::span<const std::int64_t> noise = {}) const;
+                     u64* dst, std::span<const std::int64_t> noise = {}) const;
 
   struct Crt {  // CRT reconstruction at one level
     std::vector<u64> q;                 // Q_l, little-endian words

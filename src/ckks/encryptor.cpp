@@ -40,6 +40,12 @@ Encryptor::Encryptor(ContextPtr ctx, const SecretKey& sk) : ctx_(std::move(ctx))
       sk.ntt.size() != (ctx_->chain_size() + ctx_->special_count()) * ctx_->n()) {
     throw Error("secret key was made for other parameters");
   }
+  neg_sk_.emplace();
+  const std::size_t n = ctx_->n(), L = ctx_->chain_size();
+  neg_sk_->ntt.resize(L * n);
+  for (std::size_t i = 0; i < L; ++i) {
+    ring::kernels::neg_mod(sk.ntt.data() + i * n, neg_sk_->ntt.data() + i * n, n, ctx_->modulus(i).value);
+  }
 }
 
 void Encryptor::encrypt(const Plaintext& pt, Ciphertext& out) const {
@@ -107,19 +113,12 @@ void Encryptor::finish_secret(Ciphertext& out) const {
   const Seed seed = random_seed();
   expand_symmetric_a(*ctx_, seed, level, out.poly(1));
   const long count = static_cast<long>(limbs);
-  const ring::TeamScratch team(n);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < count; ++i) {
     const std::size_t ii = static_cast<std::size_t>(i);
-    const Modulus& m = ctx_->modulus(ii);
-    const u64* s = sk_->ntt.data() + ii * n;
-    const u64* a = out.limb(1, ii);
     u64* c0 = out.limb(0, ii);
     // c0 - a*s as c0 + a*(q - s).
-    u64* neg_s = team.mine();
-    ring::kernels::neg_mod(s, neg_s, n, m.value);
-    ring::kernels::mul_add_mod(a, neg_s, c0, c0, n, m);
-    wipe(neg_s, n * sizeof(u64));
+    ring::kernels::mul_add_mod(out.limb(1, ii), neg_sk_->ntt.data() + ii * n, c0, c0, n, ctx_->modulus(ii));
   }
   out.set_seed(seed);
 }
@@ -133,16 +132,17 @@ void Encryptor::encrypt(const CkksEncoder& encoder, std::span<const double> valu
     return;
   }
   const std::size_t n = ctx_->n();
+  if (level > ctx_->max_level()) {
+    throw Error("encode level " + std::to_string(level) + " exceeds the top level " + std::to_string(ctx_->max_level()));
+  }
   Prng noise = Prng::fresh();
   WipedVector<std::int64_t> e(n);
   sample_gaussian(noise, n, e.data());
-  // Message plus noise in one transform, copied into component 0; the plaintext is wiped (with the
-  // noise, it would give away a * s).
-  Plaintext pt;
-  encoder.encode(values, scale, level, pt, e);
-  out.reset(n, pt.level(), 2, pt.slots(), pt.scale());
-  std::memcpy(out.poly(0), pt.data(), pt.word_count() * sizeof(u64));
-  wipe(pt.data(), pt.word_count() * sizeof(u64));
+  // Message plus noise in one transform, straight into component 0 (where the encryption turns it
+  // into c0 = m + e - a s).
+  out.reset(n, level, 2, 1, scale);
+  const std::size_t slots = encoder.encode_to(values, scale, level, e, out.poly(0));
+  out.reset(n, level, 2, slots, scale);  // same size: the storage and component 0 stay
   finish_secret(out);
 }
 

@@ -38,6 +38,7 @@ class Encryptor {
   ContextPtr ctx_;
   std::optional<PublicKey> pk_;
   std::optional<SecretKey> sk_;
+  std::optional<SecretKey> neg_sk_;  // -s over the chain primes (NTT form), wiped with the object
 };
 
 // Recomputes component 1 of a seeded symmetric ciphertext (deserialization).
