@@ -99,6 +99,13 @@ CkksEncoder::CkksEncoder(ContextPtr ctx) : ctx_(std::move(ctx)) {
     rot_group_[j] = g;
     g = (g * 5) % m;
   }
+  // The inverse embedding's twiddle of butterfly j in a stage of half-length h (h = 1 .. n/4), at
+  // h - 1 + j: it depends on h and j only, not on the slot count.
+  inv_twiddles_.resize(n / 2 > 1 ? n / 2 - 1 : 1);
+  for (std::size_t h = 1; 2 * h <= n / 2; h <<= 1) {
+    const std::size_t lenq = 8 * h, stride = m / lenq;
+    for (std::size_t j = 0; j < h; ++j) inv_twiddles_[h - 1 + j] = roots_[(lenq - (rot_group_[j] % lenq)) * stride];
+  }
   const std::size_t L = ctx_->chain_size();
   crt_.resize(L);
   for (std::size_t l = 0; l < L; ++l) {
@@ -129,23 +136,24 @@ CkksEncoder::CkksEncoder(ContextPtr ctx) : ctx_(std::move(ctx)) {
 // Both transforms work on interleaved (re, im) doubles with explicit arithmetic: std::complex's
 // operator* carries NaN/infinity recovery branches that keep the loops from vectorizing.
 void CkksEncoder::embed_inverse(std::vector<std::complex<double>>& v) const {
-  const std::size_t size = v.size(), m = 2 * ctx_->n();
+  const std::size_t size = v.size();
   double* const d = reinterpret_cast<double*>(v.data());
-  const double* const roots = reinterpret_cast<const double*>(roots_.data());
   for (std::size_t len = size; len >= 2; len >>= 1) {
-    const std::size_t lenh = len >> 1, lenq = len << 2, stride = m / lenq;
-    for (std::size_t j = 0; j < lenh; ++j) {
-      const std::size_t idx = (lenq - (rot_group_[j] % lenq)) * stride;
-      const double wr = roots[2 * idx], wi = roots[2 * idx + 1];
-      for (std::size_t i = 0; i < size; i += len) {
-        double* x = d + 2 * (i + j);
-        double* y = d + 2 * (i + j + lenh);
-        const double ur = x[0], ui = x[1], vr = y[0], vi = y[1];
-        x[0] = ur + vr;
-        x[1] = ui + vi;
+    const std::size_t lenh = len >> 1;
+    // This stage's twiddles, in order (see inv_twiddles_): the butterflies of a block run over
+    // contiguous data and twiddles.
+    const double* const w = reinterpret_cast<const double*>(inv_twiddles_.data() + (lenh - 1));
+    for (std::size_t i = 0; i < size; i += len) {
+      double* const x = d + 2 * i;
+      double* const y = d + 2 * (i + lenh);
+      for (std::size_t j = 0; j < lenh; ++j) {
+        const double ur = x[2 * j], ui = x[2 * j + 1], vr = y[2 * j], vi = y[2 * j + 1];
+        const double wr = w[2 * j], wi = w[2 * j + 1];
+        x[2 * j] = ur + vr;
+        x[2 * j + 1] = ui + vi;
         const double tr = ur - vr, ti = ui - vi;
-        y[0] = tr * wr - ti * wi;
-        y[1] = tr * wi + ti * wr;
+        y[2 * j] = tr * wr - ti * wi;
+        y[2 * j + 1] = tr * wi + ti * wr;
       }
     }
   }

@@ -62,6 +62,7 @@ class CkksEncoder {
   ContextPtr ctx_;
   std::vector<std::complex<double>> roots_;  // exp(2 pi i j / 2N), j = 0..2N
   std::vector<std::size_t> rot_group_;       // 5^j mod 2N
+  std::vector<std::complex<double>> inv_twiddles_;  // embed_inverse's, stage by stage
   std::vector<Crt> crt_;
 };
 
