@@ -495,7 +495,7 @@ void Evaluator::align_inplace(Ciphertext& a, Ciphertext& b) const {
 
 // ---- key switching ----
 
-u64* Evaluator::mod_up(const u64* poly, std::size_t level, const std::uint32_t* perm) const {
+u64* Evaluator::mod_up(const u64* poly, std::size_t level, const std::uint32_t* perm, bool skip_own) const {
   const std::size_t n = ctx_->n(), limbs = level + 1, K = ctx_->special_count(), L = ctx_->chain_size();
   const std::size_t ext = limbs + K, alpha = ctx_->params().digit_size();
   const KeySwitchLevel& ks = ctx_->key_switch(level);
@@ -539,7 +539,7 @@ u64* Evaluator::mod_up(const u64* poly, std::size_t level, const std::uint32_t* 
     const std::size_t lo = d * alpha, hi = std::min(limbs, lo + alpha);
     u64* out = digits + (d * ext + j) * n;
     if (j >= lo && j < hi) {
-      if (!perm) std::memcpy(out, poly + j * n, n * sizeof(u64));  // with perm, written above
+      if (!perm && !skip_own) std::memcpy(out, poly + j * n, n * sizeof(u64));  // with perm, written above
       continue;
     }
     const u64* y[64];
@@ -691,15 +691,18 @@ void Evaluator::relinearize_rescale(const Ciphertext& a, const RelinKeys& rk, Ci
   const KeySwitchKey& key = rk.key;
   check_key(key, l, D);
   const std::size_t key_chain = key.chain ? key.chain : L;
-  const u64* const digits = mod_up(a.poly(2), l);
-  // Inner product of extended limb j (q_0..q_l, then p_0..p_K-1), coefficients [c0, c0 + len).
+  const u64* const digits = mod_up(a.poly(2), l, nullptr, true);
+  const std::size_t alpha = ctx_->params().digit_size();
+  // Inner product of extended limb j (q_0..q_l, then p_0..p_K-1), coefficients [c0, c0 + len). A
+  // digit's own limbs are c2's (mod_up did not copy them).
   auto inner = [&](std::size_t j, std::size_t c0, std::size_t len, u64* r0, u64* r1) {
     const std::size_t ki = ext_key_index(l, key_chain, j);
     const u64* x[64];
     const u64* b[64];
     const u64* ka[64];
     for (std::size_t d = 0; d < D; ++d) {
-      x[d] = digits + (d * ext + j) * n + c0;
+      const bool own = j <= l && j / alpha == d;
+      x[d] = (own ? a.poly(2) + j * n : digits + (d * ext + j) * n) + c0;
       b[d] = key.b[d].data() + ki * n + c0;
       ka[d] = key.a[d].data() + ki * n + c0;
     }

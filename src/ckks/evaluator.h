@@ -136,7 +136,8 @@ class Evaluator {
   // With perm, decomposes poly o perm (a Galois automorphism, a permutation in NTT form) without
   // materializing it. With one-prime digits that equals the decomposition of poly with every
   // extended limb permuted, word for word (see rotate_one).
-  u64* mod_up(const u64* poly, std::size_t level, const std::uint32_t* perm = nullptr) const;
+  // With skip_own (and no perm), a digit's own limbs are not copied: the caller reads them from poly.
+  u64* mod_up(const u64* poly, std::size_t level, const std::uint32_t* perm = nullptr, bool skip_own = false) const;
   // Key switching of one decomposition with `count` keys (and permutations of the digits, for hoisted
   // rotations; null for none): for each s, (ks0, ks1) = round(sum_d (digit_d o perm_s) * key_s,d / P)
   // over q_0..q_l, added to (out0[s], out1[s]) when `accumulate`, else written there, with
