@@ -36,7 +36,9 @@ HECNN_TARGET inline __m512i mulhi64(__m512i a, __m512i b) {
 }
 
 struct Ops64 {
+  static constexpr bool kWide = false;
   __m512i q, two_q;
+  HECNN_TARGET __m512i reduce_wide(__m512i v) const { return v; }  // unused (kWide is false)
   // Shoup: y * w - floor(y * ws / 2^64) * q, in [0, 2q) for any y.
   HECNN_TARGET __m512i mul_lazy(__m512i y, __m512i w, __m512i ws) const {
     const __m512i h = mulhi64(y, ws);

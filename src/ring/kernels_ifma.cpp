@@ -25,9 +25,11 @@ HECNN_TARGET inline __m512i madd_lo(__m512i acc, __m512i a, __m512i b) { return 
 HECNN_TARGET inline __m512i madd_hi(__m512i acc, __m512i a, __m512i b) { return _mm512_madd52hi_epu64(acc, a, b); }
 
 struct Ops52 {
+  static constexpr bool kWide = false;
   __m512i q, two_q, neg_q, mask;
   explicit HECNN_TARGET Ops52(u64 qv)
       : q(set1(qv)), two_q(set1(2 * qv)), neg_q(set1(0 - qv)), mask(set1(kMask52)) {}
+  HECNN_TARGET __m512i reduce_wide(__m512i v) const { return v; }  // unused (kWide is false)
   // Shoup on 52-bit lanes: y * w - floor(y * ws / 2^52) * q, in [0, 2q), for y < 2^52 and
   // ws = floor(w 2^52 / q). Computed modulo 2^52: y*w mod 2^52 plus (-qt*q) mod 2^52, masked.
   HECNN_TARGET __m512i mul_lazy(__m512i y, __m512i w, __m512i ws) const {
@@ -35,6 +37,16 @@ struct Ops52 {
     const __m512i qt = madd_hi(zero, y, ws);
     return _mm512_and_si512(madd_lo(madd_lo(zero, y, w), qt, neg_q), mask);
   }
+};
+
+// Ops52 for primes small enough that the forward transform's values, growing by at most 2q a stage
+// from below 4q, stay below 2^52 (forward butterflies then skip one reduction).
+struct Ops52Wide : Ops52 {
+  static constexpr bool kWide = true;
+  __m512i one_shoup;
+  explicit HECNN_TARGET Ops52Wide(u64 qv) : Ops52(qv), one_shoup(set1((u64{1} << 52) / qv)) {}
+  // v - floor(v floor(2^52 / q) / 2^52) q, in [0, 2q) for v < 2^52.
+  HECNN_TARGET __m512i reduce_wide(__m512i v) const { return mul_lazy(v, set1(1), one_shoup); }
 };
 
 #include "ring/ntt_avx512_impl.h"
@@ -100,6 +112,12 @@ HECNN_TARGET void ntt_forward(const NttTables& t, const u64* in, u64* a, u64 add
   const std::size_t n = t.n();
   const u64 q = t.modulus().value;
   if (q >= kIfmaPrimeBound || n < 16) return avx512::ntt_forward(t, in, a, add);
+  // Values start below 4q and grow by at most 2q a stage: (4 + 2 log2 n) q below 2^52 lets every
+  // butterfly skip reducing its first input.
+  if (static_cast<u128>(4 + 2 * static_cast<u64>(t.log_n())) * q < (u128{1} << 52)) {
+    const Ops52Wide o(q);
+    return ntt_forward_avx512(o, t.tables().fwd.data(), t.tables().fwd_shoup52.data(), in, a, n, add);
+  }
   const Ops52 o(q);
   ntt_forward_avx512(o, t.tables().fwd.data(), t.tables().fwd_shoup52.data(), in, a, n, add);
 }

@@ -3,6 +3,8 @@
 // attribute) and an Ops type with
 //   __m512i q, two_q;
 //   __m512i mul_lazy(__m512i y, __m512i w, __m512i ws) const;   // y*w mod q in [0, 2q), y < 4q
+//   static constexpr bool kWide;   // forward butterflies may skip reducing X (see fwd_bfly)
+//   __m512i reduce_wide(__m512i v) const;   // with kWide: v mod q in [0, 2q), v < 2^52
 // Stages with butterfly distance t >= 8 broadcast one twiddle; the last three (t = 4, 2, 1) work on
 // 16 coefficients at a time, shuffled so that lane k of X pairs with lane k of Y.
 // Requires n >= 16. The first stage reads `src` (which may equal `a`) and adds the forward transform's
@@ -12,10 +14,20 @@ HECNN_TARGET inline __m512i reduce_once(__m512i v, __m512i m) { return _mm512_mi
 
 template <class Ops>
 HECNN_TARGET inline void fwd_bfly(const Ops& o, __m512i& X, __m512i& Y, __m512i w, __m512i ws) {
-  const __m512i x = reduce_once(X, o.two_q);
+  // Ops::kWide: the prime is small enough that values may grow by 2q a stage without leaving 52
+  // bits (see ntt_forward in kernels_ifma.cpp), so X is not brought back below 2q.
+  const __m512i x = Ops::kWide ? X : reduce_once(X, o.two_q);
   const __m512i t = o.mul_lazy(Y, w, ws);
   X = _mm512_add_epi64(x, t);
   Y = _mm512_add_epi64(_mm512_sub_epi64(x, t), o.two_q);
+}
+
+// The forward transform's output brought into [0, q): from [0, 4q), or with Ops::kWide from below
+// 2^52 (a Shoup product by one, into [0, 2q), first).
+template <class Ops>
+HECNN_TARGET inline __m512i fwd_final(const Ops& o, __m512i v) {
+  if constexpr (Ops::kWide) return reduce_once(o.reduce_wide(v), o.q);
+  return reduce_once(reduce_once(v, o.two_q), o.q);
 }
 
 template <class Ops>
@@ -162,8 +174,8 @@ HECNN_TARGET inline void fwd_last_three(const Ops& o, const u64* W, const u64* W
     merge<2>(X, Y, v0, v1);
     split<1>(v0, v1, X, Y);
     fwd_bfly(o, X, Y, twiddle_t1(W + m1 + 8 * c), twiddle_t1(WS + m1 + 8 * c));
-    X = reduce_once(reduce_once(X, o.two_q), o.q);
-    Y = reduce_once(reduce_once(Y, o.two_q), o.q);
+    X = fwd_final(o, X);
+    Y = fwd_final(o, Y);
     merge<1>(X, Y, v0, v1);
     _mm512_storeu_si512(p, v0);
     _mm512_storeu_si512(p + 8, v1);
@@ -218,8 +230,8 @@ HECNN_TARGET inline void fwd_last_four(const Ops& o, const u64* W, const u64* WS
       merge<2>(X, Y, v0, v1);
       split<1>(v0, v1, X, Y);
       fwd_bfly(o, X, Y, twiddle_t1(W + m1 + 8 * cc), twiddle_t1(WS + m1 + 8 * cc));
-      X = reduce_once(reduce_once(X, o.two_q), o.q);
-      Y = reduce_once(reduce_once(Y, o.two_q), o.q);
+      X = fwd_final(o, X);
+      Y = fwd_final(o, Y);
       merge<1>(X, Y, v0, v1);
     }
     for (std::size_t k = 0; k < 4; ++k) _mm512_storeu_si512(p + 8 * k, v[k]);
