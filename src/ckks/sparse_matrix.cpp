@@ -17,7 +17,7 @@ namespace hecnn::ckks {
 namespace {
 
 // Coefficients per task of multiply_sparse.
-constexpr std::size_t kSparseBlock = 256;
+constexpr std::size_t kSparseBlock = 512;
 
 // Residue of round(x) modulo m for |x| < 2^63.
 u64 signed_residue(double x, const Modulus& m) {
