@@ -141,6 +141,31 @@ TEST(Samplers, GaussianHasDeviation3Point2ClippedAt6Sigma) {
   EXPECT_NEAR(correlation(even, odd), 0.0, 6 / std::sqrt(static_cast<double>(even.size())));
 }
 
+// Seeded keys and ciphertexts are expanded again on loading, so the sampler must keep drawing the
+// same values: the bulk sampler equals word-by-word rejection sampling of the stream, and leaves the
+// stream where that would (also across whole-block fills and a 20-bit prime's many rejections).
+TEST(Samplers, UniformKeepsTheWordByWordStream) {
+  std::vector<Modulus> moduli;
+  for (int bits : {33, 47, 49, 60, 20}) moduli.emplace_back(hecnn::ring::ntt_primes(bits, 1024, 1)[0]);
+  for (std::size_t n : {std::size_t{16384}, std::size_t{1000}, std::size_t{3}}) {
+    Prng bulk(seed_from(9), 5), words(seed_from(9), 5);
+    std::vector<u64> got(moduli.size() * n), want(moduli.size() * n);
+    sample_uniform(bulk, moduli, n, got.data());
+    for (std::size_t i = 0; i < moduli.size(); ++i) {
+      const u64 q = moduli[i].value, mask = (u64{1} << moduli[i].bits) - 1;
+      for (std::size_t j = 0; j < n; ++j) {
+        u64 v;
+        do {
+          v = words.next_u64() & mask;
+        } while (v >= q);
+        want[i * n + j] = v;
+      }
+    }
+    EXPECT_EQ(got, want) << n;
+    EXPECT_EQ(bulk.next_u64(), words.next_u64()) << n;
+  }
+}
+
 TEST(Samplers, UniformIsBelowEachModulusAndIndependentPerLimb) {
   const std::size_t n = std::size_t{1} << 16;
   std::vector<Modulus> moduli;

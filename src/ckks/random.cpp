@@ -63,7 +63,29 @@ void Prng::refill() {
 
 void Prng::fill(std::uint8_t* out, std::size_t len) {
   while (len > 0) {
-    if (pos_ == buf_.size()) refill();
+    if (pos_ == buf_.size()) {
+      // Whole 64-byte blocks straight into out (the same bytes the buffer would have held), up to
+      // the end of the 32-bit block counter; the rest through the buffer.
+      const std::uint64_t left_in_counter = std::uint64_t{UINT32_MAX} - block_ + 1;
+      const std::size_t blocks = static_cast<std::size_t>(std::min<std::uint64_t>(len / 64, left_in_counter));
+      if (blocks > 0) {
+        std::uint8_t nonce[12];
+        std::memcpy(nonce, &domain_, 8);
+        std::memcpy(nonce + 8, &nonce_hi_, 4);
+        std::memset(out, 0, blocks * 64);
+        crypto_stream_chacha20_ietf_xor_ic(out, out, blocks * 64, nonce, block_, key_.data());
+        if (blocks == left_in_counter) {
+          block_ = 0;
+          ++nonce_hi_;
+        } else {
+          block_ += static_cast<std::uint32_t>(blocks);
+        }
+        out += blocks * 64;
+        len -= blocks * 64;
+        continue;
+      }
+      refill();
+    }
     const std::size_t take = std::min(len, buf_.size() - pos_);
     std::memcpy(out, buf_.data() + pos_, take);
     pos_ += take;
@@ -94,12 +116,19 @@ void sample_uniform(Prng& prng, const std::vector<Modulus>& moduli, std::size_t 
     const u64 q = moduli[i].value;
     const u64 mask = (moduli[i].bits == 64) ? ~0ULL : ((1ULL << moduli[i].bits) - 1);
     u64* o = out + i * n;
+    // n words of the stream at once, then kept in order where below q after masking: rejection keeps
+    // the distribution exactly uniform, and a rejected word is replaced by the next one of the
+    // stream (drawn at the end), as drawing word by word would.
+    prng.fill(reinterpret_cast<std::uint8_t*>(o), n * sizeof(u64));
+    std::size_t kept = 0;
     for (std::size_t j = 0; j < n; ++j) {
-      u64 v;
-      do {
-        v = prng.next_u64() & mask;
-      } while (v >= q);  // rejection keeps the distribution exactly uniform
-      o[j] = v;
+      const u64 v = o[j] & mask;
+      o[kept] = v;
+      kept += v < q;
+    }
+    while (kept < n) {
+      const u64 v = prng.next_u64() & mask;
+      if (v < q) o[kept++] = v;
     }
   }
 }
