@@ -83,13 +83,6 @@ HECNN_TARGET inline void merge(__m512i X, __m512i Y, __m512i& v0, __m512i& v1) {
   }
 }
 
-template <int T>
-HECNN_TARGET inline __m512i twiddle_small(const u64* w) {
-  if constexpr (T == 4) return twiddle_t4(w);
-  else if constexpr (T == 2) return twiddle_t2(w);
-  else return twiddle_t1(w);
-}
-
 // Coefficients per cache block (32 KiB of 64-bit words, inside L1): the stages whose butterfly
 // groups fit in a block run block by block, so only the first (forward) or last (inverse) stages
 // stream the whole polynomial through L2; and consecutive stages run in pairs (radix 4), loading
@@ -157,47 +150,63 @@ HECNN_TARGET inline void fwd_stage_pair(const Ops& o, const u64* W, const u64* W
   }
 }
 
-// The last three forward stages (t = 4, 2, 1) on 16-coefficient chunks [c0, c1), in registers,
-// fully reduced at the end.
+// The last three forward stages (t = 4, 2, 1) on the 16 coefficients v0 | v1 of chunk c, in
+// registers, fully reduced at the end.
+template <class Ops>
+HECNN_TARGET inline void fwd_last_three_regs(const Ops& o, const u64* W, const u64* WS, std::size_t n, std::size_t c,
+                                             __m512i& v0, __m512i& v1) {
+  const std::size_t m4 = n / 8, m2 = n / 4, m1 = n / 2;
+  __m512i X, Y;
+  split<4>(v0, v1, X, Y);
+  fwd_bfly(o, X, Y, twiddle_t4(W + m4 + 2 * c), twiddle_t4(WS + m4 + 2 * c));
+  merge<4>(X, Y, v0, v1);
+  split<2>(v0, v1, X, Y);
+  fwd_bfly(o, X, Y, twiddle_t2(W + m2 + 4 * c), twiddle_t2(WS + m2 + 4 * c));
+  merge<2>(X, Y, v0, v1);
+  split<1>(v0, v1, X, Y);
+  fwd_bfly(o, X, Y, twiddle_t1(W + m1 + 8 * c), twiddle_t1(WS + m1 + 8 * c));
+  X = fwd_final(o, X);
+  Y = fwd_final(o, Y);
+  merge<1>(X, Y, v0, v1);
+}
+
+// The first three inverse stages (t = 1, 2, 4) on the 16 coefficients v0 | v1 of chunk c.
+template <class Ops>
+HECNN_TARGET inline void inv_first_three_regs(const Ops& o, const u64* W, const u64* WS, std::size_t n, std::size_t c,
+                                              __m512i& v0, __m512i& v1) {
+  const std::size_t h1 = n / 2, h2 = n / 4, h4 = n / 8;
+  __m512i X, Y;
+  split<1>(v0, v1, X, Y);
+  inv_bfly(o, X, Y, twiddle_t1(W + h1 + 8 * c), twiddle_t1(WS + h1 + 8 * c));
+  merge<1>(X, Y, v0, v1);
+  split<2>(v0, v1, X, Y);
+  inv_bfly(o, X, Y, twiddle_t2(W + h2 + 4 * c), twiddle_t2(WS + h2 + 4 * c));
+  merge<2>(X, Y, v0, v1);
+  split<4>(v0, v1, X, Y);
+  inv_bfly(o, X, Y, twiddle_t4(W + h4 + 2 * c), twiddle_t4(WS + h4 + 2 * c));
+  merge<4>(X, Y, v0, v1);
+}
+
+// The last three forward stages on 16-coefficient chunks [c0, c1).
 template <class Ops>
 HECNN_TARGET inline void fwd_last_three(const Ops& o, const u64* W, const u64* WS, u64* a, std::size_t n,
                                         std::size_t c0, std::size_t c1) {
-  const std::size_t m4 = n / 8, m2 = n / 4, m1 = n / 2;
   for (std::size_t c = c0; c < c1; ++c) {
     u64* p = a + 16 * c;
-    __m512i v0 = _mm512_loadu_si512(p), v1 = _mm512_loadu_si512(p + 8), X, Y;
-    split<4>(v0, v1, X, Y);
-    fwd_bfly(o, X, Y, twiddle_t4(W + m4 + 2 * c), twiddle_t4(WS + m4 + 2 * c));
-    merge<4>(X, Y, v0, v1);
-    split<2>(v0, v1, X, Y);
-    fwd_bfly(o, X, Y, twiddle_t2(W + m2 + 4 * c), twiddle_t2(WS + m2 + 4 * c));
-    merge<2>(X, Y, v0, v1);
-    split<1>(v0, v1, X, Y);
-    fwd_bfly(o, X, Y, twiddle_t1(W + m1 + 8 * c), twiddle_t1(WS + m1 + 8 * c));
-    X = fwd_final(o, X);
-    Y = fwd_final(o, Y);
-    merge<1>(X, Y, v0, v1);
+    __m512i v0 = _mm512_loadu_si512(p), v1 = _mm512_loadu_si512(p + 8);
+    fwd_last_three_regs(o, W, WS, n, c, v0, v1);
     _mm512_storeu_si512(p, v0);
     _mm512_storeu_si512(p + 8, v1);
   }
 }
 
-// The first three inverse stages (t = 1, 2, 4) on 16-coefficient chunks [c0, c1), reading src.
+// The first three inverse stages on 16-coefficient chunks [c0, c1), reading src.
 template <class Ops>
 HECNN_TARGET inline void inv_first_three(const Ops& o, const u64* W, const u64* WS, const u64* src, u64* a,
                                          std::size_t n, std::size_t c0, std::size_t c1) {
-  const std::size_t h1 = n / 2, h2 = n / 4, h4 = n / 8;
   for (std::size_t c = c0; c < c1; ++c) {
-    __m512i v0 = _mm512_loadu_si512(src + 16 * c), v1 = _mm512_loadu_si512(src + 16 * c + 8), X, Y;
-    split<1>(v0, v1, X, Y);
-    inv_bfly(o, X, Y, twiddle_t1(W + h1 + 8 * c), twiddle_t1(WS + h1 + 8 * c));
-    merge<1>(X, Y, v0, v1);
-    split<2>(v0, v1, X, Y);
-    inv_bfly(o, X, Y, twiddle_t2(W + h2 + 4 * c), twiddle_t2(WS + h2 + 4 * c));
-    merge<2>(X, Y, v0, v1);
-    split<4>(v0, v1, X, Y);
-    inv_bfly(o, X, Y, twiddle_t4(W + h4 + 2 * c), twiddle_t4(WS + h4 + 2 * c));
-    merge<4>(X, Y, v0, v1);
+    __m512i v0 = _mm512_loadu_si512(src + 16 * c), v1 = _mm512_loadu_si512(src + 16 * c + 8);
+    inv_first_three_regs(o, W, WS, n, c, v0, v1);
     _mm512_storeu_si512(a + 16 * c, v0);
     _mm512_storeu_si512(a + 16 * c + 8, v1);
   }
@@ -208,33 +217,21 @@ HECNN_TARGET inline void inv_first_three(const Ops& o, const u64* W, const u64* 
 template <class Ops>
 HECNN_TARGET inline void fwd_last_four(const Ops& o, const u64* W, const u64* WS, u64* a, std::size_t n,
                                        std::size_t c0, std::size_t c1) {
-  const std::size_t m8 = n / 16, m4 = n / 8, m2 = n / 4, m1 = n / 2;
+  const std::size_t m8 = n / 16;
   for (std::size_t c = c0; c < c1; ++c) {
     u64* p = a + 32 * c;
-    __m512i v[4] = {_mm512_loadu_si512(p), _mm512_loadu_si512(p + 8), _mm512_loadu_si512(p + 16),
-                    _mm512_loadu_si512(p + 24)};
-    fwd_bfly(o, v[0], v[1], _mm512_set1_epi64(static_cast<long long>(W[m8 + 2 * c])),
+    __m512i v0 = _mm512_loadu_si512(p), v1 = _mm512_loadu_si512(p + 8), v2 = _mm512_loadu_si512(p + 16),
+            v3 = _mm512_loadu_si512(p + 24);
+    fwd_bfly(o, v0, v1, _mm512_set1_epi64(static_cast<long long>(W[m8 + 2 * c])),
              _mm512_set1_epi64(static_cast<long long>(WS[m8 + 2 * c])));
-    fwd_bfly(o, v[2], v[3], _mm512_set1_epi64(static_cast<long long>(W[m8 + 2 * c + 1])),
+    fwd_bfly(o, v2, v3, _mm512_set1_epi64(static_cast<long long>(W[m8 + 2 * c + 1])),
              _mm512_set1_epi64(static_cast<long long>(WS[m8 + 2 * c + 1])));
-    for (std::size_t h = 0; h < 2; ++h) {
-      const std::size_t cc = 2 * c + h;  // the 16-coefficient chunk
-      __m512i& v0 = v[2 * h];
-      __m512i& v1 = v[2 * h + 1];
-      __m512i X, Y;
-      split<4>(v0, v1, X, Y);
-      fwd_bfly(o, X, Y, twiddle_t4(W + m4 + 2 * cc), twiddle_t4(WS + m4 + 2 * cc));
-      merge<4>(X, Y, v0, v1);
-      split<2>(v0, v1, X, Y);
-      fwd_bfly(o, X, Y, twiddle_t2(W + m2 + 4 * cc), twiddle_t2(WS + m2 + 4 * cc));
-      merge<2>(X, Y, v0, v1);
-      split<1>(v0, v1, X, Y);
-      fwd_bfly(o, X, Y, twiddle_t1(W + m1 + 8 * cc), twiddle_t1(WS + m1 + 8 * cc));
-      X = fwd_final(o, X);
-      Y = fwd_final(o, Y);
-      merge<1>(X, Y, v0, v1);
-    }
-    for (std::size_t k = 0; k < 4; ++k) _mm512_storeu_si512(p + 8 * k, v[k]);
+    fwd_last_three_regs(o, W, WS, n, 2 * c, v0, v1);
+    fwd_last_three_regs(o, W, WS, n, 2 * c + 1, v2, v3);
+    _mm512_storeu_si512(p, v0);
+    _mm512_storeu_si512(p + 8, v1);
+    _mm512_storeu_si512(p + 16, v2);
+    _mm512_storeu_si512(p + 24, v3);
   }
 }
 
@@ -242,32 +239,22 @@ HECNN_TARGET inline void fwd_last_four(const Ops& o, const u64* W, const u64* WS
 template <class Ops>
 HECNN_TARGET inline void inv_first_four(const Ops& o, const u64* W, const u64* WS, const u64* src, u64* a,
                                         std::size_t n, std::size_t c0, std::size_t c1) {
-  const std::size_t h1 = n / 2, h2 = n / 4, h4 = n / 8, h8 = n / 16;
+  const std::size_t h8 = n / 16;
   for (std::size_t c = c0; c < c1; ++c) {
     const u64* s = src + 32 * c;
-    __m512i v[4] = {_mm512_loadu_si512(s), _mm512_loadu_si512(s + 8), _mm512_loadu_si512(s + 16),
-                    _mm512_loadu_si512(s + 24)};
-    for (std::size_t h = 0; h < 2; ++h) {
-      const std::size_t cc = 2 * c + h;
-      __m512i& v0 = v[2 * h];
-      __m512i& v1 = v[2 * h + 1];
-      __m512i X, Y;
-      split<1>(v0, v1, X, Y);
-      inv_bfly(o, X, Y, twiddle_t1(W + h1 + 8 * cc), twiddle_t1(WS + h1 + 8 * cc));
-      merge<1>(X, Y, v0, v1);
-      split<2>(v0, v1, X, Y);
-      inv_bfly(o, X, Y, twiddle_t2(W + h2 + 4 * cc), twiddle_t2(WS + h2 + 4 * cc));
-      merge<2>(X, Y, v0, v1);
-      split<4>(v0, v1, X, Y);
-      inv_bfly(o, X, Y, twiddle_t4(W + h4 + 2 * cc), twiddle_t4(WS + h4 + 2 * cc));
-      merge<4>(X, Y, v0, v1);
-    }
-    inv_bfly(o, v[0], v[1], _mm512_set1_epi64(static_cast<long long>(W[h8 + 2 * c])),
+    __m512i v0 = _mm512_loadu_si512(s), v1 = _mm512_loadu_si512(s + 8), v2 = _mm512_loadu_si512(s + 16),
+            v3 = _mm512_loadu_si512(s + 24);
+    inv_first_three_regs(o, W, WS, n, 2 * c, v0, v1);
+    inv_first_three_regs(o, W, WS, n, 2 * c + 1, v2, v3);
+    inv_bfly(o, v0, v1, _mm512_set1_epi64(static_cast<long long>(W[h8 + 2 * c])),
              _mm512_set1_epi64(static_cast<long long>(WS[h8 + 2 * c])));
-    inv_bfly(o, v[2], v[3], _mm512_set1_epi64(static_cast<long long>(W[h8 + 2 * c + 1])),
+    inv_bfly(o, v2, v3, _mm512_set1_epi64(static_cast<long long>(W[h8 + 2 * c + 1])),
              _mm512_set1_epi64(static_cast<long long>(WS[h8 + 2 * c + 1])));
     u64* p = a + 32 * c;
-    for (std::size_t k = 0; k < 4; ++k) _mm512_storeu_si512(p + 8 * k, v[k]);
+    _mm512_storeu_si512(p, v0);
+    _mm512_storeu_si512(p + 8, v1);
+    _mm512_storeu_si512(p + 16, v2);
+    _mm512_storeu_si512(p + 24, v3);
   }
 }
 
