@@ -64,9 +64,10 @@ void Prng::refill() {
 void Prng::fill(std::uint8_t* out, std::size_t len) {
   while (len > 0) {
     if (pos_ == buf_.size()) {
-      // Whole 64-byte blocks straight into out (the same bytes the buffer would have held), up to
-      // the end of the 32-bit block counter; the rest through the buffer.
-      const std::uint64_t left_in_counter = std::uint64_t{UINT32_MAX} - block_ + 1;
+      // Whole 64-byte blocks straight into out (the same bytes the buffer would have held), while
+      // the 32-bit block counter stays below 2^32 (libsodium's bound for one call); the rest, and
+      // the counter's wrap into the next nonce, through the buffer.
+      const std::uint64_t left_in_counter = std::uint64_t{UINT32_MAX} - block_;
       const std::size_t blocks = static_cast<std::size_t>(std::min<std::uint64_t>(len / 64, left_in_counter));
       if (blocks > 0) {
         std::uint8_t nonce[12];
@@ -74,12 +75,7 @@ void Prng::fill(std::uint8_t* out, std::size_t len) {
         std::memcpy(nonce + 8, &nonce_hi_, 4);
         std::memset(out, 0, blocks * 64);
         crypto_stream_chacha20_ietf_xor_ic(out, out, blocks * 64, nonce, block_, key_.data());
-        if (blocks == left_in_counter) {
-          block_ = 0;
-          ++nonce_hi_;
-        } else {
-          block_ += static_cast<std::uint32_t>(blocks);
-        }
+        block_ += static_cast<std::uint32_t>(blocks);
         out += blocks * 64;
         len -= blocks * 64;
         continue;
