@@ -12,6 +12,10 @@
 
 namespace hecnn::ckks {
 
+// The most polynomial storage (ciphertexts, plaintexts, keys) held at once in this process: what the
+// memory plans predict, without the allocator's slack.
+inline std::size_t polynomial_bytes_peak() { return ring::aligned_bytes_peak(); }
+
 class Plaintext {
  public:
   Plaintext() = default;

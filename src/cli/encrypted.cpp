@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "ckks/ciphertext.h"
 #include "cli/batches.h"
 #include "cli/commands.h"
 #include "cli/outputs.h"
@@ -16,7 +17,6 @@
 #include "he/runtime.h"
 #include "nn/forward.h"
 #include "nn/safetensors.h"
-#include "ring/aligned.h"
 
 namespace hecnn::cli {
 
@@ -128,7 +128,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   // live at once: what the memory plan predicts. The difference is the rest of the process and heap
   // the allocator keeps for reuse.
   std::printf("peak memory: %.2f GiB (polynomial storage at most %.2f GiB)\n", peak_memory_gib(),
-              static_cast<double>(ring::aligned_bytes_peak()) / (1024.0 * 1024.0 * 1024.0));
+              static_cast<double>(ckks::polynomial_bytes_peak()) / (1024.0 * 1024.0 * 1024.0));
   if (!o.predictions.empty()) std::printf("predictions: %s\n", o.predictions.c_str());
 }
 
