@@ -145,23 +145,26 @@ class Engine {
   // scale that lands its term there.
   Value combine_raw(const std::vector<double>& p, int raw_level, double raw_scale) {
     const int d = degree_of(p);
-    Value acc;
-    bool have = false;
-    for (int i = 1; i <= d; ++i) {
+    int first = 1;
+    while (first <= d && p[static_cast<std::size_t>(first)] == 0) ++first;
+    if (first > d) throw Error("polynomial evaluation: internal error (empty linear combination)");
+    const Value& t = power(first);
+    Value acc = be_.scaled(t, p[static_cast<std::size_t>(first)], raw_level, raw_scale / be_.scale(t));
+    be_.set_scale(acc, raw_scale);
+    add_terms(acc, p, first + 1);
+    return acc;
+  }
+
+  // acc += sum_{i >= from} p_i T_i + p_0 (from >= 1), each term scaled to land at acc's scale: one
+  // pass per term, no temporary.
+  void add_terms(Value& acc, const std::vector<double>& p, int from) {
+    for (int i = from; i <= degree_of(p); ++i) {
       const double c = p[static_cast<std::size_t>(i)];
       if (c == 0) continue;
       const Value& t = power(i);
-      if (have) {
-        be_.add_scaled(acc, t, c, raw_scale / be_.scale(t));
-      } else {
-        acc = be_.scaled(t, c, raw_level, raw_scale / be_.scale(t));
-        have = true;
-      }
+      be_.add_scaled(acc, t, c, be_.scale(acc) / be_.scale(t));
     }
-    if (!have) throw Error("polynomial evaluation: internal error (empty linear combination)");
-    be_.set_scale(acc, raw_scale);
     if (p[0] != 0) be_.add_const(acc, p[0]);
-    return acc;
   }
 
   // prod (a product, neither relinearized nor rescaled) + r, with one rescale (relinearizing in the
@@ -173,14 +176,7 @@ class Engine {
       if (r[0] != 0) be_.add_const(prod, r[0]);
       be_.rescale_product(prod, relin);
     } else if (leafable(r, raw_level)) {
-      // r's terms straight into the product, each scaled to land at its scale.
-      for (int i = 1; i <= degree_of(r); ++i) {
-        const double c = r[static_cast<std::size_t>(i)];
-        if (c == 0) continue;
-        const Value& t = power(i);
-        be_.add_scaled(prod, t, c, be_.scale(prod) / be_.scale(t));
-      }
-      if (r[0] != 0) be_.add_const(prod, r[0]);
+      add_terms(prod, r, 1);  // r's terms straight into the product
       be_.rescale_product(prod, relin);
     } else {
       be_.rescale_product(prod, relin);

@@ -340,6 +340,17 @@ void Evaluator::multiply_const_inplace(Ciphertext& a, double c, double const_sca
   multiply_const(a, c, const_scale, a.level(), a);
 }
 
+std::vector<MulConst> Evaluator::const_multipliers(double c, double const_scale, std::size_t level) const {
+  if (!(const_scale >= 1.0) || !std::isfinite(const_scale)) throw Error("multiply_const: scale must be >= 1");
+  if (!std::isfinite(c)) throw Error("multiply_const: constant is not finite");
+  const double v = c * const_scale;
+  std::vector<MulConst> w(level + 1);
+  for (std::size_t i = 0; i <= level; ++i) {
+    w[i] = MulConst(detail::double_to_residue(v, ctx_->modulus(i)), ctx_->modulus(i).value);
+  }
+  return w;
+}
+
 void Evaluator::multiply_const(const Ciphertext& a, double c, double const_scale, std::size_t level,
                                Ciphertext& out) const {
   check(a);
@@ -348,15 +359,9 @@ void Evaluator::multiply_const(const Ciphertext& a, double c, double const_scale
                 std::to_string(a.level()));
   }
   if (const_scale == 0) const_scale = static_cast<double>(ctx_->modulus(level).value);
-  if (!(const_scale >= 1.0) || !std::isfinite(const_scale)) throw Error("multiply_const: scale must be >= 1");
-  if (!std::isfinite(c)) throw Error("multiply_const: constant is not finite");
+  const std::vector<MulConst> w = const_multipliers(c, const_scale, level);
   check_scale_room(*ctx_, level, a.scale() * const_scale, "multiply_const");
-  const double v = c * const_scale;
   const std::size_t limbs = level + 1, n = ctx_->n(), size = a.size();
-  std::vector<MulConst> w(limbs);
-  for (std::size_t i = 0; i < limbs; ++i) {
-    w[i] = MulConst(detail::double_to_residue(v, ctx_->modulus(i)), ctx_->modulus(i).value);
-  }
   if (&out == &a) {
     out.drop_to_level(level);
     multiply_residues(out, w);
@@ -378,17 +383,11 @@ void Evaluator::multiply_const_add_inplace(Ciphertext& acc, const Ciphertext& a,
   const std::size_t level = acc.level();
   if (a.level() < level) throw Error("multiply_const_add: the term is below the accumulator's level");
   if (a.size() > acc.size() || a.slots() != acc.slots()) throw Error("multiply_const_add: the operands differ in size or slots");
-  if (!(const_scale >= 1.0) || !std::isfinite(const_scale)) throw Error("multiply_const: scale must be >= 1");
-  if (!std::isfinite(c)) throw Error("multiply_const: constant is not finite");
+  const std::vector<MulConst> w = const_multipliers(c, const_scale, level);
   if (!scales_match(acc.scale(), a.scale() * const_scale)) {
     throw Error("multiply_const_add: scales differ (" + scale_str(acc.scale()) + " vs " + scale_str(a.scale() * const_scale) + ")");
   }
-  const double v = c * const_scale;
   const std::size_t limbs = level + 1, n = ctx_->n();
-  std::vector<MulConst> w(limbs);
-  for (std::size_t i = 0; i < limbs; ++i) {
-    w[i] = MulConst(detail::double_to_residue(v, ctx_->modulus(i)), ctx_->modulus(i).value);
-  }
   const long count = static_cast<long>(a.size() * limbs);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < count; ++t) {
@@ -713,7 +712,6 @@ void Evaluator::relinearize_rescale(const Ciphertext& a, const RelinKeys& rk, Ci
   //    conversion to q_0..q_l-1.
   const std::size_t S = K + 1;
   u64* const pbuf = ring::scratch(ring::Scratch::acc, 2 * S * n);  // [poly][k]
-  const ring::TeamScratch team(3 * n);
   {
     std::size_t blocks = 1;
     while (blocks < n / 1024 && S * blocks < 8 * static_cast<std::size_t>(num_threads())) blocks <<= 1;
@@ -730,12 +728,8 @@ void Evaluator::relinearize_rescale(const Ciphertext& a, const RelinKeys& rk, Ci
       }
       inner(l, c0, len, r0, r1);
       const u64 q = ctx_->modulus(l).value;
-      u64* tmp = team.mine();
-      for (std::size_t poly = 0; poly < 2; ++poly) {
-        u64* r = poly == 0 ? r0 : r1;
-        ring::kernels::mul_scalar_mod(a.limb(poly, l) + c0, ks.p_mod_top, tmp, len, q);
-        ring::kernels::add_mod(r, tmp, r, len, q);
-      }
+      ring::kernels::mul_scalar_add_mod(a.limb(0, l) + c0, ks.p_mod_top, r0, r0, len, q);
+      ring::kernels::mul_scalar_add_mod(a.limb(1, l) + c0, ks.p_mod_top, r1, r1, len, q);
     }
   }
   {
@@ -749,6 +743,7 @@ void Evaluator::relinearize_rescale(const Ciphertext& a, const RelinKeys& rk, Ci
   // 2. Chain limbs q_0..q_l-1 of both results: c_j q_l^-1 + (ip_j - NTT(divisor part)) (P q_l)^-1.
   r.reset(n, l - 1, 2, a.slots(), a.scale() / static_cast<double>(ctx_->modulus(l).value));
   const auto& inv = ctx_->rescale_inv(l);
+  const ring::TeamScratch team(3 * n);
   const long tasks = static_cast<long>(l);
 #pragma omp parallel for schedule(static)
   for (long t = 0; t < tasks; ++t) {

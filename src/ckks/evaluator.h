@@ -128,6 +128,8 @@ class Evaluator {
   void check_pair(const Ciphertext& a, const Ciphertext& b, const char* op) const;
   void add_sub(Ciphertext& a, const Ciphertext& b, bool subtract) const;
   void add_sub_plain(Ciphertext& a, const Plaintext& p, bool subtract) const;
+  // round(c * const_scale) modulo q_0..q_level, after checking both are finite (and the scale >= 1).
+  std::vector<MulConst> const_multipliers(double c, double const_scale, std::size_t level) const;
   // Multiplies limb i of every component by w[i].
   void multiply_residues(Ciphertext& a, const std::vector<MulConst>& w) const;
   // Decomposes poly (NTT form, level l) into digits extended to q_0..q_l, P, in NTT form: digit d,

@@ -44,13 +44,17 @@ Prng::~Prng() {
   sodium_memzero(buf_.data(), buf_.size());
 }
 
-void Prng::refill() {
+void Prng::keystream(std::uint8_t* out, std::size_t blocks) const {
   static_assert(crypto_stream_chacha20_ietf_NONCEBYTES == 12);
   std::uint8_t nonce[12];
   std::memcpy(nonce, &domain_, 8);
   std::memcpy(nonce + 8, &nonce_hi_, 4);
-  std::memset(buf_.data(), 0, buf_.size());
-  crypto_stream_chacha20_ietf_xor_ic(buf_.data(), buf_.data(), buf_.size(), nonce, block_, key_.data());
+  std::memset(out, 0, blocks * 64);
+  crypto_stream_chacha20_ietf_xor_ic(out, out, blocks * 64, nonce, block_, key_.data());
+}
+
+void Prng::refill() {
+  keystream(buf_.data(), buf_.size() / 64);
   const std::uint32_t blocks = static_cast<std::uint32_t>(buf_.size() / 64);
   if (block_ > UINT32_MAX - blocks) {
     block_ = 0;
@@ -70,11 +74,7 @@ void Prng::fill(std::uint8_t* out, std::size_t len) {
       const std::uint64_t left_in_counter = std::uint64_t{UINT32_MAX} - block_;
       const std::size_t blocks = static_cast<std::size_t>(std::min<std::uint64_t>(len / 64, left_in_counter));
       if (blocks > 0) {
-        std::uint8_t nonce[12];
-        std::memcpy(nonce, &domain_, 8);
-        std::memcpy(nonce + 8, &nonce_hi_, 4);
-        std::memset(out, 0, blocks * 64);
-        crypto_stream_chacha20_ietf_xor_ic(out, out, blocks * 64, nonce, block_, key_.data());
+        keystream(out, blocks);
         block_ += static_cast<std::uint32_t>(blocks);
         out += blocks * 64;
         len -= blocks * 64;

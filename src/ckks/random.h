@@ -51,6 +51,8 @@ class Prng {
 
  private:
   void refill();
+  // `blocks` 64-byte ChaCha20 blocks of the stream from the current counter (which it leaves as is).
+  void keystream(std::uint8_t* out, std::size_t blocks) const;
   Seed key_;
   std::uint64_t domain_;
   std::uint32_t block_ = 0;      // IETF ChaCha20 block counter
