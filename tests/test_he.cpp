@@ -490,7 +490,8 @@ TEST(HeCompile, GlobalAvgPoolStages) {
   EXPECT_DOUBLE_EQ(he::compile_program(last).output_factor, 1.0 / 15);
   // An activation cannot take the pooled sums.
   nlohmann::json bad = {{"input", {1, 6, 6}}, {"layers", {conv(2, 3, 1, "valid"), gap, act("square"), dense(2)}}};
-  expect_error_mentioning([&] { he::compile_program(with_random_params(bad, 1)); }, "global average pooling");
+  expect_error_mentioning([&] { he::compile_program(with_random_params(bad, 1)); },
+                          "reads a normalized or scaled value (batch normalization, a monic activation or an average pooling");
 }
 
 TEST(HeCompile, Plan) {

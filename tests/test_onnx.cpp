@@ -287,15 +287,33 @@ TEST(OnnxImport, GroupedConvolutionsAndDilationsAreRefused) {
   expect_error_mentioning([&] { import_onnx(dilated.write(dir)); }, "node 'conv_node' (Conv): dilations [2, 2] are not supported");
 }
 
-TEST(OnnxImport, PaddingOtherThanNoneOrSameIsRefused) {
+TEST(OnnxImport, ExplicitPaddingIsKeptAsGiven) {
   const TempDir dir;
   GraphBuilder b;
   onnx::NodeProto* conv = b.standard();
-  GraphBuilder::ints(conv, "pads", {1, 0, 1, 0});  // 8x6 output: 2 * 8 * 6 = 96 inputs
+  GraphBuilder::ints(conv, "pads", {1, 0, 1, 0});  // neither valid nor "same": 8x6 output, 2 * 8 * 6 = 96 inputs
   b.g->mutable_initializer(1)->set_dims(1, 96);
   b.g->mutable_initializer(1)->clear_float_data();
   for (int i = 0; i < 4 * 96; ++i) b.g->mutable_initializer(1)->add_float_data(0.1f);
-  expect_error_mentioning([&] { import_onnx(b.write(dir)); }, "node 'conv_node' (Conv): pads [1, 0, 1, 0]");
+  const Model m = import_onnx(b.write(dir));
+  const Layer& c = m.layers.at(0);
+  EXPECT_EQ(c.padding, Padding::Explicit);
+  EXPECT_EQ((std::vector<int>{c.pad_top, c.pad_left, c.pad_bottom, c.pad_right}), (std::vector<int>{1, 0, 1, 0}));
+  EXPECT_EQ(m.shapes().at(0), (Shape{2, 8, 6}));
+  // The first output row reads the zero row above the image: only the kernel's two lower rows count.
+  std::vector<float> x(128);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.1f * static_cast<float>(i % 5) - 0.2f;
+  std::vector<double> y;
+  forward_layer(c, m.input, std::vector<double>(x.begin(), x.end()), y);
+  const auto& w = c.params.at("weight").data;
+  double want = 0;
+  for (int ch = 0; ch < 2; ++ch)
+    for (int ky = 1; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx) want += static_cast<double>(w[(ch * 3 + ky) * 3 + kx]) * x[(ch * 8 + ky - 1) * 8 + kx];
+  EXPECT_NEAR(y.at(0), want, 1e-12);
+  GraphBuilder neg;  // a negative pad (a crop) is refused before shape inference
+  GraphBuilder::ints(neg.standard(), "pads", {-1, 0, 0, 0});
+  expect_error_mentioning([&] { import_onnx(neg.write(dir)); }, "attribute 'pads' holds -1");
 }
 
 TEST(OnnxImport, DynamicShapesAreRefused) {
@@ -312,7 +330,7 @@ TEST(OnnxImport, DynamicShapesAreRefused) {
   EXPECT_NO_THROW(import_onnx(n.write(dir)));
 }
 
-TEST(OnnxImport, BranchesAndComputedShapesAreRefused) {
+TEST(OnnxImport, BranchesJoinAndComputedShapesAreRefused) {
   const TempDir dir;
   GraphBuilder res;  // y = conv(x) + x: a residual connection
   res.weight("w", {2, 2, 3, 3});
@@ -322,7 +340,24 @@ TEST(OnnxImport, BranchesAndComputedShapesAreRefused) {
   res.node("Add", {"conv", "input"}, "sum");
   res.node("Flatten", {"sum"}, "logits");
   GraphBuilder::value("logits", {1, 128}, res.g->add_output());
-  expect_error_mentioning([&] { import_onnx(res.write(dir)); }, "(Conv): operator Conv is not supported where tensor 'input' branches");
+  const Model m = import_onnx(res.write(dir));
+  ASSERT_EQ(m.layers.size(), 3u);
+  EXPECT_EQ(m.layers[1].type, LayerType::Add);
+  EXPECT_EQ(m.sources(1), (std::vector<int>{0, kModelInput}));
+  std::vector<float> x(128);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.05f * static_cast<float>(i % 9) - 0.2f;
+  std::vector<double> c;
+  forward_layer(m.layers[0], m.input, std::vector<double>(x.begin(), x.end()), c);
+  const std::vector<double> y = forward(m, x.data());
+  ASSERT_EQ(y.size(), x.size());
+  for (std::size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], c[i] + x[i], 1e-12);
+  GraphBuilder product;  // the product of two computed tensors: not a join hecnn knows
+  product.weight("w", {2, 2, 3, 3});
+  GraphBuilder::ints(product.node("Conv", {"input", "w"}, "conv"), "pads", {1, 1, 1, 1});
+  product.node("Mul", {"conv", "input"}, "sum");
+  product.node("Flatten", {"sum"}, "logits");
+  GraphBuilder::value("logits", {1, 128}, product.g->add_output());
+  expect_error_mentioning([&] { import_onnx(product.write(dir)); }, "(Mul): Mul of two computed tensors is not supported");
   GraphBuilder reshape;
   reshape.weight("w", {2, 2, 3, 3});
   GraphBuilder::ints(reshape.node("Conv", {"input", "w"}, "conv"), "kernel_shape", {3, 3});
@@ -333,6 +368,7 @@ TEST(OnnxImport, BranchesAndComputedShapesAreRefused) {
   target->add_dims(3);
   reshape.node("Reshape", {"conv", "target"}, "logits");
   GraphBuilder::value("logits", {1, 12, 6}, reshape.g->add_output());
+  expect_error_mentioning([&] { import_onnx(reshape.write(dir)); }, "reshape to [1, 12, 6] is not supported");
   expect_error_mentioning([&] { import_onnx(reshape.write(dir)); }, "(Reshape): reshape to [1, 12, 6] is not supported");
 }
 
@@ -424,12 +460,25 @@ TEST(OnnxImport, ActivationsOfSeveralTensorsOrUnknownFunctionsAreRefused) {
   cast.g->mutable_node()->SwapElements(4, 2);  // conv, act, back, logits, flat
   cast.g->mutable_node()->SwapElements(3, 4);  // conv, act, back, flat, logits
   expect_error_mentioning([&] { import_onnx(cast.write(dir)); }, "node 'act_node' (Cast): is not an element-wise function of 'conv' alone");
-  GraphBuilder bias;  // Add of a per-channel vector: not element-wise on one tensor
+  GraphBuilder bias;  // Add of a per-channel vector: a normalization (batch normalization layer)
   bias.standard("Identity");
   bias.weight("b", {2, 1, 1});
   bias.g->mutable_node(1)->set_op_type("Add");
   bias.g->mutable_node(1)->add_input("b");
-  expect_error_mentioning([&] { import_onnx(bias.write(dir)); }, "node 'act_node' (Add): is not an element-wise function of 'conv' alone");
+  const Model bn = import_onnx(bias.write(dir));
+  ASSERT_EQ(bn.layers.at(1).type, LayerType::BatchNorm);
+  EXPECT_EQ(bn.layers[1].params.at("bias").data, (std::vector<float>{0.0f, 0.01f}));
+  EXPECT_EQ(bn.layers[1].params.at("weight").data, (std::vector<float>{1.0f, 1.0f}));
+  GraphBuilder square;  // (conv + b)^2 with a per-channel b: not a normalization, refused
+  square.standard("Identity");
+  square.weight("b", {2, 1, 1});
+  square.g->mutable_node(1)->set_op_type("Add");
+  square.g->mutable_node(1)->add_input("b");
+  square.g->mutable_node(1)->set_output(0, "shifted");
+  square.node("Mul", {"shifted", "shifted"}, "act");
+  square.g->mutable_node()->SwapElements(4, 2);  // conv, shifted, act, logits, flat
+  square.g->mutable_node()->SwapElements(3, 4);  // conv, shifted, act, flat, logits
+  expect_error_mentioning([&] { import_onnx(square.write(dir)); }, "use per-channel constants but are not a x + b per channel");
 }
 
 // ---- Conversion ---------------------------------------------------------------------------

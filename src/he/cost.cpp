@@ -105,10 +105,11 @@ TimeEstimate estimate_time(const HePlan& plan, const UnitCosts& u, int threads, 
   const double speedup = threads > 1 ? 0.85 * threads : 1.0;
   TimeEstimate t;
   t.images = plan.batch_size();
-  std::size_t level = p.max_level();
-  std::size_t comps = 2;
+  std::vector<std::size_t> out_comps(plan.program.stages.size(), 2);
   for (std::size_t i = 0; i < plan.program.stages.size(); ++i) {
     const Stage& s = plan.program.stages[i];
+    const std::size_t level = p.max_level() - static_cast<std::size_t>(s.depth_in);
+    const std::size_t comps = s.inputs[0] == kProgramInput ? 2 : out_comps[static_cast<std::size_t>(s.inputs[0])];
     double sec = 0;
     switch (s.kind()) {
       case StageKind::Linear:
@@ -130,7 +131,6 @@ TimeEstimate estimate_time(const HePlan& plan, const UnitCosts& u, int threads, 
                     rks(level) +
                 diags * (u.plain_product + (pre ? 0.0 : u.encode)) * r(level) + static_cast<double>(ps.out.cts) * u.rescale * r(level);
         }
-        comps = 2;
         break;
       case StageKind::SumPool:
         if (plan.layout == Layout::Packed) {
@@ -151,14 +151,20 @@ TimeEstimate estimate_time(const HePlan& plan, const UnitCosts& u, int threads, 
           one += u.multiply * r(l) + u.key_switch * rks(l) + u.rescale * r(l);
         }
         sec = cts * one;
-        comps = a.relinearize_output ? 2 : 3;
+        out_comps[i] = a.relinearize_output ? 2 : 3;
+        break;
+      }
+      case StageKind::Add: {
+        // Additions (and drops of the higher inputs) only: a small fraction of a rescale each.
+        const double cts = plan.layout == Layout::Batch ? static_cast<double>(s.out.size())
+                                                        : static_cast<double>(plan.packed->stages[i].out.cts);
+        sec = cts * static_cast<double>(s.inputs.size()) * 0.2 * u.rescale * r(level);
         break;
       }
     }
     sec /= speedup;
     t.stage_seconds.push_back(sec);
     t.seconds += sec;
-    level -= static_cast<std::size_t>(s.levels);
   }
   return t;
 }

@@ -26,7 +26,7 @@ std::map<std::size_t, ChannelStats> activation_inputs(const Model& m, const Data
   std::map<std::size_t, ChannelStats> stats;
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     if (m.layers[i].type != LayerType::Activation) continue;
-    const Shape in = i == 0 ? m.input : shapes[i - 1];
+    const Shape in = m.shape_of(m.sources(i)[0], shapes);
     ChannelStats& s = stats[i];
     s.sum.assign(static_cast<std::size_t>(in.c), 0.0);
     s.sumsq = s.sum;
@@ -101,22 +101,32 @@ Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, st
   out.model.input = m.input;
   out.model.info = m.info;
   const std::vector<Shape> shapes = m.shapes();
+  std::vector<int> index(m.layers.size());  // layer of m -> layer of the converted model
+  const auto inputs_of = [&](std::size_t i) {
+    std::vector<int> src = m.sources(i);
+    for (int& s : src) s = s == kModelInput ? kModelInput : index[static_cast<std::size_t>(s)];
+    return src;
+  };
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const Layer& l = m.layers[i];
     if (l.type != LayerType::Activation) {
       out.model.layers.push_back(l);
+      out.model.layers.back().inputs = inputs_of(i);
+      index[i] = static_cast<int>(out.model.layers.size()) - 1;
       continue;
     }
     ConvertedActivation row;
     row.layer_before = i;
     row.before = l.activation.spec;
     Layer act = l;
+    act.inputs = inputs_of(i);
     const auto override = o.per_layer.find(i);
     const std::string spec = override != o.per_layer.end() ? override->second : (l.activation.is_polynomial() ? "" : o.activation);
     if (!spec.empty()) {
       act.activation = Activation::parse(spec);  // a polynomial (check_convert_options)
     }
-    const bool after_bn = !out.model.layers.empty() && out.model.layers.back().type == LayerType::BatchNorm;
+    const int src = act.inputs[0];
+    const bool after_bn = src >= 0 && out.model.layers[static_cast<std::size_t>(src)].type == LayerType::BatchNorm;
     if (o.insert_batch_norm && act.activation.is_polynomial() && !after_bn) {
       // Calibrated on what the converted layers before it give (not the original model's inputs:
       // the polynomials upstream change them). (x - mean) / sqrt(var + eps) has unit variance;
@@ -132,6 +142,7 @@ Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, st
       const auto channels = static_cast<std::int64_t>(s.sum.size());
       Layer bn;
       bn.type = LayerType::BatchNorm;
+      bn.inputs = act.inputs;
       bn.name = l.name.empty() ? "calibrated_bn_" + std::to_string(i) : l.name + "_bn";
       bn.eps = 1e-5;
       Tensor gamma({channels}), beta({channels}, 0.0f), mean({channels}), var({channels});
@@ -151,14 +162,17 @@ Conversion convert_to_polynomials(const Model& m, const Dataset& calibration, st
       bn.params["running_mean"] = std::move(mean);
       bn.params["running_var"] = std::move(var);
       out.model.layers.push_back(std::move(bn));
+      act.inputs = {static_cast<int>(out.model.layers.size()) - 1};
       row.inserted_batch_norm = true;
     }
     row.after = act.activation.spec;
     row.layer_after = out.model.layers.size();
     row.range = act.activation.is_polynomial() && act.activation.spec != "square" ? act.activation.poly->range() : 0;
     out.model.layers.push_back(std::move(act));
+    index[i] = static_cast<int>(out.model.layers.size()) - 1;
     out.activations.push_back(std::move(row));
   }
+  out.model.compact_inputs();
   if (o.fold) out.model = fold_batch_norm(out.model);
   out.model.validate();
 

@@ -15,8 +15,8 @@ namespace hecnn::nn {
 void forward_layer(const Layer& l, const Shape& in, const std::vector<double>& x, std::vector<double>& y) {
   switch (l.type) {
     case LayerType::Conv2d: {
-      const int oh = l.padding == Padding::Same ? (in.h + l.stride_h - 1) / l.stride_h : (in.h - l.kernel_h) / l.stride_h + 1;
-      const int ow = l.padding == Padding::Same ? (in.w + l.stride_w - 1) / l.stride_w : (in.w - l.kernel_w) / l.stride_w + 1;
+      const int oh = window_out(in.h, l.kernel_h, l.stride_h, l.padding, l.pad_top, l.pad_bottom);
+      const int ow = window_out(in.w, l.kernel_w, l.stride_w, l.padding, l.pad_left, l.pad_right);
       const Shape out{l.filters, oh, ow};
       const auto& w = l.params.at("weight").data;
       y.assign(static_cast<std::size_t>(out.size()), 0.0);
@@ -55,22 +55,12 @@ void forward_layer(const Layer& l, const Shape& in, const std::vector<double>& x
       return;
     }
     case LayerType::AvgPool2d: {
-      const int oh = (in.h - l.pool) / l.pool_stride + 1, ow = (in.w - l.pool) / l.pool_stride + 1;
-      y.assign(static_cast<std::size_t>(in.c) * oh * ow, 0.0);
-      const double inv = 1.0 / (l.pool * l.pool);
-      for (int c = 0; c < in.c; ++c) {
-        for (int oy = 0; oy < oh; ++oy) {
-          for (int ox = 0; ox < ow; ++ox) {
-            double s = 0;
-            for (int ky = 0; ky < l.pool; ++ky) {
-              for (int kx = 0; kx < l.pool; ++kx) {
-                s += x[(static_cast<std::size_t>(c) * in.h + oy * l.pool_stride + ky) * in.w + ox * l.pool_stride + kx];
-              }
-            }
-            y[(static_cast<std::size_t>(c) * oh + oy) * ow + ox] = s * inv;
-          }
-        }
-      }
+      const Shape out{in.c, window_out(in.h, l.pool, l.pool_stride, l.padding, l.pad_top, l.pad_bottom),
+                      window_out(in.w, l.pool, l.pool_stride, l.padding, l.pad_left, l.pad_right)};
+      y.assign(static_cast<std::size_t>(out.size()), 0.0);
+      for_each_pool_tap(
+          l, in, out, [&](std::size_t o, std::size_t i) { y[o] += x[i]; },
+          [&](std::size_t o, int cells) { y[o] /= cells; });
       return;
     }
     case LayerType::GlobalAvgPool2d: {
@@ -86,6 +76,8 @@ void forward_layer(const Layer& l, const Shape& in, const std::vector<double>& x
     case LayerType::Flatten:
       y = x;
       return;
+    case LayerType::Add:
+      throw Error("forward_layer: an add layer reads several tensors (nn::forward runs it)");
     case LayerType::Dense: {
       const auto& w = l.params.at("weight").data;
       const auto* b = l.has_bias() ? &l.params.at("bias").data : nullptr;
@@ -104,32 +96,52 @@ void forward_layer(const Layer& l, const Shape& in, const std::vector<double>& x
 
 std::vector<double> forward(const Model& m, const float* image, const ActivationObserver& observe) {
   const auto shapes = m.shapes();
-  std::vector<double> x(static_cast<std::size_t>(m.input.size())), y;
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = image[i];
-  Shape s = m.input;
+  std::vector<double> input(static_cast<std::size_t>(m.input.size()));
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = image[i];
+  if (m.layers.empty()) return input;
+  // Every layer's output, freed after its last reader.
+  const auto readers = m.consumers();
+  std::vector<std::vector<double>> out(m.layers.size());
+  std::vector<std::size_t> last(m.layers.size(), 0);
+  for (std::size_t i = 0; i < m.layers.size(); ++i)
+    for (std::size_t r : readers[i]) last[i] = std::max(last[i], r);
+  const auto value = [&](int src) -> const std::vector<double>& {
+    return src == kModelInput ? input : out[static_cast<std::size_t>(src)];
+  };
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
-    if (observe && m.layers[i].type == LayerType::Activation) observe(i, x.data(), x.size());
-    forward_layer(m.layers[i], s, x, y);
-    std::swap(x, y);
-    s = shapes[i];
+    const Layer& l = m.layers[i];
+    const auto src = m.sources(i);
+    const std::vector<double>& x = value(src[0]);
+    if (l.type == LayerType::Add) {
+      out[i] = x;
+      for (std::size_t k = 1; k < src.size(); ++k) {
+        const auto& b = value(src[k]);
+        for (std::size_t j = 0; j < b.size(); ++j) out[i][j] += b[j];
+      }
+    } else {
+      if (observe && l.type == LayerType::Activation) observe(i, x.data(), x.size());
+      forward_layer(l, m.shape_of(src[0], shapes), x, out[i]);
+    }
+    for (int s : src) {
+      if (s >= 0 && last[static_cast<std::size_t>(s)] == i) std::vector<double>().swap(out[static_cast<std::size_t>(s)]);
+    }
   }
-  return x;
+  return std::move(out.back());
 }
 
 Model fold_batch_norm(const Model& m) {
   m.validate();
-  Model out;
-  out.input = m.input;
-  out.info = m.info;
+  Model out = m;
+  const auto readers = m.consumers();
+  std::vector<bool> drop(m.layers.size(), false);
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const Layer& l = m.layers[i];
-    const bool foldable = l.type == LayerType::BatchNorm && !out.layers.empty() &&
-                          (out.layers.back().type == LayerType::Conv2d || out.layers.back().type == LayerType::Dense);
-    if (!foldable) {
-      out.layers.push_back(l);
-      continue;
-    }
-    Layer& prev = out.layers.back();
+    if (l.type != LayerType::BatchNorm) continue;
+    const int src = m.sources(i)[0];
+    // Only into a layer whose output nothing else reads (the unnormalized values stay needed otherwise).
+    if (src < 0 || readers[static_cast<std::size_t>(src)].size() != 1) continue;
+    Layer& prev = out.layers[static_cast<std::size_t>(src)];
+    if (prev.type != LayerType::Conv2d && prev.type != LayerType::Dense) continue;
     const int channels = prev.type == LayerType::Conv2d ? prev.filters : prev.units;
     Tensor& w = prev.params.at("weight");
     if (!prev.has_bias()) prev.params["bias"] = Tensor({channels});
@@ -146,7 +158,9 @@ Model fold_batch_norm(const Model& m) {
       b.data[k] = static_cast<float>((b.data[k] - mean[k]) * a + beta[k]);
     }
     if (!prev.name.empty() && !l.name.empty()) prev.name += "+" + l.name;
+    drop[i] = true;
   }
+  out = without_layers(out, drop);
   out.validate();
   return out;
 }

@@ -301,9 +301,24 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         const auto [ph, pw] = int_pair(c, "pool_size", 2);
         const auto [sh, sw] = int_pair(c, "strides", ph);
         if (ph != pw || sh != sw) throw Error(where + ": only square pools with equal strides are supported");
-        if (c.value("padding", "valid") != "valid") throw Error(where + ": only 'valid' pooling is supported");
+        const std::string pad = c.value("padding", "valid");
+        if (pad != "valid" && pad != "same") throw Error(where + ": padding '" + pad + "' is not supported");
         l.pool = ph;
         l.pool_stride = sh;
+        if (pad == "same") {
+          // TensorFlow: out = ceil(in / stride), the odd padding at the bottom and right, and the mean
+          // over the window's cells inside the image.
+          const auto pads = [&](int in) {
+            const int out = (in + sh - 1) / sh, total = std::max((out - 1) * sh + ph - in, 0);
+            return std::pair<int, int>{total / 2, total - total / 2};
+          };
+          std::tie(l.pad_top, l.pad_bottom) = pads(cur.h);
+          std::tie(l.pad_left, l.pad_right) = pads(cur.w);
+          if (l.pad_top || l.pad_bottom || l.pad_left || l.pad_right) {
+            l.padding = Padding::Explicit;
+            l.count_include_pad = false;
+          }
+        }
         checked_output(l);
         m.layers.push_back(std::move(l));
       } else if (cls == "GlobalAveragePooling2D") {

@@ -74,9 +74,10 @@ void check_parameter_values(const Model& m) {
           throw Error(where + ": " + tensor + " holds a non-finite value (" + std::to_string(t.data[k]) + ") at index " +
                       std::to_string(k));
         }
-        if (l.type == LayerType::BatchNorm && role == "running_var" && t.data[k] < 0) {
-          throw Error(where + ": " + tensor + " holds a negative variance (" + std::to_string(t.data[k]) + ") at index " +
-                      std::to_string(k));
+        if (l.type == LayerType::BatchNorm && role == "running_var" && !(t.data[k] + l.eps > 0)) {
+          throw Error(where + ": " + tensor + " holds a " + (t.data[k] < 0 ? "negative" : "zero") + " variance (" +
+                      std::to_string(t.data[k]) + ") at index " + std::to_string(k) +
+                      (t.data[k] < 0 ? "" : " with epsilon 0"));
         }
       }
     }

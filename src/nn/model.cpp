@@ -6,6 +6,7 @@
 
 #include "approx/fit.h"
 #include "common/error.h"
+#include "nn/conv.h"
 #include "nn/limits.h"
 
 namespace hecnn::nn {
@@ -41,6 +42,7 @@ std::string to_string(LayerType t) {
     case LayerType::GlobalAvgPool2d: return "globalavgpool2d";
     case LayerType::Flatten: return "flatten";
     case LayerType::Dense: return "dense";
+    case LayerType::Add: return "add";
   }
   return "?";
 }
@@ -49,17 +51,11 @@ namespace {
 
 LayerType parse_layer_type(const std::string& s) {
   for (auto t : {LayerType::Conv2d, LayerType::BatchNorm, LayerType::Activation, LayerType::AvgPool2d,
-                 LayerType::GlobalAvgPool2d, LayerType::Flatten, LayerType::Dense}) {
+                 LayerType::GlobalAvgPool2d, LayerType::Flatten, LayerType::Dense, LayerType::Add}) {
     if (s == to_string(t)) return t;
   }
   throw Error("unknown layer type '" + s +
-              "' (known: conv2d, batchnorm, activation, avgpool2d, globalavgpool2d, flatten, dense)");
-}
-
-// Output size along one axis.
-int conv_out(int in, int k, int s, Padding p) {
-  if (p == Padding::Same) return (in + s - 1) / s;
-  return in >= k ? (in - k) / s + 1 : 0;
+              "' (known: conv2d, batchnorm, activation, avgpool2d, globalavgpool2d, flatten, dense, add)");
 }
 
 }  // namespace
@@ -123,6 +119,39 @@ std::map<std::string, std::vector<std::int64_t>> Model::expected_params(const La
   return p;
 }
 
+std::vector<int> Model::sources(std::size_t i) const {
+  const Layer& l = layers.at(i);
+  if (!l.inputs.empty()) return l.inputs;
+  return {static_cast<int>(i) - 1};  // layer 0: kModelInput
+}
+
+bool Model::is_chain() const {
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i].type == LayerType::Add) return false;
+    const auto src = sources(i);
+    if (src.size() != 1 || src[0] != static_cast<int>(i) - 1) return false;
+  }
+  return true;
+}
+
+std::vector<std::vector<std::size_t>> Model::consumers() const {
+  std::vector<std::vector<std::size_t>> c(layers.size());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    for (int s : sources(i)) {
+      if (s >= 0 && static_cast<std::size_t>(s) < i) c[static_cast<std::size_t>(s)].push_back(i);
+    }
+  }
+  for (auto& v : c) v.erase(std::unique(v.begin(), v.end()), v.end());
+  return c;
+}
+
+void Model::compact_inputs() {
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    auto& in = layers[i].inputs;
+    if (in.size() == 1 && in[0] == static_cast<int>(i) - 1 && layers[i].type != LayerType::Add) in.clear();
+  }
+}
+
 std::vector<Shape> Model::shapes(bool check_params) const {
   check_input_shape(input);
   if (layers.size() > static_cast<std::size_t>(limits::kMaxLayers)) {
@@ -130,19 +159,47 @@ std::vector<Shape> Model::shapes(bool check_params) const {
                 " accepted");
   }
   std::vector<Shape> out;
-  Shape s = input;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
     const std::string where = "model: layer " + std::to_string(i) + " (" + to_string(l.type) +
                               (l.name.empty() ? "" : " '" + l.name + "'") + ")";
+    // Wiring: earlier layers or the input, one source (two or more for Add), each named once.
+    if (l.inputs.size() > static_cast<std::size_t>(limits::kMaxLayers)) throw Error(where + ": too many inputs");
+    const std::vector<int> src = sources(i);
+    if (l.type == LayerType::Add ? src.size() < 2 : src.size() != 1) {
+      throw Error(where + ": " + std::to_string(src.size()) + " inputs (" +
+                  (l.type == LayerType::Add ? "add takes two or more" : "this layer takes one") + ")");
+    }
+    for (std::size_t k = 0; k < src.size(); ++k) {
+      if (src[k] < kModelInput || src[k] >= static_cast<int>(i)) {
+        throw Error(where + ": input " + std::to_string(src[k]) + " is not an earlier layer (or -1, the model's input)");
+      }
+      for (std::size_t j = 0; j < k; ++j) {
+        if (src[j] == src[k]) throw Error(where + ": reads layer " + std::to_string(src[k]) + " twice");
+      }
+    }
+    const Shape s = shape_of(src[0], out);
     Shape n = s;
     check_layer_hyperparameters(l, where);
+    if (l.padding == Padding::Explicit) {
+      for (int p : {l.pad_top, l.pad_left, l.pad_bottom, l.pad_right}) {
+        if (p < 0 || p > limits::kMaxKernel) {
+          throw Error(where + ": padding " + std::to_string(p) + " is out of range (0 to " + std::to_string(limits::kMaxKernel) + ")");
+        }
+      }
+    }
     switch (l.type) {
       case LayerType::Conv2d:
-        n = {l.filters, conv_out(s.h, l.kernel_h, l.stride_h, l.padding), conv_out(s.w, l.kernel_w, l.stride_w, l.padding)};
+        n = {l.filters, window_out(s.h, l.kernel_h, l.stride_h, l.padding, l.pad_top, l.pad_bottom),
+             window_out(s.w, l.kernel_w, l.stride_w, l.padding, l.pad_left, l.pad_right)};
         break;
       case LayerType::AvgPool2d:
-        n = {s.c, conv_out(s.h, l.pool, l.pool_stride, Padding::Valid), conv_out(s.w, l.pool, l.pool_stride, Padding::Valid)};
+        if (l.padding == Padding::Same) throw Error(where + ": a pooling's padding is valid or explicit");
+        if (l.padding == Padding::Explicit && (2 * std::max(l.pad_top, l.pad_bottom) > l.pool || 2 * std::max(l.pad_left, l.pad_right) > l.pool)) {
+          throw Error(where + ": padding larger than half the pool size");
+        }
+        n = {s.c, window_out(s.h, l.pool, l.pool_stride, l.padding, l.pad_top, l.pad_bottom),
+             window_out(s.w, l.pool, l.pool_stride, l.padding, l.pad_left, l.pad_right)};
         break;
       case LayerType::GlobalAvgPool2d:
         n = {s.c, 1, 1};
@@ -155,10 +212,17 @@ std::vector<Shape> Model::shapes(bool check_params) const {
         n = {l.units, 1, 1};
         break;
       case LayerType::BatchNorm:
-        if (!(l.eps > 0) || !std::isfinite(l.eps)) throw Error(where + ": epsilon must be positive");
+        if (!(l.eps >= 0) || !std::isfinite(l.eps)) throw Error(where + ": epsilon must not be negative");
         break;
       case LayerType::Activation:
         if (l.activation.spec.empty()) throw Error(where + ": no activation function");
+        break;
+      case LayerType::Add:
+        for (int k : src) {
+          if (!(shape_of(k, out) == s)) {
+            throw Error(where + ": adds tensors of different shapes (" + s.to_string() + " and " + shape_of(k, out).to_string() + ")");
+          }
+        }
         break;
     }
     if (n.c <= 0 || n.h <= 0 || n.w <= 0) throw Error(where + ": input " + s.to_string() + " is too small");
@@ -186,9 +250,19 @@ std::vector<Shape> Model::shapes(bool check_params) const {
       if (check_params && !expected.count(name)) throw Error(where + ": unexpected parameter '" + name + "'");
     }
     out.push_back(n);
-    s = n;
   }
   return out;
+}
+
+void Model::validate() const {
+  shapes();
+  const auto readers = consumers();
+  for (std::size_t i = 0; i + 1 < layers.size(); ++i) {
+    if (readers[i].empty()) {
+      throw Error("model: the output of layer " + std::to_string(i) + " (" + to_string(layers[i].type) +
+                  ") is read by no layer (only the last layer's output is the model's)");
+    }
+  }
 }
 
 Shape Model::output() const {
@@ -202,17 +276,26 @@ json Model::architecture() const {
     json j;
     j["type"] = to_string(l.type);
     if (!l.name.empty()) j["name"] = l.name;
+    if (!l.inputs.empty()) j["inputs"] = l.inputs;
+    const auto padding = [&] {
+      if (l.padding == Padding::Explicit) return json{l.pad_top, l.pad_left, l.pad_bottom, l.pad_right};
+      return json(l.padding == Padding::Same ? "same" : "valid");
+    };
     switch (l.type) {
       case LayerType::Conv2d:
         j["filters"] = l.filters;
         j["kernel"] = {l.kernel_h, l.kernel_w};
         j["stride"] = {l.stride_h, l.stride_w};
-        j["padding"] = l.padding == Padding::Same ? "same" : "valid";
+        j["padding"] = padding();
         j["bias"] = l.has_bias();
         break;
       case LayerType::AvgPool2d:
         j["pool"] = l.pool;
         j["stride"] = l.pool_stride;
+        if (l.padding == Padding::Explicit) {
+          j["padding"] = padding();
+          j["count_include_pad"] = l.count_include_pad;
+        }
         break;
       case LayerType::Dense:
         j["units"] = l.units;
@@ -230,6 +313,7 @@ json Model::architecture() const {
         break;
       case LayerType::GlobalAvgPool2d:
       case LayerType::Flatten:
+      case LayerType::Add:
         break;
     }
     layers_json.push_back(j);
@@ -290,6 +374,33 @@ Model Model::from_architecture(const json& arch) {
       Layer l;
       l.type = parse_layer_type(j.at("type").get<std::string>());
       l.name = j.value("name", "");
+      if (j.contains("inputs")) {
+        const auto& in = j.at("inputs");
+        if (!in.is_array() || in.empty() || in.size() > static_cast<std::size_t>(limits::kMaxLayers)) {
+          throw Error("architecture: 'inputs' must be a list of 1 to " + std::to_string(limits::kMaxLayers) + " layer indices");
+        }
+        for (const auto& v : in) l.inputs.push_back(json_int(v, "architecture: 'inputs'"));
+      }
+      // "valid", "same", or [top, left, bottom, right]
+      const auto read_padding = [&](bool same_allowed) {
+        if (!j.contains("padding")) return;
+        const auto& p = j.at("padding");
+        if (p.is_array()) {
+          if (p.size() != 4) throw Error("architecture: explicit padding is [top, left, bottom, right]");
+          l.padding = Padding::Explicit;
+          l.pad_top = json_int(p[0], "architecture: 'padding'");
+          l.pad_left = json_int(p[1], "architecture: 'padding'");
+          l.pad_bottom = json_int(p[2], "architecture: 'padding'");
+          l.pad_right = json_int(p[3], "architecture: 'padding'");
+          return;
+        }
+        const std::string pad = p.is_string() ? p.get<std::string>() : "";
+        if (pad != "valid" && !(same_allowed && pad == "same")) {
+          throw Error(std::string("architecture: padding must be ") + (same_allowed ? "'valid', 'same'" : "'valid'") +
+                      " or [top, left, bottom, right]");
+        }
+        l.padding = pad == "same" ? Padding::Same : Padding::Valid;
+      };
       auto pair = [&](const char* key, int def) -> std::pair<int, int> {
         if (!j.contains(key)) return {def, def};
         const auto& v = j.at(key);
@@ -303,14 +414,17 @@ Model Model::from_architecture(const json& arch) {
           l.filters = json_int(j.at("filters"), "architecture: 'filters'");
           std::tie(l.kernel_h, l.kernel_w) = pair("kernel", 0);
           std::tie(l.stride_h, l.stride_w) = pair("stride", 1);
-          const std::string pad = j.value("padding", "valid");
-          if (pad != "valid" && pad != "same") throw Error("architecture: padding must be 'valid' or 'same'");
-          l.padding = pad == "same" ? Padding::Same : Padding::Valid;
+          read_padding(true);
           break;
         }
         case LayerType::AvgPool2d:
           l.pool = json_int(j.at("pool"), "architecture: 'pool'");
           l.pool_stride = j.contains("stride") ? json_int(j.at("stride"), "architecture: 'stride'") : l.pool;
+          read_padding(false);
+          if (j.contains("count_include_pad")) {
+            if (!j.at("count_include_pad").is_boolean()) throw Error("architecture: 'count_include_pad' must be true or false");
+            l.count_include_pad = j.at("count_include_pad").get<bool>();
+          }
           break;
         case LayerType::Dense:
           l.units = json_int(j.at("units"), "architecture: 'units'");
@@ -329,6 +443,7 @@ Model Model::from_architecture(const json& arch) {
         }
         case LayerType::GlobalAvgPool2d:
         case LayerType::Flatten:
+        case LayerType::Add:
           break;
       }
       m.layers.push_back(std::move(l));
@@ -343,21 +458,32 @@ std::string Model::summary() const {
   std::ostringstream os;
   const auto s = shapes(false);
   os << "input " << input.to_string() << "\n";
+  const bool chain = is_chain();
   std::int64_t total = 0;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
-    const Shape in = i ? s[i - 1] : input;
+    const auto src = sources(i);
+    const Shape in = shape_of(src[0], s);
     std::int64_t n = 0;
     for (const auto& [k, t] : l.params) n += t.numel();
     total += n;
     os << "  " << i << ": " << to_string(l.type);
+    const auto padding = [&] {
+      if (l.padding != Padding::Explicit) return std::string(l.padding == Padding::Same ? "same" : "valid");
+      return "pads " + std::to_string(l.pad_top) + "," + std::to_string(l.pad_left) + "," + std::to_string(l.pad_bottom) +
+             "," + std::to_string(l.pad_right);
+    };
     switch (l.type) {
       case LayerType::Conv2d:
         os << " " << l.filters << "@" << l.kernel_h << "x" << l.kernel_w << " stride " << l.stride_h;
         if (l.stride_w != l.stride_h) os << "x" << l.stride_w;
-        os << " " << (l.padding == Padding::Same ? "same" : "valid");
+        os << " " << padding();
         break;
-      case LayerType::AvgPool2d: os << " " << l.pool << "x" << l.pool << " stride " << l.pool_stride; break;
+      case LayerType::AvgPool2d:
+        os << " " << l.pool << "x" << l.pool << " stride " << l.pool_stride;
+        if (l.padding == Padding::Explicit) os << " " << padding() << (l.count_include_pad ? "" : " (mean of the cells inside)");
+        break;
+      case LayerType::Add: break;
       case LayerType::GlobalAvgPool2d: os << " " << in.h << "x" << in.w; break;
       case LayerType::Dense: os << " " << l.units; break;
       case LayerType::BatchNorm: os << " eps " << l.eps; break;
@@ -367,12 +493,38 @@ std::string Model::summary() const {
         break;
       case LayerType::Flatten: break;
     }
+    if (!chain) {
+      os << " <- ";
+      for (std::size_t k = 0; k < src.size(); ++k) os << (k ? ", " : "") << (src[k] == kModelInput ? std::string("input") : std::to_string(src[k]));
+    }
     os << " -> " << s[i].to_string();
     if (n) os << " (" << n << " parameters)";
     os << "\n";
   }
   os << "total parameters: " << total << "\n";
   return os.str();
+}
+
+Model without_layers(const Model& m, const std::vector<bool>& drop) {
+  Model out;
+  out.input = m.input;
+  out.info = m.info;
+  std::vector<int> index(m.layers.size(), kModelInput);  // old index -> new (a dropped layer: its source's)
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    std::vector<int> src = m.sources(i);
+    for (int& s : src) s = s == kModelInput ? kModelInput : index[static_cast<std::size_t>(s)];
+    if (i < drop.size() && drop[i]) {
+      if (src.size() != 1) throw Error("model: layer " + std::to_string(i) + " reads several layers and cannot be removed");
+      index[i] = src[0];
+      continue;
+    }
+    Layer l = m.layers[i];
+    l.inputs = std::move(src);
+    index[i] = static_cast<int>(out.layers.size());
+    out.layers.push_back(std::move(l));
+  }
+  out.compact_inputs();
+  return out;
 }
 
 std::vector<std::string> preset_names() { return {"mnist-paper", "cifar-paper", "mnist-paper-gap", "cifar-paper-gap"}; }

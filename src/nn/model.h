@@ -1,9 +1,12 @@
 #pragma once
 // The model description shared by training, the plaintext reference and the encrypted compiler:
-// a sequence of layers over CHW tensors, with their parameters. Parameter layouts follow PyTorch
-// (conv weight [out, in, kh, kw], dense weight [out, in], flatten in C, H, W order), and parameter
-// names follow a torch.nn.Sequential state dict ("<layer index>.weight"), so a trained network
-// exports without renaming.
+// a graph of layers over CHW tensors, with their parameters. Layers are stored in a topological
+// order: each reads the outputs of earlier layers (or the model's input), by default the one just
+// before it, so that a chain needs no wiring; a residual network names its branches
+// (Layer::inputs) and joins them with Add layers. The last layer's output is the model's output.
+// Parameter layouts follow PyTorch (conv weight [out, in, kh, kw], dense weight [out, in], flatten
+// in C, H, W order), and parameter names follow a torch.nn.Sequential state dict
+// ("<layer index>.weight"), so a trained chain exports without renaming.
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -34,8 +37,11 @@ struct Shape {
 
 // GlobalAvgPool2d: the mean of every channel over its whole plane (output C x 1 x 1), as Keras'
 // GlobalAveragePooling2D.
-enum class LayerType { Conv2d, BatchNorm, Activation, AvgPool2d, GlobalAvgPool2d, Flatten, Dense };
-enum class Padding { Valid, Same };
+// Add: the element-wise sum of two or more tensors of one shape (a residual connection).
+enum class LayerType { Conv2d, BatchNorm, Activation, AvgPool2d, GlobalAvgPool2d, Flatten, Dense, Add };
+// Same: TensorFlow's (out = ceil(in / stride), the odd row and column at the bottom and right).
+// Explicit: the rows and columns of Layer::pad_* (PyTorch's padding=k, ONNX's pads).
+enum class Padding { Valid, Same, Explicit };
 
 std::string to_string(LayerType t);
 
@@ -52,14 +58,25 @@ struct Activation {
   double operator()(double x) const;
 };
 
+// The model's input, as a layer's source (Layer::inputs).
+inline constexpr int kModelInput = -1;
+
 struct Layer {
   LayerType type = LayerType::Flatten;
   std::string name;
+  // The layers whose outputs this one reads: indices of earlier layers, or kModelInput. Empty: the
+  // layer just before (the model's input for the first layer). Add reads two or more, the others one.
+  std::vector<int> inputs;
   // Conv2d
   int filters = 0, kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1;
+  // Conv2d and AvgPool2d (a pooling is Valid or Explicit); Explicit pads with zeros.
   Padding padding = Padding::Valid;
+  int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
   // AvgPool2d
   int pool = 0, pool_stride = 0;
+  // AvgPool2d with padding: whether the padded zeros count in the mean (PyTorch's default) or only
+  // the window's cells inside the image (ONNX's default, TensorFlow's "same").
+  bool count_include_pad = true;
   // Dense
   int units = 0;
   // BatchNorm
@@ -77,12 +94,27 @@ struct Model {
   std::vector<Layer> layers;
   nlohmann::json info = nlohmann::json::object();  // free-form: name, dataset, training summary
 
+  // The layers layer i reads (Layer::inputs with the chain's default filled in).
+  std::vector<int> sources(std::size_t i) const;
+  // Whether every layer reads the one before it (a chain: no branches, no Add).
+  bool is_chain() const;
+  // Per layer, the later layers reading its output (ascending); the last layer's output is the model's.
+  std::vector<std::vector<std::size_t>> consumers() const;
+  // The shape of a source (kModelInput or a layer index) given the layers' shapes.
+  Shape shape_of(int source, const std::vector<Shape>& shapes) const {
+    return source == kModelInput ? input : shapes[static_cast<std::size_t>(source)];
+  }
+  // Clears every Layer::inputs that names just the layer before (the stored form of a chain).
+  void compact_inputs();
+
   // Output shape of every layer (index i = after layer i); throws hecnn::Error on inconsistent
-  // hyper-parameters or parameter shapes.
+  // hyper-parameters, parameter shapes or wiring (a source that is not an earlier layer, an Add of
+  // tensors of different shapes).
   // With check_params = false only the hyper-parameters are checked (an untrained architecture).
   std::vector<Shape> shapes(bool check_params = true) const;
   Shape output() const;
-  void validate() const { shapes(); }
+  // shapes(), and every layer's output read by a later layer (but the last).
+  void validate() const;
   // Parameter shapes each layer must have, given its input shape.
   static std::map<std::string, std::vector<std::int64_t>> expected_params(const Layer& l, const Shape& in);
 
@@ -91,6 +123,10 @@ struct Model {
   static Model from_architecture(const nlohmann::json& arch);
   std::string summary() const;
 };
+
+// The model without the layers marked in `drop` (each one input): their readers read that input
+// instead, and the inputs of the others are renumbered.
+Model without_layers(const Model& m, const std::vector<bool>& drop);
 
 // Presets: "mnist-paper" (Conv 5@5x5 s2 -> BN -> act -> Conv 50@5x5 s2 -> BN -> act -> Flatten ->
 // Dense 10) and "cifar-paper" (3 x [Conv 3x3 same (32, 64, 128) -> BN -> act -> AvgPool 2x2] ->

@@ -118,11 +118,17 @@ void export_onnx(const Model& m, const std::string& path) {
   for (int d : {m.input.c, m.input.h, m.input.w}) it->mutable_shape()->add_dim()->set_dim_value(d);
 
   nlohmann::json specs = nlohmann::json::array();
-  std::string x = "input";
+  // Per layer, its output tensor and whether it is already [N, values].
+  std::vector<std::string> tensor(m.layers.size());
+  std::vector<bool> flat_out(m.layers.size(), false);
+  std::string x;
   bool flat = false;
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const Layer& l = m.layers[i];
-    const Shape& in = i == 0 ? m.input : shapes[i - 1];
+    const auto src = m.sources(i);
+    const Shape& in = m.shape_of(src[0], shapes);
+    x = src[0] == kModelInput ? std::string("input") : tensor[static_cast<std::size_t>(src[0])];
+    flat = src[0] != kModelInput && flat_out[static_cast<std::size_t>(src[0])];
     const std::string layer = l.name.empty() ? to_string(l.type) + "_" + std::to_string(i) : l.name;
     auto param = [&](const std::string& role) {
       const Tensor& t = l.params.at(role);
@@ -136,11 +142,15 @@ void export_onnx(const Model& m, const std::string& path) {
         OnnxWriter::ints(n, "kernel_shape", {l.kernel_h, l.kernel_w});
         OnnxWriter::ints(n, "strides", {l.stride_h, l.stride_w});
         const int out_h = shapes[i].h, out_w = shapes[i].w;
-        const int top = conv_pad_before(in.h, out_h, l.kernel_h, l.stride_h, l.padding);
-        const int left = conv_pad_before(in.w, out_w, l.kernel_w, l.stride_w, l.padding);
-        const int total_h = l.padding == Padding::Same ? std::max((out_h - 1) * l.stride_h + l.kernel_h - in.h, 0) : 0;
-        const int total_w = l.padding == Padding::Same ? std::max((out_w - 1) * l.stride_w + l.kernel_w - in.w, 0) : 0;
-        OnnxWriter::ints(n, "pads", {top, left, total_h - top, total_w - left});
+        if (l.padding == Padding::Explicit) {
+          OnnxWriter::ints(n, "pads", {l.pad_top, l.pad_left, l.pad_bottom, l.pad_right});
+        } else {
+          const int top = conv_pad_before(in.h, out_h, l.kernel_h, l.stride_h, l.padding);
+          const int left = conv_pad_before(in.w, out_w, l.kernel_w, l.stride_w, l.padding);
+          const int total_h = l.padding == Padding::Same ? std::max((out_h - 1) * l.stride_h + l.kernel_h - in.h, 0) : 0;
+          const int total_w = l.padding == Padding::Same ? std::max((out_w - 1) * l.stride_w + l.kernel_w - in.w, 0) : 0;
+          OnnxWriter::ints(n, "pads", {top, left, total_h - top, total_w - left});
+        }
         x = n->output(0);
         break;
       }
@@ -163,9 +173,21 @@ void export_onnx(const Model& m, const std::string& path) {
         onnx::NodeProto* n = w.node("AveragePool", {x}, layer);
         OnnxWriter::ints(n, "kernel_shape", {l.pool, l.pool});
         OnnxWriter::ints(n, "strides", {l.pool_stride, l.pool_stride});
+        if (l.padding == Padding::Explicit) {
+          OnnxWriter::ints(n, "pads", {l.pad_top, l.pad_left, l.pad_bottom, l.pad_right});
+          OnnxWriter::integer(n, "count_include_pad", l.count_include_pad ? 1 : 0);
+        }
         x = n->output(0);
         break;
       }
+      case LayerType::Add:
+        for (std::size_t k = 1; k < src.size(); ++k) {
+          const std::size_t b = static_cast<std::size_t>(src[k]);
+          const std::string y = src[k] == kModelInput ? std::string("input") : tensor[b];
+          if (src[k] != kModelInput && flat_out[b] != flat) throw Error("export-onnx: layer " + std::to_string(i) + " adds a flat and an image tensor");
+          x = w.apply("Add", {x, y}, layer + (k > 1 ? "_" + std::to_string(k) : ""));
+        }
+        break;
       case LayerType::GlobalAvgPool2d:
         x = w.apply("GlobalAveragePool", {x}, layer);
         break;
@@ -184,7 +206,10 @@ void export_onnx(const Model& m, const std::string& path) {
         break;
       }
     }
+    tensor[i] = x;
+    flat_out[i] = flat;
   }
+  if (m.layers.empty()) x = "input";
   auto* output = g.add_output();
   output->set_name(x);
   auto* ot = output->mutable_type()->mutable_tensor_type();

@@ -151,8 +151,9 @@ const std::set<std::string>& elementwise_ops() {
 
 const char* kSupported =
     "supported: Conv, BatchNormalization, Gemm, MatMul (+ Add), AveragePool, GlobalAveragePool, Flatten, Reshape to "
-    "[N, C*H*W], Identity, Dropout, Pad of zero width, a final Softmax/LogSoftmax, and activations made of Relu, Sigmoid, Tanh, Softplus, "
-    "Erf, Exp, Log, Sqrt, Abs, Mul, Add, Sub, Div, Pow, Neg, Reciprocal, Cast, Constant";
+    "[N, C*H*W], Identity, Dropout, Pad (constant zeros), Add of two tensors (residual connections), a final "
+    "Softmax/LogSoftmax, Sub/Mul/Div/Add by per-channel constants (normalization), and activations made of Relu, "
+    "Sigmoid, Tanh, Softplus, Erf, Exp, Log, Sqrt, Abs, Mul, Add, Sub, Div, Pow, Neg, Reciprocal, Cast, Constant";
 
 class OnnxImporter {
  public:
@@ -236,9 +237,24 @@ class OnnxImporter {
     m_.input = {dims[1], dims[2], dims[3]};
     check_input_shape(m_.input);
     skeleton_.input = m_.input;
-    cur_ = input->name();
-    shape_ = m_.input;
-    rank_ = 4;
+    values_[input->name()] = Value{kModelInput, m_.input, 4};
+    select(input->name());
+  }
+
+  // A tensor computed from the image: the layer whose output it is (or the model's input), its
+  // shape, and its rank (4: N x C x H x W, 2: N x values).
+  struct Value {
+    int layer = kModelInput;
+    Shape shape;
+    int rank = 4;
+  };
+
+  // Makes `t` the tensor the next layer reads.
+  void select(const std::string& t) {
+    const Value& v = values_.at(t);
+    cur_ = t;
+    shape_ = v.shape;
+    rank_ = v.rank;
   }
 
   std::optional<Constant> constant(const std::string& name, const std::string& where_) {
@@ -314,12 +330,15 @@ class OnnxImporter {
     return {a->ints().begin(), a->ints().end()};
   }
 
-  // Appends a layer: its hyper-parameters and output size are checked against the limits before its
-  // parameters are attached, and the output shape is compared with the one ONNX inferred.
-  void add_layer(Layer l, int node, const std::string& out) {
+  // Appends a layer reading cur_ (or `inputs`): its hyper-parameters and output size are checked
+  // against the limits before its parameters are attached, and the output shape is compared with
+  // the one ONNX inferred.
+  void add_layer(Layer l, int node, const std::string& out, std::vector<int> inputs = {}) {
+    if (inputs.empty()) inputs = {values_.at(cur_).layer};
+    l.inputs = inputs;
+    const Shape in = shape_;
     Layer bare = l;
     bare.params.clear();
-    bare.name = l.name;
     skeleton_.layers.push_back(std::move(bare));
     try {
       shape_ = skeleton_.shapes(false).back();
@@ -327,7 +346,7 @@ class OnnxImporter {
       throw Error(where(node) + ": " + e.what());
     }
     if (!l.params.empty()) {
-      const auto expected = Model::expected_params(l, m_.layers.empty() ? m_.input : m_.shapes().back());
+      const auto expected = Model::expected_params(l, in);
       for (const auto& [role, t] : l.params) {
         if (t.shape != expected.at(role)) {
           throw Error(where(node) + ": " + role + " has shape " + t.shape_string() + ", the layer needs " +
@@ -336,12 +355,16 @@ class OnnxImporter {
       }
     }
     m_.layers.push_back(std::move(l));
+    values_[cur_ = out] = Value{static_cast<int>(m_.layers.size()) - 1, shape_, rank_};
     advance(node, out);
   }
 
   // Moves to `out`, checking the shape ONNX inferred for it (when known) against hecnn's.
   void advance(int node, const std::string& out) {
     done_.insert(node);
+    Value& v = values_[out];
+    if (out != cur_) v = Value{values_.at(cur_).layer, shape_, rank_};  // the same values under another name
+    v.rank = rank_;
     cur_ = out;
     auto it = value_info_.find(out);
     if (it == value_info_.end() || !it->second->type().has_tensor_type() || !it->second->type().tensor_type().has_shape()) return;
@@ -384,35 +407,74 @@ class OnnxImporter {
     return n.name().empty() ? n.op_type() + "_" + std::to_string(node) : n.name();
   }
 
+  // The nodes in graph order (topological: the checker makes sure). Element-wise nodes start an
+  // activation or a normalization grown from the tensor they read (activation()); an Add of two
+  // computed tensors joins branches; any other node is a layer reading its first input.
   void walk() {
-    while (true) {
-      const std::vector<int> next = pending_consumers(cur_);
-      if (next.empty()) {
-        if (cur_ == output_) return;
-        throw Error(path_ + ": tensor '" + cur_ + "' is used by no node and is not the graph output '" + output_ + "'");
-      }
-      if (cur_ == output_) throw Error(path_ + ": the graph output '" + output_ + "' is also used by further nodes");
-      if (next.size() == 1 && !elementwise_ops().count(graph_.node(next[0]).op_type())) {
-        layer(next[0]);
-        continue;
-      }
-      for (int i : next) {
-        if (!elementwise_ops().count(graph_.node(i).op_type())) {
-          throw Error(where(i) + ": operator " + graph_.node(i).op_type() + " is not supported where tensor '" + cur_ +
-                      "' branches into " + std::to_string(next.size()) + " nodes (hecnn takes a chain of layers; " + kSupported + ")");
+    for (int i = 0; i < graph_.node_size(); ++i) {
+      if (done_.count(i)) continue;
+      const NodeProto& n = graph_.node(i);
+      const std::string& op = n.op_type();
+      if (op == "Constant") continue;  // read where used
+      std::vector<std::string> data;  // inputs computed from the image
+      for (const auto& in : n.input()) {
+        if (in.empty()) continue;
+        if (values_.count(in)) {
+          data.push_back(in);
+        } else if (constant_size(in) < 0) {
+          throw Error(where(i) + ": reads '" + in + "', which is neither a constant nor a tensor hecnn computes (" + kSupported + ")");
         }
       }
-      activation(next);
+      for (const auto& o : n.output()) {
+        if (values_.count(o)) throw Error(where(i) + ": writes '" + o + "' a second time");
+      }
+      if (data.empty()) throw Error(where(i) + ": computes from constants only; hecnn needs such values as initializers");
+      if (elementwise_ops().count(op)) {
+        if (data.size() == 2 && data[0] != data[1]) {
+          if (op != "Add") {
+            throw Error(where(i) + ": " + op + " of two computed tensors is not supported (only Add joins branches)");
+          }
+          join(i, data[0], data[1]);
+          continue;
+        }
+        select(data[0]);
+        activation({i});
+        continue;
+      }
+      if (n.input(0) != data[0]) {
+        throw Error(where(i) + ": reads the computed tensor '" + data[0] + "' as an input other than its first");
+      }
+      if (data.size() > 1) throw Error(where(i) + ": reads " + std::to_string(data.size()) + " computed tensors; " + op + " takes one");
+      select(data[0]);
+      layer(i);
     }
+    if (!values_.count(output_)) throw Error(path_ + ": the graph output '" + output_ + "' is computed by no supported node");
+    if (auto it = consumers_.find(output_); it != consumers_.end() && !it->second.empty()) {
+      throw Error(path_ + ": the graph output '" + output_ + "' is also used by further nodes");
+    }
+    if (m_.layers.empty() || values_.at(output_).layer != static_cast<int>(m_.layers.size()) - 1) {
+      throw Error(path_ + ": the graph output '" + output_ + "' is not the result of the last layer");
+    }
+  }
+
+  // An Add of two computed tensors: a residual connection.
+  void join(int node, const std::string& a, const std::string& b) {
+    const Value va = values_.at(a), vb = values_.at(b);
+    if (!(va.shape == vb.shape) || va.rank != vb.rank) {
+      throw Error(where(node) + ": adds tensors of different shapes (" + va.shape.to_string() + " and " + vb.shape.to_string() + ")");
+    }
+    if (va.layer == vb.layer) throw Error(where(node) + ": adds two names of one tensor");
+    select(a);
+    Layer l;
+    l.type = LayerType::Add;
+    l.name = layer_name(node);
+    add_layer(std::move(l), node, graph_.node(node).output(0), {va.layer, vb.layer});
   }
 
   void layer(int node) {
     const NodeProto& n = graph_.node(node);
     const std::string& op = n.op_type();
     const std::string out = n.output_size() > 0 ? n.output(0) : "";
-    if (n.input_size() == 0 || n.input(0) != cur_) {
-      throw Error(where(node) + ": takes '" + cur_ + "' as an input other than its first; hecnn supports a chain of layers");
-    }
     if (op == "Conv") return conv(node, out);
     if (op == "BatchNormalization") return batch_norm(node, out);
     if (op == "Gemm") return gemm(node, out);
@@ -443,20 +505,7 @@ class OnnxImporter {
       return flatten(node, out);
     }
     if (op == "Identity") return advance(node, out);
-    if (op == "Pad") {
-      // torch.onnx.export writes a Pad of zeros in front of every AveragePool: nothing to do. Any
-      // other padding would change the geometry.
-      std::vector<std::int64_t> pads;
-      if (const AttributeProto* a = attr(node, "pads")) {
-        pads.assign(a->ints().begin(), a->ints().end());
-      } else {
-        for (double v : required_constant(node, 1, "pads").values) pads.push_back(static_cast<std::int64_t>(v));
-      }
-      if (std::any_of(pads.begin(), pads.end(), [](std::int64_t p) { return p != 0; })) {
-        throw Error(where(node) + ": padding " + dims_string(pads) + " is not supported (only a Pad of zero width)");
-      }
-      return advance(node, out);
-    }
+    if (op == "Pad") return pad(node, out);
     if (op == "Dropout") {
       only_first_output_used(node);
       if (n.input_size() >= 3 && !n.input(2).empty()) {
@@ -467,11 +516,54 @@ class OnnxImporter {
     }
     if ((op == "Softmax" || op == "LogSoftmax") && out == output_) {
       m_.info["note"] = "final " + op + " dropped: predictions (argmax) are unchanged";
-      done_.insert(node);
-      cur_ = out;
-      return;
+      return advance(node, out);
     }
     throw Error(where(node) + ": operator " + op + " is not supported (" + kSupported + ")");
+  }
+
+  // Pad with zeros: nothing for a zero width (torch.onnx.export writes one before every
+  // AveragePool), otherwise a 1x1 identity convolution with that padding (exact; a convolution or
+  // pooling after it reads the zeros as torch does).
+  void pad(int node, const std::string& out) {
+    const NodeProto& n = graph_.node(node);
+    std::vector<std::int64_t> pads;
+    if (const AttributeProto* a = attr(node, "pads")) {
+      pads.assign(a->ints().begin(), a->ints().end());
+    } else {
+      for (double v : required_constant(node, 1, "pads").values) pads.push_back(static_cast<std::int64_t>(v));
+    }
+    if (std::all_of(pads.begin(), pads.end(), [](std::int64_t p) { return p == 0; })) return advance(node, out);
+    const AttributeProto* mode = attr(node, "mode");
+    if (mode && mode->s() != "constant") throw Error(where(node) + ": mode '" + mode->s() + "' is not supported (only constant zeros)");
+    double value = 0;
+    if (const AttributeProto* v = attr(node, "value")) value = v->f();
+    if (n.input_size() > 2 && !n.input(2).empty()) {
+      const Constant c = required_constant(node, 2, "constant value");
+      if (c.numel() != 1) throw Error(where(node) + ": the constant value must be a scalar");
+      value = c.values[0];
+    }
+    if (value != 0) throw Error(where(node) + ": padding with " + std::to_string(value) + " is not supported (only zeros)");
+    if (n.input_size() > 3 && !n.input(3).empty()) throw Error(where(node) + ": padding only some axes is not supported");
+    if (rank_ != 4 || pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5]) {
+      throw Error(where(node) + ": pads " + dims_string(pads) + ": hecnn pads the height and width of N x C x H x W tensors only");
+    }
+    for (auto p : pads) {
+      if (p < 0 || p > limits::kMaxKernel) throw Error(where(node) + ": pads " + dims_string(pads) + " out of range (0 to " + std::to_string(limits::kMaxKernel) + ")");
+    }
+    Layer l;
+    l.type = LayerType::Conv2d;
+    l.name = layer_name(node);
+    l.filters = shape_.c;
+    l.kernel_h = l.kernel_w = 1;
+    l.padding = Padding::Explicit;
+    l.pad_top = static_cast<int>(pads[2]);
+    l.pad_left = static_cast<int>(pads[3]);
+    l.pad_bottom = static_cast<int>(pads[6]);
+    l.pad_right = static_cast<int>(pads[7]);
+    Tensor w({shape_.c, shape_.c, 1, 1});
+    for (int c = 0; c < shape_.c; ++c) w.data[static_cast<std::size_t>(c) * shape_.c + c] = 1.0f;
+    l.params["weight"] = std::move(w);
+    add_layer(std::move(l), node, out);
   }
 
   void flatten(int node, const std::string& out) {
@@ -511,7 +603,7 @@ class OnnxImporter {
     l.kernel_w = static_cast<int>(w.dims[3]);
     l.stride_h = static_cast<int>(strides[0]);
     l.stride_w = static_cast<int>(strides[1]);
-    l.padding = conv_padding(node, l);
+    set_padding(node, l, l.kernel_h, l.kernel_w, l.stride_h, l.stride_w);
     l.params["weight"] = to_tensor(w);
     if (graph_.node(node).input_size() > 2 && !graph_.node(node).input(2).empty()) {
       l.params["bias"] = to_tensor(required_constant(node, 2, "bias"));
@@ -519,12 +611,12 @@ class OnnxImporter {
     add_layer(std::move(l), node, out);
   }
 
-  // hecnn pads nothing ("valid") or as TensorFlow's "same" (out = ceil(in / stride), the odd pixel at
-  // the end): the node's padding must be one of the two for this input size.
-  Padding conv_padding(int node, const Layer& l) {
+  // The node's padding (pads or auto_pad) as "valid", TensorFlow's "same" where it is that, or
+  // explicit rows and columns.
+  void set_padding(int node, Layer& l, int kh, int kw, int sh, int sw) {
     const AttributeProto* ap = attr(node, "auto_pad");
     const std::string auto_pad = ap ? ap->s() : "NOTSET";
-    const int in[2] = {shape_.h, shape_.w}, k[2] = {l.kernel_h, l.kernel_w}, s[2] = {l.stride_h, l.stride_w};
+    const int in[2] = {shape_.h, shape_.w}, k[2] = {kh, kw}, s[2] = {sh, sw};
     std::int64_t same_begin[2], same_end[2];
     for (int d = 0; d < 2; ++d) {
       const std::int64_t out = (in[d] + s[d] - 1) / s[d];
@@ -532,10 +624,12 @@ class OnnxImporter {
       same_begin[d] = total / 2;
       same_end[d] = total - total / 2;
     }
-    if (auto_pad == "VALID") return Padding::Valid;
-    if (auto_pad == "SAME_UPPER") return Padding::Same;
+    l.padding = Padding::Valid;
+    if (auto_pad == "VALID") return;
     std::vector<std::int64_t> pads;
-    if (auto_pad == "SAME_LOWER") {
+    if (auto_pad == "SAME_UPPER") {
+      pads = {same_begin[0], same_begin[1], same_end[0], same_end[1]};
+    } else if (auto_pad == "SAME_LOWER") {
       pads = {same_end[0], same_end[1], same_begin[0], same_begin[1]};
     } else if (auto_pad == "NOTSET") {
       pads = attr_ints(node, "pads", {0, 0, 0, 0});
@@ -543,11 +637,19 @@ class OnnxImporter {
     } else {
       throw Error(where(node) + ": auto_pad '" + auto_pad + "' is not supported");
     }
-    if (std::all_of(pads.begin(), pads.end(), [](std::int64_t p) { return p == 0; })) return Padding::Valid;
-    if (pads == std::vector<std::int64_t>{same_begin[0], same_begin[1], same_end[0], same_end[1]}) return Padding::Same;
-    throw Error(where(node) + ": pads " + dims_string(pads) + " (top, left, bottom, right) are not supported for a " +
-                std::to_string(in[0]) + "x" + std::to_string(in[1]) + " input: hecnn pads nothing or as 'same' (" +
-                dims_string({same_begin[0], same_begin[1], same_end[0], same_end[1]}) + " here)");
+    for (auto p : pads) {
+      if (p < 0 || p > limits::kMaxKernel) throw Error(where(node) + ": pads " + dims_string(pads) + " out of range");
+    }
+    if (std::all_of(pads.begin(), pads.end(), [](std::int64_t p) { return p == 0; })) return;
+    if (l.type == LayerType::Conv2d && pads == std::vector<std::int64_t>{same_begin[0], same_begin[1], same_end[0], same_end[1]}) {
+      l.padding = Padding::Same;
+      return;
+    }
+    l.padding = Padding::Explicit;
+    l.pad_top = static_cast<int>(pads[0]);
+    l.pad_left = static_cast<int>(pads[1]);
+    l.pad_bottom = static_cast<int>(pads[2]);
+    l.pad_right = static_cast<int>(pads[3]);
   }
 
   static Tensor to_tensor(const Constant& c) {
@@ -660,18 +762,15 @@ class OnnxImporter {
     if (ks.size() != 2 || ks[0] != ks[1]) throw Error(where(node) + ": only square 2-D pools are supported");
     const auto st = attr_ints(node, "strides", {1, 1});
     if (st.size() != 2 || st[0] != st[1]) throw Error(where(node) + ": only equal strides are supported");
-    const auto pads = attr_ints(node, "pads", {0, 0, 0, 0});
-    const AttributeProto* ap = attr(node, "auto_pad");
-    if (std::any_of(pads.begin(), pads.end(), [](std::int64_t p) { return p != 0; }) ||
-        (ap && ap->s() != "NOTSET" && ap->s() != "VALID")) {
-      throw Error(where(node) + ": padded pooling is not supported");
-    }
     if (ks[0] <= 0 || ks[0] > limits::kMaxKernel || st[0] <= 0 || st[0] > limits::kMaxKernel) throw Error(where(node) + ": pool size or stride out of range");
+    if (attr_int(node, "ceil_mode", 0) != 0) throw Error(where(node) + ": ceil_mode is not supported");
     Layer l;
     l.type = LayerType::AvgPool2d;
     l.name = layer_name(node);
     l.pool = static_cast<int>(ks[0]);
     l.pool_stride = static_cast<int>(st[0]);
+    set_padding(node, l, l.pool, l.pool, l.pool_stride, l.pool_stride);
+    l.count_include_pad = attr_int(node, "count_include_pad", 0) != 0;
     add_layer(std::move(l), node, out);  // ceil_mode: a different output size is caught by the shape check
   }
 
@@ -696,7 +795,7 @@ class OnnxImporter {
           for (const auto& in : graph_.node(i).input()) {
             if (in.empty()) ok = false;
             if (!ok || inside.count(in)) continue;
-            if (constant_size(in) != 1) ok = false;
+            if (constant_size(in) != 1 && !per_channel_constant(in)) ok = false;
           }
           if (!ok) continue;
           if (static_cast<int>(region.size()) >= limits::kMaxOnnxNodes) throw Error(where(i) + ": activation too large");
@@ -732,38 +831,46 @@ class OnnxImporter {
                   " results used elsewhere; an activation must have exactly one");
     }
     const std::string exit = *exits.begin();
-    // The group's function: as a polynomial while every node is arithmetic, and numerically on a grid.
-    std::map<std::string, std::optional<Poly>> poly = {{cur_, Poly{0.0, 1.0}}};
-    auto poly_of = [&](int node, const std::string& t) -> std::optional<Poly> {
-      if (auto it = poly.find(t); it != poly.end()) return it->second;
-      return Poly{constant(t, where(node))->values[0]};
+    // The group's function: as a polynomial while every node is arithmetic (on channel c: constants
+    // of one value per channel read at c), and numerically on a grid otherwise.
+    bool per_channel = false;
+    const auto function_on = [&](std::size_t c) {
+      std::map<std::string, std::optional<Poly>> poly = {{cur_, Poly{0.0, 1.0}}};
+      auto poly_of = [&](int node, const std::string& t) -> std::optional<Poly> {
+        if (auto it = poly.find(t); it != poly.end()) return it->second;
+        const Constant k = *constant(t, where(node));
+        if (k.numel() > 1) per_channel = true;
+        return Poly{k.values[k.numel() > 1 ? c : 0]};
+      };
+      for (int i : order) {
+        const NodeProto& n = graph_.node(i);
+        const std::string& op = n.op_type();
+        std::optional<Poly> r;
+        const auto a = poly_of(i, n.input(0));
+        const auto b = n.input_size() > 1 ? poly_of(i, n.input(1)) : std::nullopt;
+        if (a && (op == "Identity" || op == "Cast")) r = a;
+        else if (a && op == "Neg") r = poly_add(Poly{0.0}, *a, -1.0);
+        else if (a && b && (op == "Add" || op == "Sub")) r = poly_add(*a, *b, op == "Add" ? 1.0 : -1.0);
+        else if (a && b && op == "Mul") r = poly_mul(*a, *b);
+        else if (a && b && op == "Div" && b->size() == 1 && (*b)[0] != 0.0) r = poly_add(Poly{0.0}, *a, 1.0 / (*b)[0]);
+        else if (a && b && op == "Pow" && b->size() == 1 && (*b)[0] >= 0 && (*b)[0] <= approx::kMaxDegree &&
+                 (*b)[0] == std::floor((*b)[0])) {
+          Poly p{1.0};
+          for (int k = 0; k < static_cast<int>((*b)[0]); ++k) p = poly_mul(p, *a);
+          r = p;
+        }
+        if (r) {
+          poly_trim(*r);
+          if (r->size() > static_cast<std::size_t>(approx::kMaxDegree) + 1) r.reset();
+        }
+        for (const auto& o : n.output()) poly[o] = r;
+      }
+      return poly.at(exit);
     };
-    for (int i : order) {
-      const NodeProto& n = graph_.node(i);
-      const std::string& op = n.op_type();
-      std::optional<Poly> r;
-      const auto a = poly_of(i, n.input(0));
-      const auto b = n.input_size() > 1 ? poly_of(i, n.input(1)) : std::nullopt;
-      if (a && (op == "Identity" || op == "Cast")) r = a;
-      else if (a && op == "Neg") r = poly_add(Poly{0.0}, *a, -1.0);
-      else if (a && b && (op == "Add" || op == "Sub")) r = poly_add(*a, *b, op == "Add" ? 1.0 : -1.0);
-      else if (a && b && op == "Mul") r = poly_mul(*a, *b);
-      else if (a && b && op == "Div" && b->size() == 1 && (*b)[0] != 0.0) r = poly_add(Poly{0.0}, *a, 1.0 / (*b)[0]);
-      else if (a && b && op == "Pow" && b->size() == 1 && (*b)[0] >= 0 && (*b)[0] <= approx::kMaxDegree &&
-               (*b)[0] == std::floor((*b)[0])) {
-        Poly p{1.0};
-        for (int k = 0; k < static_cast<int>((*b)[0]); ++k) p = poly_mul(p, *a);
-        r = p;
-      }
-      if (r) {
-        poly_trim(*r);
-        if (r->size() > static_cast<std::size_t>(approx::kMaxDegree) + 1) r.reset();
-      }
-      for (const auto& o : n.output()) poly[o] = r;
-    }
+    const std::optional<Poly> p = function_on(0);
+    if (per_channel || (p && p->size() <= 2)) return affine(order, exit, label, function_on);
     Activation act;
-    if (const auto& p = poly.at(exit)) {
-      if (p->size() < 2) throw Error(label + ": the activation from '" + cur_ + "' is a constant");
+    if (p) {
       act = Activation::polynomial(*p, 1.0, "poly");
       act = restore_spec(act, polynomial_count_++);
     } else {
@@ -774,6 +881,47 @@ class OnnxImporter {
     l.type = LayerType::Activation;
     l.name = layer_name(order.front());
     l.activation = std::move(act);
+    add_layer(std::move(l), order.front(), exit);
+  }
+
+  // Whether constant `t` holds one value per channel of cur_, broadcast over N, H and W ([C, 1, 1] or
+  // [1, C, 1, 1]).
+  bool per_channel_constant(const std::string& t) {
+    if (rank_ != 4 || constant_size(t) != shape_.c) return false;
+    const std::optional<Constant> c = constant(t, path_);
+    std::vector<std::int64_t> d = c->dims;
+    if (d.size() == 4 && d[0] == 1) d.erase(d.begin());
+    return d == std::vector<std::int64_t>{shape_.c, 1, 1};
+  }
+
+  // An element-wise group that is a x + b per channel (input normalization: Sub the mean, Div by
+  // the standard deviation): a batch normalization layer with mean 0, variance 1 and epsilon 0.
+  template <typename F>
+  void affine(const std::vector<int>& order, const std::string& exit, const std::string& label, F&& function_on) {
+    const std::int64_t channels = rank_ == 4 ? shape_.c : shape_.size();
+    Tensor a({channels}), b({channels}), mean({channels}, 0.0f), var({channels}, 1.0f);
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const std::optional<Poly> p = function_on(static_cast<std::size_t>(c));
+      if (!p || p->size() > 2) {
+        throw Error(label + ": the element-wise nodes from '" + cur_ +
+                    "' use per-channel constants but are not a x + b per channel (a normalization); hecnn reads "
+                    "per-channel constants only there");
+      }
+      b.data[static_cast<std::size_t>(c)] = static_cast<float>((*p)[0]);
+      a.data[static_cast<std::size_t>(c)] = static_cast<float>(p->size() > 1 ? (*p)[1] : 0.0);
+    }
+    bool constant_result = true;
+    for (float v : a.data) constant_result = constant_result && v == 0.0f;
+    if (constant_result) throw Error(label + ": the element-wise nodes from '" + cur_ + "' compute a constant");
+    for (int i : order) done_.insert(i);
+    Layer l;
+    l.type = LayerType::BatchNorm;
+    l.name = layer_name(order.front());
+    l.eps = 0;
+    l.params["weight"] = std::move(a);
+    l.params["bias"] = std::move(b);
+    l.params["running_mean"] = std::move(mean);
+    l.params["running_var"] = std::move(var);
     add_layer(std::move(l), order.front(), exit);
   }
 
@@ -875,6 +1023,7 @@ class OnnxImporter {
   std::map<std::string, std::vector<int>> consumers_;
   std::map<std::string, const onnx::ValueInfoProto*> value_info_;
   std::string output_, cur_;
+  std::map<std::string, Value> values_;  // every tensor computed from the image so far
   Shape shape_;
   int rank_ = 4;
   std::set<int> done_;

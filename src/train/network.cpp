@@ -71,6 +71,10 @@ torch::Tensor apply_activation(const nn::Activation& a, const torch::Tensor& x) 
 
 NetworkImpl::NetworkImpl(const nn::Model& model, const std::set<std::size_t>& without_bias, double bn_momentum) {
   const auto shapes = model.shapes(false);
+  if (!model.is_chain()) {
+    throw Error("training: hecnn-train builds chains of layers; this model branches (add layers): train it in PyTorch and "
+                "import it with import-onnx");
+  }
   arch_.input = model.input;
   arch_.info = model.info;
   const std::size_t n = model.layers.size();
@@ -97,6 +101,8 @@ NetworkImpl::NetworkImpl(const nn::Model& model, const std::set<std::size_t>& wi
           const auto [top, bottom] = same_padding(in.h, l.kernel_h, l.stride_h);
           const auto [left, right] = same_padding(in.w, l.kernel_w, l.stride_w);
           if (top || bottom || left || right) pad_[i] = {left, right, top, bottom};
+        } else if (l.padding == nn::Padding::Explicit) {
+          pad_[i] = {l.pad_left, l.pad_right, l.pad_top, l.pad_bottom};
         }
         if (trained) {
           copy_into(conv_[i]->weight, l.params.at("weight"), name + ".weight");
@@ -125,6 +131,9 @@ NetworkImpl::NetworkImpl(const nn::Model& model, const std::set<std::size_t>& wi
       }
       case nn::LayerType::Activation:
         apply_activation(l.activation, torch::zeros({1}));  // fails early for a function without a torch form
+        break;
+      case nn::LayerType::AvgPool2d:
+        if (l.padding == nn::Padding::Explicit) throw Error("training: padded average pooling is not supported by hecnn-train");
         break;
       default:
         break;

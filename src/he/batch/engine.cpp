@@ -212,8 +212,8 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
       const ScheduleStep& st = schedule_.steps[n];
       if (st.stage == 0) continue;
       for (std::uint32_t v : st.values) {
-        for_each_dependency(plan_.program, matrices_, st.stage - 1, v, [&](std::size_t i) {
-          auto& r = readers_[st.stage - 1][i];
+        for_each_dependency(plan_.program, matrices_, st.stage - 1, v, [&](std::size_t from, std::size_t i) {
+          auto& r = readers_[from][i];
           if (r.empty() || r.back() != n) r.push_back(static_cast<std::uint32_t>(n));
         });
       }
@@ -249,6 +249,7 @@ void Engine::take_inputs(const ScheduleStep& step, QuerySource& source, ValueSto
 
 void Engine::make_linear(const ScheduleStep& step, ValueStore& store) const {
   const std::size_t s = step.stage - 1;
+  const std::size_t from = schedule_stage(plan_.program.stages[s].inputs[0]);
   const ckks::SparseMatrix& m = matrices_[s];
   // The step's rows, with their columns renumbered over the inputs it reads.
   ckks::SparseMatrix sub;
@@ -266,8 +267,8 @@ void Engine::make_linear(const ScheduleStep& step, ValueStore& store) const {
   }
   std::vector<const Ciphertext*> in(cols.size());
   for (std::size_t i = 0; i < cols.size(); ++i) {
-    store.load(step.stage - 1, cols[i]);
-    in[i] = &store.at(step.stage - 1, cols[i]);
+    store.load(from, cols[i]);
+    in[i] = &store.at(from, cols[i]);
   }
   const Stage& st = plan_.program.stages[s];
   if (in.empty()) throw Error("encrypted inference: stage '" + st.name + "' has an output that reads nothing");
@@ -295,14 +296,15 @@ void Engine::make_linear(const ScheduleStep& step, ValueStore& store) const {
 void Engine::make_pool(const ScheduleStep& step, ValueStore& store) const {
   const Stage& st = plan_.program.stages[step.stage - 1];
   const SumPoolOp& pool = st.pool();
-  for (std::uint32_t v : step.values) pool.for_each_input(st.in, st.out, v, [&](std::size_t i) { store.load(step.stage - 1, i); });
+  const std::size_t from = schedule_stage(st.inputs[0]);
+  for (std::uint32_t v : step.values) pool.for_each_input(st.in, st.out, v, [&](std::size_t i) { store.load(from, i); });
   std::vector<Ciphertext> out(step.values.size());
   ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t o = 0; o < out.size(); ++o) errors.run([&] {
     bool first = true;
     pool.for_each_input(st.in, st.out, step.values[o], [&](std::size_t i) {
-      const Ciphertext& x = store.at(step.stage - 1, i);
+      const Ciphertext& x = store.at(from, i);
       if (first) {
         out[o] = x;
         first = false;
@@ -316,15 +318,17 @@ void Engine::make_pool(const ScheduleStep& step, ValueStore& store) const {
 }
 
 void Engine::make_activation(const ScheduleStep& step, ValueStore& store) const {
-  const ActivationOp& act = plan_.program.stages[step.stage - 1].activation();
+  const Stage& st = plan_.program.stages[step.stage - 1];
+  const ActivationOp& act = st.activation();
+  const std::size_t from = schedule_stage(st.inputs[0]);
   approx::PolyEvalPlan poly = act.poly;
   poly.relinearize_last = act.relinearize_output;
   const approx::PolynomialEvaluator pe(ev_, keys_.relin);
-  // An activation's input has no other reader: it is moved into the evaluation.
+  // An input this step reads last is moved into the evaluation; one read again later is copied.
   std::vector<Ciphertext> in(step.values.size());
   for (std::size_t o = 0; o < in.size(); ++o) {
-    store.load(step.stage - 1, step.values[o]);
-    in[o] = store.take(step.stage - 1, step.values[o]);
+    store.load(from, step.values[o]);
+    in[o] = released_by(step, from, step.values[o]) ? store.take(from, step.values[o]) : store.at(from, step.values[o]);
   }
   std::vector<Ciphertext> out(step.values.size());
   ParallelErrors errors;
@@ -333,6 +337,45 @@ void Engine::make_activation(const ScheduleStep& step, ValueStore& store) const 
     out[o] = pe.evaluate(std::move(in[o]), poly);
     out[o].shrink_to_fit();
     in[o] = Ciphertext();
+  });
+  errors.rethrow();
+  for (std::size_t o = 0; o < out.size(); ++o) store.put(step.stage, step.values[o], std::move(out[o]));
+}
+
+bool Engine::released_by(const ScheduleStep& step, std::size_t stage, std::size_t value) {
+  for (const auto& r : step.release) {
+    if (r.stage == stage && r.index == value) return true;
+  }
+  return false;
+}
+
+void Engine::make_add(const ScheduleStep& step, ValueStore& store) const {
+  const Stage& st = plan_.program.stages[step.stage - 1];
+  for (std::uint32_t v : step.values)
+    for (int in : st.inputs) store.load(schedule_stage(in), v);
+  std::vector<Ciphertext> out(step.values.size());
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t o = 0; o < out.size(); ++o) errors.run([&] {
+    // At the lowest of the inputs' levels: the others are dropped to it (their scales are the plan's).
+    std::size_t level = static_cast<std::size_t>(-1);
+    for (int in : st.inputs) level = std::min(level, store.at(schedule_stage(in), step.values[o]).level());
+    for (int in : st.inputs) {
+      const Ciphertext& x = store.at(schedule_stage(in), step.values[o]);
+      if (std::fabs(x.scale() - plan_.scale()) > 1e-9 * plan_.scale()) {
+        throw Error("encrypted inference: stage '" + st.name + "' adds values at different scales (internal error)");
+      }
+      if (out[o].n() == 0) {
+        out[o] = x;
+        ev_.drop_to_level_inplace(out[o], level);
+      } else if (x.level() == level) {
+        ev_.add_inplace(out[o], x);
+      } else {
+        Ciphertext y = x;
+        ev_.drop_to_level_inplace(y, level);
+        ev_.add_inplace(out[o], y);
+      }
+    }
   });
   errors.rethrow();
   for (std::size_t o = 0; o < out.size(); ++o) store.put(step.stage, step.values[o], std::move(out[o]));
@@ -357,7 +400,7 @@ std::vector<Ciphertext> Engine::run(QuerySource& source, const ProgressFn& progr
   }
   run_.restart();
   stage_seconds_.assign(prog.stages.size(), 0.0);
-  source_seconds_ = spill_seconds_ = 0;
+  source_seconds_ = 0;
   spilled_bytes_ = 0;
   ValueStore store(schedule_, options_, readers_.empty() ? nullptr : &readers_);
   const std::size_t S = schedule_.values.size();
@@ -378,6 +421,7 @@ std::vector<Ciphertext> Engine::run(QuerySource& source, const ProgressFn& progr
           case StageKind::Linear: make_linear(step, store); break;
           case StageKind::SumPool: make_pool(step, store); break;
           case StageKind::Activation: make_activation(step, store); break;
+          case StageKind::Add: make_add(step, store); break;
         }
         stage_seconds_[step.stage - 1] += t.seconds();
       }
@@ -386,11 +430,9 @@ std::vector<Ciphertext> Engine::run(QuerySource& source, const ProgressFn& progr
     }
     for (const auto& r : step.release) store.release(r.stage, r.index);
     if (!options_.spill_dir.empty()) {
-      const Stopwatch ts;
       std::size_t following = n + 1;
       while (following < schedule_.steps.size() && schedule_.steps[following].values.empty()) ++following;
       store.spill(n, following);
-      spill_seconds_ += ts.seconds();
       spilled_bytes_ = store.file_bytes();
     }
     if (progress && step.stage > 0 && !step.values.empty() &&

@@ -35,10 +35,8 @@ class Engine : public InferenceEngine {
 
   // Seconds spent in each stage by the last run (taking inputs from the source excluded).
   const std::vector<double>& stage_seconds() const override { return stage_seconds_; }
-  // Seconds the last run spent taking inputs from its source, and writing and reading spilled
-  // ciphertexts.
+  // Seconds the last run spent taking inputs from its source.
   double source_seconds() const { return source_seconds_; }
-  double spill_seconds() const { return spill_seconds_; }
   // The largest size the last run's spill file reached (0: nothing spilled).
   std::size_t spilled_bytes() const { return spilled_bytes_; }
   const Schedule& schedule() const { return schedule_; }
@@ -47,6 +45,9 @@ class Engine : public InferenceEngine {
   void make_linear(const ScheduleStep& step, ValueStore& store) const;
   void make_pool(const ScheduleStep& step, ValueStore& store) const;
   void make_activation(const ScheduleStep& step, ValueStore& store) const;
+  void make_add(const ScheduleStep& step, ValueStore& store) const;
+  // Whether `step` is the last reader of value (stage, value) (it is released after the step).
+  static bool released_by(const ScheduleStep& step, std::size_t stage, std::size_t value);
   // Throws hecnn::Error unless c has the level and scale of the first input (set from c when
   // scale is 0; enough levels for the plan) and two components.
   void check_input(const ckks::Ciphertext& c, std::size_t& level, double& scale) const;
@@ -62,7 +63,7 @@ class Engine : public InferenceEngine {
   Schedule schedule_;
   std::vector<std::vector<std::vector<std::uint32_t>>> readers_;  // with spilling: per stage and value, the steps reading it
   mutable std::vector<double> stage_seconds_;
-  mutable double source_seconds_ = 0, spill_seconds_ = 0;
+  mutable double source_seconds_ = 0;
   mutable std::size_t spilled_bytes_ = 0;
   mutable Stopwatch run_;
 };

@@ -80,15 +80,20 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
   }
   Schedule sched;
   sched.tile = tile;
-  // Tile grids: a stage that feeds a non-overlapping sum pooling (directly or through activations)
-  // gets tiles as many times larger as the pooling's stride.
+  // Tile grids: a stage that feeds a non-overlapping sum pooling (directly or through activations,
+  // as its only reader) gets tiles as many times larger as the pooling's stride.
+  const auto consumers = prog.consumers();
   std::vector<TileGrid> grid(S);
   for (std::size_t k = 0; k < S; ++k) {
     int mh = 1, mw = 1;
     if (k > 0) {
-      std::size_t j = k;  // program stage after this schedule stage
-      while (j < prog.stages.size() && prog.stages[j].kind() == StageKind::Activation) ++j;
-      if (j < prog.stages.size() && j > k - 1 && prog.stages[j].kind() == StageKind::SumPool) {
+      std::size_t j = k - 1;  // the program stage of this schedule stage, then its only reader
+      bool chain = true;
+      do {
+        chain = consumers[j].size() == 1;
+        if (chain) j = consumers[j][0];
+      } while (chain && prog.stages[j].kind() == StageKind::Activation);
+      if (chain && prog.stages[j].kind() == StageKind::SumPool) {
         const SumPoolOp& p = prog.stages[j].pool();
         if (!p.global && p.pool_h == p.stride_h && p.pool_w == p.stride_w) {
           mh = p.stride_h;
@@ -100,32 +105,45 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
     sched.values.push_back(static_cast<std::size_t>(grid[k].shape.size()));
     sched.tiles.push_back(grid[k].count());
   }
-  // The last tile of the previous stage each tile reads (tiles are made in raster order).
-  std::vector<std::vector<std::int64_t>> last_dep(S);
+  // The schedule stages each stage reads, and per tile the last tile of each it reads (tiles are
+  // made in raster order).
+  std::vector<std::vector<std::size_t>> sources(S);
+  for (std::size_t k = 1; k < S; ++k) {
+    for (int in : prog.stages[k - 1].inputs) sources[k].push_back(schedule_stage(in));
+  }
+  std::vector<std::vector<std::vector<std::int64_t>>> last_dep(S);  // [stage][tile][source]
   std::vector<std::vector<std::vector<std::uint32_t>>> tile_values(S);
   for (std::size_t k = 0; k < S; ++k) {
     tile_values[k].resize(grid[k].count());
-    last_dep[k].assign(grid[k].count(), -1);
+    last_dep[k].assign(grid[k].count(), std::vector<std::int64_t>(sources[k].size(), -1));
     for (std::size_t t = 0; t < grid[k].count(); ++t) {
       tile_values[k][t] = grid[k].values_of(t);
       if (k == 0) continue;
-      std::int64_t last = -1;
+      auto& last = last_dep[k][t];
       for (std::uint32_t v : tile_values[k][t]) {
-        for_each_dependency(prog, matrices, k - 1, v, [&](std::size_t i) {
-          last = std::max<std::int64_t>(last, grid[k - 1].tile_of(i));
+        for_each_dependency(prog, matrices, k - 1, v, [&](std::size_t from, std::size_t i) {
+          for (std::size_t j = 0; j < sources[k].size(); ++j) {
+            if (sources[k][j] == from) last[j] = std::max<std::int64_t>(last[j], grid[from].tile_of(i));
+          }
         });
       }
-      last_dep[k][t] = last;
     }
   }
   // Greedy order: the deepest stage whose next tile can be made makes it; when none can, the next
   // input tile is pulled.
   std::vector<std::size_t> next(S, 0);
   std::vector<std::pair<std::uint32_t, std::uint32_t>> order;
+  const auto ready = [&](std::size_t k) {
+    if (next[k] >= grid[k].count()) return false;
+    for (std::size_t j = 0; j < sources[k].size(); ++j) {
+      if (last_dep[k][next[k]][j] >= static_cast<std::int64_t>(next[sources[k][j]])) return false;
+    }
+    return true;
+  };
   while (next[S - 1] < grid[S - 1].count()) {
     bool made = false;
     for (std::size_t k = S - 1; k >= 1; --k) {
-      if (next[k] < grid[k].count() && last_dep[k][next[k]] < static_cast<std::int64_t>(next[k - 1])) {
+      if (ready(k)) {
         order.emplace_back(static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(next[k]++));
         made = true;
         break;
@@ -147,7 +165,9 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
     const std::uint32_t k = order[n].first, t = order[n].second;  // no structured binding: lambdas capture k
     for (std::uint32_t v : tile_values[k][t]) {
       made_at[k][v] = static_cast<std::int64_t>(n);
-      if (k > 0) for_each_dependency(prog, matrices, k - 1, v, [&](std::size_t i) { last_use[k - 1][i] = static_cast<std::int64_t>(n); });
+      if (k > 0) {
+        for_each_dependency(prog, matrices, k - 1, v, [&](std::size_t from, std::size_t i) { last_use[from][i] = static_cast<std::int64_t>(n); });
+      }
     }
   }
   sched.steps.resize(order.size());
@@ -172,8 +192,8 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
     for (const auto& st : sched.steps) {
       for (std::uint32_t v : st.values) {
         if (st.stage > 0) {
-          for_each_dependency(prog, matrices, st.stage - 1, v, [&](std::size_t i) {
-            if (state[st.stage - 1][i] != 1) throw Error("batch schedule: a value is read while not alive (internal error)");
+          for_each_dependency(prog, matrices, st.stage - 1, v, [&](std::size_t from, std::size_t i) {
+            if (state[from][i] != 1) throw Error("batch schedule: a value is read while not alive (internal error)");
           });
         }
         if (state[st.stage][v] != 0) throw Error("batch schedule: a value is made twice (internal error)");
@@ -190,11 +210,9 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
   }
   // Work estimates, in units of one limb's multiply-accumulate over the ring.
   std::vector<double> limbs(S, 1.0);
-  int level = prog.depth;
-  limbs[0] = level + 1;
+  limbs[0] = prog.depth + 1;
   for (std::size_t s = 0; s < prog.stages.size(); ++s) {
-    limbs[s + 1] = level + 1;  // the stage's input level: most of its work is there
-    level -= prog.stages[s].levels;
+    limbs[s + 1] = prog.depth - prog.stages[s].depth_in + 1;  // the stage's input level: most of its work is there
   }
   for (auto& st : sched.steps) {
     if (st.values.empty()) continue;
@@ -213,6 +231,7 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
       }
       case StageKind::SumPool: st.work = n * ps.pool().window() * L * 0.2; break;
       case StageKind::Activation: st.work = n * 150 * L; break;
+      case StageKind::Add: st.work = n * static_cast<double>(ps.inputs.size()) * L * 0.2; break;
     }
     sched.work += st.work;
   }

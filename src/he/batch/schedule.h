@@ -20,7 +20,8 @@
 namespace hecnn::he::batch {
 
 // Stage indices in a schedule: 0 is the query (values pulled from the input), s + 1 is program
-// stage s.
+// stage s. A stage's tile is made once the tiles it reads of every stage it reads are there (the
+// program is a DAG: an Add reads two stages).
 struct ScheduleStep {
   std::uint32_t stage = 0;  // 0: pull inputs; s + 1: compute program stage s
   std::uint32_t tile = 0;   // the tile's index within its stage, in raster order
@@ -58,19 +59,26 @@ Schedule make_schedule(const Program& program, const std::vector<ckks::SparseMat
 // Per stage, the sparse matrix of each linear stage (empty for the others).
 std::vector<ckks::SparseMatrix> lower_linear_stages(const Program& program);
 
-// Calls f(input value) for every value of the previous stage that value o of program stage s reads.
+// The schedule stage of a program stage's source (kProgramInput: 0, the query).
+inline std::size_t schedule_stage(int source) { return static_cast<std::size_t>(source + 1); }
+
+// Calls f(schedule stage, value) for every value that value o of program stage s reads.
 template <typename F>
 void for_each_dependency(const Program& prog, const std::vector<ckks::SparseMatrix>& matrices, std::size_t s,
                          std::size_t o, F&& f) {
   const Stage& st = prog.stages[s];
+  const std::size_t from = schedule_stage(st.inputs[0]);
   switch (st.kind()) {
     case StageKind::Linear: {
       const ckks::SparseMatrix& m = matrices[s];
-      for (std::uint32_t t = m.row_start[o]; t < m.row_start[o + 1]; ++t) f(static_cast<std::size_t>(m.col[t]));
+      for (std::uint32_t t = m.row_start[o]; t < m.row_start[o + 1]; ++t) f(from, static_cast<std::size_t>(m.col[t]));
       break;
     }
-    case StageKind::SumPool: st.pool().for_each_input(st.in, st.out, o, f); break;
-    case StageKind::Activation: f(o); break;
+    case StageKind::SumPool: st.pool().for_each_input(st.in, st.out, o, [&](std::size_t i) { f(from, i); }); break;
+    case StageKind::Activation: f(from, o); break;
+    case StageKind::Add:
+      for (int in : st.inputs) f(schedule_stage(in), o);
+      break;
   }
 }
 

@@ -1,9 +1,12 @@
 #include "he/compile/program.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "common/error.h"
+#include "nn/conv.h"
 #include "nn/forward.h"
 #include "nn/limits.h"
 
@@ -11,17 +14,42 @@ namespace hecnn::he {
 
 namespace {
 
-LinearOp conv_op(const nn::Layer& l, double in_factor) {
+// The map from what a stage holds to the model's value: real = scale[c] enc + shift[c], c = the
+// value's index / plane (one entry per channel; a flat value has plane 1 after a global pooling).
+// Batch normalization that cannot fold backwards, monic activations and sum pooling leave one on a
+// value; the linear stages that read it absorb it.
+struct Affine {
+  std::vector<double> scale, shift;
+  std::size_t plane = 1;
+
+  static Affine identity(const nn::Shape& s) {
+    return {std::vector<double>(static_cast<std::size_t>(s.c), 1.0), std::vector<double>(static_cast<std::size_t>(s.c), 0.0),
+            static_cast<std::size_t>(s.h) * static_cast<std::size_t>(s.w)};
+  }
+  std::size_t channel(std::size_t i) const { return std::min(i / plane, scale.size() - 1); }
+  bool shifted() const {
+    for (double v : shift)
+      if (v != 0) return true;
+    return false;
+  }
+  // One factor for every value (no shift): the form an output factor or a monic activation takes.
+  bool uniform() const {
+    if (shifted()) return false;
+    for (double v : scale)
+      if (v != scale[0]) return false;
+    return true;
+  }
+  bool is_identity() const { return uniform() && scale[0] == 1.0; }
+  bool operator==(const Affine& o) const { return scale == o.scale && shift == o.shift && plane == o.plane; }
+};
+
+LinearOp conv_op(const nn::Layer& l) {
   LinearOp op;
   op.conv = true;
-  op.geometry.type = nn::LayerType::Conv2d;
-  op.geometry.filters = l.filters;
-  op.geometry.kernel_h = l.kernel_h;
-  op.geometry.kernel_w = l.kernel_w;
-  op.geometry.stride_h = l.stride_h;
-  op.geometry.stride_w = l.stride_w;
-  op.geometry.padding = l.padding;
-  for (float w : l.params.at("weight").data) op.weight.push_back(w == 0 ? 0.0 : w * in_factor);
+  op.geometry = l;
+  op.geometry.params.clear();
+  op.geometry.inputs.clear();
+  for (float w : l.params.at("weight").data) op.weight.push_back(w);
   op.bias.assign(static_cast<std::size_t>(l.filters), 0.0);
   if (l.has_bias()) {
     for (std::size_t f = 0; f < op.bias.size(); ++f) op.bias[f] = l.params.at("bias").data[f];
@@ -29,14 +57,59 @@ LinearOp conv_op(const nn::Layer& l, double in_factor) {
   return op;
 }
 
-LinearOp dense_op(const nn::Layer& l, double in_factor) {
+LinearOp dense_op(const nn::Layer& l) {
   LinearOp op;
-  for (float w : l.params.at("weight").data) op.weight.push_back(w == 0 ? 0.0 : w * in_factor);
+  for (float w : l.params.at("weight").data) op.weight.push_back(w);
   op.bias.assign(static_cast<std::size_t>(l.units), 0.0);
   if (l.has_bias()) {
     for (std::size_t u = 0; u < op.bias.size(); ++u) op.bias[u] = l.params.at("bias").data[u];
   }
   return op;
+}
+
+// Padded average pooling as a linear map: the window's cells with weight 1, times 1 / its divisor.
+LinearOp padded_pool_op(const nn::Layer& l, const nn::Shape& in, const nn::Shape& out) {
+  LinearOp op;
+  op.conv = true;
+  op.geometry.type = nn::LayerType::Conv2d;
+  op.geometry.filters = in.c;
+  op.geometry.kernel_h = op.geometry.kernel_w = l.pool;
+  op.geometry.stride_h = op.geometry.stride_w = l.pool_stride;
+  op.geometry.padding = l.padding;
+  op.geometry.pad_top = l.pad_top;
+  op.geometry.pad_left = l.pad_left;
+  op.geometry.pad_bottom = l.pad_bottom;
+  op.geometry.pad_right = l.pad_right;
+  const auto k2 = static_cast<std::size_t>(l.pool) * static_cast<std::size_t>(l.pool);
+  op.weight.assign(static_cast<std::size_t>(in.c) * static_cast<std::size_t>(in.c) * k2, 0.0);
+  for (std::size_t c = 0; c < static_cast<std::size_t>(in.c); ++c)
+    for (std::size_t k = 0; k < k2; ++k) op.weight[(c * static_cast<std::size_t>(in.c) + c) * k2 + k] = 1.0;
+  op.bias.assign(static_cast<std::size_t>(in.c), 0.0);
+  op.output_scale.assign(static_cast<std::size_t>(out.size()), 0.0);
+  nn::for_each_pool_tap(
+      l, in, out, [](std::size_t, std::size_t) {}, [&](std::size_t o, int cells) { op.output_scale[o] = 1.0 / cells; });
+  return op;
+}
+
+// The linear map reading enc where its input is t(enc): the shift goes into the biases (per output
+// where padding meets it), the scale into the weights of each input channel.
+void absorb_input(LinearOp& op, const Affine& t, const nn::Shape& in, const nn::Shape& out) {
+  if (t.is_identity()) return;
+  if (t.shifted()) {
+    std::vector<double> bias(static_cast<std::size_t>(out.size()));
+    for (std::size_t o = 0; o < bias.size(); ++o) bias[o] = op.bias_of(o, out);
+    op.for_each_term(in, out, [&](std::size_t o, std::size_t i, double w) { bias[o] += w * t.shift[t.channel(i)]; });
+    op.bias = std::move(bias);
+  }
+  if (op.conv) {
+    const std::size_t taps = static_cast<std::size_t>(op.geometry.kernel_h) * static_cast<std::size_t>(op.geometry.kernel_w);
+    for (std::size_t k = 0; k < op.weight.size(); ++k) op.weight[k] *= t.scale[k / taps % static_cast<std::size_t>(in.c)];
+  } else {
+    const auto n_in = static_cast<std::size_t>(in.size());
+    for (std::size_t k = 0; k < op.weight.size(); ++k) op.weight[k] *= t.scale[t.channel(k % n_in)];
+  }
+  for (auto& w : op.weight)
+    if (w == 0) w = 0.0;  // no negative zeros: a term is kept or dropped by its weight alone
 }
 
 // a2 o a1 as one dense map (a1: in -> mid, a2: mid -> out, a2 dense).
@@ -68,6 +141,251 @@ LinearOp compose(const LinearOp& a1, const nn::Shape& in, const nn::Shape& mid, 
 // Raw x is accurate while r^d stays well below the scale (see approx::InputForm).
 bool raw_is_accurate(const approx::Polynomial& p) { return std::pow(p.range(), p.degree()) <= 65536.0; }
 
+// The model's values as the compiler builds stages: the stage holding each layer's output (or the
+// program's input) and the map from what it holds to the model's value.
+class GraphCompiler {
+ public:
+  explicit GraphCompiler(const nn::Model& m) : m_(m), shapes_(m.shapes()), readers_(m.consumers()) {
+    prog_.input = m.input;
+    input_ = {kProgramInput, Affine::identity(m.input)};
+    values_.resize(m.layers.size());
+  }
+
+  Program run() {
+    for (std::size_t i = 0; i < m_.layers.size(); ++i) layer(i);
+    if (prog_.stages.empty()) throw Error("encrypted inference: the model has no layers");
+    Value& out = values_.back();
+    if (!out.t.uniform()) materialize(out, "the model's output");
+    if (out.stage != static_cast<int>(prog_.stages.size()) - 1) {
+      throw Error("encrypted inference: the model's output is not its last computation");
+    }
+    prog_.output_factor = out.t.scale[0];
+    relinearize_late();
+    prog_.plan_levels();
+    return std::move(prog_);
+  }
+
+ private:
+  struct Value {
+    int stage = kProgramInput;
+    Affine t;
+  };
+
+  std::string name_of(std::size_t i) const {
+    const nn::Layer& l = m_.layers[i];
+    return l.name.empty() ? nn::to_string(l.type) + std::to_string(i) : l.name;
+  }
+  std::string where(std::size_t i) const { return "encrypted inference: layer " + std::to_string(i) + " (" + name_of(i) + ")"; }
+  Value& value(int src) { return src == nn::kModelInput ? input_ : values_[static_cast<std::size_t>(src)]; }
+
+  // The layers reading layer i's values, looking through flattens (which change nothing).
+  std::vector<std::size_t> readers(std::size_t i) const {
+    std::vector<std::size_t> r;
+    for (std::size_t k : readers_[i]) {
+      if (m_.layers[k].type == nn::LayerType::Flatten) {
+        for (std::size_t j : readers(k)) r.push_back(j);
+      } else {
+        r.push_back(k);
+      }
+    }
+    return r;
+  }
+  // The stages reading stage s so far, and whether a linear stage only feeds model value `v`.
+  bool only_reader(int stage, std::size_t layer) const {
+    if (stage < 0 || prog_.stages[static_cast<std::size_t>(stage)].kind() != StageKind::Linear) return false;
+    for (std::size_t k = 0; k < values_.size(); ++k) {
+      if (values_[k].stage != stage || m_.layers[k].type == nn::LayerType::Flatten) continue;
+      // Every model value the stage holds is read by `layer` alone.
+      for (std::size_t r : readers(k)) {
+        if (r != layer) return false;
+      }
+    }
+    for (const Stage& s : prog_.stages) {
+      for (int in : s.inputs)
+        if (in == stage) return false;  // already read by another stage
+    }
+    return true;
+  }
+  // Whether every reader of layer i's output is a linear layer, or a pooling or normalization whose
+  // readers are: a monic activation's factor then folds into them.
+  bool absorbed(std::size_t i) const {
+    if (i + 1 == m_.layers.size()) return false;
+    for (std::size_t r : readers(i)) {
+      const auto t = m_.layers[r].type;
+      if (t == nn::LayerType::Conv2d || t == nn::LayerType::Dense) continue;
+      if ((t == nn::LayerType::AvgPool2d && m_.layers[r].padding != nn::Padding::Explicit) ||
+          t == nn::LayerType::GlobalAvgPool2d || t == nn::LayerType::BatchNorm) {
+        if (absorbed(r)) continue;
+      }
+      return false;
+    }
+    return true;
+  }
+
+  // Folds v's map into the linear stage that makes it (its only reader being `consumer`).
+  void materialize(Value& v, const std::string& consumer, std::size_t layer = static_cast<std::size_t>(-1)) {
+    if (v.t.is_identity()) return;
+    if (v.stage < 0 || prog_.stages[static_cast<std::size_t>(v.stage)].kind() != StageKind::Linear ||
+        (layer != static_cast<std::size_t>(-1) && !only_reader(v.stage, layer))) {
+      throw Error("encrypted inference: " + consumer +
+                  " reads a normalized or scaled value (batch normalization, a monic activation or an average pooling "
+                  "before it) that no linear layer can absorb; put a convolution or dense layer before the batch "
+                  "normalization");
+    }
+    Stage& s = prog_.stages[static_cast<std::size_t>(v.stage)];
+    LinearOp& op = std::get<LinearOp>(s.op);
+    const auto n = static_cast<std::size_t>(s.out.size());
+    std::vector<double> bias(n);
+    for (std::size_t o = 0; o < n; ++o) bias[o] = op.bias_of(o, s.out) * v.t.scale[v.t.channel(o)] + v.t.shift[v.t.channel(o)];
+    if (op.output_scale.empty()) op.output_scale.assign(n, 1.0);
+    for (std::size_t o = 0; o < n; ++o) op.output_scale[o] *= v.t.scale[v.t.channel(o)];
+    op.bias = std::move(bias);
+    v.t = Affine::identity(s.out);
+  }
+
+  int add_stage(std::size_t i, std::vector<int> inputs, const nn::Shape& in, int levels,
+                std::variant<LinearOp, SumPoolOp, ActivationOp, AddOp> op) {
+    Stage s;
+    s.name = name_of(i);
+    s.in = in;
+    s.out = shapes_[i];
+    s.inputs = std::move(inputs);
+    s.levels = levels;
+    s.op = std::move(op);
+    prog_.stages.push_back(std::move(s));
+    return static_cast<int>(prog_.stages.size()) - 1;
+  }
+
+  void layer(std::size_t i) {
+    const nn::Layer& l = m_.layers[i];
+    const auto src = m_.sources(i);
+    const nn::Shape in = m_.shape_of(src[0], shapes_), out = shapes_[i];
+    Value& x = value(src[0]);
+    Value& y = values_[i];
+    switch (l.type) {
+      case nn::LayerType::Conv2d:
+      case nn::LayerType::Dense: {
+        LinearOp op = l.type == nn::LayerType::Conv2d ? conv_op(l) : dense_op(l);
+        absorb_input(op, x.t, in, out);
+        // Two linear stages in a row are one linear map: one level instead of two, unless the merged
+        // map would be larger than any single layer may be (it is dense: outputs x the first's inputs).
+        if (l.type == nn::LayerType::Dense && only_reader(x.stage, i) &&
+            prog_.stages[static_cast<std::size_t>(x.stage)].in.size() * out.size() <= nn::limits::kMaxConnections) {
+          Stage& prev = prog_.stages[static_cast<std::size_t>(x.stage)];
+          prev.op = compose(prev.linear(), prev.in, prev.out, op, out);
+          prev.out = out;
+          prev.name += "+" + name_of(i);
+          y = {x.stage, Affine::identity(out)};
+        } else {
+          y = {add_stage(i, {x.stage}, in, 1, std::move(op)), Affine::identity(out)};
+        }
+        return;
+      }
+      case nn::LayerType::BatchNorm: {
+        // What is left after folding into a preceding convolution: a map on the value, absorbed by
+        // the linear layers that read it.
+        y = x;
+        const auto& g = l.params.at("weight").data;
+        const auto& beta = l.params.at("bias").data;
+        const auto& mean = l.params.at("running_mean").data;
+        const auto& var = l.params.at("running_var").data;
+        for (std::size_t c = 0; c < y.t.scale.size(); ++c) {
+          const double a = g[c] / std::sqrt(static_cast<double>(var[c]) + l.eps);
+          y.t.scale[c] *= a;
+          y.t.shift[c] = (y.t.shift[c] - mean[c]) * a + beta[c];
+        }
+        return;
+      }
+      case nn::LayerType::Activation: {
+        if (!l.activation.is_polynomial()) {
+          throw Error(where(i) + ": activation '" + l.activation.spec +
+                      "' is not a polynomial; encrypted inference needs polynomial activations (convert the model: "
+                      "hecnn convert --activation swish:deg4:range4, or square)");
+        }
+        const approx::Polynomial& p = *l.activation.poly;
+        if (p.degree() < 1) throw Error(where(i) + ": the activation polynomial is constant");
+        if (!x.t.is_identity()) materialize(x, "activation '" + name_of(i) + "'", i);
+        ActivationOp act;
+        if (!raw_is_accurate(p)) {
+          if (only_reader(x.stage, i)) {
+            std::get<LinearOp>(prog_.stages[static_cast<std::size_t>(x.stage)].op).scale_outputs(1.0 / p.range());
+            act.form = approx::InputForm::Normalized;  // the previous layer computes x / r
+          } else {
+            act.form = approx::InputForm::NormalizeFirst;
+          }
+        }
+        const bool monic = absorbed(i);
+        act.poly = approx::plan_polynomial(p, act.form, monic);
+        Affine t = Affine::identity(out);
+        if (monic) std::fill(t.scale.begin(), t.scale.end(), act.poly.factor);
+        const int levels = act.poly.depth;
+        y = {add_stage(i, {x.stage}, in, levels, std::move(act)), std::move(t)};
+        return;
+      }
+      case nn::LayerType::AvgPool2d:
+      case nn::LayerType::GlobalAvgPool2d: {
+        if (l.type == nn::LayerType::AvgPool2d && l.padding == nn::Padding::Explicit) {
+          LinearOp op = padded_pool_op(l, in, out);
+          absorb_input(op, x.t, in, out);
+          y = {add_stage(i, {x.stage}, in, 1, std::move(op)), Affine::identity(out)};
+          return;
+        }
+        const SumPoolOp op = l.type == nn::LayerType::AvgPool2d ? SumPoolOp::square(l.pool, l.pool_stride) : SumPoolOp::whole(in);
+        Affine t = x.t;
+        for (double& v : t.scale) v /= static_cast<double>(op.window());
+        t.plane = static_cast<std::size_t>(out.h) * static_cast<std::size_t>(out.w);
+        y = {add_stage(i, {x.stage}, in, 0, op), std::move(t)};
+        return;
+      }
+      case nn::LayerType::Flatten:
+        y = x;  // CHW order is already the flat order
+        return;
+      case nn::LayerType::Add: {
+        // The inputs must hold their values under one map: where they differ, each folds its map
+        // into the linear stage that makes it.
+        bool same = true;
+        for (int s : src) same = same && value(s).t == x.t;
+        if (!same) {
+          for (int s : src) materialize(value(s), "add '" + name_of(i) + "'", i);
+        }
+        std::vector<int> stages;
+        for (int s : src) {
+          const Value& v = value(s);
+          for (int k : stages)
+            if (k == v.stage) throw Error(where(i) + ": adds a value to itself (through batch normalizations)");
+          stages.push_back(v.stage);
+        }
+        Affine t = x.t;
+        for (std::size_t k = 1; k < src.size(); ++k)
+          for (std::size_t c = 0; c < t.shift.size(); ++c) t.shift[c] += x.t.shift[c];
+        y = {add_stage(i, std::move(stages), in, 0, AddOp{}), std::move(t)};
+        return;
+      }
+    }
+  }
+
+  // Deferred relinearization: an activation whose outputs feed only a linear stage with at most half
+  // as many outputs keeps its products 3-component; the linear stage relinearizes its fewer outputs.
+  void relinearize_late() {
+    const auto cons = prog_.consumers();
+    for (std::size_t i = 0; i < prog_.stages.size(); ++i) {
+      Stage& s = prog_.stages[i];
+      if (s.kind() != StageKind::Activation || !s.activation().poly.monic || cons[i].size() != 1) continue;
+      const Stage& next = prog_.stages[cons[i][0]];
+      if (next.kind() == StageKind::Linear && 2 * next.out.size() <= next.in.size()) {
+        std::get<ActivationOp>(s.op).relinearize_output = false;
+      }
+    }
+  }
+
+  const nn::Model& m_;
+  std::vector<nn::Shape> shapes_;
+  std::vector<std::vector<std::size_t>> readers_;
+  Program prog_;
+  Value input_;
+  std::vector<Value> values_;
+};
+
 }  // namespace
 
 void LinearOp::scale_outputs(double f) {
@@ -75,138 +393,100 @@ void LinearOp::scale_outputs(double f) {
   for (auto& b : bias) b *= f;
 }
 
+std::vector<std::vector<std::size_t>> Program::consumers() const {
+  std::vector<std::vector<std::size_t>> c(stages.size());
+  for (std::size_t i = 0; i < stages.size(); ++i)
+    for (int s : stages[i].inputs)
+      if (s >= 0) c[static_cast<std::size_t>(s)].push_back(i);
+  return c;
+}
+
+bool Program::is_chain() const {
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    if (stages[i].inputs.size() != 1 || stages[i].inputs[0] != static_cast<int>(i) - 1) return false;
+  }
+  return true;
+}
+
+void Program::plan_levels() {
+  depth = 0;
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    Stage& s = stages[i];
+    if (s.inputs.empty()) throw Error("encrypted inference: stage '" + s.name + "' reads nothing (internal error)");
+    s.depth_in = 0;
+    for (int in : s.inputs) {
+      if (in < kProgramInput || in >= static_cast<int>(i)) throw Error("encrypted inference: stage '" + s.name + "' reads a later stage (internal error)");
+      if (in >= 0) s.depth_in = std::max(s.depth_in, stages[static_cast<std::size_t>(in)].depth_out);
+    }
+    s.depth_out = s.depth_in + s.levels;
+  }
+  if (!stages.empty()) depth = stages.back().depth_out;
+}
+
 Program compile_program(const nn::Model& model) {
   const nn::Model m = nn::fold_batch_norm(model);
-  const auto shapes = m.shapes();
-  Program prog;
-  prog.input = m.input;
-  double pending = 1.0;  // factor on the inputs of the next linear stage
-  nn::Shape cur = m.input;
-  for (std::size_t i = 0; i < m.layers.size(); ++i) {
-    const nn::Layer& l = m.layers[i];
-    const nn::Shape out = shapes[i];
-    const std::string name = l.name.empty() ? nn::to_string(l.type) + std::to_string(i) : l.name;
-    const std::string where = "encrypted inference: layer " + std::to_string(i) + " (" + name + ")";
-    switch (l.type) {
-      case nn::LayerType::Conv2d:
-      case nn::LayerType::Dense: {
-        LinearOp op = l.type == nn::LayerType::Conv2d ? conv_op(l, pending) : dense_op(l, pending);
-        pending = 1.0;
-        // Two linear stages in a row are one linear map: one level instead of two, unless the merged
-        // map would be larger than any single layer may be (it is dense: outputs x the first's inputs).
-        if (l.type == nn::LayerType::Dense && !prog.stages.empty() && prog.stages.back().kind() == StageKind::Linear &&
-            prog.stages.back().in.size() * out.size() <= nn::limits::kMaxConnections) {
-          Stage& prev = prog.stages.back();
-          prev.op = compose(prev.linear(), prev.in, prev.out, op, out);
-          prev.out = out;
-          prev.name += "+" + name;
-        } else {
-          prog.stages.push_back(Stage{name, cur, out, 1, std::move(op)});
-        }
-        break;
-      }
-      case nn::LayerType::BatchNorm:
-        throw Error(where + ": batch normalization must follow a convolution or dense layer to be folded");
-      case nn::LayerType::Activation: {
-        if (!l.activation.is_polynomial()) {
-          throw Error(where + ": activation '" + l.activation.spec +
-                      "' is not a polynomial; encrypted inference needs polynomial activations (e.g. "
-                      "swish:deg4:range4 or square)");
-        }
-        const approx::Polynomial& p = *l.activation.poly;
-        if (p.degree() < 1) throw Error(where + ": the activation polynomial is constant");
-        // Monic form whenever a linear stage follows to absorb the leading coefficient.
-        bool followed = false;
-        for (std::size_t j = i + 1; j < m.layers.size(); ++j) {
-          const auto t = m.layers[j].type;
-          if (t == nn::LayerType::Conv2d || t == nn::LayerType::Dense) {
-            followed = true;
-            break;
-          }
-          if (t == nn::LayerType::Activation) break;
-        }
-        ActivationOp act;
-        if (!raw_is_accurate(p)) {
-          const bool after_linear = !prog.stages.empty() && prog.stages.back().kind() == StageKind::Linear && pending == 1.0;
-          if (after_linear) {
-            std::get<LinearOp>(prog.stages.back().op).scale_outputs(1.0 / p.range());  // the previous layer computes x / r
-            act.form = approx::InputForm::Normalized;
-          } else {
-            act.form = approx::InputForm::NormalizeFirst;
-          }
-        }
-        if (pending != 1.0) throw Error(where + ": an activation after average pooling (or global average pooling) is not supported");
-        act.poly = approx::plan_polynomial(p, act.form, followed);
-        if (followed) pending = act.poly.factor;
-        const int levels = act.poly.depth;
-        prog.stages.push_back(Stage{name, cur, out, levels, std::move(act)});
-        break;
-      }
-      case nn::LayerType::AvgPool2d:
-      case nn::LayerType::GlobalAvgPool2d: {
-        const SumPoolOp op = l.type == nn::LayerType::AvgPool2d ? SumPoolOp::square(l.pool, l.pool_stride) : SumPoolOp::whole(cur);
-        pending /= static_cast<double>(op.window());
-        prog.stages.push_back(Stage{name, cur, out, 0, op});
-        break;
-      }
-      case nn::LayerType::Flatten:
-        break;  // CHW order is already the flat order
-    }
-    cur = out;
-  }
-  if (prog.stages.empty()) throw Error("encrypted inference: the model has no layers");
-  prog.output_factor = pending;
-  // Deferred relinearization: an activation whose outputs feed a linear stage with at most half as
-  // many outputs keeps its products 3-component; the linear stage relinearizes its fewer outputs.
-  for (std::size_t i = 0; i + 1 < prog.stages.size(); ++i) {
-    Stage& s = prog.stages[i];
-    const Stage& next = prog.stages[i + 1];
-    if (s.kind() == StageKind::Activation && next.kind() == StageKind::Linear && s.activation().poly.monic &&
-        2 * next.out.size() <= next.in.size()) {
-      std::get<ActivationOp>(s.op).relinearize_output = false;
-    }
-  }
-  for (const auto& s : prog.stages) prog.depth += s.levels;
-  return prog;
+  return GraphCompiler(m).run();
 }
 
 std::vector<double> simulate(const Program& prog, const float* image) {
-  std::vector<double> x(static_cast<std::size_t>(prog.input.size()));
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = image[i];
-  std::vector<double> y;
-  for (const Stage& s : prog.stages) {
-    const nn::Shape in = s.in, out = s.out;
+  std::vector<double> input(static_cast<std::size_t>(prog.input.size()));
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = image[i];
+  std::vector<std::vector<double>> out(prog.stages.size());
+  for (std::size_t k = 0; k < prog.stages.size(); ++k) {
+    const Stage& s = prog.stages[k];
+    const auto value = [&](int src) -> const std::vector<double>& {
+      return src == kProgramInput ? input : out[static_cast<std::size_t>(src)];
+    };
+    const std::vector<double>& x = value(s.inputs[0]);
+    std::vector<double>& y = out[k];
+    const nn::Shape in = s.in, o_shape = s.out;
     std::visit(
         [&](const auto& op) {
           using T = std::decay_t<decltype(op)>;
           if constexpr (std::is_same_v<T, LinearOp>) {
-            y.assign(static_cast<std::size_t>(out.size()), 0.0);
-            op.for_each_term(in, out, [&](std::size_t o, std::size_t i, double w) { y[o] += w * x[i]; });
-            for (std::size_t o = 0; o < y.size(); ++o) y[o] += op.bias_of(o, out);
+            y.assign(static_cast<std::size_t>(o_shape.size()), 0.0);
+            op.for_each_term(in, o_shape, [&](std::size_t o, std::size_t i, double w) { y[o] += w * x[i]; });
+            for (std::size_t o = 0; o < y.size(); ++o) y[o] += op.bias_of(o, o_shape);
           } else if constexpr (std::is_same_v<T, SumPoolOp>) {
-            y.assign(static_cast<std::size_t>(out.size()), 0.0);
+            y.assign(static_cast<std::size_t>(o_shape.size()), 0.0);
             for (std::size_t o = 0; o < y.size(); ++o) {
               double acc = 0;
-              op.for_each_input(in, out, o, [&](std::size_t i) { acc += x[i]; });
+              op.for_each_input(in, o_shape, o, [&](std::size_t i) { acc += x[i]; });
               y[o] = acc;
             }
-          } else {
+          } else if constexpr (std::is_same_v<T, ActivationOp>) {
             y.resize(x.size());
             for (std::size_t i = 0; i < x.size(); ++i) y[i] = approx::simulate(op.poly, x[i]);
+          } else {
+            y = x;
+            for (std::size_t j = 1; j < s.inputs.size(); ++j) {
+              const auto& b = value(s.inputs[j]);
+              for (std::size_t i = 0; i < y.size(); ++i) y[i] += b[i];
+            }
           }
         },
         s.op);
-    std::swap(x, y);
   }
-  for (auto& v : x) v *= prog.output_factor;
-  return x;
+  std::vector<double> r = out.empty() ? input : std::move(out.back());
+  for (auto& v : r) v *= prog.output_factor;
+  return r;
 }
 
-std::string describe_stages(const Program& prog, int level, const std::string& unit) {
+std::string describe_stages(const Program& prog, int top, const std::string& unit) {
   std::ostringstream os;
-  os << "encrypted computation: " << prog.stages.size() << " stages, " << prog.depth << " levels\n";
-  for (const Stage& s : prog.stages) {
-    os << "  level " << level << " -> " << level - s.levels << "  ";
+  const bool chain = prog.is_chain();
+  os << "encrypted computation: " << prog.stages.size() << " stages, " << prog.depth << " levels"
+     << (chain ? "" : " (a graph: each stage lists the stages it reads)") << "\n";
+  for (std::size_t k = 0; k < prog.stages.size(); ++k) {
+    const Stage& s = prog.stages[k];
+    if (!chain) {
+      std::string from;
+      for (int in : s.inputs) from += (from.empty() ? "" : ",") + (in == kProgramInput ? std::string("in") : std::to_string(in));
+      char head[64];
+      std::snprintf(head, sizeof head, "  %3zu <- %-7s", k, from.c_str());
+      os << head;
+    }
+    os << "  level " << top - s.depth_in << " -> " << top - s.depth_out << "  ";
     std::visit(
         [&](const auto& op) {
           using T = std::decay_t<decltype(op)>;
@@ -218,6 +498,9 @@ std::string describe_stages(const Program& prog, int level, const std::string& u
           } else if constexpr (std::is_same_v<T, SumPoolOp>) {
             os << "sum-pool   " << s.name << ": " << op.pool_h << "x" << op.pool_w << (op.global ? " global" : "")
                << " (1/" << op.window() << " folded forward)";
+          } else if constexpr (std::is_same_v<T, AddOp>) {
+            os << "add        " << s.name << ": " << s.inputs.size() << " x " << s.out.size() << " " << unit
+               << " (inputs above the lowest level are dropped to it)";
           } else {
             os << "activation " << s.name << ": degree " << op.poly.degree
                << (op.poly.monic ? " monic (leading coefficient folded forward)" : "") << ", "
@@ -228,7 +511,6 @@ std::string describe_stages(const Program& prog, int level, const std::string& u
         },
         s.op);
     os << "\n";
-    level -= s.levels;
   }
   return os.str();
 }

@@ -1,14 +1,22 @@
 #pragma once
 // The model-level half of compiling an nn::Model for encrypted inference, independent of how the
-// values are laid out in ciphertexts (the back ends in he/batch, and later he/packed, decide that).
+// values are laid out in ciphertexts (the back ends in he/batch and he/packed decide that).
 //
-// Passes: batch normalization folds into the preceding convolution or dense layer; every
-// activation polynomial is evaluated in monic form and its leading coefficient folds into the next
-// linear layer; average pooling (and global average pooling, a window over the whole plane)
-// becomes a plain sum whose 1/(window size) folds forward likewise (or into the output factor); consecutive dense layers (or a convolution followed by dense layers) merge
-// into one linear map; an activation whose power-basis evaluation would be inaccurate gets its
-// input divided by the polynomial's range, folded into the previous linear layer where there is
-// one. Each linear stage costs one level, each activation its polynomial plan's depth.
+// The result is a graph of stages (a DAG in topological order): a stage reads the outputs of earlier
+// stages or the program's input, a value may feed several stages, and an Add stage joins branches
+// (residual connections). Passes: batch normalization folds into the preceding convolution or dense
+// layer when nothing else reads that layer, and otherwise (the input normalization) into the
+// linear layers that read it, exactly (per-position biases where padding meets the shift); every
+// activation polynomial whose outputs only linear layers read is evaluated in monic form and its
+// leading coefficient folds into them; average pooling (and global average pooling, a window over
+// the whole plane) becomes a plain sum whose 1/(window size) folds forward likewise (or into the
+// output factor), padded average pooling a linear stage; consecutive dense layers (or a
+// convolution followed by dense layers) merge into one linear map; an activation whose
+// power-basis evaluation would be inaccurate gets its input divided by the polynomial's range,
+// folded into the previous linear layer where there is one. Each linear stage costs one level,
+// each activation its polynomial plan's depth; an Add costs none, and runs at the lower of its
+// inputs' levels (the other input is dropped to it; scales are equal at stage boundaries).
+// A Bootstrap stage kind (raising a value's level mid-graph) and placement passes will join here.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -34,11 +42,17 @@ struct LinearOp {
   template <typename F>
   void for_each_term(const nn::Shape& in, const nn::Shape& out, F&& f) const;
   // The bias added to output o.
+  // A convolution has one bias per output channel, or (an input shift folded through padding) one
+  // per output.
   double bias_of(std::size_t o, const nn::Shape& out) const {
-    return conv ? bias[o / (static_cast<std::size_t>(out.h) * out.w)] : bias[o];
+    return conv && bias.size() != static_cast<std::size_t>(out.size()) ? bias[o / (static_cast<std::size_t>(out.h) * out.w)]
+                                                                     : bias[o];
   }
   // Multiplies the outputs (weights and biases) by f.
   void scale_outputs(double f);
+  // Padded average pooling: output o's terms are multiplied by output_scale[o] (1 / the cells its
+  // window reads); empty: none.
+  std::vector<double> output_scale;
 };
 
 // Sum over pool_h x pool_w windows placed every stride_h rows and stride_w columns (the
@@ -63,13 +77,22 @@ struct ActivationOp {
   bool relinearize_output = true;  // false: the outputs stay 3-component until the next linear stage
 };
 
-enum class StageKind { Linear, SumPool, Activation };
+// The element-wise sum of the stage's inputs (two or more, of one shape).
+struct AddOp {};
+
+enum class StageKind { Linear, SumPool, Activation, Add };
+
+// A stage's source: an earlier stage's index, or the program's input.
+inline constexpr int kProgramInput = -1;
 
 struct Stage {
   std::string name;  // the model layers it comes from
-  nn::Shape in, out;
-  int levels = 0;
-  std::variant<LinearOp, SumPoolOp, ActivationOp> op;
+  nn::Shape in, out;  // in: the shape of its (first) input
+  std::vector<int> inputs;  // earlier stages or kProgramInput; one, or two or more for Add
+  int levels = 0;           // levels it consumes
+  // Levels consumed before it runs (its inputs at the level of the deepest one) and after it.
+  int depth_in = 0, depth_out = 0;
+  std::variant<LinearOp, SumPoolOp, ActivationOp, AddOp> op;
 
   StageKind kind() const { return static_cast<StageKind>(op.index()); }
   const LinearOp& linear() const { return std::get<LinearOp>(op); }
@@ -77,13 +100,24 @@ struct Stage {
   const ActivationOp& activation() const { return std::get<ActivationOp>(op); }
 };
 
-// The compiled computation: stages in order, with what the client needs to read the result.
+// The compiled computation: stages in a topological order (the last one's output is the result),
+// with what the client needs to read the result.
 struct Program {
   nn::Shape input;
   std::vector<Stage> stages;
-  int depth = 0;               // levels the computation consumes
+  int depth = 0;               // levels the computation consumes (on its deepest path)
   double output_factor = 1.0;  // decrypted outputs are multiplied by this (a trailing pool's 1/window)
   std::size_t outputs() const { return stages.empty() ? 0 : static_cast<std::size_t>(stages.back().out.size()); }
+  // Per stage, the later stages reading its output.
+  std::vector<std::vector<std::size_t>> consumers() const;
+  // Whether every stage reads just the one before it (no branches).
+  bool is_chain() const;
+  // The shape of a source (kProgramInput or a stage).
+  const nn::Shape& shape_of(int source) const {
+    return source == kProgramInput ? input : stages[static_cast<std::size_t>(source)].out;
+  }
+  // Sets every stage's depth_in and depth_out from the levels and the graph, and `depth`.
+  void plan_levels();
 };
 
 // Runs the model-level passes. Throws hecnn::Error, naming the layer, for models encrypted
@@ -102,7 +136,7 @@ template <typename F>
 void LinearOp::for_each_term(const nn::Shape& in, const nn::Shape& out, F&& f) const {
   if (conv) {
     nn::for_each_conv_tap(geometry, in, out, [&](std::size_t o, std::size_t i, std::size_t k) {
-      if (weight[k] != 0) f(o, i, weight[k]);
+      if (weight[k] != 0) f(o, i, output_scale.empty() ? weight[k] : weight[k] * output_scale[o]);
     });
     return;
   }

@@ -120,13 +120,20 @@ constexpr double kBabyCost = 0.6;  // a hoisted rotation, relative to a full one
 
 // replicate: a convolution over a replicated input keeps its outputs replicated (a convolution
 // follows); otherwise it partitions its output channels over the copies.
+// target: where the outputs must go (the placement of the value an Add joins them to); null: the
+// lowering chooses.
 LinearPlan lower_linear(const Stage& s, const Placement& in, Placement& out, std::size_t block, std::size_t slots,
-                        bool replicate) {
+                        bool replicate, const Placement* target) {
   const LinearOp& op = s.linear();
   const std::size_t m = static_cast<std::size_t>(s.out.size());
   std::size_t fold_q = 0;
   const std::size_t region = in.copies > 1 ? in.copy_stride : block;
-  if (op.conv) {
+  if (target) {
+    if (target->copies > 1 && target->copies != in.copies) {
+      throw Error("packed layout: stage '" + s.name + "' cannot make the replicated placement its sum needs");
+    }
+    out = *target;
+  } else if (op.conv) {
     if (in.base.empty()) throw Error("packed layout: stage '" + s.name + "': a convolution needs an image-shaped input");
     const bool partition = in.copies > 1 && !replicate;
     out = place_grid(s.out, in.row_pitch * op.geometry.stride_h, in.col_pitch * op.geometry.stride_w, block, region,
@@ -140,6 +147,7 @@ LinearPlan lower_linear(const Stage& s, const Placement& in, Placement& out, std
     const std::size_t q = next_pow2(m);
     if (2 * q <= block) fold_q = q;
   }
+  if (target) fold_q = 0;  // the outputs go where the target has them, not to a folded partial sum
   std::map<DiagKey, std::vector<std::pair<std::uint32_t, double>>> diags;
   op.for_each_term(s.in, s.out, [&](std::size_t o, std::size_t i, double w) {
     Slot si = in.at[i];
@@ -242,12 +250,23 @@ PoolPlan lower_pool(const Stage& s, const Placement& in, Placement& out, std::si
   return plan;
 }
 
-// Whether the next linear stage after `i` is a convolution.
-bool conv_follows(const Program& prog, std::size_t i) {
-  for (std::size_t j = i + 1; j < prog.stages.size(); ++j) {
-    if (prog.stages[j].kind() == StageKind::Linear) return prog.stages[j].linear().conv;
+// Whether every linear stage that stage i's values reach (through activations and poolings) is a
+// convolution: its outputs may then stay replicated. An Add keeps them partitioned.
+bool conv_follows(const Program& prog, const std::vector<std::vector<std::size_t>>& readers, std::size_t i) {
+  if (readers[i].empty()) return false;
+  for (std::size_t j : readers[i]) {
+    const Stage& r = prog.stages[j];
+    if (r.kind() == StageKind::Linear) {
+      if (!r.linear().conv) return false;
+    } else if (r.kind() == StageKind::Add || !conv_follows(prog, readers, j)) {
+      return false;
+    }
   }
-  return false;
+  return true;
+}
+
+bool same_placement(const Placement& a, const Placement& b) {
+  return a.cts == b.cts && a.at == b.at && a.copies == b.copies && a.copy_stride == b.copy_stride;
 }
 
 // Lowers with a fixed block and input copies; throws when something does not fit.
@@ -255,17 +274,40 @@ PackedProgram lower_with(const Program& prog, std::size_t slots, std::size_t blo
   PackedProgram pp;
   pp.slots = slots;
   pp.block = block;
-  Placement cur = input_placement(prog.input, block, copies);
+  const Placement input = input_placement(prog.input, block, copies);
+  const auto readers = prog.consumers();
+  const auto placement_of = [&](int source) -> const Placement& {
+    return source == kProgramInput ? input : pp.stages[static_cast<std::size_t>(source)].out;
+  };
   for (std::size_t i = 0; i < prog.stages.size(); ++i) {
     const Stage& s = prog.stages[i];
     PackedStage ps;
-    ps.in = cur;
+    ps.in = placement_of(s.inputs[0]);
     switch (s.kind()) {
-      case StageKind::Linear: ps.linear = lower_linear(s, ps.in, ps.out, block, slots, conv_follows(prog, i)); break;
+      case StageKind::Linear: {
+        // A linear stage whose only reader is an Add puts its outputs where the Add's other input,
+        // already placed, holds its values.
+        const Placement* target = nullptr;
+        if (readers[i].size() == 1 && prog.stages[readers[i][0]].kind() == StageKind::Add) {
+          for (int other : prog.stages[readers[i][0]].inputs) {
+            if (other < static_cast<int>(i)) target = &placement_of(other);
+          }
+        }
+        ps.linear = lower_linear(s, ps.in, ps.out, block, slots, conv_follows(prog, readers, i), target);
+        break;
+      }
       case StageKind::SumPool: ps.pool = lower_pool(s, ps.in, ps.out, slots); break;
       case StageKind::Activation: ps.out = ps.in; break;
+      case StageKind::Add:
+        for (int other : s.inputs) {
+          if (!same_placement(placement_of(other), ps.in)) {
+            throw Error("packed layout: stage '" + s.name + "' adds values placed differently (a linear layer before the "
+                        "sum would align them)");
+          }
+        }
+        ps.out = ps.in;
+        break;
     }
-    cur = ps.out;
     pp.stages.push_back(std::move(ps));
   }
   return pp;
@@ -276,9 +318,8 @@ PackedProgram lower_with(const Program& prog, std::size_t slots, std::size_t blo
 // at the same level, a polynomial evaluation a few key switches.
 double estimated_cost(const Program& prog, const PackedProgram& pp) {
   double cost = 0;
-  int level = prog.depth;
   for (std::size_t i = 0; i < prog.stages.size(); ++i) {
-    const double limbs = level + 1;
+    const double limbs = prog.depth - prog.stages[i].depth_in + 1;
     const PackedStage& ps = pp.stages[i];
     switch (prog.stages[i].kind()) {
       case StageKind::Linear:
@@ -288,8 +329,8 @@ double estimated_cost(const Program& prog, const PackedProgram& pp) {
         cost += limbs * static_cast<double>(ps.in.cts) * static_cast<double>(ps.pool.col_steps.size() + ps.pool.row_steps.size());
         break;
       case StageKind::Activation: cost += limbs * static_cast<double>(ps.in.cts) * 3.0; break;
+      case StageKind::Add: cost += limbs * static_cast<double>(ps.in.cts) * 0.1; break;
     }
-    level -= prog.stages[i].levels;
   }
   return cost;
 }
@@ -383,16 +424,15 @@ KeyRequirements key_requirements(const Program& prog, const PackedProgram& pp, s
     auto [it, fresh] = level_of.insert({step, level});
     if (!fresh) it->second = std::max(it->second, level);
   };
-  std::size_t level = top_level;
   for (std::size_t i = 0; i < pp.stages.size() && i < prog.stages.size(); ++i) {
     const PackedStage& s = pp.stages[i];
+    const std::size_t level = top_level - std::min<std::size_t>(top_level, static_cast<std::size_t>(prog.stages[i].depth_in));
     for (const auto& b : s.linear.baby)
       for (int step : b) use(step, level);
     for (const auto& g : s.linear.giants) use(g.step, level);
     for (int step : s.linear.fold) use(step, level > 0 ? level - 1 : 0);  // after the rescale
     for (int step : s.pool.col_steps) use(step, level);
     for (int step : s.pool.row_steps) use(step, level);
-    level -= std::min<std::size_t>(level, static_cast<std::size_t>(prog.stages[i].levels));
   }
   KeyRequirements k;
   k.relinearization = true;
@@ -443,6 +483,7 @@ std::string describe_layout(const Program& prog, const PackedProgram& pp) {
         os << ", " << (ps.pool.col_steps.size() - 1) + (ps.pool.row_steps.size() - 1) << " rotations (hoisted sums)";
         break;
       case StageKind::Activation: os << ", slot-wise polynomial"; break;
+      case StageKind::Add: os << ", slot-wise sum of " << s.inputs.size(); break;
     }
     os << "\n";
   }

@@ -38,13 +38,12 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
   check_keys(keys, plan.keys, *ctx_);
   const auto& stages = plan.program.stages;
   const std::vector<bool> pre = estimate_memory(plan, 1, plaintext_budget, false).preencoded;
-  std::size_t level = ctx_->max_level();
+  const std::size_t top = ctx_->max_level();
   level_.resize(stages.size());
   diagonals_.resize(stages.size());
   for (std::size_t i = 0; i < stages.size(); ++i) {
-    level_[i] = level;
-    if (static_cast<int>(level) < stages[i].levels) throw Error("encrypted inference: no level left for stage '" + stages[i].name + "'");
-    level -= static_cast<std::size_t>(stages[i].levels);
+    if (static_cast<std::size_t>(stages[i].depth_out) > top) throw Error("encrypted inference: no level left for stage '" + stages[i].name + "'");
+    level_[i] = top - static_cast<std::size_t>(stages[i].depth_in);
     if (stages[i].kind() == StageKind::Linear && pre[i]) diagonals_[i] = encode_giants(i, 0, packed_.stages[i].linear.giants.size());
   }
 }
@@ -172,9 +171,30 @@ std::vector<Ciphertext> Engine::activation(std::size_t index, std::vector<Cipher
   return out;
 }
 
+std::vector<Ciphertext> Engine::add(std::size_t index, const std::vector<const std::vector<Ciphertext>*>& in) const {
+  const std::size_t level = level_[index];
+  std::vector<Ciphertext> out(in[0]->size());
+  ParallelErrors errors;
+#pragma omp parallel for schedule(dynamic, 1) if (out.size() > 1)
+  for (std::size_t a = 0; a < out.size(); ++a) errors.run([&] {
+    for (const auto* x : in) {
+      if (x->size() != out.size()) throw Error("encrypted inference: stage '" + plan_.program.stages[index].name + "' adds values of different layouts (internal error)");
+      Ciphertext c = (*x)[a];
+      if (c.level() > level) ev_.drop_to_level_inplace(c, level);
+      if (out[a].word_count() == 0) {
+        out[a] = std::move(c);
+      } else {
+        ev_.add_inplace(out[a], c);
+      }
+    }
+  });
+  errors.rethrow();
+  return out;
+}
+
 std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn& progress) const {
   const Program& prog = plan_.program;
-  const std::size_t top = level_.empty() ? 0 : level_[0];
+  const std::size_t top = ctx_->max_level();
   if (x.size() != packed_.input().cts) {
     throw Error("encrypted inference: the packed layout takes " + std::to_string(packed_.input().cts) +
                 " input ciphertext(s) per image group, the query has " + std::to_string(x.size()));
@@ -192,20 +212,45 @@ std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn&
   }
   run_.restart();
   stage_seconds_.assign(prog.stages.size(), 0.0);
+  // Every stage's output until its last reader has run (the program's input: index 0).
+  std::vector<std::size_t> last(prog.stages.size() + 1, 0);
+  for (std::size_t i = 0; i < prog.stages.size(); ++i)
+    for (int in : prog.stages[i].inputs) last[static_cast<std::size_t>(in + 1)] = std::max(last[static_cast<std::size_t>(in + 1)], i);
+  std::vector<std::vector<Ciphertext>> values(prog.stages.size() + 1);
+  values[0] = std::move(x);
   for (std::size_t i = 0; i < prog.stages.size(); ++i) {
     stage_.restart();
-    if (progress) progress(Progress{i, prog.stages.size(), prog.stages[i].name, 0, 1, run_.seconds(), 0.0});
+    const Stage& st = prog.stages[i];
+    if (progress) progress(Progress{i, prog.stages.size(), st.name, 0, 1, run_.seconds(), 0.0});
+    // A stage that reads a value last consumes it; one read again later works on a copy.
+    const auto input = [&](int source) {
+      const auto k = static_cast<std::size_t>(source + 1);
+      if (last[k] == i) return std::move(values[k]);
+      return std::vector<Ciphertext>(values[k]);
+    };
     std::vector<Ciphertext> y;
-    switch (prog.stages[i].kind()) {
-      case StageKind::Linear: y = linear(i, x); break;
-      case StageKind::SumPool: y = sum_pool(i, x); break;
-      case StageKind::Activation: y = activation(i, x); break;
+    if (st.kind() == StageKind::Add) {
+      std::vector<const std::vector<Ciphertext>*> in;
+      for (int source : st.inputs) in.push_back(&values[static_cast<std::size_t>(source + 1)]);
+      y = add(i, in);
+    } else {
+      std::vector<Ciphertext> in = input(st.inputs[0]);
+      switch (st.kind()) {
+        case StageKind::Linear: y = linear(i, in); break;
+        case StageKind::SumPool: y = sum_pool(i, in); break;
+        case StageKind::Activation: y = activation(i, in); break;
+        case StageKind::Add: break;
+      }
     }
-    x = std::move(y);
+    for (int source : st.inputs) {
+      const auto k = static_cast<std::size_t>(source + 1);
+      if (last[k] == i) std::vector<Ciphertext>().swap(values[k]);
+    }
+    values[i + 1] = std::move(y);
     stage_seconds_[i] = stage_.seconds();
-    if (progress) progress(Progress{i, prog.stages.size(), prog.stages[i].name, 1, 1, run_.seconds(), stage_seconds_[i]});
+    if (progress) progress(Progress{i, prog.stages.size(), st.name, 1, 1, run_.seconds(), stage_seconds_[i]});
   }
-  return x;
+  return std::move(values.back());
 }
 
 Client::Client(const ClientSpec& spec, ckks::ContextPtr ctx, const ckks::SecretKey& sk)

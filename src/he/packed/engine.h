@@ -34,6 +34,8 @@ class Engine : public InferenceEngine {
   std::vector<std::vector<ckks::Plaintext>> encode_giants(std::size_t stage, std::size_t g0, std::size_t g1) const;
   std::vector<ckks::Ciphertext> sum_pool(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
   std::vector<ckks::Ciphertext> activation(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
+  // The sum of the inputs, each dropped to the stage's level.
+  std::vector<ckks::Ciphertext> add(std::size_t index, const std::vector<const std::vector<ckks::Ciphertext>*>& in) const;
 
   const HePlan& plan_;
   const PackedProgram& packed_;
