@@ -45,6 +45,35 @@ if [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
 else
   echo "skip: Fashion-MNIST test set not installed (dataset-fashion-mnist)"
 fi
+# PyTorch's padding (Conv2d(1, 6, 5, stride=2, padding=2), AvgPool2d(3, stride=1, padding=1)) and an
+# input normalization written as Sub and Div: the same class as PyTorch for every test image.
+if [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  "$hecnn" import-onnx "$fixtures/pad2-fashion.onnx" --out "$work/pad2.safetensors" >/dev/null || fail "import-onnx pad2-fashion.onnx"
+  out=$("$hecnn" eval -m "$work/pad2.safetensors" --dataset fashion-mnist -q --predictions "$work/pad2.txt" 2>&1) || fail "eval pad2: $out"
+  cmp -s <(cut -d' ' -f2 "$work/pad2.txt") "$fixtures/pad2-fashion.predictions" ||
+    fail "pad2-fashion: the predictions differ from PyTorch's ($(cut -d' ' -f2 "$work/pad2.txt" | diff - "$fixtures/pad2-fashion.predictions" | grep -c '^<') images)"
+  echo "ok: pad2-fashion (PyTorch padding, normalization): PyTorch's class for all 10000 test images"
+  ran=1
+fi
+# ResNet-20 (torch.onnx.export: branches, Add, BatchNormalization on the input): PyTorch's class for
+# the real CIFAR-10 images (the first 100 here; all 500 in docs/RESULTS.md), and exact ReLU refused
+# for encryption with a message.
+if [ -f "$shared/models/resnet20-cifar10/resnet20.onnx" ] && [ -f "$shared/datasets/cifar10-test-500/test_batch.bin" ]; then
+  "$hecnn" import-onnx "$shared/models/resnet20-cifar10/resnet20.onnx" --out "$work/r20.safetensors" >"$work/r20.txt" ||
+    fail "import-onnx resnet20.onnx: $(cat "$work/r20.txt")"
+  [ "$(grep -c ': add <-' "$work/r20.txt")" = 9 ] || fail "resnet20: not 9 add layers: $(cat "$work/r20.txt")"
+  out=$("$hecnn" eval -m "$work/r20.safetensors" --dataset cifar10 --data-dir "$shared/datasets/cifar10-test-500" --limit 100 \
+    -q --predictions "$work/r20.pred" 2>&1) || fail "eval resnet20: $out"
+  cmp -s <(cut -d' ' -f2 "$work/r20.pred") <(head -n 100 "$fixtures/resnet20-cifar10-500.predictions") ||
+    fail "resnet20: the predictions differ from PyTorch's"
+  out=$("$hecnn" eval -m "$work/r20.safetensors" --dataset cifar10 --data-dir "$shared/datasets/cifar10-test-500" --limit 2 \
+    --encrypted --log-n 11 --allow-insecure -q 2>&1) && fail "resnet20 with exact ReLU ran encrypted"
+  grep -q "activation 'relu' is not a polynomial" <<<"$out" || fail "resnet20 encrypted: unclear refusal: $out"
+  echo "ok: resnet20: PyTorch's class for the first 100 real CIFAR-10 test images; exact ReLU refused for encryption"
+  ran=1
+else
+  echo "skip: $shared/models/resnet20-cifar10 or $shared/datasets/cifar10-test-500 not present"
+fi
 if [ -d "$shared/datasets/mnist" ]; then
   round_trip mnist-swish4 mnist --data-dir "$shared/datasets/mnist"
   # Encrypted predictions (small insecure parameters): same format, same classes as the plaintext.

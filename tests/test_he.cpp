@@ -40,8 +40,8 @@ nn::Model with_random_params(nlohmann::json arch, unsigned seed) {
   nn::Model m = nn::Model::from_architecture(arch);
   std::mt19937_64 rng(seed);
   const auto shapes = m.shapes(false);
-  nn::Shape in = m.input;
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    const nn::Shape in = m.shape_of(m.sources(i)[0], shapes);
     for (const auto& [name, shape] : nn::Model::expected_params(m.layers[i], in)) {
       const float fan = static_cast<float>(in.size() > 0 ? std::max<std::int64_t>(1, shape.size() > 1 ? shape[1] * (shape.size() > 2 ? shape[2] * shape[3] : 1) : 1) : 1);
       if (name == "running_var") {
@@ -55,7 +55,6 @@ nn::Model with_random_params(nlohmann::json arch, unsigned seed) {
         m.layers[i].params[name] = random_tensor(shape, rng, -a, a);
       }
     }
-    in = shapes[i];
   }
   m.validate();
   return m;
@@ -196,6 +195,62 @@ TEST(HeLayers, GlobalAvgPool) {
                                     {"layers", {conv(3, 3, 1, "valid"), bn, act("swish:deg4:range4"), conv(2, 1, 1, "valid"), gap}}},
                                    10),
                 8, "conv, swish, conv 1x1, GAP 5x5 last");
+}
+
+// A small ResNet: the input normalized by batch normalization (folded forward into the padded first
+// convolution exactly), an identity block and a stride-2 block with a 1x1 convolution shortcut,
+// global average pooling, dense.
+nn::Model small_resnet(const std::string& activation) {
+  auto from = [](nlohmann::json layer, std::vector<int> inputs) {
+    layer["inputs"] = inputs;
+    return layer;
+  };
+  const nlohmann::json pad1 = {{"type", "conv2d"}, {"kernel", 3}, {"padding", {1, 1, 1, 1}}};
+  auto conv3 = [&](int f, int s) {
+    nlohmann::json c = pad1;
+    c["filters"] = f;
+    c["stride"] = s;
+    return c;
+  };
+  const nlohmann::json add = {{"type", "add"}};
+  return with_random_params(
+      {{"input", {2, 8, 8}},
+       {"layers",
+        {bn, conv3(4, 1), bn, act(activation),                      // 0-3
+         conv3(4, 1), bn, act(activation), conv3(4, 1), bn,         // 4-8
+         from(add, {8, 3}), act(activation),                        // 9-10
+         conv3(6, 2), bn, act(activation), conv3(6, 1), bn,         // 11-15
+         from(conv(6, 1, 2, "valid"), {10}), bn, from(add, {15, 17}), act(activation),  // 16-19
+         gap, dense(3)}}},
+      21);
+}
+
+TEST(HeGraph, ResidualNetworkInBothLayouts) {
+  const nn::Model m = small_resnet("square");
+  const he::Program prog = he::compile_program(m);
+  EXPECT_FALSE(prog.is_chain());
+  std::size_t adds = 0;
+  for (const auto& st : prog.stages) adds += st.kind() == he::StageKind::Add;
+  EXPECT_EQ(adds, 2u);
+  // conv 1, square 2 (not monic: an Add reads it), (conv 1, square 1 (monic), conv 1 | identity), add,
+  // square 1 (monic: two convolutions read it), (conv 1, square 1, conv 1 | 1x1 conv 1), add, square 1,
+  // dense 1: the shortcut branches run at a higher level and are dropped to the sum's.
+  EXPECT_EQ(prog.depth, 12) << he::describe_stages(prog, prog.depth, "ciphertexts");
+  const std::string d = he::describe_stages(prog, prog.depth, "ciphertexts");
+  EXPECT_NE(d.find("a graph: each stage lists the stages it reads"), std::string::npos) << d;
+  EXPECT_NE(d.find("add "), std::string::npos) << d;
+  check_network(m, 4, "small ResNet (identity and 1x1 shortcuts)");
+}
+
+TEST(HeGraph, ValuesReadTwiceAndInputNormalizationWithPadding) {
+  // An activation's input also read by an Add (copied, not consumed), and a swish polynomial.
+  const nn::Model m = with_random_params(
+      {{"input", {1, 6, 6}},
+       {"layers",
+        {bn, {{"type", "conv2d"}, {"filters", 2}, {"kernel", 3}, {"stride", 1}, {"padding", {1, 1, 1, 1}}},
+         act("swish:deg4:range4"), {{"type", "add"}, {"inputs", {1, 2}}}, flat, dense(3)}}},
+      22);
+  check_network(m, 4, "conv, swish, add of both (value read twice)");
 }
 
 TEST(HePacked, CopiesAndBlocks) {

@@ -9,6 +9,7 @@
 #include "nn/convert.h"
 #include "nn/forward.h"
 #include "nn/onnx.h"
+#include "nn/safetensors.h"
 #include "test_util.h"
 
 namespace hecnn::nn {
@@ -57,6 +58,29 @@ TEST(OnnxImport, PyTorchFixturesComputeWhatPyTorchComputed) {
     ASSERT_EQ(y.size(), fx.output.size());
     for (std::size_t k = 0; k < y.size(); ++k) EXPECT_NEAR(y[k], fx.output[k], 2e-5 * (1 + std::fabs(fx.output[k])));
   }
+}
+
+TEST(OnnxImport, ResidualNetworkComputesWhatPyTorchComputed) {
+  // Sub/Div normalization, conv-BN-ReLU, an identity block and a stride-2 block with a 1x1 shortcut.
+  const Fixture fx = read_fixture("tiny-resnet");
+  const Model m = import_onnx(kFixtures + "tiny-resnet.onnx");
+  EXPECT_EQ(m.input, (Shape{3, 8, 8}));
+  EXPECT_FALSE(m.is_chain());
+  std::size_t adds = 0;
+  for (const auto& l : m.layers) adds += l.type == LayerType::Add;
+  EXPECT_EQ(adds, 2u);
+  EXPECT_EQ(m.layers.at(0).type, LayerType::BatchNorm);  // (x - mean) / std
+  const std::vector<double> y = forward(m, fx.input.data());
+  ASSERT_EQ(y.size(), fx.output.size());
+  for (std::size_t k = 0; k < y.size(); ++k) EXPECT_NEAR(y[k], fx.output[k], 2e-5 * (1 + std::fabs(fx.output[k])));
+  // Stored as a graph, loaded back the same, exported and imported back the same.
+  const TempDir dir;
+  save_model(m, dir.file("r.safetensors"));
+  const Model back = load_model(dir.file("r.safetensors"));
+  EXPECT_EQ(back.architecture(), m.architecture());
+  export_onnx(m, dir.file("r.onnx"));
+  const std::vector<double> z = forward(import_onnx(dir.file("r.onnx")), fx.input.data());
+  for (std::size_t k = 0; k < y.size(); ++k) EXPECT_NEAR(z[k], y[k], 1e-5 * (1 + std::fabs(y[k])));
 }
 
 TEST(OnnxImport, PolynomialsWrittenAsArithmeticKeepTheirCoefficients) {

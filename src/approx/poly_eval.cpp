@@ -276,7 +276,8 @@ class CiphertextBackend {
   const ckks::RelinKeys& rk_;
 };
 
-// Doubles with the level and scale bookkeeping of the encrypted run (nominal 2^40 primes).
+// Doubles with the level and scale bookkeeping of the encrypted run (nominal 2^40 primes, or the
+// chain's own).
 struct Tracked {
   double v = 0;
   int level = 0;
@@ -287,10 +288,16 @@ class DoubleBackend {
  public:
   using Value = Tracked;
   mutable PolyEvalStats stats;
+  DoubleBackend() = default;
+  explicit DoubleBackend(std::vector<double> primes) : primes_(std::move(primes)) {}
 
   int level(const Value& v) const { return v.level; }
   double scale(const Value& v) const { return v.scale; }
-  double prime(int) const { return 0x1p40; }
+  double prime(int level) const {
+    if (primes_.empty()) return 0x1p40;
+    if (level < 0 || static_cast<std::size_t>(level) >= primes_.size()) throw Error("polynomial evaluation: internal error (no such prime)");
+    return primes_[static_cast<std::size_t>(level)];
+  }
   Value product(const Value& a, const Value& b, bool = true) const {
     ++stats.products;
     return {a.v * b.v, std::min(a.level, b.level), a.scale * b.scale};
@@ -328,6 +335,7 @@ class DoubleBackend {
       throw Error("polynomial evaluation: internal error (terms at different levels or scales)");
     }
   }
+  std::vector<double> primes_;
 };
 
 }  // namespace
@@ -387,6 +395,11 @@ std::vector<double> simulate(const PolyEvalPlan& plan, const std::vector<double>
   std::vector<double> out(xs.size());
   for (std::size_t i = 0; i < xs.size(); ++i) out[i] = simulate(plan, xs[i]);
   return out;
+}
+
+double output_scale(const PolyEvalPlan& plan, double scale, int level, const std::vector<double>& primes) {
+  DoubleBackend be(primes);
+  return Engine<DoubleBackend>(be, plan, Tracked{0.5, level, scale}).run().scale;
 }
 
 PolyEvalStats count_operations(const PolyEvalPlan& plan) {

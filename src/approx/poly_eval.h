@@ -83,6 +83,10 @@ class PolynomialEvaluator {
 double simulate(const PolyEvalPlan& plan, double x);
 std::vector<double> simulate(const PolyEvalPlan& plan, const std::vector<double>& xs);
 
+// The scale the encrypted evaluation's output has for an input at `scale` and `level`, primes[l]
+// being the chain's prime at level l (the rescales divide by them).
+double output_scale(const PolyEvalPlan& plan, double scale, int level, const std::vector<double>& primes);
+
 struct PolyEvalStats {
   int products = 0;          // ciphertext-ciphertext multiplications (each relinearized once)
   int constant_products = 0; // ciphertext-constant multiplications

@@ -3,6 +3,7 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -550,6 +551,21 @@ class OnnxImporter {
     for (auto p : pads) {
       if (p < 0 || p > limits::kMaxKernel) throw Error(where(node) + ": pads " + dims_string(pads) + " out of range (0 to " + std::to_string(limits::kMaxKernel) + ")");
     }
+    // Read by one convolution or pooling alone (torch.onnx.export writes AvgPool2d(padding=p) so):
+    // the zeros become that layer's padding.
+    const auto readers = consumers_.find(out);
+    if (out != output_ && readers != consumers_.end() && readers->second.size() == 1) {
+      const int r = readers->second[0];
+      const std::string& op = graph_.node(r).op_type();
+      const AttributeProto* ap = attr(r, "auto_pad");
+      if ((op == "Conv" || op == "AveragePool") && graph_.node(r).input(0) == out && (!ap || ap->s() == "NOTSET")) {
+        pending_pads_[out] = {pads[2], pads[3], pads[6], pads[7]};
+        done_.insert(node);
+        values_[out] = values_.at(cur_);  // the unpadded values (ONNX's shape for `out` includes the zeros)
+        cur_ = out;
+        return;
+      }
+    }
     Layer l;
     l.type = LayerType::Conv2d;
     l.name = layer_name(node);
@@ -634,6 +650,14 @@ class OnnxImporter {
     } else if (auto_pad == "NOTSET") {
       pads = attr_ints(node, "pads", {0, 0, 0, 0});
       if (pads.size() != 4) throw Error(where(node) + ": pads must have 4 values");
+      // The zeros of a Pad node just before (they count in an average, as any value does).
+      if (auto it = pending_pads_.find(cur_); it != pending_pads_.end()) {
+        if (l.type == LayerType::AvgPool2d && !l.count_include_pad && std::any_of(pads.begin(), pads.end(), [](std::int64_t p) { return p != 0; })) {
+          throw Error(where(node) + ": padded by a Pad node and by its own pads without counting them: not supported");
+        }
+        for (std::size_t k = 0; k < 4; ++k) pads[k] += it->second[k];
+        if (l.type == LayerType::AvgPool2d) l.count_include_pad = true;
+      }
     } else {
       throw Error(where(node) + ": auto_pad '" + auto_pad + "' is not supported");
     }
@@ -769,8 +793,8 @@ class OnnxImporter {
     l.name = layer_name(node);
     l.pool = static_cast<int>(ks[0]);
     l.pool_stride = static_cast<int>(st[0]);
-    set_padding(node, l, l.pool, l.pool, l.pool_stride, l.pool_stride);
     l.count_include_pad = attr_int(node, "count_include_pad", 0) != 0;
+    set_padding(node, l, l.pool, l.pool, l.pool_stride, l.pool_stride);
     add_layer(std::move(l), node, out);  // ceil_mode: a different output size is caught by the shape check
   }
 
@@ -1024,6 +1048,7 @@ class OnnxImporter {
   std::map<std::string, const onnx::ValueInfoProto*> value_info_;
   std::string output_, cur_;
   std::map<std::string, Value> values_;  // every tensor computed from the image so far
+  std::map<std::string, std::array<std::int64_t, 4>> pending_pads_;  // a Pad's zeros, for the layer reading it
   Shape shape_;
   int rank_ = 4;
   std::set<int> done_;

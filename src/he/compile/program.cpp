@@ -314,6 +314,9 @@ class GraphCompiler {
             act.form = approx::InputForm::NormalizeFirst;
           }
         }
+        // Monic form only where linear layers absorb the leading coefficient: a monic chain of
+        // squarings leaves its own scale, which only a linear stage brings back to the plan's (the
+        // values an Add joins must be at the plan's scale exactly).
         const bool monic = absorbed(i);
         act.poly = approx::plan_polynomial(p, act.form, monic);
         Affine t = Affine::identity(out);

@@ -40,18 +40,35 @@ Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& k
   const std::vector<bool> pre = estimate_memory(plan, 1, plaintext_budget, false).preencoded;
   const std::size_t top = ctx_->max_level();
   level_.resize(stages.size());
+  in_scale_.resize(stages.size());
   diagonals_.resize(stages.size());
+  // The scale of every stage's input: the plan's at the input, after a linear stage (its weights
+  // are encoded for that) and after an Add; a polynomial's monic chain of squarings gives its own.
+  std::vector<double> primes;
+  for (std::size_t l = 0; l <= top; ++l) primes.push_back(static_cast<double>(ctx_->modulus(l).value));
+  std::vector<double> out_scale(stages.size());
   for (std::size_t i = 0; i < stages.size(); ++i) {
     if (static_cast<std::size_t>(stages[i].depth_out) > top) throw Error("encrypted inference: no level left for stage '" + stages[i].name + "'");
     level_[i] = top - static_cast<std::size_t>(stages[i].depth_in);
+    in_scale_[i] = stages[i].inputs[0] == kProgramInput ? plan.scale() : out_scale[static_cast<std::size_t>(stages[i].inputs[0])];
+    switch (stages[i].kind()) {
+      case StageKind::Activation: {
+        approx::PolyEvalPlan poly = stages[i].activation().poly;
+        out_scale[i] = approx::output_scale(poly, in_scale_[i], static_cast<int>(level_[i]), primes);
+        break;
+      }
+      case StageKind::SumPool: out_scale[i] = in_scale_[i]; break;
+      default: out_scale[i] = plan.scale(); break;
+    }
     if (stages[i].kind() == StageKind::Linear && pre[i]) diagonals_[i] = encode_giants(i, 0, packed_.stages[i].linear.giants.size());
   }
 }
 
 std::vector<std::vector<Plaintext>> Engine::encode_giants(std::size_t stage, std::size_t g0, std::size_t g1) const {
-  // Weights at scale q_top: after the rescale the output keeps the input's scale.
+  // Weights at scale q_top * plan scale / input scale: after the rescale the output has the plan's
+  // scale, whatever its input's (so that the values an Add joins have one scale).
   const std::size_t level = level_[stage];
-  const double q_top = static_cast<double>(ctx_->modulus(level).value);
+  const double q_top = static_cast<double>(ctx_->modulus(level).value) * plan_.scale() / in_scale_[stage];
   const auto& giants = packed_.stages[stage].linear.giants;
   std::vector<std::vector<Plaintext>> enc(g1 - g0);
   std::vector<std::pair<std::size_t, std::size_t>> all;
@@ -71,6 +88,12 @@ std::vector<std::vector<Plaintext>> Engine::encode_giants(std::size_t stage, std
 
 std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext>& in) const {
   const LinearPlan& lp = packed_.stages[index].linear;
+  for (const auto& c : in) {
+    if (std::fabs(c.scale() - in_scale_[index]) > 1e-9 * in_scale_[index] || c.level() != level_[index]) {
+      throw Error("encrypted inference: stage '" + plan_.program.stages[index].name +
+                  "' gets its input at another level or scale than planned (internal error)");
+    }
+  }
   const std::size_t out_cts = packed_.stages[index].out.cts;
   // Baby steps: every rotation of an input from one decomposition.
   std::vector<std::vector<Ciphertext>> rotated(in.size());
@@ -138,6 +161,7 @@ std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext
       ev_.add_plain_inplace(out[b], pt);
     }
     ev_.rescale_inplace(out[b]);
+    out[b].set_scale(plan_.scale());  // exactly (the weights' scale made it so, up to rounding)
     for (int step : lp.fold) ev_.add_inplace(out[b], ev_.rotate(out[b], step, keys_.galois));
   });
   errors.rethrow();
@@ -203,6 +227,10 @@ std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn&
     if (c.size() != 2 || c.n() != ctx_->n() || c.slots() != packed_.slots ||
         std::fabs(c.scale() - x[0].scale()) > 1e-9 * x[0].scale() || c.level() != x[0].level()) {
       throw Error("encrypted inference: the input ciphertexts differ in level, size, slots or scale");
+    }
+    if (std::fabs(c.scale() - plan_.scale()) > 1e-9 * plan_.scale()) {
+      throw Error("encrypted inference: the inputs are encoded at scale 2^" + std::to_string(std::log2(c.scale())) +
+                  ", the plan's is 2^" + std::to_string(std::log2(plan_.scale())));
     }
     if (c.level() < top) {
       throw Error("encrypted inference: the inputs have " + std::to_string(c.level()) + " levels, the plan starts at " +

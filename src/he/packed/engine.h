@@ -44,6 +44,7 @@ class Engine : public InferenceEngine {
   ckks::Evaluator ev_;
   ckks::CkksEncoder encoder_;
   std::vector<std::size_t> level_;  // per stage: the level of its inputs
+  std::vector<double> in_scale_;    // per stage: the scale of its inputs
   std::vector<std::vector<std::vector<ckks::Plaintext>>> diagonals_;  // [stage][giant][diagonal]
   mutable std::vector<double> stage_seconds_;
   mutable Stopwatch run_, stage_;
