@@ -3,6 +3,7 @@
 // it declares; values that would give silently wrong answers are refused likewise.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -12,10 +13,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
+#include <tuple>
 
 #include "common/error.h"
 #include "common/threads.h"
 #include "he/files.h"
+#include "he/memory.h"
 #include "he/plan.h"
 #include "nn/dataset.h"
 #include "nn/forward.h"
@@ -138,6 +142,124 @@ TEST(Limits, ThreadCount) {
   hecnn::set_num_threads(2);
   EXPECT_EQ(hecnn::num_threads(), 2);
   hecnn::set_num_threads(0);
+}
+
+// OMP_NUM_THREADS is bounded like --threads: a malformed or absurd value is an error naming it.
+TEST(Limits, ThreadEnvironment) {
+  const char* before = std::getenv("OMP_NUM_THREADS");
+  const std::string saved = before ? before : "";
+  const auto with = [](const char* v) {
+    ::setenv("OMP_NUM_THREADS", v, 1);
+    hecnn::check_thread_environment();
+  };
+  for (const char* bad : {"100000", "0", "-1", "abc", "", "4x", "2,", "4,100000", " ", "99999999999999999999"}) {
+    SCOPED_TRACE(bad);
+    expect_error_mentioning([&] { with(bad); }, "OMP_NUM_THREADS='" + std::string(bad) + "' is not a thread count");
+  }
+  with("1");
+  with("4");
+  with(" 8 ");  // blanks, as libgomp allows
+  with("4,2");  // nesting levels
+  with(std::to_string(hecnn::max_threads()).c_str());
+  expect_error_mentioning([&] { with(std::to_string(hecnn::max_threads() + 1).c_str()); }, "from 1 to");
+  ::unsetenv("OMP_NUM_THREADS");
+  hecnn::check_thread_environment();  // unset: all cores
+  if (before) ::setenv("OMP_NUM_THREADS", saved.c_str(), 1);
+}
+
+// --- the default memory limit -------------------------------------------------------------------
+
+// Sets an environment variable for the scope, restoring it after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* v = std::getenv(name)) saved_ = v;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (saved_) ::setenv(name_, saved_->c_str(), 1);
+    else ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> saved_;
+};
+
+TEST(MemoryLimit, CgroupDirectory) {
+  TempDir t;
+  const ScopedEnv env("HECNN_CGROUP_DIR", t.dir());
+  constexpr std::size_t MiB = std::size_t{1} << 20;
+  // cgroup v2: memory.max less memory.current (MemAvailable is larger on any machine running this).
+  write_bytes(t.file("memory.max"), std::to_string(200 * MiB) + "\n");
+  write_bytes(t.file("memory.current"), std::to_string(120 * MiB) + "\n");
+  he::MemoryLimit m = he::system_memory_limit();
+  EXPECT_EQ(m.bytes, 80 * MiB);
+  EXPECT_EQ(m.source, "cgroup " + t.file("memory.max"));
+  EXPECT_EQ(he::available_memory(), 80 * MiB);
+  // Usage beyond the limit: nothing left.
+  write_bytes(t.file("memory.current"), std::to_string(300 * MiB));
+  EXPECT_EQ(he::system_memory_limit().bytes, 0u);
+  // "max": no cgroup limit; the rest (MemAvailable at least) decides.
+  write_bytes(t.file("memory.max"), "max\n");
+  m = he::system_memory_limit();
+  EXPECT_NE(m.source.rfind("cgroup", 0), 0u) << m.source;
+  EXPECT_GT(m.bytes, 0u);
+  // Malformed values are errors naming the file.
+  write_bytes(t.file("memory.max"), "12abc");
+  expect_error_mentioning([] { he::system_memory_limit(); }, "memory.max: '12abc' is not a byte count");
+  write_bytes(t.file("memory.max"), std::to_string(200 * MiB));
+  write_bytes(t.file("memory.current"), "-5");
+  expect_error_mentioning([] { he::system_memory_limit(); }, "memory.current: '-5' is not a byte count");
+  fs::remove(t.file("memory.current"));
+  expect_error_mentioning([] { he::system_memory_limit(); }, "memory.current: cannot be read");
+  // cgroup v1: memory.limit_in_bytes less memory.usage_in_bytes; its "no limit" is a huge number.
+  fs::remove(t.file("memory.max"));
+  write_bytes(t.file("memory.limit_in_bytes"), std::to_string(100 * MiB));
+  write_bytes(t.file("memory.usage_in_bytes"), std::to_string(36 * MiB));
+  m = he::system_memory_limit();
+  EXPECT_EQ(m.bytes, 64 * MiB);
+  EXPECT_EQ(m.source, "cgroup " + t.file("memory.limit_in_bytes"));
+  write_bytes(t.file("memory.limit_in_bytes"), "9223372036854771712");
+  EXPECT_NE(he::system_memory_limit().source.rfind("cgroup", 0), 0u);
+  // A directory without either is a mistake worth saying.
+  fs::remove(t.file("memory.limit_in_bytes"));
+  expect_error_mentioning([] { he::system_memory_limit(); }, "holds neither memory.max");
+}
+
+// ulimit -d and -v: the limit less what the process already uses (VmData, VmSize).
+TEST(MemoryLimit, ResourceLimits) {
+  TempDir t;
+  const ScopedEnv env("HECNN_CGROUP_DIR", t.dir());
+  write_bytes(t.file("memory.max"), "max");
+  constexpr std::size_t MiB = std::size_t{1} << 20;
+  const auto status_kib = [](const std::string& key) {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1)) * 1024;
+    }
+    return 0ull;
+  };
+  for (const auto& [resource, key, source] : {std::tuple<int, const char*, const char*>{RLIMIT_DATA, "VmData", "ulimit -d"},
+                                              {RLIMIT_AS, "VmSize", "ulimit -v"}}) {
+    SCOPED_TRACE(source);
+    rlimit saved{};
+    ASSERT_EQ(::getrlimit(resource, &saved), 0);
+    const std::size_t used = status_kib(key);
+    ASSERT_GT(used, 0u);
+    rlimit lower = saved;
+    lower.rlim_cur = used + 64 * MiB;
+    if (saved.rlim_max != RLIM_INFINITY && lower.rlim_cur > saved.rlim_max) GTEST_SKIP() << "hard limit too low";
+    ASSERT_EQ(::setrlimit(resource, &lower), 0);
+    const he::MemoryLimit m = he::system_memory_limit();
+    ASSERT_EQ(::setrlimit(resource, &saved), 0);
+    EXPECT_EQ(m.source, source);
+    EXPECT_LE(m.bytes, 64 * MiB);
+    EXPECT_GT(m.bytes, 32 * MiB);  // what the process used was subtracted, not more
+  }
 }
 
 // --- model files --------------------------------------------------------------------------------
@@ -451,7 +573,7 @@ TEST(Limits, SpecialFilesRefused) {
   expect_quick_error([&] { nn::load_model(t.file("t10k-labels-idx1-ubyte.gz")); }, {"loop of symbolic links"});
 }
 
-TEST(Limits, CifarShortFilesRefused) {
+TEST(Limits, CifarRecordCountsBounded) {
   TempDir t;
   auto records = [](std::size_t n) {
     std::string s;
@@ -461,13 +583,19 @@ TEST(Limits, CifarShortFilesRefused) {
     }
     return s;
   };
+  // Any whole number of records from 1 to 10,000.
   write_bytes(t.file("test_batch.bin"), records(3));
+  EXPECT_EQ(nn::load_dataset("cifar10", nn::Split::Test, t.dir()).size(), 3u);
+  write_bytes(t.file("test_batch.bin"), records(1));
+  EXPECT_EQ(nn::load_dataset("cifar10", nn::Split::Test, t.dir()).size(), 1u);
+  // A partial record, an empty file, too many records.
+  write_bytes(t.file("test_batch.bin"), records(3) + std::string(100, '\0'));
   expect_quick_error([&] { nn::load_dataset("cifar10", nn::Split::Test, t.dir()); },
-                     {"test_batch.bin: only 3 CIFAR-10 records", "10000"});
+                     {"test_batch.bin: 9319 bytes is not a whole number of CIFAR-10 records", "3 records and 100 bytes"});
+  write_bytes(t.file("test_batch.bin"), "");
+  expect_quick_error([&] { nn::load_dataset("cifar10", nn::Split::Test, t.dir()); }, {"test_batch.bin: empty"});
   write_bytes(t.file("test_batch.bin"), records(10001));
   expect_quick_error([&] { nn::load_dataset("cifar10", nn::Split::Test, t.dir()); }, {"more than 10000 CIFAR-10 records"});
-  write_bytes(t.file("test_batch.bin"), records(2000));  // a subset (like ../shared/datasets/natural-patches)
-  EXPECT_EQ(nn::load_dataset("cifar10", nn::Split::Test, t.dir()).size(), 2000u);
 }
 
 TEST(Limits, UnknownDatasetRefused) {

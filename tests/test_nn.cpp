@@ -205,25 +205,71 @@ TEST(Dataset, IdxCorrupted) {
   expect_error_mentioning([&] { load_dataset("imagenet", Split::Test, empty.dir()); }, "unknown dataset 'imagenet' (known: mnist, fashion-mnist, cifar10)");
 }
 
-TEST(Dataset, Cifar10) {
-  TempDir t;
+namespace {
+// n CIFAR-10 records: record r (from `first`) has label (r + 4) % 10 and pixel i (i + r) % 256.
+std::vector<unsigned char> cifar_records(int n, int first = 0) {
   std::vector<unsigned char> batch;
-  for (int r = 0; r < 1000; ++r) {  // the smallest file accepted (a batch holds 10,000)
+  for (int r = first; r < first + n; ++r) {
     batch.push_back(static_cast<unsigned char>((r + 4) % 10));
     for (int i = 0; i < 3072; ++i) batch.push_back(static_cast<unsigned char>((i + r) % 256));
   }
+  return batch;
+}
+}  // namespace
+
+TEST(Dataset, Cifar10) {
+  TempDir t;
+  std::vector<unsigned char> batch = cifar_records(5);  // any whole number of records (a batch file holds 10,000)
   write_bytes(t.file("test_batch.bin"), batch);
   const Dataset d = load_dataset("cifar10", Split::Test, t.dir());
-  EXPECT_EQ(d.size(), 1000u);
+  EXPECT_EQ(d.size(), 5u);
   EXPECT_EQ(d.shape, (Shape{3, 32, 32}));
   EXPECT_EQ(d.labels[2], 6);
   EXPECT_FLOAT_EQ(d.image(1)[1024], static_cast<float>((1024 + 1) % 256) / 255.0f);  // first green pixel
   write_bytes(t.file("test_batch.bin"), std::vector<unsigned char>(batch.begin(), batch.end() - 1));
-  expect_error_mentioning([&] { load_dataset("cifar10", Split::Test, t.dir()); }, "CIFAR-10 records");
+  expect_error_mentioning([&] { load_dataset("cifar10", Split::Test, t.dir()); }, "4 records and 3072 bytes of a partial one");
   batch[0] = 10;
   write_bytes(t.file("test_batch.bin"), batch);
   expect_error_mentioning([&] { load_dataset("cifar10", Split::Test, t.dir()); }, "label 10");
   expect_error_mentioning([&] { load_dataset("cifar10", Split::Train, t.dir()); }, "data_batch_1.bin");
+}
+
+// The five training batch files may each hold any whole number of records; they are read in order.
+TEST(Dataset, Cifar10PartialTrainingBatches) {
+  TempDir t;
+  const int counts[5] = {3, 1, 4, 2, 5};
+  int first = 0;
+  for (int b = 0; b < 5; ++b) {
+    write_bytes(t.file("data_batch_" + std::to_string(b + 1) + ".bin"), cifar_records(counts[b], first));
+    first += counts[b];
+  }
+  const Dataset d = load_dataset("cifar10", Split::Train, t.dir());
+  ASSERT_EQ(d.size(), 15u);
+  for (int r = 0; r < 15; ++r) {
+    EXPECT_EQ(d.labels[r], (r + 4) % 10);
+    EXPECT_FLOAT_EQ(d.image(r)[7], static_cast<float>((7 + r) % 256) / 255.0f);
+  }
+  write_bytes(t.file("data_batch_4.bin"), std::vector<unsigned char>{});
+  expect_error_mentioning([&] { load_dataset("cifar10", Split::Train, t.dir()); }, "data_batch_4.bin: empty");
+}
+
+TEST(Dataset, TakeRange) {
+  TempDir t;
+  write_bytes(t.file("test_batch.bin"), cifar_records(7));
+  const Dataset all = load_dataset("cifar10", Split::Test, t.dir());
+  const Dataset d = take_range(all, 2, 4);
+  ASSERT_EQ(d.size(), 4u);
+  EXPECT_EQ(d.images.size(), 4u * 3072);
+  EXPECT_EQ(d.name, "cifar10");
+  for (std::size_t k = 0; k < 4; ++k) {
+    EXPECT_EQ(d.labels[k], all.labels[k + 2]);
+    EXPECT_TRUE(std::equal(d.image(k), d.image(k) + 3072, all.image(k + 2)));
+  }
+  EXPECT_EQ(take_range(all, 0, 7).size(), 7u);
+  EXPECT_EQ(take_range(all, 7, 0).size(), 0u);
+  expect_error_mentioning([&] { take_range(all, 5, 3); }, "3 images from index 5 are beyond the 7 images of cifar10");
+  expect_error_mentioning([&] { take_range(all, 8, 0); }, "beyond the 7 images");
+  expect_error_mentioning([&] { take_range(all, 1, static_cast<std::size_t>(-1)); }, "beyond the 7 images");
 }
 
 TEST(ModelFile, RoundTrip) {

@@ -1,6 +1,7 @@
 // libtorch training (label "train"): the libtorch network computes what the plaintext reference
 // computes, export/import round trips, and a tiny training run learns.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -520,6 +521,43 @@ TEST(Train, CommandLine) {
   EXPECT_NE(std::system((std::string(HECNN_BIN) + " train --arch " + (dir / "missing.json").string() + " --out " + out +
                          " > /dev/null 2>&1").c_str()),
             0);
+  fs::remove_all(dir);
+}
+
+// hecnn train's exit code and output for the arguments after "train".
+std::pair<int, std::string> run_train(const std::string& args, const fs::path& dir) {
+  const std::string cmd = std::string(HECNN_BIN) + " train " + args + " > " + (dir / "out.txt").string() + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(dir / "out.txt");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+}
+
+// --arch FILE is read like a model file's architecture: its size checked before it is read, the
+// JSON parsed with the nesting bound; a clear message and exit code 1 otherwise. Option errors
+// exit 2 (usage).
+TEST(Train, ArchitectureFileBounded) {
+  const fs::path dir = fs::temp_directory_path() / ("hecnn_train_arch_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string out = " --out " + (dir / "m.safetensors").string();
+  const auto expect = [&](const std::string& args, int code, const std::string& needle) {
+    const auto [rc, text] = run_train(args, dir);
+    EXPECT_EQ(rc, code) << args << ": " << text;
+    EXPECT_NE(text.find(needle), std::string::npos) << args << ": " << text;
+  };
+  {  // 17 MiB (sparse): refused from its size, not read.
+    std::ofstream(dir / "big.json").put('{');
+    fs::resize_file(dir / "big.json", std::uintmax_t{17} << 20);
+  }
+  expect("--arch " + (dir / "big.json").string() + out, 1, "big.json: 17825792 bytes, more than the 16777216");
+  std::ofstream(dir / "deep.json") << std::string(100, '[') << std::string(100, ']');
+  expect("--arch " + (dir / "deep.json").string() + out, 1, "deep.json: JSON nested more than 64 levels deep");
+  std::ofstream(dir / "broken.json") << "{\"input\": [1, 28, 28], \"layers\": [";
+  expect("--arch " + (dir / "broken.json").string() + out, 1, "broken.json: not valid JSON");
+  expect("--arch " + dir.string() + out, 1, "is a directory");
+  expect("--arch " + (dir / "missing.json").string() + out, 1, "is neither a preset");
+  expect("--arch mnist-paper --no-such-option" + out, 2, "--no-such-option");
+  expect("--epochs abc" + out, 2, "--epochs");
   fs::remove_all(dir);
 }
 

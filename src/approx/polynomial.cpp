@@ -126,13 +126,6 @@ Polynomial Polynomial::normalized() const {
   return Polynomial(Basis::Power, std::move(a), 1.0);
 }
 
-Polynomial Polynomial::divided_by(double c) const {
-  if (c == 0 || !std::isfinite(c)) throw Error("polynomial: cannot divide by " + std::to_string(c));
-  std::vector<double> a = coeffs_;
-  for (auto& v : a) v /= c;
-  return Polynomial(basis_, std::move(a), range_);
-}
-
 std::string Polynomial::to_string(int precision) const {
   std::ostringstream os;
   os.precision(precision);

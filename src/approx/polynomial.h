@@ -39,8 +39,6 @@ class Polynomial {
   Polynomial in_basis(Basis b) const { return b == Basis::Power ? to_power() : to_chebyshev(); }
   // The same function of t = x / r (range 1): p(r t).
   Polynomial normalized() const;
-  // p / c for a constant c != 0.
-  Polynomial divided_by(double c) const;
 
   // "0.03347 + 0.5*x + 0.19566*x^2 - 0.005075*x^4" (power) or "... + c*T3(x/4)" (Chebyshev).
   std::string to_string(int precision = 10) const;

@@ -255,13 +255,4 @@ void restrict_to_level(KeySwitchKey& key, const CkksContext& ctx, std::size_t le
   key.chain = static_cast<std::uint32_t>(keep);
 }
 
-GaloisKeys KeyGenerator::create_power_of_two_galois_keys() const {
-  std::vector<int> steps;
-  for (std::size_t s = 1; s < ctx_->n() / 2; s <<= 1) {
-    steps.push_back(static_cast<int>(s));
-    steps.push_back(-static_cast<int>(s));
-  }
-  return create_galois_keys(steps, true);
-}
-
 }  // namespace hecnn::ckks

@@ -24,8 +24,6 @@ class KeyGenerator {
   // Galois keys for rotation steps, each kept only up to the level it is used at (levels[i] for
   // steps[i]; see restrict_to_level): a key for level l has the digits and limbs of level l.
   GaloisKeys create_galois_keys(const std::vector<int>& steps, const std::vector<std::size_t>& levels) const;
-  // Every power-of-two step in both directions, plus conjugation.
-  GaloisKeys create_power_of_two_galois_keys() const;
 
  private:
   // Key switching from s' (given in NTT form over all primes) to s.

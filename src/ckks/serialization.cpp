@@ -279,24 +279,6 @@ std::string object_type_name(ObjectType t) {
   return "unknown object (type " + std::to_string(static_cast<int>(t)) + ")";
 }
 
-ObjectHeader peek_header(std::istream& is) {
-  char buf[kHeaderBytes];
-  const auto pos = is.tellg();
-  is.read(buf, kHeaderBytes);
-  const bool complete = static_cast<std::size_t>(is.gcount()) == kHeaderBytes;
-  is.clear();
-  is.seekg(pos);
-  if (!complete) throw Error("file is truncated (no complete header)");
-  if (std::memcmp(buf, kMagic, 4) != 0) throw Error("not a hecnn file: bad magic number");
-  ObjectHeader h;
-  std::uint16_t type;
-  std::memcpy(&type, buf + 6, 2);
-  h.type = static_cast<ObjectType>(type);
-  std::memcpy(&h.params_id, buf + 8, 8);
-  std::memcpy(&h.payload_bytes, buf + 16, 8);
-  return h;
-}
-
 // ---- parameters ----
 
 void save(std::ostream& os, const CkksParameters& p) {

@@ -66,13 +66,6 @@ RelinKeys load_relin_keys(std::istream& is, const CkksContext& ctx);
 void save(std::ostream& os, const CkksContext& ctx, const GaloisKeys& gk, bool seeded = true);
 GaloisKeys load_galois_keys(std::istream& is, const CkksContext& ctx);
 
-// Reads the header of the next object without consuming it: its type and parameter id.
-struct ObjectHeader {
-  ObjectType type;
-  std::uint64_t params_id;
-  std::uint64_t payload_bytes;
-};
-ObjectHeader peek_header(std::istream& is);
 std::string object_type_name(ObjectType t);
 
 // File helpers: open (with a clear error naming the path), run `body`, and for reads require that

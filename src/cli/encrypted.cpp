@@ -24,15 +24,20 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   protect_secrets();  // this process generates and holds a secret key
   apply_threads(o.threads);
   const nn::Model model = nn::load_model(o.model);
-  const nn::Dataset data = load_dataset(o.data);
   if (!o.predictions.empty()) check_output("--predictions", o.predictions, {o.model});
-  if (!(model.input == data.shape)) {
+  nn::Dataset all = load_dataset(o.data);
+  if (!(model.input == all.shape)) {
     throw Error("the model expects " + model.input.to_string() + " inputs, " + o.data.dataset + " images are " +
-                data.shape.to_string());
+                all.shape.to_string());
   }
-  const std::size_t n = selected_count(o.data, data.size());
+  const std::size_t n = selected_count(o.data, all.size());
+  // Images [offset, offset + n) as a dataset of their own: batches, the plaintext reference and
+  // the tally index it from 0; progress lines and --predictions give the true indices.
+  const std::size_t offset = o.data.offset;
+  const nn::Dataset data = nn::take_range(std::move(all), offset, n);
   he::CompileOptions copts = o.compile;
   copts.packed_images = n;  // the packed layout is chosen for this many images
+  const he::MemoryLimit limit = memory_limit(o.memory_limit);
   he::HePlan plan;
   if (o.mode == "batch") {
     plan = he::compile(model, copts, he::Layout::Batch);
@@ -47,21 +52,21 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
     if (plan.layout == he::Layout::Packed && choose_layout(o.mode, n, plan.batch_size()) == he::Layout::Batch) {
       he::HePlan batch = he::compile(model, copts, he::Layout::Batch);
       // auto: the batch layout only when it fits in memory.
-      const std::size_t limit = memory_limit(o.memory_limit);
       const auto need = he::estimate_memory(batch, hecnn::num_threads(), 0, true, o.stream.tile).total();
-      if (need <= limit) {
+      if (need <= limit.bytes) {
         plan = std::move(batch);
       } else {
-        std::fprintf(stderr, "auto mode: the batch layout would need %s, more than the %s limit; using the packed layout\n",
-                     he::gib(need).c_str(), he::gib(limit).c_str());
+        std::fprintf(stderr, "auto mode: the batch layout would need %s, more than the memory limit of %s; using the packed layout\n",
+                     he::gib(need).c_str(), describe(limit).c_str());
       }
     }
   }
   const std::vector<he::BatchInfo> batches = split_batches(0, n, plan.batch_size());
   std::printf("%s", plan.describe().c_str());
-  const he::EngineOptions engine_options = plan_memory(plan, memory_limit(o.memory_limit), true, false, o.stream);
-  std::printf("mode: %s; threads: %d; %zu test images of %s in %zu %s\n\n", he::to_string(plan.layout).c_str(),
-              hecnn::num_threads(), n, o.data.dataset.c_str(), batches.size(),
+  const he::EngineOptions engine_options = plan_memory(plan, limit, true, false, o.stream);
+  const std::string from = offset > 0 ? " from index " + std::to_string(offset) : "";
+  std::printf("mode: %s; threads: %d; %zu test images of %s%s in %zu %s\n\n", he::to_string(plan.layout).c_str(),
+              hecnn::num_threads(), n, o.data.dataset.c_str(), from.c_str(), batches.size(),
               plan.layout == he::Layout::Batch ? "batch(es)" : "ciphertext group(s)");
 
   // Plaintext reference (the model as stored) and, on request, the compiled computation on doubles.
@@ -92,7 +97,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   Tally tally(&data, &plain);
   std::vector<std::vector<double>> all_logits;  // for --predictions
   for (const auto& b : batches) {
-    if (!o.quiet) std::fprintf(stderr, "batch of %zu images (%zu-%zu)\n", b.count, b.first, b.first + b.count - 1);
+    if (!o.quiet) std::fprintf(stderr, "batch of %zu images (%zu-%zu)\n", b.count, offset + b.first, offset + b.first + b.count - 1);
     std::vector<ckks::Ciphertext> result;
     if (plan.layout == he::Layout::Batch) {
       // Encrypted as the streamed schedule takes the inputs: the whole query is never in memory.
@@ -107,7 +112,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
     tally.add(b, logits, false);
     if (!o.predictions.empty()) all_logits.insert(all_logits.end(), logits.begin(), logits.end());
   }
-  if (!o.predictions.empty()) write_predictions(o.predictions, 0, all_logits);
+  if (!o.predictions.empty()) write_predictions(o.predictions, offset, all_logits);
   const double total = times.encrypt + times.infer + times.decrypt;
   tally.print_summary();
   std::printf("time: keygen %.2f s, engine setup %.2f s, encrypt %.2f s, infer %.2f s, decrypt %.2f s\n", t_keygen, t_setup,

@@ -1,4 +1,5 @@
-// hecnn: command-line entry point. Each subcommand lives in its own file.
+// hecnn: command-line entry point. The subcommands are registered from the files of src/cli/
+// (cli/commands.h), a file per family of commands.
 #include <CLI/CLI.hpp>
 
 #include <malloc.h>
@@ -7,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "common/exit_codes.h"
+#include "common/threads.h"
 #include "hecnn/version.h"
 
 int main(int argc, char** argv) {
@@ -27,10 +29,11 @@ int main(int argc, char** argv) {
   hecnn::cli::register_train(app);
   hecnn::cli::register_remote(app);
   return hecnn::run_and_report("hecnn", [&] {
+    hecnn::check_thread_environment();
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-      return app.exit(e);
+      return hecnn::usage_exit_code(app.exit(e));
     }
     return static_cast<int>(hecnn::kExitOk);
   });

@@ -54,11 +54,15 @@ void run_eval(const EvalOptions& o) {
   nn::Model model = nn::load_model(o.model);
   if (o.fold_bn) model = nn::fold_batch_norm(model);
   if (o.split != "test" && o.split != "train") throw Error("--split must be 'test' or 'train'");
-  const nn::Dataset data = load_dataset(o.data, o.split == "test" ? nn::Split::Test : nn::Split::Train);
-  const std::size_t n = selected_count(o.data, data.size());
+  nn::Dataset all = load_dataset(o.data, o.split == "test" ? nn::Split::Test : nn::Split::Train);
+  const std::size_t n = selected_count(o.data, all.size());
+  // Images [offset, offset + n): evaluated as a dataset of their own, reported with their true indices.
+  const nn::Dataset data = nn::take_range(std::move(all), o.data.offset, n);
   std::printf("model %s: %zu layers, input %s, %s\n", o.model.c_str(), model.layers.size(), model.input.to_string().c_str(),
               o.fold_bn ? "batch normalization folded" : "as stored");
-  std::printf("dataset %s (%s split): %zu images\n", data.name.c_str(), o.split.c_str(), n);
+  std::printf("dataset %s (%s split): %zu images", data.name.c_str(), o.split.c_str(), n);
+  if (o.data.offset > 0) std::printf(" from index %zu", o.data.offset);
+  std::printf("\n");
   const Stopwatch t;
   ProgressLine line(!o.quiet);
   const nn::Evaluation e = nn::evaluate(model, data, n, !o.predictions.empty(), [&](std::size_t done) {
@@ -70,7 +74,7 @@ void run_eval(const EvalOptions& o) {
               e.count, secs, static_cast<double>(e.count) / secs, hecnn::num_threads());
   if (o.confusion) print_confusion(e);
   if (!o.predictions.empty()) {
-    write_predictions(o.predictions, 0, e.logits);
+    write_predictions(o.predictions, o.data.offset, e.logits);
     std::printf("predictions: %s\n", o.predictions.c_str());
   }
 }
@@ -163,7 +167,7 @@ void register_models(CLI::App& app) {
   auto eo = std::make_shared<EvalOptions>();
   CLI::App* eval = app.add_subcommand("eval", "Classify a dataset with a model (plaintext reference)");
   eval->add_option("--model,-m", eo->model, "Model file (.safetensors)")->required();
-  add_dataset_options(eval, eo->data, false);
+  add_dataset_options(eval, eo->data, true);
   eval->add_option("--split", eo->split, "test | train")->capture_default_str();
   eval->add_flag("--confusion", eo->confusion, "Print the confusion matrix");
   eval->add_flag("--fold-bn", eo->fold_bn, "Fold batch normalization into the preceding layers first");

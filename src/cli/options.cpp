@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/error.h"
@@ -41,10 +42,19 @@ void add_dataset_options(CLI::App* cmd, DatasetOptions& o, bool with_offset) {
   if (with_offset) cmd->add_option("--offset", o.offset, "Index of the first image")->transform(whole_number(0, kMaxImageCount));
 }
 
-nn::Dataset load_dataset(const DatasetOptions& o, nn::Split split) { return nn::load_dataset(o.dataset, split, o.data_dir); }
+nn::Dataset load_dataset(const DatasetOptions& o, nn::Split split) {
+  nn::Dataset d = nn::load_dataset(o.dataset, split, o.data_dir);
+  std::fprintf(stderr, "%s %s set: %zu images\n", nn::display_name(o.dataset).c_str(), split == nn::Split::Test ? "test" : "training",
+               d.size());
+  return d;
+}
 
 std::size_t selected_count(const DatasetOptions& o, std::size_t size) {
-  if (o.offset >= size) throw Error("--offset is beyond the " + std::to_string(size) + " images");
+  if (size == 0) throw Error("the " + nn::display_name(o.dataset) + " set holds no images");
+  if (o.offset >= size) {
+    throw Error("--offset " + std::to_string(o.offset) + " is beyond the " + std::to_string(size) + " images of the " +
+                nn::display_name(o.dataset) + " set (the first is 0, the last " + std::to_string(size - 1) + ")");
+  }
   const std::size_t left = size - o.offset;
   return o.limit == 0 ? left : std::min(o.limit, left);
 }
@@ -73,14 +83,19 @@ he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_
 
 void add_memory_limit_option(CLI::App* cmd, std::string& limit) {
   cmd->add_option("--memory-limit", limit,
-                  "Refuse a run whose predicted peak memory exceeds this (e.g. 8G, 512M; default: the memory available "
-                  "now)");
+                  "Refuse a run whose predicted peak memory exceeds this (e.g. 8G, 512M; default: the least of the "
+                  "memory available now, the cgroup's memory.max less its usage, and ulimit -v and -d less what the "
+                  "process uses)");
 }
 
-std::size_t memory_limit(const std::string& limit) {
-  if (!limit.empty()) return he::parse_memory_size(limit, "--memory-limit");
-  const std::size_t avail = he::available_memory();
-  return avail ? avail : static_cast<std::size_t>(-1);
+he::MemoryLimit memory_limit(const std::string& limit) {
+  if (!limit.empty()) return {he::parse_memory_size(limit, "--memory-limit"), "--memory-limit"};
+  return he::system_memory_limit();
+}
+
+std::string describe(const he::MemoryLimit& limit) {
+  if (limit.bytes == he::MemoryLimit::kNone) return "unknown";
+  return he::gib(limit.bytes) + " (" + limit.source + ")";
 }
 
 void add_stream_options(CLI::App* cmd, StreamOptions& o) {
@@ -93,14 +108,19 @@ void add_stream_options(CLI::App* cmd, StreamOptions& o) {
   cmd->add_option("--spill-dir", o.spill_dir,
                   "Batch layout, last resort: keep the ciphertexts that do not fit in --memory-limit in a file in this "
                   "directory (removed when the run ends, however it ends)");
+  cmd->add_option("--diagonal-cache", o.diagonal_cache,
+                  "Packed layout: at most this much memory (e.g. 4G) for weight diagonals encoded once and kept for "
+                  "every query; the others are encoded again at every query (0: none; default: a quarter of "
+                  "--memory-limit; at most what the limit leaves)");
 }
 
-he::EngineOptions plan_memory(const he::HePlan& plan, std::size_t limit, bool with_client, bool quiet,
+he::EngineOptions plan_memory(const he::HePlan& plan, const he::MemoryLimit& memory, bool with_client, bool quiet,
                               const StreamOptions& stream) {
   const int threads = hecnn::num_threads();
   he::EngineOptions eo;
   eo.tile = stream.tile;
-  const std::string limit_text = limit == static_cast<std::size_t>(-1) ? "unknown" : he::gib(limit);
+  const std::size_t limit = memory.bytes;
+  const std::string limit_text = describe(memory);
   const bool batch = plan.layout == he::Layout::Batch;
   const he::MemoryEstimate least = he::estimate_memory(plan, threads, 0, with_client, stream.tile);
   if (least.total() > limit) {
@@ -112,7 +132,7 @@ he::EngineOptions plan_memory(const he::HePlan& plan, std::size_t limit, bool wi
       const std::size_t need = fixed + least.working + least.working / 8;
       if (need > limit) {
         throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text +
-                    " (--memory-limit), and with --spill-dir one step alone needs " + he::gib(need) +
+                    ", and with --spill-dir one step alone needs " + he::gib(need) +
                     ": try a smaller --tile, or --mode packed");
       }
       eo.spill_dir = stream.spill_dir;
@@ -141,11 +161,18 @@ he::EngineOptions plan_memory(const he::HePlan& plan, std::size_t limit, bool wi
       }
       hint += " --spill-dir DIR, or --mode packed";
     } else {
-      hint = "; try a smaller model, fewer threads or a larger --memory-limit";
+      hint = "; try a smaller model, fewer threads" + std::string(memory.source == "--memory-limit" ? " or a larger --memory-limit" : "");
     }
-    throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text + " (--memory-limit)" + hint);
+    throw Error("predicted peak memory " + least.describe(true) + "\nexceeds the memory limit of " + limit_text + hint);
   }
-  eo.plaintext_budget = limit == static_cast<std::size_t>(-1) ? limit : limit - least.total();
+  // The diagonals kept for every query: --diagonal-cache, by default a quarter of the limit, and
+  // never more than what the limit leaves beside everything else.
+  const std::size_t left = limit == he::MemoryLimit::kNone ? limit : limit - least.total();
+  const std::size_t cache = stream.diagonal_cache == "0"       ? 0
+                            : !stream.diagonal_cache.empty()     ? he::parse_memory_size(stream.diagonal_cache, "--diagonal-cache")
+                            : limit == he::MemoryLimit::kNone ? limit
+                                                              : limit / kDefaultDiagonalCacheShare;
+  eo.plaintext_budget = std::min(cache, left);
   const he::MemoryEstimate est = he::estimate_memory(plan, threads, eo.plaintext_budget, with_client, stream.tile);
   if (!quiet) std::printf("memory: predicted peak %s; limit %s\n", est.describe().c_str(), limit_text.c_str());
   return eo;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "he/compile/parameters.h"
+#include "he/memory.h"
 #include "he/runtime.h"
 #include "he/plan.h"
 #include "he/spec.h"
@@ -30,7 +31,8 @@ CLI::Validator whole_number(long long lo, long long hi, bool zero_too = false, c
 
 // --dataset (one of nn::dataset_names()), --data-dir, --limit, and --offset when with_offset.
 void add_dataset_options(CLI::App* cmd, DatasetOptions& o, bool with_offset);
-// The test split (or train) of the named dataset.
+// The test split (or train) of the named dataset; prints its size on stderr ("CIFAR-10 test set:
+// 500 images").
 nn::Dataset load_dataset(const DatasetOptions& o, nn::Split split = nn::Split::Test);
 // Images selected from a dataset of `size`: min(limit or all, size - offset); throws hecnn::Error
 // when the offset is beyond the dataset.
@@ -51,22 +53,32 @@ void add_mode_option(CLI::App* cmd, std::string& mode);
 constexpr std::size_t kAutoPackedGroups = 16;
 he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_t packed_images_per_ciphertext);
 
-// --memory-limit SIZE (default: the memory available now).
+// --memory-limit SIZE (default: what the process may still use, he::system_memory_limit()).
 void add_memory_limit_option(CLI::App* cmd, std::string& limit);
 
-// How a batch run streams: --tile N and --spill-dir DIR.
+// How a run uses memory beyond what it needs: a batch run's tiles (--tile N) and spill file
+// (--spill-dir DIR); a packed run's weight diagonals encoded once and kept for every query
+// (--diagonal-cache SIZE).
 struct StreamOptions {
   int tile = he::batch::kDefaultTile;
   std::string spill_dir;
+  std::string diagonal_cache;  // empty: a quarter of the memory limit (kDefaultDiagonalCacheShare)
 };
+// The default --diagonal-cache: this share of the memory limit, so that a run leaves most of the
+// machine to others.
+constexpr std::size_t kDefaultDiagonalCacheShare = 4;  // 1/4
 void add_stream_options(CLI::App* cmd, StreamOptions& o);
-// The limit in bytes: parsed, or the available memory (no limit when unknown).
-std::size_t memory_limit(const std::string& limit);
+// The limit: the parsed --memory-limit (source "--memory-limit"), or he::system_memory_limit().
+// Throws hecnn::Error on a malformed size.
+he::MemoryLimit memory_limit(const std::string& limit);
+// "8.00 GiB (--memory-limit)", "19.10 GiB (ulimit -v)", "unknown".
+std::string describe(const he::MemoryLimit& limit);
 // Predicts the peak memory of running `plan` on one query and refuses (throws
-// hecnn::Error with the estimate and what would fit) when it exceeds `limit`; prints the estimate
-// unless quiet. Returns the engine's options: the bytes of diagonals a packed engine may encode
-// once; a batch engine's tile, and with a spill directory, the bytes it may keep in memory.
-he::EngineOptions plan_memory(const he::HePlan& plan, std::size_t limit, bool with_client, bool quiet,
+// hecnn::Error with the estimate, the limit and where it comes from, and what would fit) when it
+// exceeds `limit`; prints the estimate unless quiet. Returns the engine's options: the bytes of
+// diagonals a packed engine may encode once (--diagonal-cache, default a quarter of the limit); a
+// batch engine's tile, and with a spill directory, the bytes it may keep in memory.
+he::EngineOptions plan_memory(const he::HePlan& plan, const he::MemoryLimit& limit, bool with_client, bool quiet,
                               const StreamOptions& stream = {});
 
 // --log-n, --scale-bits, --extra-levels (within the bounds of he/compile/parameters.h), --allow-insecure.

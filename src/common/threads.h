@@ -8,4 +8,10 @@ int max_threads();
 // 0 <= n <= max_threads().
 void set_num_threads(int n);
 int num_threads();
+// Checks OMP_NUM_THREADS (when set) as --threads is checked: a whole number from 1 to
+// max_threads(), or a comma-separated list of them (OpenMP's nesting levels). Throws hecnn::Error
+// naming the variable otherwise, before OpenMP starts a parallel region with that many threads
+// (libgomp would try to start any count it can parse, and silently ignores what it cannot).
+// Programs call it first thing; a library user may.
+void check_thread_environment();
 }  // namespace hecnn

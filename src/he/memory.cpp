@@ -1,13 +1,20 @@
 #include "he/memory.h"
 
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "common/error.h"
 
@@ -208,15 +215,144 @@ std::size_t free_disk_space(const std::string& dir) {
   return static_cast<std::size_t>(v.f_bavail) * v.f_frsize;
 }
 
-std::size_t available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::size_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024;
+namespace {
+
+// The first line of a small file (a /proc or cgroup file), at most 256 bytes; nullopt when it cannot be read.
+std::optional<std::string> read_small_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::string text(256, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (const auto nl = text.find('\n'); nl != std::string::npos) text.resize(nl);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  return text;
+}
+
+// A cgroup file's byte count: a decimal number, or "max" (nullopt: no limit). Values of 2^62 and
+// more are cgroup v1's way of saying "no limit" (9223372036854771712). Throws on anything else.
+std::optional<std::size_t> parse_cgroup_bytes(const std::string& text, const std::string& path) {
+  if (text == "max") return std::nullopt;
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    throw Error(path + ": '" + text.substr(0, 40) + "' is not a byte count or \"max\"");
   }
-  return 0;
+  if (v >= (std::uint64_t{1} << 62)) return std::nullopt;
+  return static_cast<std::size_t>(v);
+}
+
+// "VmSize:   123456 kB" from /proc/self/status, in bytes; nullopt when absent.
+std::optional<std::size_t> status_bytes(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.compare(0, key.size() + 1, key + ":") != 0) continue;
+    std::istringstream is(line.substr(key.size() + 1));
+    std::uint64_t kib = 0;
+    if (is >> kib && kib < (std::uint64_t{1} << 50)) return static_cast<std::size_t>(kib * 1024);
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+void take_least(MemoryLimit& m, std::size_t bytes, const std::string& source) {
+  if (bytes < m.bytes) m = {bytes, source};
+}
+
+// The limit less the usage of one cgroup directory (v2 files, else v1); false when it has neither.
+// strict: a file that cannot be read or parsed is an error, not skipped.
+bool read_cgroup(const std::filesystem::path& dir, MemoryLimit& m, bool strict) {
+  for (const auto& [limit_file, usage_file] : {std::pair<const char*, const char*>{"memory.max", "memory.current"},
+                                               {"memory.limit_in_bytes", "memory.usage_in_bytes"}}) {
+    const auto limit_text = read_small_file(dir / limit_file);
+    if (!limit_text) continue;
+    try {
+      const auto limit = parse_cgroup_bytes(*limit_text, (dir / limit_file).string());
+      if (!limit) return true;
+      const auto usage_text = read_small_file(dir / usage_file);
+      if (!usage_text) throw Error((dir / usage_file).string() + ": cannot be read");
+      const auto usage = parse_cgroup_bytes(*usage_text, (dir / usage_file).string());
+      const std::size_t used = usage ? *usage : 0;
+      take_least(m, *limit > used ? *limit - used : 0, std::string("cgroup ") + (dir / limit_file).string());
+    } catch (const Error&) {
+      if (strict) throw;
+    }
+    return true;
+  }
+  return false;
+}
+
+// The process's memory cgroup and its ancestors, as /proc/self/cgroup names them: the cgroup v2
+// line "0::/path" under /sys/fs/cgroup, the v1 line "N:...memory...:/path" under
+// /sys/fs/cgroup/memory. A path that does not exist there (a container that mounts its own cgroup
+// at the root) falls back to the mount's root.
+void read_own_cgroups(MemoryLimit& m) {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  for (int lines = 0; lines < 64 && std::getline(in, line); ++lines) {
+    const auto c1 = line.find(':');
+    const auto c2 = c1 == std::string::npos ? std::string::npos : line.find(':', c1 + 1);
+    if (c2 == std::string::npos) continue;
+    const std::string controllers = line.substr(c1 + 1, c2 - c1 - 1);
+    std::string rel = line.substr(c2 + 1);
+    std::filesystem::path root;
+    if (controllers.empty()) {
+      root = "/sys/fs/cgroup";
+    } else {
+      bool memory = false;
+      std::istringstream cs(controllers);
+      for (std::string c; std::getline(cs, c, ',');) memory = memory || c == "memory";
+      if (!memory) continue;
+      root = "/sys/fs/cgroup/memory";
+    }
+    std::error_code ec;
+    std::filesystem::path dir = root / std::filesystem::path(rel).relative_path();
+    if (!std::filesystem::is_directory(dir, ec)) dir = root;
+    for (int depth = 0; depth < 64; ++depth) {
+      read_cgroup(dir, m, false);
+      if (dir == root || !dir.has_parent_path()) break;
+      dir = dir.parent_path();
+    }
+  }
+}
+
+}  // namespace
+
+MemoryLimit system_memory_limit() {
+  MemoryLimit m;
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string key, unit;
+    std::uint64_t kib = 0;
+    while (in >> key >> kib >> unit) {
+      if (key == "MemAvailable:") {
+        if (kib < (std::uint64_t{1} << 50)) take_least(m, static_cast<std::size_t>(kib * 1024), "MemAvailable");
+        break;
+      }
+    }
+  }
+  if (const char* dir = std::getenv("HECNN_CGROUP_DIR"); dir && *dir) {
+    if (!read_cgroup(dir, m, true)) {
+      throw Error(std::string("HECNN_CGROUP_DIR: '") + dir + "' holds neither memory.max (cgroup v2) nor memory.limit_in_bytes (cgroup v1)");
+    }
+  } else {
+    read_own_cgroups(m);
+  }
+  for (const auto& [resource, used, source] : {std::tuple<int, const char*, const char*>{RLIMIT_AS, "VmSize", "ulimit -v"},
+                                               {RLIMIT_DATA, "VmData", "ulimit -d"}}) {
+    rlimit r{};
+    if (::getrlimit(resource, &r) != 0 || r.rlim_cur == RLIM_INFINITY) continue;
+    const std::size_t limit = static_cast<std::size_t>(r.rlim_cur);
+    const std::size_t in_use = status_bytes(used).value_or(0);
+    take_least(m, limit > in_use ? limit - in_use : 0, source);
+  }
+  return m;
+}
+
+std::size_t available_memory() {
+  const MemoryLimit m = system_memory_limit();
+  return m.bytes == MemoryLimit::kNone ? 0 : m.bytes;
 }
 
 std::size_t parse_memory_size(const std::string& text, const std::string& what) {

@@ -50,7 +50,25 @@ MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plai
 // Free bytes on the file system holding `dir` (0 when unknown).
 std::size_t free_disk_space(const std::string& dir);
 
-// The memory this process may still use: MemAvailable from /proc/meminfo (0 when unknown).
+// How much memory this process may still use, and what says so.
+struct MemoryLimit {
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  std::size_t bytes = kNone;  // kNone: no limit known
+  std::string source;         // e.g. "MemAvailable", "ulimit -v", "cgroup /sys/fs/cgroup/x/memory.max"
+};
+
+// The least of what this process may still allocate: MemAvailable (/proc/meminfo); the memory
+// cgroup's limit less its usage, for the process's own cgroup (from /proc/self/cgroup, under
+// /sys/fs/cgroup) and each of its ancestors: cgroup v2 memory.max - memory.current ("max": no
+// limit), cgroup v1 memory.limit_in_bytes - memory.usage_in_bytes; RLIMIT_AS (ulimit -v) less
+// VmSize and RLIMIT_DATA (ulimit -d) less VmData (/proc/self/status). The environment variable
+// HECNN_CGROUP_DIR names a cgroup directory to read instead of the process's own (for tests, or a
+// limit the process's cgroup does not show). What cannot be read is skipped; bytes is kNone when
+// nothing can. Throws hecnn::Error when HECNN_CGROUP_DIR is set to an unreadable directory or holds
+// a malformed value.
+MemoryLimit system_memory_limit();
+
+// system_memory_limit().bytes, 0 when unknown.
 std::size_t available_memory();
 
 // "12G", "512M", "1.5G", "2048" (bytes), "4GiB"; throws hecnn::Error naming `what` on anything else

@@ -193,7 +193,7 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path)
 Dataset read_cifar10_batches(const std::vector<std::string>& paths) {
   using namespace limits;
   constexpr std::size_t kRecord = 1 + 3 * 32 * 32;
-  const std::string format = "the binary version: records of 1 label byte and 3072 pixel bytes, " +
+  const std::string format = "the binary version: records of 1 label byte and 3072 pixel bytes, 1 to " +
                              std::to_string(kCifarBatchRecords) + " per batch file";
   Dataset d;
   d.shape = {3, 32, 32};
@@ -206,8 +206,9 @@ Dataset read_cifar10_batches(const std::vector<std::string>& paths) {
       const std::size_t got = f.read(rec.data(), kRecord);
       if (got == 0) break;
       if (got != kRecord) {
-        throw Error(path + ": " + std::to_string(n * kRecord + got) + " bytes is not a whole number of CIFAR-10 records (expected " +
-                    format + ")");
+        throw Error(path + ": " + std::to_string(n * kRecord + got) + " bytes is not a whole number of CIFAR-10 records (" +
+                    std::to_string(n) + " records and " + std::to_string(got) + " bytes of a partial one; expected " + format +
+                    ")");
       }
       if (n == kCifarBatchRecords) {
         throw Error(path + ": more than " + std::to_string(kCifarBatchRecords) + " CIFAR-10 records (expected " + format + ")");
@@ -217,16 +218,30 @@ Dataset read_cifar10_batches(const std::vector<std::string>& paths) {
       for (std::size_t i = 1; i < kRecord; ++i) d.images.push_back(static_cast<float>(rec[i]) / 255.0f);
       ++n;
     }
-    if (n == 0) {
-      throw Error(path + ": 0 bytes is not a whole number of CIFAR-10 records (expected " + format + ")");
-    }
-    if (n < kMinCifarRecords) {
-      throw Error(path + ": only " + std::to_string(n) + " CIFAR-10 records; a batch file holds " +
-                  std::to_string(kCifarBatchRecords) + " (subsets of at least " + std::to_string(kMinCifarRecords) +
-                  " are accepted): truncated?");
-    }
+    if (n == 0) throw Error(path + ": empty: no CIFAR-10 records (expected " + format + ")");
   }
   return d;
+}
+
+Dataset take_range(Dataset d, std::size_t first, std::size_t count) {
+  if (first > d.size() || count > d.size() - first) {
+    throw Error(std::to_string(count) + " images from index " + std::to_string(first) + " are beyond the " +
+                std::to_string(d.size()) + " images of " + (d.name.empty() ? std::string("the dataset") : d.name));
+  }
+  const auto per = static_cast<std::size_t>(d.shape.size());
+  d.images.erase(d.images.begin(), d.images.begin() + static_cast<std::ptrdiff_t>(first * per));
+  d.images.resize(count * per);
+  d.images.shrink_to_fit();
+  d.labels.erase(d.labels.begin(), d.labels.begin() + static_cast<std::ptrdiff_t>(first));
+  d.labels.resize(count);
+  return d;
+}
+
+std::string display_name(const std::string& name) {
+  if (name == "mnist") return "MNIST";
+  if (name == "fashion-mnist") return "Fashion-MNIST";
+  if (name == "cifar10") return "CIFAR-10";
+  return name;
 }
 
 Dataset load_dataset(const std::string& name, Split split, const std::string& dir) {

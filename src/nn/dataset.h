@@ -23,8 +23,16 @@ struct Dataset {
 
 // IDX images (magic 0x803, n x rows x cols bytes) and labels (0x801); gzip is detected by content.
 Dataset read_idx(const std::string& images_path, const std::string& labels_path);
-// CIFAR-10 binary records (1 label byte + 3072 pixel bytes, R then G then B planes).
+// CIFAR-10 binary records (1 label byte + 3072 pixel bytes, R then G then B planes): each file holds
+// a whole number of records, 1 to limits::kCifarBatchRecords (a standard batch file holds 10,000;
+// subsets such as a 500-image sample are accepted); a partial record or an empty file is an error.
 Dataset read_cifar10_batches(const std::vector<std::string>& paths);
+
+// Images [first, first + count) of d, in order (the rest freed); throws hecnn::Error when the range
+// is beyond the dataset.
+Dataset take_range(Dataset d, std::size_t first, std::size_t count);
+// "MNIST", "Fashion-MNIST", "CIFAR-10" for the names load_dataset takes.
+std::string display_name(const std::string& name);
 
 // Dataset by name ("mnist", "fashion-mnist", "cifar10") and split, from `dir`, or when dir is empty
 // from the default locations (see dataset_search_dirs). A missing or malformed file gets a message

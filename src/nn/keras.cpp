@@ -174,15 +174,7 @@ void expect_shape(const Tensor& t, const std::vector<std::int64_t>& shape, const
 }  // namespace
 
 Model import_keras(const std::string& structure_path, const std::string& weights_path) {
-  const std::uint64_t size = regular_file_size(structure_path, "Keras structure file");
-  if (size > limits::kMaxJsonBytes) {
-    throw Error(structure_path + ": " + std::to_string(size) + " bytes, more than the " + std::to_string(limits::kMaxJsonBytes) +
-                " a Keras structure file may have");
-  }
-  std::string text(size, '\0');
-  std::ifstream in(structure_path, std::ios::binary);
-  if (!in || !in.read(text.data(), static_cast<std::streamsize>(size))) throw Error("cannot read Keras structure file " + structure_path);
-  const json structure = parse_json_bounded(text, structure_path);
+  const json structure = read_json_file_bounded(structure_path, "Keras structure file");
   check_regular_file(weights_path, "Keras weights file");
   const WeightsFile weights(weights_path);
   Model m;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <climits>
 #include <cstring>
+#include <fstream>
 
 #include "common/error.h"
 
@@ -120,6 +121,18 @@ nlohmann::json parse_json_bounded(const std::string& text, const std::string& wh
   } catch (const nlohmann::json::exception& e) {
     throw Error(what + ": not valid JSON (" + e.what() + ")");
   }
+}
+
+nlohmann::json read_json_file_bounded(const std::string& path, const std::string& what) {
+  const std::uint64_t size = regular_file_size(path, what);
+  if (size > kMaxJsonBytes) {
+    throw Error(path + ": " + std::to_string(size) + " bytes, more than the " + std::to_string(kMaxJsonBytes) + " a " + what +
+                " may have");
+  }
+  std::string text(static_cast<std::size_t>(size), '\0');
+  std::ifstream in(path, std::ios::binary);
+  if (!in || !in.read(text.data(), static_cast<std::streamsize>(size))) throw Error("cannot read " + what + " " + path);
+  return parse_json_bounded(text, path);
 }
 
 }  // namespace hecnn::nn

@@ -32,8 +32,7 @@ constexpr std::int64_t kMaxOnnxTensorValues = std::int64_t{1} << 26;  // values 
 constexpr std::uint32_t kMaxImages = 1'000'000;           // IDX: images in one file
 constexpr std::uint32_t kMaxIdxSide = 1024;               // IDX: rows and columns
 constexpr std::uint64_t kMaxIdxPixels = std::uint64_t{1} << 27;  // IDX: count x rows x cols
-constexpr std::size_t kCifarBatchRecords = 10'000;        // CIFAR-10: records in a standard batch file
-constexpr std::size_t kMinCifarRecords = 1'000;           // CIFAR-10: fewer is taken as a truncated file
+constexpr std::size_t kCifarBatchRecords = 10'000;        // CIFAR-10: records in a batch file (at most; any whole number from 1)
 }  // namespace limits
 
 // Throws hecnn::Error (message starting with `where`) when a layer's own hyper-parameters (filters,
@@ -56,6 +55,11 @@ int json_int(const nlohmann::json& v, const std::string& what);
 // Parses JSON text of at most kMaxJsonBytes, nested at most kMaxJsonDepth deep; throws hecnn::Error
 // starting with `what` otherwise or when it is not valid JSON.
 nlohmann::json parse_json_bounded(const std::string& text, const std::string& what);
+
+// Reads and parses a JSON file (`what` names it in messages, e.g. "architecture file"): a regular
+// file of at most kMaxJsonBytes (its size checked before it is read), then parse_json_bounded.
+// Throws hecnn::Error naming the file otherwise.
+nlohmann::json read_json_file_bounded(const std::string& path, const std::string& what);
 
 // Regular files only (common/files.h).
 using hecnn::check_regular_file;

@@ -16,8 +16,10 @@
 #include "common/error.h"
 #include "common/exit_codes.h"
 #include "common/stopwatch.h"
+#include "common/threads.h"
 #include "hecnn/version.h"
 #include "nn/forward.h"
+#include "nn/limits.h"
 #include "nn/safetensors.h"
 #include "train/trainer.h"
 
@@ -50,28 +52,26 @@ std::string now_utc() {
   return buf;
 }
 
-// A preset name or a JSON architecture file (the format of nn::Model::architecture()). Conv and dense
-// layers get a bias unless the file says "bias": false.
+// A preset name or a JSON architecture file (the format of nn::Model::architecture()), read with
+// the model files' bounds (nn/limits.h: a regular file of at most 16 MiB, nested at most 64 deep).
+// Conv and dense layers get a bias unless the file says "bias": false.
 nn::Model load_architecture(const std::string& arch, std::set<std::size_t>& without_bias) {
   for (const auto& p : nn::preset_names()) {
     if (arch == p) return nn::preset_architecture(arch, "swish:deg4:range4");
   }
-  std::ifstream f(arch);
-  if (!f) {
+  std::error_code ec;
+  if (!std::filesystem::exists(arch, ec) && !ec) {
     std::string names;
     for (const auto& p : nn::preset_names()) names += (names.empty() ? "" : ", ") + p;
-    throw Error("--arch '" + arch + "' is neither a preset (" + names + ") nor a readable JSON file");
+    throw Error("--arch '" + arch + "' is neither a preset (" + names + ") nor an existing JSON file");
   }
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(arch + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = nn::read_json_file_bounded(arch, "--arch architecture file");
   nn::Model m = nn::Model::from_architecture(j);
   const auto& layers = j.at("layers");
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    if (layers[i].contains("bias") && layers[i]["bias"].is_boolean() && !layers[i]["bias"].get<bool>()) without_bias.insert(i);
+    if (layers[i].is_object() && layers[i].contains("bias") && layers[i]["bias"].is_boolean() && !layers[i]["bias"].get<bool>()) {
+      without_bias.insert(i);
+    }
   }
   return m;
 }
@@ -103,6 +103,7 @@ int run(const Options& o, const std::string& command) {
 
   // Data: the training set (a random subset with --limit), a validation split, the test set.
   nn::Dataset all = nn::load_dataset(o.dataset, nn::Split::Train, o.data_dir);
+  std::printf("%s training set: %zu images\n", nn::display_name(o.dataset).c_str(), all.size());
   if (o.limit > 0 && o.limit < all.size()) {
     std::vector<std::size_t> idx(all.size());
     std::iota(idx.begin(), idx.end(), 0);
@@ -112,7 +113,10 @@ int run(const Options& o, const std::string& command) {
     all = train::subset(all, idx);
   }
   nn::Dataset test;
-  if (!o.no_test) test = nn::load_dataset(o.dataset, nn::Split::Test, o.test_dir);
+  if (!o.no_test) {
+    test = nn::load_dataset(o.dataset, nn::Split::Test, o.test_dir);
+    std::printf("%s test set: %zu images\n", nn::display_name(o.dataset).c_str(), test.size());
+  }
   if (!(all.shape == arch.input)) {
     throw Error("the architecture '" + arch_name + "' expects " + arch.input.to_string() + " inputs, " + o.dataset + " has " +
                 all.shape.to_string() + " images");
@@ -263,12 +267,13 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return hecnn::usage_exit_code(app.exit(e));
   }
   if (flip->count() == 0) o.t.flip = o.dataset == "cifar10";
   std::string command = argc > 0 ? argv[0] : "hecnn-train";
   for (int i = 1; i < argc; ++i) command += " " + quote(argv[i]);
   return hecnn::run_and_report("hecnn train", [&] {
+    hecnn::check_thread_environment();
     try {
       return run(o, command);
     } catch (const c10::Error& e) {
