@@ -59,6 +59,12 @@ int main(int argc, char** argv) {
   // Key directory and query/result stream.
   const auto& tiny = fuzz::tiny_setup();
   put(out / "keys_json", "keys.json", slurp(tiny.key_dir + "/keys.json"));
+  {
+    const he::KeyBundle keys = he::KeyBundle::load_directory(tiny.key_dir);
+    put(out / "key_bundle", "public", keys.public_bytes());
+    const auto full = keys.to_bytes();
+    put(out / "key_bundle", "full", std::string(full->data(), full->size()));
+  }
   put(out / "stream", "query", std::string(1, '\1') + slurp(tiny.query_path));
   // Models and architectures.
   for (const char* m : {"models/mnist-swish4.safetensors"}) {

@@ -4,16 +4,14 @@
 # option values. Each command runs under a memory limit and a time limit and must fail cleanly:
 # exit code 1 with "error:" and a message naming the problem (a refused option: the usage exit
 # code 2, with the option named), never a crash, out of memory (3), an "unexpected error" (4) or
-# a timeout. Exits 77 (skipped) without ../shared (PP-CNN's MNIST model, the MNIST test set) or
-# python3.
+# a timeout. Uses the committed Fashion-MNIST model and Debian's Fashion-MNIST; exits 77
+# (skipped) without that test set or python3.
 set -u
 hecnn="$1"
-shared="$2"
-structure="$shared/models/ppcnn-mnist/CKKS-swish_rg4_deg4-BN-DA_structure.json"
-weights="$shared/models/ppcnn-mnist/CKKS-swish_rg4_deg4-BN-DA_weights.h5"
-mnist="$shared/datasets/mnist"
-if [ ! -f "$structure" ] || [ ! -f "$mnist/t10k-images-idx3-ubyte.gz" ]; then
-  echo "skipped: $shared (PP-CNN model, MNIST) not present"
+root="${3:-$(cd "$(dirname "$0")/.." && pwd)}"
+fmnist=/usr/share/datasets/fashion-mnist
+if [ ! -f "$fmnist/t10k-images-idx3-ubyte.gz" ]; then
+  echo "skipped: $fmnist (Debian's dataset-fashion-mnist) not present"
   exit 77
 fi
 if ! command -v python3 >/dev/null; then
@@ -53,9 +51,13 @@ expect_refused_option() {
   grep -qi -- "$pattern" <<<"$msg" || fail "'$*': message '$msg' does not mention '$pattern'"
 }
 
-"$hecnn" import-keras -s "$structure" -w "$weights" -o "$work/m.safetensors" >/dev/null || fail "import-keras"
+cp "$root/models/fashion-mnist-swish4.safetensors" "$work/m.safetensors" || fail "no committed model"
 model="$work/m.safetensors"
-data=(--dataset mnist --data-dir "$mnist")
+data=(--dataset fashion-mnist --data-dir "$fmnist")
+# The Keras importer reads the structure (JSON) before it opens the weights file.
+echo '{}' >"$work/structure.json"
+structure="$work/structure.json"
+weights="$model"
 
 # --- option values ------------------------------------------------------------------------------
 expect_refused_option "--extra-levels" plan -m "$model" --extra-levels 1000000

@@ -875,7 +875,7 @@ TEST(HeFiles, KeygenRefusesExistingDirectoriesAndSymbolicLinks) {
   EXPECT_NO_THROW(he::load_client_keys(dir / "keys"));
   EXPECT_EQ(slurp(dir / "old-secret.key"), secret);
   EXPECT_NE(slurp(dir / "keys/secret.key"), secret);
-  EXPECT_EQ(names_in(dir / "keys"), (std::vector<std::string>{"keys.json", "notes.txt", "params.bin", "relin.key", "secret.key"}));
+  EXPECT_EQ(names_in(dir / "keys"), (std::vector<std::string>{"keys.json", "notes.txt", "params.bin", "public.key", "relin.key", "secret.key"}));
   // Not a directory.
   std::ofstream(dir / "file") << "x";
   expect_error_mentioning([&] { he::generate_keys(plan, "m", dir / "file", true); }, "not a directory");
@@ -896,7 +896,7 @@ TEST(HeFiles, KeyFilesArePrivateAndWrittenAtomically) {
   ASSERT_EQ(::stat((dir / "new/slash").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   // Nothing but the key files: no temporary file left behind.
-  EXPECT_EQ(names_in(dir / "keys"), (std::vector<std::string>{"keys.json", "params.bin", "relin.key", "secret.key"}));
+  EXPECT_EQ(names_in(dir / "keys"), (std::vector<std::string>{"keys.json", "params.bin", "public.key", "relin.key", "secret.key"}));
   // A query written and one abandoned half-way: the first complete, the second absent, no leftovers.
   const nn::Model m = small_model();
   const he::ClientKeys ck = he::load_client_keys(dir / "keys");

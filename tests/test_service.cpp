@@ -4,15 +4,19 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
 
-#include "he/files.h"
+#include "he/keys.h"
 #include "he/runtime.h"
 #include "nn/forward.h"
 #include "nn/safetensors.h"
@@ -102,11 +106,13 @@ class Fixture {
   std::string address;
 };
 
-// A client's keys for a model offered by the server (generated from ListModels, as hecnn client does).
+// A client's keys for a model offered by the server, in memory (generated from ListModels, as
+// hecnn client does).
 struct Keys {
-  test::TempDir dir;
-  he::ClientKeys keys;
+  std::optional<he::KeyBundle> bundle;
   std::unique_ptr<he::InferenceClient> client;
+  const he::ClientSpec& spec() const { return bundle->info().spec; }
+  const ckks::CkksContext& ctx() const { return *bundle->context(); }
 };
 
 std::unique_ptr<Keys> make_keys(service::RemoteClient& rc, const std::string& model, const std::string& layout = "batch") {
@@ -124,25 +130,23 @@ std::unique_ptr<Keys> make_keys(service::RemoteClient& rc, const std::string& mo
       need.relinearization = l.relinearization_key();
       need.rotations.assign(l.rotations().begin(), l.rotations().end());
       const auto spec = he::ClientSpec::from_json(nlohmann::json::parse(l.client_spec_json()));
-      he::generate_keys(params, need, spec, model, k->dir.dir() + "/k", false);
+      k->bundle = he::KeyBundle::generate(params, need, spec, model);
     }
   }
-  k->keys = he::load_client_keys(k->dir.dir() + "/k");
-  k->client = he::make_client(k->keys.info.spec, k->keys.ctx, k->keys.secret);
+  if (!k->bundle) throw Error("no offer of " + model + " in the " + layout + " layout");
+  k->client = he::make_client(k->spec(), k->bundle->context(), k->bundle->secret_key());
   return k;
 }
 
-std::string path(const Keys& k) { return k.dir.dir() + "/k"; }
-
 std::string encrypt(const Keys& k, const std::vector<float>& images, std::size_t count) {
-  return service::serialize_ciphertexts(*k.keys.ctx, k.client->encrypt(images.data(), count), true);
+  return service::serialize_ciphertexts(k.ctx(), k.client->encrypt(images.data(), count), true);
 }
 
 // Checks a fetched result against the plaintext model.
 void check_result(const Keys& k, const service::RemoteResult& r, const nn::Model& m, const std::vector<float>& images,
                   std::size_t count) {
   ASSERT_EQ(r.images, count);
-  const auto cts = service::parse_ciphertexts(r.bytes, *k.keys.ctx, k.keys.info.spec.output_ciphertexts);
+  const auto cts = service::parse_ciphertexts(r.bytes, k.ctx(), k.spec().output_ciphertexts);
   const auto logits = k.client->decrypt(cts, count);
   const auto per = static_cast<std::size_t>(m.input.size());
   for (std::size_t i = 0; i < count; ++i) {
@@ -177,7 +181,7 @@ TEST(Service, EightConcurrentClientsGetTheirOwnCorrectResults) {
       try {
         auto rc = f.client();
         const auto k = make_keys(rc, "tiny");
-        const auto s = rc.open_session("tiny", path(*k));
+        const auto s = rc.open_session("tiny", *k->bundle);
         std::vector<std::pair<std::string, std::vector<float>>> mine;
         for (int q = 0; q < 3; ++q) {
           const std::size_t count = 1 + static_cast<std::size_t>((c + q) % 4);
@@ -186,7 +190,7 @@ TEST(Service, EightConcurrentClientsGetTheirOwnCorrectResults) {
           std::string id;
           for (int attempt = 0; attempt < 200 && id.empty(); ++attempt) {
             try {
-              id = rc.submit(s, bytes, count, k->keys.info.spec.input_ciphertexts);
+              id = rc.submit(s, bytes, count, k->spec().input_ciphertexts);
             } catch (const service::RpcError& e) {
               if (e.code() != StatusCode::RESOURCE_EXHAUSTED) throw;
               ++exhausted;
@@ -227,10 +231,10 @@ TEST(Service, FullQueueIsRefusedAtOnceThenAcceptsAgain) {
   Fixture f(o);
   auto rc = f.client();
   const auto k = make_keys(rc, "tiny");
-  const auto s = rc.open_session("tiny", path(*k));
+  const auto s = rc.open_session("tiny", *k->bundle);
   const auto images = random_images(36, 7);
   const std::string bytes = encrypt(*k, images, 1);
-  const std::size_t n = k->keys.info.spec.input_ciphertexts;
+  const std::size_t n = k->spec().input_ciphertexts;
   const std::string a = rc.submit(s, bytes, 1, n), b = rc.submit(s, bytes, 1, n);
   std::string msg;
   EXPECT_EQ(code_of([&] { rc.submit(s, bytes, 1, n); }, &msg), StatusCode::RESOURCE_EXHAUSTED);
@@ -249,12 +253,12 @@ TEST(Service, FaultsGetAClearStatusAndTheServerKeepsServing) {
   Fixture f(o);
   auto rc = f.client();
   const auto k = make_keys(rc, "tiny");
-  const auto s = rc.open_session("tiny", path(*k));
+  const auto s = rc.open_session("tiny", *k->bundle);
   const auto k2 = make_keys(rc, "tiny");
-  const auto s2 = rc.open_session("tiny", path(*k2));
+  const auto s2 = rc.open_session("tiny", *k2->bundle);
   const auto images = random_images(2 * 36, 9);
   const std::string bytes = encrypt(*k, images, 2);
-  const std::size_t n = k->keys.info.spec.input_ciphertexts;
+  const std::size_t n = k->spec().input_ciphertexts;
   const std::string q = rc.submit(s, bytes, 2, n);
   std::string msg;
 
@@ -279,27 +283,54 @@ TEST(Service, FaultsGetAClearStatusAndTheServerKeepsServing) {
   EXPECT_EQ(code_of([&] { rc.get_result(s, "0123456789abcdef", true, nullptr, 30); }, &unknown), StatusCode::NOT_FOUND);
   EXPECT_EQ(other.substr(0, other.find('\'')), unknown.substr(0, unknown.find('\'')));
 
-  // Keys for another model (7 x 7 inputs); keys whose params.bin is not that of keys.json; insecure
-  // keys on a server that refuses them is covered by the CLI test.
-  EXPECT_EQ(code_of([&] { rc.open_session("other", path(*k)); }, &msg), StatusCode::FAILED_PRECONDITION);
+  // Keys for another model (7 x 7 inputs); insecure keys on a server that refuses them is covered
+  // by the CLI test.
+  EXPECT_EQ(code_of([&] { rc.open_session("other", *k->bundle); }, &msg), StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(msg.find("made for another model"), std::string::npos) << msg;
-  EXPECT_EQ(code_of([&] { rc.open_session("nope", path(*k)); }), StatusCode::NOT_FOUND);
+  EXPECT_EQ(code_of([&] { rc.open_session("nope", *k->bundle); }), StatusCode::NOT_FOUND);
+  // Uploads that are not a public key bundle: one holding the secret key (never taken, whatever
+  // else is right), a corrupted one, one cut short.
+  auto raw_open = [&](const std::string& bundle, std::uint64_t declared) {
+    grpc::ClientContext ctx;
+    v1::OpenSessionResponse resp;
+    auto w = rc.stub().OpenSession(&ctx, &resp);
+    v1::OpenSessionRequest h;
+    h.mutable_header()->set_model("tiny");
+    h.mutable_header()->set_layout("batch");
+    h.mutable_header()->set_bundle_bytes(declared);
+    bool ok = w->Write(h);
+    for (std::size_t off = 0; ok && off < bundle.size(); off += service::kChunkBytes) {
+      v1::OpenSessionRequest c;
+      c.mutable_chunk()->set_file(v1::KeyChunk::BUNDLE);
+      c.mutable_chunk()->set_data(bundle.substr(off, service::kChunkBytes));
+      ok = w->Write(c);
+    }
+    w->WritesDone();
+    const grpc::Status st = w->Finish();
+    msg = st.error_message();
+    return st.error_code();
+  };
   {
-    // Keys at another ring degree: a params.bin that is not keys.json's is refused; their
-    // ciphertexts in this session are refused.
-    test::TempDir other;
+    const auto full = k->bundle->to_bytes();
+    const std::string with_secret(full->data(), full->size());
+    EXPECT_EQ(raw_open(with_secret, with_secret.size()), StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(msg.find("secret.key): a secret key, which is never taken here"), std::string::npos) << msg;
+    std::string corrupt = k->bundle->public_bytes();
+    corrupt[corrupt.size() / 2] ^= 0x01;
+    EXPECT_EQ(raw_open(corrupt, corrupt.size()), StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(msg.find("bad keys"), std::string::npos) << msg;
+    const std::string good = k->bundle->public_bytes();
+    EXPECT_EQ(raw_open(good.substr(0, good.size() - 10), good.size()), StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(msg.find("truncated upload"), std::string::npos) << msg;
+  }
+  {
+    // Keys at another ring degree: their ciphertexts in this session are refused.
     he::CompileOptions big = small();
     big.log_n = 12;
     const he::HePlan plan = he::compile(tiny_model(1), big);
-    he::generate_keys(plan, "tiny", other.dir() + "/k");
-    fs::create_directory(other.dir() + "/m");
-    for (const auto& name : {"keys.json", "relin.key"}) fs::copy_file(path(*k) + "/" + name, other.dir() + "/m/" + name);
-    fs::copy_file(other.dir() + "/k/params.bin", other.dir() + "/m/params.bin");
-    EXPECT_EQ(code_of([&] { rc.open_session("tiny", other.dir() + "/m"); }, &msg), StatusCode::INVALID_ARGUMENT);
-    EXPECT_NE(msg.find("params.bin does not match keys.json"), std::string::npos) << msg;
-    const he::ClientKeys ck = he::load_client_keys(other.dir() + "/k");
-    const auto client = he::make_client(ck.info.spec, ck.ctx, ck.secret);
-    const std::string other_cts = service::serialize_ciphertexts(*ck.ctx, client->encrypt(images.data(), 1), true);
+    const he::KeyBundle other = he::KeyBundle::generate(plan, "tiny");
+    const auto client = he::make_client(other.info().spec, other.context(), other.secret_key());
+    const std::string other_cts = service::serialize_ciphertexts(*other.context(), client->encrypt(images.data(), 1), true);
     EXPECT_EQ(code_of([&] { rc.submit(s, other_cts, 1, n); }, &msg), StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(msg.find("bad ciphertexts"), std::string::npos) << msg;
   }
@@ -311,8 +342,7 @@ TEST(Service, FaultsGetAClearStatusAndTheServerKeepsServing) {
     v1::OpenSessionRequest h;
     h.mutable_header()->set_model("tiny");
     h.mutable_header()->set_layout("batch");
-    h.mutable_header()->set_params_bytes(100);
-    h.mutable_header()->set_galois_bytes(std::uint64_t{1} << 40);
+    h.mutable_header()->set_bundle_bytes(std::uint64_t{1} << 40);
     w->Write(h);
     w->WritesDone();
     EXPECT_EQ(w->Finish().error_code(), StatusCode::RESOURCE_EXHAUSTED);
@@ -361,10 +391,10 @@ TEST(Service, FaultsGetAClearStatusAndTheServerKeepsServing) {
     v1::OpenSessionRequest h;
     h.mutable_header()->set_model("tiny");
     h.mutable_header()->set_layout("batch");
-    h.mutable_header()->set_params_bytes(1000);
+    h.mutable_header()->set_bundle_bytes(1000);
     w->Write(h);
     v1::OpenSessionRequest c;
-    c.mutable_chunk()->set_file(v1::KeyChunk::PARAMS);
+    c.mutable_chunk()->set_file(v1::KeyChunk::BUNDLE);
     c.mutable_chunk()->set_data(std::string(500, 'p'));
     w->Write(c);
     ctx.TryCancel();
@@ -404,8 +434,7 @@ TEST(Service, FaultsGetAClearStatusAndTheServerKeepsServing) {
   EXPECT_NE(log.find("event=query_refused"), std::string::npos);
   EXPECT_NE(log.find("event=query_done"), std::string::npos);
   for (const auto& token : {s.token, s2.token}) EXPECT_EQ(log.find(token), std::string::npos) << "a token is in the log";
-  std::ifstream relin(path(*k) + "/relin.key", std::ios::binary);
-  const std::string key((std::istreambuf_iterator<char>(relin)), std::istreambuf_iterator<char>());
+  const std::string key = k->bundle->public_bytes();
   for (const std::string& secret : {key, bytes}) {
     for (std::size_t off = 64; off + 16 < secret.size(); off += secret.size() / 7) {
       const std::string piece = secret.substr(off, 16);
@@ -421,6 +450,151 @@ TEST(Service, FaultsGetAClearStatusAndTheServerKeepsServing) {
   }
 }
 
+// Holds queries at their start until released (ServerOptions::on_query_start).
+class Gate {
+ public:
+  void hold(const std::string&) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++started_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+  }
+  bool wait_started(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(60), [&] { return started_ >= n; });
+  }
+  void open() {
+    const std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int started_ = 0;
+  bool open_ = false;
+};
+
+TEST(Service, QueuedQueriesReserveMemoryAndOneBeyondTheLimitIsRefused) {
+  // What one session and one query reserve, from a server without a limit.
+  std::size_t standing = 0, query = 0;
+  {
+    Fixture f;
+    auto rc = f.client();
+    const auto k = make_keys(rc, "tiny");
+    const auto s = rc.open_session("tiny", *k->bundle);
+    standing = rc.stats().memory_reserved();
+    const auto list = rc.list_models();
+    for (const auto& m : list.models()) {
+      for (const auto& l : m.layouts()) {
+        if (m.name() == "tiny" && l.layout() == "batch") query = l.predicted_query_memory();
+      }
+    }
+  }
+  ASSERT_GT(standing, 0u);
+  ASSERT_GT(query, 0u);
+  // Room for two sessions and two queries, not three: one query runs (held at its start), one
+  // waits in the queue, and a third is refused at once although only one is running.
+  Gate gate;
+  service::ServerOptions o;
+  o.memory_limit = 2 * standing + 2 * query + query / 2;
+  o.concurrent_queries = 1;
+  o.on_query_start = [&](const std::string& id) { gate.hold(id); };
+  Fixture f(o);
+  auto rc = f.client();
+  const auto a = make_keys(rc, "tiny"), b = make_keys(rc, "tiny");
+  const auto sa = rc.open_session("tiny", *a->bundle), sb = rc.open_session("tiny", *b->bundle);
+  EXPECT_EQ(rc.stats().memory_reserved(), 2 * standing);
+  const auto images = random_images(36, 21);
+  const std::size_t n = a->spec().input_ciphertexts;
+  const std::string qa = rc.submit(sa, encrypt(*a, images, 1), 1, n);
+  ASSERT_TRUE(gate.wait_started(1));
+  const std::string qb = rc.submit(sb, encrypt(*b, images, 1), 1, n);
+  auto st = rc.stats();
+  EXPECT_EQ(st.queries_running(), 1u);
+  EXPECT_EQ(st.queries_queued(), 1u);
+  EXPECT_EQ(st.memory_reserved(), 2 * standing + 2 * query);  // the queued query counts
+  std::string msg;
+  EXPECT_EQ(code_of([&] { rc.submit(sa, encrypt(*a, images, 1), 1, n); }, &msg), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(msg.find("memory limit"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("try again later"), std::string::npos) << msg;
+  EXPECT_EQ(rc.stats().memory_reserved(), 2 * standing + 2 * query);  // the refusal reserved nothing
+  EXPECT_EQ(rc.stats().queries_refused(), 1u);
+  // A queued query cancelled gives its memory back; the running one's comes back when it ends.
+  rc.cancel(sb, qb);
+  EXPECT_EQ(rc.stats().memory_reserved(), 2 * standing + query);
+  const std::string qb2 = rc.submit(sb, encrypt(*b, images, 1), 1, n);
+  gate.open();
+  check_result(*a, rc.get_result(sa, qa, true, nullptr, 60), tiny_model(1), images, 1);
+  check_result(*b, rc.get_result(sb, qb2, true, nullptr, 60), tiny_model(1), images, 1);
+  const std::string qa2 = rc.submit(sa, encrypt(*a, images, 1), 1, n);  // room again
+  check_result(*a, rc.get_result(sa, qa2, true, nullptr, 60), tiny_model(1), images, 1);
+  EXPECT_EQ(rc.stats().memory_reserved(), 2 * standing);
+  rc.close(sa);
+  rc.close(sb);
+  EXPECT_EQ(rc.stats().memory_reserved(), 0u);
+}
+
+// A session from upload to result leaves no file anywhere: not in TMPDIR, HOME or the working
+// directory (the keys live in memory on both ends).
+TEST(Service, KeysAndQueriesNeverTouchTheDisk) {
+  test::TempDir models, tmp, home, cwd;
+  nn::save_model(tiny_model(1), models.file("tiny.safetensors"));
+  struct Env {
+    std::string name;
+    std::optional<std::string> old;
+    Env(std::string n, const std::string& value) : name(std::move(n)) {
+      if (const char* v = std::getenv(name.c_str())) old = v;
+      ::setenv(name.c_str(), value.c_str(), 1);
+    }
+    ~Env() {
+      if (old) ::setenv(name.c_str(), old->c_str(), 1);
+      else ::unsetenv(name.c_str());
+    }
+  };
+  const auto files_in = [&] {
+    std::string found;
+    for (const auto& dir : {tmp.dir(), home.dir(), cwd.dir()}) {
+      for (const auto& e : fs::recursive_directory_iterator(dir)) found += " " + e.path().string();
+    }
+    return found;
+  };
+  const fs::path was = fs::current_path();
+  {
+    const Env t("TMPDIR", tmp.dir()), h("HOME", home.dir());
+    fs::current_path(cwd.dir());
+    try {
+      service::ServerOptions o;
+      o.listen = "127.0.0.1:0";
+      o.models_dir = models.dir();
+      o.compile = small();
+      o.allow_insecure_keys = true;
+      o.threads = 2;
+      service::Server server(o);
+      server.start();
+      auto rc = service::RemoteClient(service::ChannelOptions{"127.0.0.1:" + std::to_string(server.port()), "", ""});
+      for (const std::string layout : {"batch", "packed"}) {
+        const auto k = make_keys(rc, "tiny", layout);
+        const auto s = rc.open_session("tiny", *k->bundle);
+        EXPECT_EQ(files_in(), "") << "files appeared while the server holds a session";
+        const std::size_t count = layout == "batch" ? 3 : k->spec().batch_size;
+        const auto images = random_images(count * 36, 23);
+        const std::string q = rc.submit(s, encrypt(*k, images, count), count, k->spec().input_ciphertexts);
+        check_result(*k, rc.get_result(s, q, true, nullptr, 60), tiny_model(1), images, count);
+        EXPECT_EQ(files_in(), "") << "files appeared while the server holds a session";
+        rc.close(s);
+      }
+      server.shutdown();
+    } catch (...) {
+      fs::current_path(was);
+      throw;
+    }
+    fs::current_path(was);
+  }
+  EXPECT_EQ(files_in(), "") << "files appeared";
+}
+
 TEST(Service, ExpiredResultsAndIdleSessionsAreRemoved) {
   service::ServerOptions o;
   o.result_lifetime_s = 0.3;
@@ -428,9 +602,9 @@ TEST(Service, ExpiredResultsAndIdleSessionsAreRemoved) {
   Fixture f(o);
   auto rc = f.client();
   const auto k = make_keys(rc, "tiny");
-  const auto s = rc.open_session("tiny", path(*k));
+  const auto s = rc.open_session("tiny", *k->bundle);
   const auto images = random_images(36, 5);
-  const std::string q = rc.submit(s, encrypt(*k, images, 1), 1, k->keys.info.spec.input_ciphertexts);
+  const std::string q = rc.submit(s, encrypt(*k, images, 1), 1, k->spec().input_ciphertexts);
   v1::QueryStatus st;
   for (int i = 0; i < 600 && st.state() != v1::QueryStatus::DONE; ++i) {  // at most 60 s
     st = rc.poll(s, q);
@@ -455,10 +629,10 @@ TEST(Service, PackedLayoutIsServed) {
   Fixture f;
   auto rc = f.client();
   const auto k = make_keys(rc, "tiny", "packed");
-  const auto s = rc.open_session("tiny", path(*k));
-  const std::size_t count = k->keys.info.spec.batch_size;
+  const auto s = rc.open_session("tiny", *k->bundle);
+  const std::size_t count = k->spec().batch_size;
   const auto images = random_images(count * 36, 11);
-  const std::string q = rc.submit(s, encrypt(*k, images, count), count, k->keys.info.spec.input_ciphertexts);
+  const std::string q = rc.submit(s, encrypt(*k, images, count), count, k->spec().input_ciphertexts);
   check_result(*k, rc.get_result(s, q, true, nullptr, 60), tiny_model(1), images, count);
 }
 
@@ -466,10 +640,10 @@ TEST(Service, ARestartedServerKnowsNoOldSessionAndServesNewOnes) {
   auto f = std::make_unique<Fixture>();
   auto rc = f->client();
   const auto k = make_keys(rc, "tiny");
-  const auto s = rc.open_session("tiny", path(*k));
+  const auto s = rc.open_session("tiny", *k->bundle);
   const auto images = random_images(36, 13);
   const std::string bytes = encrypt(*k, images, 1);
-  const std::size_t n = k->keys.info.spec.input_ciphertexts;
+  const std::size_t n = k->spec().input_ciphertexts;
   const std::string q = rc.submit(s, bytes, 1, n);
   const std::string address = f->address;
   f.reset();  // stopped: calls fail, nothing half-done is served
@@ -485,7 +659,7 @@ TEST(Service, ARestartedServerKnowsNoOldSessionAndServesNewOnes) {
   again.start();
   auto rc2 = service::RemoteClient(service::ChannelOptions{address, "", ""});
   EXPECT_EQ(code_of([&] { rc2.poll(s, q); }), StatusCode::UNAUTHENTICATED);
-  const auto s2 = rc2.open_session("tiny", path(*k));  // the client resubmits in a new session
+  const auto s2 = rc2.open_session("tiny", *k->bundle);  // the client resubmits in a new session
   check_result(*k, rc2.get_result(s2, rc2.submit(s2, bytes, 1, n), true, nullptr, 60), tiny_model(1), images, 1);
   again.shutdown();
 }

@@ -12,6 +12,7 @@
 #include "common/stopwatch.h"
 #include "he/files.h"
 #include "he/runtime.h"
+#include "he/session.h"
 #include "nn/dataset.h"
 #include "nn/safetensors.h"
 
@@ -106,14 +107,15 @@ void run_infer(const InferOptions& o) {
   inputs.push_back(o.model);
   inputs.push_back(o.in);
   check_output("--out", o.out, inputs);
-  const he::ServerKeys keys = he::load_server_keys(o.keys);
-  warn_if_insecure(keys.info, keys.ctx->params());
+  he::KeyReadOptions ko;
+  ko.secret = he::SecretPart::Ignore;  // a server never reads secret.key
   const nn::Model m = nn::load_model(o.model);
-  const he::ClientSpec& spec = keys.info.spec;
-  // The plan for the keys' parameters; it must produce the specification the client holds.
-  const he::HePlan plan = he::compile_for(m, keys.ctx->params(), spec.scale_bits, spec.layout, &spec);
-  he::check_client_spec(plan, spec);
-  he::StreamReader r(o.in, "query", keys.info, keys.ctx);
+  he::Session session(m, he::KeyBundle::load_directory(o.keys, ko));
+  const he::KeyInfo& info = session.info();
+  warn_if_insecure(info, session.context()->params());
+  const he::ClientSpec& spec = info.spec;
+  const he::HePlan& plan = session.plan();
+  he::StreamReader r(o.in, "query", info, session.context());
   if (!(r.header().shape == plan.program.input)) {
     throw Error("the query holds " + r.header().shape.to_string() + " images, the model expects " + plan.program.input.to_string());
   }
@@ -121,14 +123,14 @@ void run_infer(const InferOptions& o) {
   h.kind = "result";
   h.shape = {static_cast<int>(spec.outputs), 1, 1};
   h.per_batch = spec.output_ciphertexts;
-  he::StreamWriter w(o.out, h, keys.ctx);
-  const he::EngineOptions eo = plan_memory(plan, memory_limit(o.memory_limit), false, o.quiet, o.stream);
-  const auto engine = he::make_engine(plan, keys.ctx, keys.keys, eo);
+  he::StreamWriter w(o.out, h, session.context());
+  session.start(plan_memory(plan, memory_limit(o.memory_limit), false, o.quiet, o.stream));
+  he::InferenceEngine& engine = session.engine();
   StepTimes times;
   std::size_t images = 0;
   for (std::size_t b = 0; b < h.batches.size(); ++b) {
     std::fprintf(stderr, "batch %zu/%zu: %zu images\n", b + 1, h.batches.size(), h.batches[b].count);
-    w.write_batch(infer_batch(*engine, r.read_batch(), o.quiet, times));
+    w.write_batch(infer_batch(engine, r.read_batch(), o.quiet, times));
     images += h.batches[b].count;
   }
   r.finish();

@@ -25,6 +25,7 @@
 #include "common/progress.h"
 #include "common/stopwatch.h"
 #include "he/files.h"
+#include "he/keys.h"
 #include "he/memory.h"
 #include "he/runtime.h"
 #include "nn/forward.h"
@@ -112,24 +113,6 @@ void print_models(const v1::ListModelsResponse& r) {
               static_cast<unsigned long long>(s.queries_queued()), static_cast<unsigned long long>(s.queries_running()));
 }
 
-// A private temporary key directory, removed with its secret key when the client ends.
-class TempKeyDir {
- public:
-  TempKeyDir() {
-    std::string t = (fs::temp_directory_path() / "hecnn-client-XXXXXX").string();
-    if (!::mkdtemp(t.data())) throw Error("cannot create a temporary key directory");
-    path_ = t;
-  }
-  ~TempKeyDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 bool retryable(grpc::StatusCode c) {
   return c == grpc::StatusCode::RESOURCE_EXHAUSTED || c == grpc::StatusCode::UNAVAILABLE;
 }
@@ -143,7 +126,34 @@ void run_client(const ClientOptions& o) {
   protect_secrets();
   apply_threads(o.threads);
   service::RemoteClient rc(o.channel);
-  const v1::ListModelsResponse models = rc.list_models();
+  // A server not yet up, or restarting, is retried for --retry-seconds (so is a busy one, below).
+  // Each run of failures of one call is retried for --retry-seconds from its first failure.
+  struct Retry {
+    int attempt = 0;
+    std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
+  };
+  auto backoff = [&](Retry& r, const RpcError& e) {
+    if (r.attempt == 0) r.since = std::chrono::steady_clock::now();
+    const auto give_up = r.since + std::chrono::milliseconds(static_cast<long long>(o.retry_seconds * 1000));
+    if (std::chrono::steady_clock::now() >= give_up) throw Error(std::string(e.what()) + " (gave up retrying after --retry-seconds)");
+    const int ms = std::min(2000, 100 << std::min(r.attempt, 5));
+    ++r.attempt;
+    std::this_thread::sleep_for(std::min(std::chrono::milliseconds(ms), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                            give_up - std::chrono::steady_clock::now())));
+  };
+  const v1::ListModelsResponse models = [&] {
+    for (Retry retry;;) {
+      try {
+        return rc.list_models();
+      } catch (const RpcError& e) {
+        if (!retryable(e.code()) && e.code() != grpc::StatusCode::DEADLINE_EXCEEDED) throw;
+        if (!o.quiet && retry.attempt == 0 && o.retry_seconds > 0) {
+          std::fprintf(stderr, "hecnn client: %s; retrying for up to %g s\n", e.what(), o.retry_seconds);
+        }
+        backoff(retry, e);
+      }
+    }
+  }();
   if (o.list) {
     print_models(models);
     return;
@@ -181,14 +191,15 @@ void run_client(const ClientOptions& o) {
     n = selected_count(o.data, data.size());
   }
 
-  // Keys: those of --keys when it holds some, else generated here for the server's plan.
-  std::optional<TempKeyDir> temp;
-  std::string key_dir = o.keys;
-  if (key_dir.empty()) {
-    temp.emplace();
-    key_dir = temp->path();
-  }
-  if (!fs::exists(fs::path(key_dir) / "keys.json")) {
+  // Keys: those of --keys when it holds some, else generated here for the server's plan, in
+  // memory (stored in --keys when given: nothing is written to disk without it).
+  const bool stored = !o.keys.empty() && fs::exists(fs::path(o.keys) / "keys.json");
+  const he::KeyBundle keys = [&] {
+    if (stored) {
+      he::KeyReadOptions ko;
+      ko.secret = he::SecretPart::Require;
+      return he::KeyBundle::load_directory(o.keys, ko);
+    }
     const v1::LayoutOffer* packed = nullptr;
     for (const auto& l : model->layouts()) {
       if (l.layout() == "packed") packed = &l;
@@ -216,14 +227,19 @@ void run_client(const ClientOptions& o) {
       for (const std::uint32_t l : offer->rotation_levels()) need.rotation_levels.push_back(std::min<std::size_t>(l, params.max_level()));
     }
     const Stopwatch t;
-    he::generate_keys(params, need, spec_of(*offer), model->name(), key_dir, false);
+    he::KeyBundle b = he::KeyBundle::generate(params, need, spec_of(*offer), model->name());
+    if (!o.keys.empty()) b.save_directory(o.keys, false);
     if (!o.quiet) std::fprintf(stderr, "keys generated for %s (%s layout) in %.2f s\n", model->name().c_str(), offer->layout().c_str(), t.seconds());
+    return b;
+  }();
+  warn_if_insecure(keys.info(), keys.params());
+  const he::ClientSpec& spec = keys.info().spec;
+  if (!(spec.input == shape)) {
+    throw Error("the keys" + (stored ? " in " + o.keys : std::string()) + " are for " + spec.input.to_string() +
+                " inputs, the model takes " + shape.to_string());
   }
-  const he::ClientKeys keys = he::load_client_keys(key_dir);
-  warn_if_insecure(keys.info, keys.ctx->params());
-  const he::ClientSpec& spec = keys.info.spec;
-  if (!(spec.input == shape)) throw Error("the keys in " + key_dir + " are for " + spec.input.to_string() + " inputs, the model takes " + shape.to_string());
-  const auto client = he::make_client(spec, keys.ctx, keys.secret);
+  const auto client = he::make_client(spec, keys.context(), keys.secret_key());
+  const std::string upload = keys.public_bytes();  // what the server gets: never the secret key
 
   std::optional<nn::Evaluation> plain;
   if (!o.compare_model.empty() && !files) plain = nn::evaluate(nn::load_model(o.compare_model), data, first + n, true);
@@ -231,23 +247,16 @@ void run_client(const ClientOptions& o) {
 
   const std::vector<he::BatchInfo> batches = split_batches(first, n, spec.batch_size);
   const Stopwatch total;
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long long>(o.retry_seconds * 1000));
-  auto backoff = [&](int& attempt, const RpcError& e) {
-    if (std::chrono::steady_clock::now() > give_up) throw Error(std::string(e.what()) + " (gave up retrying after --retry-seconds)");
-    const int ms = std::min(2000, 100 << std::min(attempt, 5));
-    ++attempt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-  };
   service::SessionCredentials session;
   auto open = [&] {
-    for (int attempt = 0;;) {
+    for (Retry retry;;) {
       try {
-        session = rc.open_session(model->name(), key_dir);
+        session = rc.open_session(model->name(), he::to_string(spec.layout), upload);
         return;
       } catch (const RpcError& e) {
         // CANCELLED: a server shutting down cancels the calls it still has (a restart): try again.
         if (!retryable(e.code()) && e.code() != grpc::StatusCode::CANCELLED) throw;
-        backoff(attempt, e);
+        backoff(retry, e);
       }
     }
   };
@@ -267,14 +276,14 @@ void run_client(const ClientOptions& o) {
   std::size_t next = 0, done = 0;
   double server_seconds = 0;
   auto submit = [&](std::size_t b) {
-    const std::string cts = service::serialize_ciphertexts(*keys.ctx, encrypt_batch(*client, data, batches[b], times), true);
-    for (int attempt = 0;;) {
+    const std::string cts = service::serialize_ciphertexts(*keys.context(), encrypt_batch(*client, data, batches[b], times), true);
+    for (Retry retry;;) {
       try {
         return rc.submit(session, cts, batches[b].count, spec.input_ciphertexts);
       } catch (const RpcError& e) {
         if (!retryable(e.code())) throw;
         if (line.enabled()) line.update("query " + std::to_string(b + 1) + ": " + e.what() + "; retrying", true);
-        backoff(attempt, e);
+        backoff(retry, e);
       }
     }
   };
@@ -305,7 +314,7 @@ void run_client(const ClientOptions& o) {
         throw Error("the server's result does not have the query's image or ciphertext count");
       }
       server_seconds += r.seconds;
-      const auto result = service::parse_ciphertexts(r.bytes, *keys.ctx, spec.output_ciphertexts);
+      const auto result = service::parse_ciphertexts(r.bytes, *keys.context(), spec.output_ciphertexts);
       const auto logits = decrypt_batch(*client, result, batches[p.batch], times);
       line.clear();
       if (files && o.print) {
@@ -395,7 +404,7 @@ void register_remote(CLI::App& app) {
   cl->add_flag("--list", c->list, "List the server's models and counters, and stop");
   cl->add_option("--model,-m", c->model, "Model name on the server (default: its only model)");
   add_mode_option(cl, c->mode);
-  cl->add_option("--keys,-k", c->keys, "Key directory: used when it holds keys, else keys are generated into it (default: a temporary one)");
+  cl->add_option("--keys,-k", c->keys, "Key directory: used when it holds keys, else keys are generated into it (default: keys in memory only, nothing written)");
   add_dataset_options(cl, c->data, true);
   cl->add_option("--image", c->images, "Image files to classify (PNG, JPEG, PGM/PPM) instead of a dataset")->check(CLI::ExistingFile);
   cl->add_option("--compare-model", c->compare_model, "Local model file: agreement of the predictions with its plaintext ones");

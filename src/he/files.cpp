@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -25,66 +26,6 @@ constexpr std::size_t kSum = ckks::Checksum::kBytes;
 
 json shape_json(const nn::Shape& s) { return {s.c, s.h, s.w}; }
 nn::Shape shape_from(const json& j) { return {j.at(0).get<int>(), j.at(1).get<int>(), j.at(2).get<int>()}; }
-
-std::string file_in(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
-
-ckks::ContextPtr load_context(const std::string& dir, const KeyInfo& info) {
-  ckks::ParameterOptions po;
-  po.allow_insecure = info.insecure;
-  std::optional<ckks::CkksParameters> params;
-  ckks::read_file(file_in(dir, "params.bin"), [&](std::istream& is) { params = ckks::load_parameters(is, po); });
-  if (params->id() != info.spec.params_id) throw Error(dir + ": params.bin does not match keys.json");
-  if (info.spec.batch_size > params->max_slots()) throw Error(dir + ": keys.json: the batch is larger than the slot count");
-  return ckks::CkksContext::create(*params);
-}
-
-// A key file belongs to the key generation of keys.json.
-void check_key_set(const ckks::KeySetId& id, const std::string& dir, const std::string& name, const KeyInfo& info) {
-  const std::string file = file_in(dir, name), json_file = file_in(dir, "keys.json");
-  if (ckks::key_set_unset(id)) {
-    throw Error(file + " carries no key id (written by an older hecnn, format version 1), so it cannot be matched with " +
-                json_file + "; generate the keys again with hecnn keygen");
-  }
-  if (id != info.key_set) {
-    throw Error(file + " and " + json_file + " come from different key generations (key ids " + ckks::key_set_hex(id) +
-                " and " + info.key_id + "): every file of a key directory must come from one hecnn keygen");
-  }
-}
-
-void check_key_directory(const std::string& dir, bool replace) {
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) {
-    if (errno == ENOENT) return;
-    throw Error("cannot use key directory '" + dir + "': " + std::strerror(errno));
-  }
-  if (!S_ISDIR(st.st_mode)) throw Error("'" + dir + "' exists and is not a directory");
-  if (st.st_uid != ::geteuid()) throw Error("key directory '" + dir + "' belongs to another user; refusing to write keys into it");
-  if ((st.st_mode & S_IWOTH) != 0) throw Error("key directory '" + dir + "' is writable by every user; refusing to write keys into it");
-  if (!replace && fs::directory_iterator(dir) != fs::directory_iterator()) {
-    throw Error("key directory '" + dir + "' exists and is not empty; refusing to replace the keys in it (hecnn keygen "
-                "--force replaces them)");
-  }
-  for (const auto& name : key_file_names()) {
-    const std::string path = file_in(dir, name);
-    struct stat ls {};
-    if (::lstat(path.c_str(), &ls) != 0) continue;
-    if (S_ISLNK(ls.st_mode)) throw Error(path + " is a symbolic link; refusing to write a key through it or over it");
-    if (!S_ISREG(ls.st_mode)) throw Error(path + " exists and is not a regular file");
-  }
-}
-
-void make_key_directory(const std::string& dir) {
-  fs::path d = fs::path(dir).lexically_normal();
-  if (d.filename().empty()) d = d.parent_path();  // "keys/"
-  if (!d.parent_path().empty()) fs::create_directories(d.parent_path());
-  if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
-    throw Error("cannot create key directory '" + dir + "': " + std::strerror(errno));
-  }
-}
-
-void remove_if_present(const std::string& path) {
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw Error("cannot remove " + path + ": " + std::strerror(errno));
-}
 
 std::string stream_magic(const std::string& kind) { return kind == "query" ? "HCNQ" : "HCNR"; }
 
@@ -116,102 +57,46 @@ std::string prefix_bytes(const std::string& magic, std::uint16_t version, std::u
 
 }  // namespace
 
-const std::vector<std::string>& key_file_names() {
-  static const std::vector<std::string> names{"keys.json", "params.bin", "relin.key", "galois.key", "secret.key"};
-  return names;
-}
-
 KeyInfo read_key_info(const std::string& dir) {
-  const std::string path = file_in(dir, "keys.json");
+  const std::string path = (fs::path(dir) / "keys.json").string();
   constexpr std::uint64_t kMaxKeysJson = 1 << 20;
   if (std::filesystem::exists(path) && regular_file_size(path, "key description") > kMaxKeysJson) {
     throw Error(path + ": larger than " + std::to_string(kMaxKeysJson) + " bytes: not a keys.json made by hecnn keygen");
   }
   std::ifstream in(path);
   if (!in) throw Error("cannot open " + path + " (not a key directory made by hecnn keygen?)");
-  try {
-    const json j = json::parse(in);
-    KeyInfo k;
-    k.key_id = j.at("key_id").get<std::string>();
-    k.key_set = ckks::key_set_from_hex(k.key_id);
-    if (ckks::key_set_unset(k.key_set)) throw Error("the key id is all zeros");
-    k.spec = ClientSpec::from_json(j.at("spec"));
-    k.insecure = j.at("insecure").get<bool>();
-    k.model = j.value("model", "");
-    return k;
-  } catch (const json::exception& e) {
-    throw Error(path + ": malformed (" + e.what() + ")");
-  } catch (const Error& e) {
-    throw Error(path + ": " + e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_key_info(text, path);
 }
 
 KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const std::string& dir, bool replace) {
-  return generate_keys(*plan.params, plan.keys, plan.client_spec(), model_path, dir, replace);
+  return KeyBundle::generate(plan, model_path).save_directory(dir, replace);
 }
 
 KeyFiles generate_keys(const ckks::CkksParameters& params, const KeyRequirements& need, const ClientSpec& spec,
                        const std::string& model_path, const std::string& dir, bool replace) {
-  if (spec.params_id != params.id()) throw Error("the client specification is for other parameters than those given");
-  check_key_directory(dir, replace);
-  make_key_directory(dir);
-  check_key_directory(dir, replace);  // as it is now (it may have been created by someone else meanwhile)
-  const auto ctx = ckks::CkksContext::create(params);
-  ckks::KeyGenerator keygen(ctx);
-  KeyFiles sizes;
-  const std::string json_path = file_in(dir, "keys.json"), secret_path = file_in(dir, "secret.key");
-  // keys.json goes first and comes back last: a key generation that fails half-way leaves no key
-  // directory that looks complete (and the key ids tell any mixture apart).
-  remove_if_present(json_path);
-  ckks::write_secret_file(secret_path, [&](std::ostream& os) { ckks::save(os, *ctx, keygen.secret_key()); });
-  ckks::write_file(file_in(dir, "params.bin"), [&](std::ostream& os) { ckks::save(os, params); });
-  const std::string relin_path = file_in(dir, "relin.key"), galois_path = file_in(dir, "galois.key");
-  if (need.relinearization) {
-    ckks::write_file(relin_path, [&](std::ostream& os) { ckks::save(os, *ctx, keygen.create_relin_keys(), true); });
-    sizes.relin_bytes = fs::file_size(relin_path);
-  } else {
-    remove_if_present(relin_path);
-  }
-  if (!need.rotations.empty()) {
-    ckks::write_file(galois_path, [&](std::ostream& os) {
-      ckks::save(os, *ctx, make_rotation_keys(keygen, need), true);
-    });
-    sizes.galois_bytes = fs::file_size(galois_path);
-  } else {
-    remove_if_present(galois_path);
-  }
-  json j;
-  j["key_id"] = ckks::key_set_hex(keygen.secret_key().key_set);
-  j["spec"] = spec.to_json();
-  j["insecure"] = params.insecure();
-  j["model"] = model_path;
-  write_file_atomic(json_path, [&](std::ostream& os) { os << j.dump(2) << "\n"; });
-  sizes.secret_bytes = fs::file_size(secret_path);
-  sizes.params_bytes = fs::file_size(file_in(dir, "params.bin"));
-  return sizes;
+  return KeyBundle::generate(params, need, spec, model_path).save_directory(dir, replace);
 }
 
 ServerKeys load_server_keys(const std::string& dir) {
+  KeyReadOptions o;
+  o.secret = SecretPart::Ignore;
+  KeyBundle b = KeyBundle::load_directory(dir, o);
   ServerKeys k;
-  k.info = read_key_info(dir);
-  k.ctx = load_context(dir, k.info);
-  if (fs::exists(file_in(dir, "relin.key"))) {
-    ckks::read_file(file_in(dir, "relin.key"), [&](std::istream& is) { k.keys.relin = ckks::load_relin_keys(is, *k.ctx); });
-    check_key_set(k.keys.relin.key_set, dir, "relin.key", k.info);
-  }
-  if (fs::exists(file_in(dir, "galois.key"))) {
-    ckks::read_file(file_in(dir, "galois.key"), [&](std::istream& is) { k.keys.galois = ckks::load_galois_keys(is, *k.ctx); });
-    check_key_set(k.keys.galois.key_set, dir, "galois.key", k.info);
-  }
+  k.info = b.info();
+  k.ctx = b.context();
+  k.keys = b.take_evaluation_keys();
   return k;
 }
 
 ClientKeys load_client_keys(const std::string& dir) {
+  KeyReadOptions o;
+  o.secret = SecretPart::Require;
+  const KeyBundle b = KeyBundle::load_directory(dir, o);
   ClientKeys k;
-  k.info = read_key_info(dir);
-  k.ctx = load_context(dir, k.info);
-  ckks::read_secret_file(file_in(dir, "secret.key"), [&](std::istream& is) { k.secret = ckks::load_secret_key(is, *k.ctx); });
-  check_key_set(k.secret.key_set, dir, "secret.key", k.info);
+  k.info = b.info();
+  k.ctx = b.context();
+  k.secret = b.secret_key();
   return k;
 }
 

@@ -30,41 +30,29 @@
 #include "ckks/ckks.h"
 #include "ckks/serialization.h"
 #include "common/files.h"
+#include "he/keys.h"
 #include "he/plan.h"
 #include "he/spec.h"
 
 namespace hecnn::he {
 
-struct KeyInfo {
-  std::string key_id;          // random, identifies one key generation: key_set in hexadecimal
-  ckks::KeySetId key_set{};
-  ClientSpec spec;
-  bool insecure = false;       // the parameters are above the 128-bit bound (tests only)
-  std::string model;           // path the keys were made for (informational)
-};
-
-struct KeyFiles {
-  std::size_t params_bytes = 0, relin_bytes = 0, galois_bytes = 0, secret_bytes = 0;
-};
-// Generates fresh keys for `plan` and writes the key directory: created (mode 0700) if missing; an
-// existing one must belong to this user, not be writable by everyone, and be empty unless
-// `replace`. Symbolic links at the key files' names are refused, even with `replace`; with
-// `replace`, key files the plan no longer needs are removed.
+// Generates fresh keys for `plan` (KeyBundle::generate) and writes them into the key directory
+// `dir` (KeyBundle::save_directory: created with mode 0700 if missing; an existing one must belong
+// to this user, not be writable by everyone, and be empty unless `replace`; symbolic links at the
+// key files' names are refused, even with `replace`).
 KeyFiles generate_keys(const HePlan& plan, const std::string& model_path, const std::string& dir, bool replace = false);
 // The same from what a plan gives a client, without the model (a remote client: the server's
 // ListModels answers the parameters, the specification and the keys it needs). Throws hecnn::Error
 // unless spec is for params.
 KeyFiles generate_keys(const ckks::CkksParameters& params, const KeyRequirements& need, const ClientSpec& spec,
                        const std::string& model_name, const std::string& dir, bool replace = false);
-// The names of the files generate_keys writes.
-const std::vector<std::string>& key_file_names();
 
 struct ServerKeys {
   KeyInfo info;
   ckks::ContextPtr ctx;
   EvaluationKeys keys;
 };
-// What the server may read: never secret.key.
+// What the server may read: never secret.key (KeyBundle::load_directory, SecretPart::Ignore).
 ServerKeys load_server_keys(const std::string& dir);
 // Reads keys.json alone (key id, specification, insecure flag).
 KeyInfo read_key_info(const std::string& dir);

@@ -1,15 +1,13 @@
 #include "service/client.h"
 
 #include <chrono>
-#include <filesystem>
+#include <algorithm>
 #include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "service/wire.h"
 
 namespace hecnn::service {
 
-namespace fs = std::filesystem;
 namespace v1 = hecnn::v1;
 
 namespace {
@@ -99,53 +97,27 @@ v1::Stats RemoteClient::stats(double timeout_s) {
   return r;
 }
 
-SessionCredentials RemoteClient::open_session(const std::string& model, const std::string& key_dir, double timeout_s) {
-  const std::string keys_json = read_bounded((fs::path(key_dir) / "keys.json").string(), 1 << 20);
-  std::string layout;
-  try {
-    layout = nlohmann::json::parse(keys_json).at("spec").at("layout").get<std::string>();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(key_dir + "/keys.json: malformed (" + std::string(e.what()) + ")");
-  }
-  struct File {
-    v1::KeyChunk::File id;
-    std::string path;
-    std::uint64_t size = 0;
-  };
-  std::vector<File> files{{v1::KeyChunk::PARAMS, (fs::path(key_dir) / "params.bin").string()},
-                          {v1::KeyChunk::RELIN, (fs::path(key_dir) / "relin.key").string()},
-                          {v1::KeyChunk::GALOIS, (fs::path(key_dir) / "galois.key").string()}};
+SessionCredentials RemoteClient::open_session(const std::string& model, const he::KeyBundle& keys, double timeout_s) {
+  return open_session(model, he::to_string(keys.info().spec.layout), keys.public_bytes(), timeout_s);
+}
+
+SessionCredentials RemoteClient::open_session(const std::string& model, const std::string& layout, const std::string& bundle,
+                                              double timeout_s) {
   v1::OpenSessionRequest first;
   auto* h = first.mutable_header();
   h->set_model(model);
   h->set_layout(layout);
-  h->set_keys_json(keys_json);
-  for (auto& f : files) {
-    if (fs::exists(f.path)) f.size = fs::file_size(f.path);
-  }
-  h->set_params_bytes(files[0].size);
-  h->set_relin_bytes(files[1].size);
-  h->set_galois_bytes(files[2].size);
+  h->set_bundle_bytes(bundle.size());
   grpc::ClientContext ctx;
   set_timeout(ctx, timeout_s);
   v1::OpenSessionResponse resp;
   auto writer = stub_->OpenSession(&ctx, &resp);
   bool ok = writer->Write(first);
-  std::string buf(kChunkBytes, '\0');
-  for (const auto& f : files) {
-    if (!ok || f.size == 0) continue;
-    std::ifstream in(f.path, std::ios::binary);
-    if (!in) throw Error("cannot read " + f.path);
-    std::uint64_t left = f.size;
-    while (ok && left > 0) {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, kChunkBytes));
-      if (!in.read(buf.data(), static_cast<std::streamsize>(n))) throw Error("cannot read " + f.path);
-      v1::OpenSessionRequest m;
-      m.mutable_chunk()->set_file(f.id);
-      m.mutable_chunk()->set_data(buf.data(), n);
-      ok = writer->Write(m);
-      left -= n;
-    }
+  for (std::size_t off = 0; ok && off < bundle.size(); off += kChunkBytes) {
+    v1::OpenSessionRequest m;
+    m.mutable_chunk()->set_file(v1::KeyChunk::BUNDLE);
+    m.mutable_chunk()->set_data(bundle.data() + off, std::min(kChunkBytes, bundle.size() - off));
+    ok = writer->Write(m);
   }
   writer->WritesDone();
   check_status(writer->Finish(), "OpenSession");

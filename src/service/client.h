@@ -2,7 +2,7 @@
 // The client end of hecnn's inference service (proto/hecnn/v1/inference.proto): one channel to a
 // server, plaintext (loopback) or TLS, and one call per method. Failed calls throw RpcError with
 // the gRPC status, so callers can tell a full queue (RESOURCE_EXHAUSTED: retry later) from the
-// rest. The client uploads evaluation keys only: it never opens secret.key.
+// rest. The client uploads the public part of a key bundle only: never the secret key.
 #include <grpcpp/grpcpp.h>
 
 #include <cstddef>
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "he/keys.h"
 #include "hecnn/v1/inference.grpc.pb.h"
 
 namespace hecnn::service {
@@ -47,8 +48,12 @@ class RemoteClient {
   explicit RemoteClient(const ChannelOptions& options);
   hecnn::v1::ListModelsResponse list_models(double timeout_s = 60);
   hecnn::v1::Stats stats(double timeout_s = 60);
-  // Uploads keys.json, params.bin, relin.key and galois.key (those present) of a key directory.
-  SessionCredentials open_session(const std::string& model, const std::string& key_dir, double timeout_s = 600);
+  // Uploads the public part of `keys` (KeyBundle::public_bytes: never the secret key) for `model`,
+  // in the layout of the keys' specification.
+  SessionCredentials open_session(const std::string& model, const he::KeyBundle& keys, double timeout_s = 600);
+  // The same with the public bundle's bytes already made (a client reopening sessions).
+  SessionCredentials open_session(const std::string& model, const std::string& layout, const std::string& public_bundle,
+                                  double timeout_s = 600);
   // Returns the query id.
   std::string submit(const SessionCredentials& s, const std::string& ciphertexts, std::size_t images, std::size_t count,
                      double timeout_s = 600);

@@ -1,14 +1,17 @@
 #pragma once
 // hecnn's inference server (proto/hecnn/v1/inference.proto): models compiled once at start,
-// sessions holding a client's evaluation keys (never a secret key: the server has no code path
-// that loads one), a queue of encrypted queries run in arrival order, concurrently up to a limit,
-// each reserving its predicted memory before it starts; results kept for a while; a reaper
-// thread removes expired results and idle sessions and cancels calls past the request deadline.
+// sessions holding a client's public key bundle in memory (he/keys.h; never written to disk, and
+// a bundle holding a secret key is refused) compiled into an he::Session, a queue of encrypted
+// queries run in arrival order, concurrently up to a limit, each reserving its predicted memory
+// when it is accepted (queued queries count; one that does not fit is refused with
+// RESOURCE_EXHAUSTED); results kept for a while; a reaper thread removes expired results and idle
+// sessions and cancels calls past the request deadline.
 //
 // Everything read from the network is bounded before it is allocated or looped over: gRPC's
 // message size limit, then the server's own limits on key uploads and queries, checked against
 // the declared sizes before a byte is read and against the bytes received as they arrive.
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -28,14 +31,17 @@ struct ServerOptions {
   std::size_t max_results = 64;            // done and not yet fetched (with release) or expired
   double result_lifetime_s = 600;          // a result is removed this long after it is done
   double session_idle_s = 1800;            // a session without a call (and no query) for this long is removed
-  std::size_t max_key_bytes = std::size_t{4} << 30;    // one session's upload: params, relin and Galois keys
+  std::size_t max_key_bytes = std::size_t{4} << 30;    // one session's upload: its public key bundle
   std::size_t max_query_bytes = std::size_t{2} << 30;  // one query's ciphertexts
   double request_deadline_s = 600;         // the longest one call may run (uploads, waits)
-  std::size_t memory_limit = 0;            // bytes the sessions and queries may reserve (0: memory available at start)
+  std::size_t memory_limit = 0;            // bytes the sessions, uploads and queries may reserve (0: memory available at start)
   std::string tls_cert, tls_key;           // PEM files: TLS (grpc::SslServerCredentials)
   bool insecure_plaintext = false;         // allow plaintext on a non-loopback address
   bool allow_insecure_keys = false;        // accept keys with parameters above the 128-bit bound (tests)
   std::ostream* log = nullptr;             // the structured log (nullptr: none)
+  // Called by a worker as it takes a query, before the query runs (with its id): tests hold a
+  // query running here to see what the server does meanwhile. Empty: nothing.
+  std::function<void(const std::string& query_id)> on_query_start;
 };
 
 // True for 127.0.0.0/8, ::1 and localhost (with a port: "127.0.0.1:50051", "[::1]:50051").
@@ -53,8 +59,6 @@ class Server {
   // refused on that address, the TLS files are unreadable or the port cannot be bound.
   void start();
   int port() const;  // after start()
-  // Blocks until shutdown() (from another thread or a signal handler thread).
-  void wait();
   // Stops accepting calls, answers waiting ones UNAVAILABLE, lets running queries finish, joins
   // every thread. Idempotent.
   void shutdown();
