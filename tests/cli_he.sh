@@ -32,7 +32,7 @@ check_predictions() {
 }
 
 cp "$root/models/fashion-mnist-swish4.safetensors" "$work/m.safetensors" || fail "no committed model"
-"$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys" "${small[@]}" >"$work/keygen.txt" || fail "keygen"
+"$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys" --mode batch "${small[@]}" >"$work/keygen.txt" || fail "keygen"
 grep -q "INSECURE" "$work/keygen.txt" || fail "keygen does not say the parameters are insecure"
 [ "$(stat -c %a "$work/keys/secret.key")" = "600" ] || fail "secret.key is not private"
 [ "$(stat -c %a "$work/keys")" = "700" ] || fail "the key directory is not private"
@@ -73,6 +73,11 @@ expect_error() {
   grep -qi -- "$pattern" <<<"$msg" || fail "'$*': message '$msg' does not mention '$pattern'"
 }
 # Wrong keys for the query; a query made with other parameters; a truncated query.
+# One auto policy (eval, keygen, client): keys for a few images are packed, for many batch.
+"$hecnn" keygen -m "$work/m.safetensors" -o "$work/auto1" "${small[@]}" >/dev/null || fail "keygen (auto, 1 image)"
+grep -qE '"layout": ?"packed"' "$work/auto1/keys.json" || fail "keygen auto for one image did not choose the packed layout"
+"$hecnn" keygen -m "$work/m.safetensors" -o "$work/auto2" --images 5000 "${small[@]}" >/dev/null || fail "keygen --images 5000"
+grep -qE '"layout": ?"batch"' "$work/auto2/keys.json" || fail "keygen auto for 5000 images did not choose the batch layout"
 "$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys2" "${small[@]}" >/dev/null || fail "keygen 2"
 expect_error "q.bin: made with other keys (key id" infer -m "$work/m.safetensors" -k "$work/keys2" -i "$work/q.bin" -o "$work/x.bin"
 "$hecnn" keygen -m "$work/m.safetensors" -o "$work/keys3" --log-n 11 --scale-bits 36 --allow-insecure >/dev/null || fail "keygen 3"

@@ -119,7 +119,7 @@ void check_packed(const nn::Model& m, std::size_t block, std::size_t copies, std
   he::HePlan plan = he::compile(m, small_insecure(), he::Layout::Packed);
   auto pp = std::make_shared<he::packed::PackedProgram>(he::packed::lower(plan.program, plan.params->max_slots(), block, copies));
   plan.keys = he::packed::key_requirements(plan.program, *pp, plan.params->max_level());
-  plan.packed = pp;
+  plan.lowered = pp;
   ASSERT_EQ(pp->block, block);
   ASSERT_EQ(pp->input().copies, copies);
   check_plan(m, plan, count, what + " (block " + std::to_string(block) + ", " + std::to_string(copies) + " copies)", tol);
@@ -282,7 +282,7 @@ TEST(HePacked, ChannelsAcrossCiphertextsAndKernels) {
                                                bn, act("square"), flat, dense(4)}}},
                                             13);
   const he::HePlan plan = he::compile(wide, small_insecure(), he::Layout::Packed);
-  EXPECT_GE(plan.packed->stages[0].out.cts, 2u);
+  EXPECT_GE(he::packed::program_of(plan).stages[0].out.cts, 2u);
   check_network(wide, 2, "12 channels over 2 ciphertexts, pool, conv 7");
   // Kernels 1x1, 2x2 and 4x4, stride 2 with even kernels.
   check_network(with_random_params({{"input", {2, 9, 9}},

@@ -70,16 +70,18 @@ std::vector<ckks::Ciphertext> infer_batch(const he::InferenceEngine& engine, std
   return r;
 }
 
-std::vector<ckks::Ciphertext> infer_batch(const he::batch::Engine& engine, he::QuerySource& source, bool quiet,
-                                          StepTimes& times) {
+std::vector<ckks::Ciphertext> infer_local(const he::Backend& backend, const he::InferenceEngine& engine,
+                                          const he::InferenceClient& client, const nn::Dataset& data,
+                                          const he::BatchInfo& batch, bool quiet, StepTimes& times) {
+  if (batch.first + batch.count > data.size()) throw Error("image index beyond the dataset");
   ProgressLine line(!quiet);
   const Stopwatch t;
-  auto r = engine.run(source, progress_printer(line));
+  he::LocalRun r = backend.run_local(engine, client, data.image(batch.first), batch.count, progress_printer(line));
   const double total = t.seconds();
-  times.encrypt += engine.source_seconds();
-  times.infer += total - engine.source_seconds();
+  times.encrypt += r.encrypt_seconds;
+  times.infer += total - r.encrypt_seconds;
   add_stage_times(engine, times);
-  return r;
+  return std::move(r.result);
 }
 
 std::vector<std::vector<double>> decrypt_batch(const he::InferenceClient& client, const std::vector<ckks::Ciphertext>& result,

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "he/batch/engine.h"
+#include "he/backend.h"
 #include "he/runtime.h"
 #include "he/files.h"
 #include "nn/dataset.h"
@@ -31,10 +31,11 @@ std::vector<ckks::Ciphertext> encrypt_batch(const he::InferenceClient& client, c
 // Server: runs the plan on one batch, with the stage progress line unless quiet.
 std::vector<ckks::Ciphertext> infer_batch(const he::InferenceEngine& engine, std::vector<ckks::Ciphertext> query,
                                           bool quiet, StepTimes& times);
-// Client and server in one process (batch layout): runs the streamed schedule with the inputs
-// encrypted as it takes them; their encryption counts as the encrypt step.
-std::vector<ckks::Ciphertext> infer_batch(const he::batch::Engine& engine, he::QuerySource& source, bool quiet,
-                                          StepTimes& times);
+// Client and server in one process: the back end runs the batch's images of `data` (encrypting them
+// its way, Backend::run_local); their encryption counts as the encrypt step.
+std::vector<ckks::Ciphertext> infer_local(const he::Backend& backend, const he::InferenceEngine& engine,
+                                          const he::InferenceClient& client, const nn::Dataset& data,
+                                          const he::BatchInfo& batch, bool quiet, StepTimes& times);
 // Client: logits[image][class].
 std::vector<std::vector<double>> decrypt_batch(const he::InferenceClient& client, const std::vector<ckks::Ciphertext>& result,
                                                const he::BatchInfo& batch, StepTimes& times);

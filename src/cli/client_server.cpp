@@ -9,6 +9,7 @@
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "common/error.h"
+#include "he/backend.h"
 #include "common/stopwatch.h"
 #include "he/files.h"
 #include "he/runtime.h"
@@ -30,7 +31,8 @@ struct KeygenOptions {
   std::string model, out;
   bool force = false;
   he::CompileOptions compile;
-  std::string mode = "batch";
+  std::string mode = "auto", memory_limit;
+  std::size_t images = 1;
 };
 
 void run_keygen(const KeygenOptions& o) {
@@ -42,8 +44,10 @@ void run_keygen(const KeygenOptions& o) {
     }
   }
   const nn::Model m = nn::load_model(o.model);
-  // auto: packed (the keys serve queries of a few images; batch keys are for large batches).
-  const he::HePlan plan = he::compile(m, o.compile, o.mode == "batch" ? he::Layout::Batch : he::Layout::Packed);
+  std::vector<std::string> notes;
+  const he::HePlan plan = he::compile_for_mode(m, o.compile, o.mode, o.images, memory_limit(o.memory_limit).bytes,
+                                               hecnn::num_threads(), he::batch::kDefaultTile, &notes);
+  for (const auto& n : notes) std::fprintf(stderr, "%s\n", n.c_str());
   std::printf("%s", plan.describe().c_str());
   const Stopwatch t;
   const he::KeyFiles k = he::generate_keys(plan, o.model, o.out, o.force);
@@ -183,11 +187,13 @@ void register_client_server(CLI::App& app) {
                "Replace the keys of an existing key directory (files are replaced atomically; symbolic links "
                "are still refused)");
   add_compile_options(kg, k->compile);
-  kg->add_option("--mode", k->mode,
-                 "Layout the keys are for: batch (large batches, one image per slot) or packed (a few images, with "
-                 "rotation keys); auto is packed")
-      ->check(CLI::IsMember({"batch", "packed", "auto"}))
+  add_mode_option(kg, k->mode);
+  kg->add_option("--images", k->images,
+                 "Images per query the keys are for (auto mode: packed for a few, batch for many; the packed layout is "
+                 "planned for that many)")
+      ->transform(whole_number(1, 1000000))
       ->capture_default_str();
+  add_memory_limit_option(kg, k->memory_limit);
   kg->callback([k] { run_keygen(*k); });
 
   auto e = std::make_shared<EncryptOptions>();

@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "common/stopwatch.h"
 #include "common/threads.h"
-#include "he/batch/engine.h"
+#include "he/backend.h"
 #include "he/cost.h"
 #include "he/memory.h"
 #include "he/runtime.h"
@@ -35,39 +35,19 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   // the tally index it from 0; progress lines and --predictions give the true indices.
   const std::size_t offset = o.data.offset;
   const nn::Dataset data = nn::take_range(std::move(all), offset, n);
+  const he::MemoryLimit limit = memory_limit(o.memory_limit);
   he::CompileOptions copts = o.compile;
   copts.packed_images = n;  // the packed layout is chosen for this many images
-  const he::MemoryLimit limit = memory_limit(o.memory_limit);
-  he::HePlan plan;
-  if (o.mode == "batch") {
-    plan = he::compile(model, copts, he::Layout::Batch);
-  } else {
-    try {
-      plan = he::compile(model, copts, he::Layout::Packed);
-    } catch (const Error& e) {
-      if (o.mode == "packed") throw;
-      std::fprintf(stderr, "auto mode: the packed layout does not apply (%s); using the batch layout\n", e.what());
-      plan = he::compile(model, copts, he::Layout::Batch);
-    }
-    if (plan.layout == he::Layout::Packed && choose_layout(o.mode, n, plan.batch_size()) == he::Layout::Batch) {
-      he::HePlan batch = he::compile(model, copts, he::Layout::Batch);
-      // auto: the batch layout only when it fits in memory.
-      const auto need = he::estimate_memory(batch, hecnn::num_threads(), 0, true, o.stream.tile).total();
-      if (need <= limit.bytes) {
-        plan = std::move(batch);
-      } else {
-        std::fprintf(stderr, "auto mode: the batch layout would need %s, more than the memory limit of %s; using the packed layout\n",
-                     he::gib(need).c_str(), describe(limit).c_str());
-      }
-    }
-  }
+  std::vector<std::string> notes;
+  const he::HePlan plan = he::compile_for_mode(model, copts, o.mode, n, limit.bytes, hecnn::num_threads(), o.stream.tile, &notes);
+  for (const auto& note : notes) std::fprintf(stderr, "%s\n", note.c_str());
+  const he::Backend& be = he::backend(plan.layout);
   const std::vector<he::BatchInfo> batches = split_batches(0, n, plan.batch_size());
   std::printf("%s", plan.describe().c_str());
   const he::EngineOptions engine_options = plan_memory(plan, limit, true, false, o.stream);
   const std::string from = offset > 0 ? " from index " + std::to_string(offset) : "";
-  std::printf("mode: %s; threads: %d; %zu test images of %s%s in %zu %s\n\n", he::to_string(plan.layout).c_str(),
-              hecnn::num_threads(), n, o.data.dataset.c_str(), from.c_str(), batches.size(),
-              plan.layout == he::Layout::Batch ? "batch(es)" : "ciphertext group(s)");
+  std::printf("mode: %s; threads: %d; %zu test images of %s%s in %zu %s(s)\n\n", he::to_string(plan.layout).c_str(),
+              hecnn::num_threads(), n, o.data.dataset.c_str(), from.c_str(), batches.size(), be.query_unit().c_str());
 
   // Plaintext reference (the model as stored) and, on request, the compiled computation on doubles.
   Stopwatch t;
@@ -98,16 +78,9 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   std::vector<std::vector<double>> all_logits;  // for --predictions
   for (const auto& b : batches) {
     if (!o.quiet) std::fprintf(stderr, "batch of %zu images (%zu-%zu)\n", b.count, offset + b.first, offset + b.first + b.count - 1);
-    std::vector<ckks::Ciphertext> result;
-    if (plan.layout == he::Layout::Batch) {
-      // Encrypted as the streamed schedule takes the inputs: the whole query is never in memory.
-      if (b.first + b.count > data.size()) throw Error("image index beyond the dataset");
-      const auto& batch_engine = dynamic_cast<const he::batch::Engine&>(*engine);
-      he::batch::EncryptingSource source(dynamic_cast<const he::batch::Client&>(*client), data.image(b.first), b.count);
-      result = infer_batch(batch_engine, source, o.quiet, times);
-    } else {
-      result = infer_batch(*engine, encrypt_batch(*client, data, b, times), o.quiet, times);
-    }
+    // The back end's way of running a query whose client is in the process (batch: each input
+    // encrypted as the streamed schedule takes it, so the whole query is never in memory).
+    const std::vector<ckks::Ciphertext> result = infer_local(be, *engine, *client, data, b, o.quiet, times);
     auto logits = decrypt_batch(*client, result, b, times);
     tally.add(b, logits, false);
     if (!o.predictions.empty()) all_logits.insert(all_logits.end(), logits.begin(), logits.end());
@@ -118,7 +91,7 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   std::printf("time: keygen %.2f s, engine setup %.2f s, encrypt %.2f s, infer %.2f s, decrypt %.2f s\n", t_keygen, t_setup,
               times.encrypt, times.infer, times.decrypt);
   if (batches.size() > 0) {
-    std::printf("per %s: %.3f s end to end (encrypt + infer + decrypt)\n", plan.layout == he::Layout::Batch ? "batch" : "ciphertext group",
+    std::printf("per %s: %.3f s end to end (encrypt + infer + decrypt)\n", be.query_unit().c_str(),
                 total / static_cast<double>(batches.size()));
   }
   std::printf("inference by stage:");
@@ -153,34 +126,39 @@ void register_plan(CLI::App& app) {
     const nn::Model m = nn::load_model(*model);
     const auto show = [&](he::Layout layout) {
       const he::HePlan plan = he::compile(m, *opts, layout);
+      const he::Backend& be = he::backend(layout);
       std::printf("%s", plan.describe().c_str());
       const int threads = hecnn::num_threads();
       const he::MemoryEstimate all = he::estimate_memory(plan, threads, static_cast<std::size_t>(-1), false, stream->tile);
       std::printf("predicted peak memory of the server (%s layout, %d threads%s): %s\n", he::to_string(layout).c_str(), threads,
-                  layout == he::Layout::Batch ? (", tile " + (stream->tile == he::batch::kAutoTile ? std::string("auto") : std::to_string(stream->tile))).c_str() : "",
+                  be.streams() ? (", tile " + (stream->tile == he::batch::kAutoTile ? std::string("auto") : std::to_string(stream->tile))).c_str() : "",
                   all.describe(true).c_str());
-      if (layout == he::Layout::Batch) {
+      if (be.streams()) {
         const he::MemoryEstimate streamed = he::estimate_memory(plan, threads, 0, true, stream->tile);
         std::printf("with the query encrypted as the schedule takes it (eval --encrypted): %s\n", streamed.describe(true).c_str());
       }
-      he::MemoryEstimate least;
-      if (layout == he::Layout::Packed) {
-        least = he::estimate_memory(plan, threads, 0, false);
+      // Weight diagonals kept across runs (the packed layout's): the estimate without them.
+      const he::MemoryEstimate least = he::estimate_memory(plan, threads, 0, false, stream->tile);
+      if (least.plaintexts < all.plaintexts) {
         std::printf("  with the weight diagonals encoded at every run instead of once: %s\n", least.describe().c_str());
       }
       std::printf("query %.2f MiB, result %.2f MiB (per %s)\n", static_cast<double>(he::query_bytes(plan)) / (1 << 20),
-                  static_cast<double>(he::result_bytes(plan)) / (1 << 20), layout == he::Layout::Batch ? "batch" : "ciphertext group");
+                  static_cast<double>(he::result_bytes(plan)) / (1 << 20), be.query_unit().c_str());
       const he::UnitCosts unit = he::measure_unit_costs(*plan.params);
       std::printf("predicted inference time on this machine (%d threads): %s", threads,
                   he::estimate_time(plan, unit, threads, all.preencoded).describe().c_str());
-      if (layout == he::Layout::Packed) {
+      if (least.plaintexts < all.plaintexts) {
         std::printf("; %.3g s with the diagonals encoded at every run", he::estimate_time(plan, unit, threads, least.preencoded).seconds);
       }
       std::printf("\n");
     };
-    if (*mode != "packed") show(he::Layout::Batch);
-    if (*mode == "both") std::printf("\n");
-    if (*mode != "batch") show(he::Layout::Packed);
+    bool first = true;
+    for (const he::Backend* b : he::backends()) {
+      if (*mode != "both" && *mode != he::to_string(b->layout())) continue;
+      if (!first) std::printf("\n");
+      first = false;
+      show(b->layout());
+    }
   });
 }
 

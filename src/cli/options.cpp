@@ -1,5 +1,7 @@
 #include "cli/options.h"
 
+#include "he/backend.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -70,15 +72,10 @@ void add_quiet_flag(CLI::App* cmd, bool& quiet) { cmd->add_flag("--quiet,-q", qu
 void add_mode_option(CLI::App* cmd, std::string& mode) {
   cmd->add_option("--mode", mode,
                   "Layout: batch (one image per slot: throughput, up to N/2 images per batch), packed (an image's values "
-                  "in the slots of a few ciphertexts: latency), or auto (packed for a few images, batch for many)")
+                  "in the slots of a few ciphertexts: latency), or auto (packed while the images fill at most 16 packed "
+                  "queries, batch beyond unless it does not fit in the memory limit)")
       ->check(CLI::IsMember({"batch", "packed", "auto"}))
       ->capture_default_str();
-}
-
-he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_t packed_images_per_ciphertext) {
-  if (mode == "batch") return he::Layout::Batch;
-  if (mode == "packed") return he::Layout::Packed;
-  return images <= kAutoPackedGroups * packed_images_per_ciphertext ? he::Layout::Packed : he::Layout::Batch;
 }
 
 void add_memory_limit_option(CLI::App* cmd, std::string& limit) {
@@ -121,7 +118,7 @@ he::EngineOptions plan_memory(const he::HePlan& plan, const he::MemoryLimit& mem
   eo.tile = stream.tile;
   const std::size_t limit = memory.bytes;
   const std::string limit_text = describe(memory);
-  const bool batch = plan.layout == he::Layout::Batch;
+  const bool batch = he::backend(plan.layout).streams();  // tiles and spilling
   const he::MemoryEstimate least = he::estimate_memory(plan, threads, 0, with_client, stream.tile);
   if (least.total() > limit) {
     if (batch && !stream.spill_dir.empty()) {

@@ -46,12 +46,8 @@ void apply_threads(int threads);
 // --quiet: no progress output.
 void add_quiet_flag(CLI::App* cmd, bool& quiet);
 
-// --mode batch|packed|auto (see choose_layout).
+// --mode batch|packed|auto (auto: he::auto_layout, the one policy of eval, keygen and client).
 void add_mode_option(CLI::App* cmd, std::string& mode);
-// The layout for `mode`; auto: packed for at most kAutoPackedGroups ciphertexts' worth of images
-// (the packed plan's images per ciphertext times that), batch beyond.
-constexpr std::size_t kAutoPackedGroups = 16;
-he::Layout choose_layout(const std::string& mode, std::size_t images, std::size_t packed_images_per_ciphertext);
 
 // --memory-limit SIZE (default: what the process may still use, he::system_memory_limit()).
 void add_memory_limit_option(CLI::App* cmd, std::string& limit);

@@ -21,6 +21,7 @@
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "common/error.h"
+#include "he/backend.h"
 #include "common/files.h"
 #include "common/progress.h"
 #include "common/stopwatch.h"
@@ -204,7 +205,7 @@ void run_client(const ClientOptions& o) {
     for (const auto& l : model->layouts()) {
       if (l.layout() == "packed") packed = &l;
     }
-    const he::Layout layout = choose_layout(o.mode, n, packed ? packed->images_per_query() : 0);
+    const he::Layout layout = o.mode == "auto" ? he::auto_layout(n, packed ? packed->images_per_query() : 0) : he::parse_layout(o.mode);
     const v1::LayoutOffer* offer = nullptr;
     for (const auto& l : model->layouts()) {
       if (l.layout() == he::to_string(layout)) offer = &l;

@@ -1,5 +1,7 @@
 #include "he/cost.h"
 
+#include "he/backend.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -89,80 +91,37 @@ UnitCosts measure_unit_costs(const ckks::CkksParameters& params) {
   return u;
 }
 
+CostModel::CostModel(const UnitCosts& u, const ckks::CkksParameters& p)
+    : unit(u),
+      top_limbs(static_cast<double>(p.max_level() + 1)),
+      special(static_cast<double>(p.p().size())),
+      digits(static_cast<double>(p.digits())),
+      alpha(std::ceil(top_limbs / digits)) {}
+
+double CostModel::rks(std::size_t level) const {
+  const double limbs = static_cast<double>(level + 1);
+  return std::ceil(limbs / alpha) * (limbs + special) / (digits * (top_limbs + special));
+}
+
+double CostModel::activation(const ActivationOp& a, std::size_t level) const {
+  const int mults = a.poly.depth + std::max(0, a.poly.baby_steps - 2);
+  double one = 0;
+  for (int k = 0; k < mults; ++k) {
+    const std::size_t l = level - std::min<std::size_t>(level, static_cast<std::size_t>(k));
+    one += unit.multiply * r(l) + unit.key_switch * rks(l) + unit.rescale * r(l);
+  }
+  return one;
+}
+
 TimeEstimate estimate_time(const HePlan& plan, const UnitCosts& u, int threads, const std::vector<bool>& preencoded) {
   if (!plan.params) throw Error("time estimate: the plan has no parameters");
-  const ckks::CkksParameters& p = *plan.params;
-  const double top_limbs = static_cast<double>(p.max_level() + 1);
-  const double special = static_cast<double>(p.p().size());
-  const double digits = static_cast<double>(p.digits());
-  const double alpha = std::ceil(top_limbs / digits);
-  // Cost ratios at level l: per-limb work, and key switching (digits x (limbs + special primes)).
-  const auto r = [&](std::size_t level) { return static_cast<double>(level + 1) / top_limbs; };
-  const auto rks = [&](std::size_t level) {
-    const double limbs = static_cast<double>(level + 1);
-    return std::ceil(limbs / alpha) * (limbs + special) / (digits * (top_limbs + special));
-  };
+  const CostModel cost(u, *plan.params);
+  const Backend& be = backend(plan.layout);
   const double speedup = threads > 1 ? 0.85 * threads : 1.0;
   TimeEstimate t;
   t.images = plan.batch_size();
-  std::vector<std::size_t> out_comps(plan.program.stages.size(), 2);
   for (std::size_t i = 0; i < plan.program.stages.size(); ++i) {
-    const Stage& s = plan.program.stages[i];
-    const std::size_t level = p.max_level() - static_cast<std::size_t>(s.depth_in);
-    const std::size_t comps = s.inputs[0] == kProgramInput ? 2 : out_comps[static_cast<std::size_t>(s.inputs[0])];
-    double sec = 0;
-    switch (s.kind()) {
-      case StageKind::Linear:
-        if (plan.layout == Layout::Batch) {
-          std::size_t terms = 0;
-          s.linear().for_each_term(s.in, s.out, [&](std::size_t, std::size_t, double) { ++terms; });
-          const double outs = static_cast<double>(s.out.size());
-          sec = static_cast<double>(terms) * u.sparse_term * r(level) * (comps == 3 ? 1.5 : 1.0) +
-                outs * (u.rescale * r(level) + (comps == 3 ? u.key_switch * rks(level) : 0.0));
-        } else {
-          const auto& ps = plan.packed->stages[i];
-          std::size_t baby = 0, giants = 0;
-          for (const auto& b : ps.linear.baby) baby += b.size();
-          for (const auto& g : ps.linear.giants) giants += g.step != 0;
-          const double diags = static_cast<double>(ps.linear.diagonal_count());
-          const bool pre = preencoded.empty() || (i < preencoded.size() && preencoded[i]);
-          sec = (static_cast<double>(ps.in.cts) * u.key_switch * 0.4 + static_cast<double>(baby) * u.hoisted +
-                 static_cast<double>(giants + ps.linear.fold.size() * ps.out.cts) * u.key_switch) *
-                    rks(level) +
-                diags * (u.plain_product + (pre ? 0.0 : u.encode)) * r(level) + static_cast<double>(ps.out.cts) * u.rescale * r(level);
-        }
-        break;
-      case StageKind::SumPool:
-        if (plan.layout == Layout::Packed) {
-          const auto& ps = plan.packed->stages[i];
-          sec = static_cast<double>(ps.in.cts) *
-                (2 * u.key_switch * 0.4 + static_cast<double>(ps.pool.col_steps.size() + ps.pool.row_steps.size()) * u.hoisted) *
-                rks(level);
-        }
-        break;
-      case StageKind::Activation: {
-        const ActivationOp& a = s.activation();
-        const double cts = plan.layout == Layout::Batch ? static_cast<double>(s.in.size())
-                                                        : static_cast<double>(plan.packed->stages[i].in.cts);
-        const int mults = a.poly.depth + std::max(0, a.poly.baby_steps - 2);
-        double one = 0;
-        for (int k = 0; k < mults; ++k) {
-          const std::size_t l = level - std::min<std::size_t>(level, static_cast<std::size_t>(k));
-          one += u.multiply * r(l) + u.key_switch * rks(l) + u.rescale * r(l);
-        }
-        sec = cts * one;
-        out_comps[i] = a.relinearize_output ? 2 : 3;
-        break;
-      }
-      case StageKind::Add: {
-        // Additions (and drops of the higher inputs) only: a small fraction of a rescale each.
-        const double cts = plan.layout == Layout::Batch ? static_cast<double>(s.out.size())
-                                                        : static_cast<double>(plan.packed->stages[i].out.cts);
-        sec = cts * static_cast<double>(s.inputs.size()) * 0.2 * u.rescale * r(level);
-        break;
-      }
-    }
-    sec /= speedup;
+    const double sec = be.stage_seconds(plan, i, cost, preencoded) / speedup;
     t.stage_seconds.push_back(sec);
     t.seconds += sec;
   }

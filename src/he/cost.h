@@ -23,6 +23,18 @@ struct UnitCosts {  // seconds at the top level, one thread
 };
 UnitCosts measure_unit_costs(const ckks::CkksParameters& params);
 
+// Cost ratios at a level l relative to the top level: per-limb work r(l), and key switching rks(l)
+// (digits x (limbs + special primes)).
+struct CostModel {
+  UnitCosts unit;
+  double top_limbs = 1, special = 0, digits = 1, alpha = 1;
+  CostModel(const UnitCosts& u, const ckks::CkksParameters& p);
+  double r(std::size_t level) const { return static_cast<double>(level + 1) / top_limbs; }
+  double rks(std::size_t level) const;
+  // A polynomial evaluation on one ciphertext at `level`.
+  double activation(const ActivationOp& a, std::size_t level) const;
+};
+
 struct TimeEstimate {
   double seconds = 0;                  // one query (a batch, or a packed ciphertext group)
   std::vector<double> stage_seconds;

@@ -17,14 +17,16 @@
 #include <tuple>
 
 #include "common/error.h"
+#include "he/backend.h"
 
 namespace hecnn::he {
 
 namespace {
 constexpr std::size_t kProcessBytes = 256u << 20;  // code, contexts, NTT tables, the dataset, the allocator's slack
 
-std::size_t plaintext_bytes(const ckks::CkksParameters& p, std::size_t level) { return (level + 1) * p.poly_degree() * 8; }
 }  // namespace
+
+std::size_t plaintext_bytes(const ckks::CkksParameters& p, std::size_t level) { return (level + 1) * p.poly_degree() * 8; }
 
 std::size_t ciphertext_bytes(const ckks::CkksParameters& p, std::size_t level, std::size_t components) {
   return components * plaintext_bytes(p, level);
@@ -49,102 +51,6 @@ std::string MemoryEstimate::describe(bool per_stage) const {
   return os.str();
 }
 
-namespace {
-
-// Replays the batch schedule: the ciphertexts alive after every step, and at its peak.
-void estimate_batch(const HePlan& plan, int threads, bool streamed_inputs, int tile, std::size_t resident_limit,
-                    MemoryEstimate& m) {
-  const ckks::CkksParameters& p = *plan.params;
-  const Program& prog = plan.program;
-  const auto matrices = batch::lower_linear_stages(prog);
-  const batch::Schedule sched = batch::make_schedule(prog, matrices, tile, threads);
-  const std::size_t S = sched.values.size();
-  const auto T = static_cast<std::size_t>(std::max(1, threads));
-  // Per schedule stage: the bytes of one value, and the step's temporaries per value and per step.
-  std::vector<std::size_t> value(S), made(S), temps(S), comps(S, 2);
-  const std::size_t top = p.max_level();
-  value[0] = made[0] = ciphertext_bytes(p, top, 2);
-  // The client's encoding and encryption buffers, when it encrypts in the same process.
-  temps[0] = streamed_inputs ? T * ciphertext_bytes(p, top, 2) : 0;
-  for (std::size_t s = 0; s < prog.stages.size(); ++s) {
-    const Stage& st = prog.stages[s];
-    const std::size_t level = top - static_cast<std::size_t>(st.depth_in);
-    const std::size_t out_level = top - static_cast<std::size_t>(st.depth_out);
-    const std::size_t in_comps = comps[batch::schedule_stage(st.inputs[0])];
-    std::size_t out_comps = in_comps;
-    switch (st.kind()) {
-      case StageKind::Linear:
-        out_comps = 2;
-        // The products keep the inputs' level and size until relinearized and rescaled.
-        made[s + 1] = ciphertext_bytes(p, level, in_comps);
-        temps[s + 1] = T * 2 * ciphertext_bytes(p, level, 3);
-        break;
-      case StageKind::SumPool: made[s + 1] = ciphertext_bytes(p, out_level, out_comps); break;
-      case StageKind::Activation:
-        out_comps = st.activation().relinearize_output ? 2 : 3;
-        made[s + 1] = ciphertext_bytes(p, out_level, out_comps);
-        temps[s + 1] = T * 4 * ciphertext_bytes(p, level, 3);
-        break;
-      case StageKind::Add:
-        out_comps = 2;
-        made[s + 1] = ciphertext_bytes(p, out_level, 2);
-        temps[s + 1] = T * ciphertext_bytes(p, level, 2);  // an input dropped to the level
-        break;
-    }
-    value[s + 1] = ciphertext_bytes(p, out_level, out_comps);
-    made[s + 1] = std::max(made[s + 1], value[s + 1]);
-    comps[s + 1] = out_comps;
-  }
-  std::size_t live = streamed_inputs ? 0 : sched.values[0] * value[0];
-  std::size_t peak = 0, terms = 0, refs = 0;
-  std::vector<std::size_t> by_stage(S, 0), held_at_peak(S, 0);
-  if (!streamed_inputs) by_stage[0] = live;
-  std::vector<std::pair<std::size_t, std::uint32_t>> deps;
-  for (const auto& step : sched.steps) {
-    refs += step.values.size() + step.release.size();
-    // A query held whole is counted from the start: taking its ciphertexts moves them.
-    const bool moved = step.stage == 0 && !streamed_inputs;
-    const std::size_t out = moved ? 0 : step.values.size() * made[step.stage];
-    std::size_t read = 0;
-    if (step.stage > 0 && !step.values.empty()) {
-      deps.clear();
-      for (std::uint32_t v : step.values) {
-        batch::for_each_dependency(prog, matrices, step.stage - 1, v, [&](std::size_t from, std::size_t i) {
-          deps.push_back({from, static_cast<std::uint32_t>(i)});
-        });
-      }
-      std::sort(deps.begin(), deps.end());
-      deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
-      for (const auto& d : deps) read += value[d.first];
-    }
-    const std::size_t held = resident_limit == static_cast<std::size_t>(-1) ? live : std::min(live, resident_limit) + read;
-    const std::size_t at_peak = held + out + (step.values.empty() ? 0 : temps[step.stage]);
-    if (at_peak > peak) {
-      peak = at_peak;
-      held_at_peak = by_stage;
-      held_at_peak[step.stage] += out;  // the step's products, at their size before rescaling
-    }
-    m.working = std::max(m.working, read + out + (step.values.empty() ? 0 : temps[step.stage]));
-    if (!moved) {
-      live += step.values.size() * value[step.stage];
-      by_stage[step.stage] += step.values.size() * value[step.stage];
-    }
-    for (const auto& r : step.release) {
-      live -= value[r.stage];
-      by_stage[r.stage] -= value[r.stage];
-    }
-    if (live > resident_limit) m.spill = std::max(m.spill, live - resident_limit);
-  }
-  for (const auto& mat : matrices) terms += mat.col.size() + mat.rows();
-  m.tables += terms * 12 + refs * 8;
-  m.held_at_peak = true;
-  m.stages.push_back({streamed_inputs ? "query (encrypted as taken)" : "query", held_at_peak[0]});
-  for (std::size_t s = 0; s < prog.stages.size(); ++s) m.stages.push_back({prog.stages[s].name, held_at_peak[s + 1]});
-  m.ciphertexts = peak + peak / 8;
-}
-
-}  // namespace
-
 MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plaintext_budget,
                                bool with_client, int tile, std::size_t resident_limit) {
   if (!plan.params) throw Error("memory estimate: the plan has no parameters");
@@ -155,57 +61,8 @@ MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plai
   if (plan.keys.relinearization) m.keys += relin_key_bytes(p, false);
   m.keys += rotation_keys_bytes(p, plan.keys, false);
   if (with_client) m.keys += plaintext_bytes(p, p.max_level()) * 2;  // the secret key, and the client's encoder buffers
-  const std::size_t temps = static_cast<std::size_t>(std::max(1, threads)) * 4;
   m.preencoded.assign(prog.stages.size(), false);
-  if (plan.layout == Layout::Batch) {
-    estimate_batch(plan, threads, with_client, tile, resident_limit, m);
-    return m;
-  }
-  std::size_t encoded = 0;
-  const auto readers = prog.consumers();
-  const std::size_t top = p.max_level();
-  for (std::size_t i = 0; i < prog.stages.size(); ++i) {
-    const Stage& s = prog.stages[i];
-    const std::size_t level = top - static_cast<std::size_t>(s.depth_in);
-    const std::size_t ct = ciphertext_bytes(p, level, 2);
-    // The outputs of earlier stages that a later stage still reads (a residual branch's input).
-    std::size_t bytes = 0;
-    for (std::size_t j = 0; j < i; ++j) {
-      if (!readers[j].empty() && readers[j].back() > i) {
-        bytes += plan.packed->stages[j].out.cts * ciphertext_bytes(p, top - static_cast<std::size_t>(prog.stages[j].depth_out), 2);
-      }
-    }
-    {
-      const packed::PackedStage& ps = plan.packed->stages[i];
-      switch (s.kind()) {
-        case StageKind::Linear: {
-          const auto& lp = ps.linear;
-          std::size_t baby = 0, entries = 0;
-          for (const auto& b : lp.baby) baby += b.size();
-          for (const auto& g : lp.giants)
-            for (const auto& d : g.diagonals) entries += d.entries.size();
-          m.tables += entries * 12;
-          const std::size_t diag_bytes = lp.diagonal_count() * plaintext_bytes(p, level);
-          std::size_t on_the_fly = 0;
-          if (encoded + diag_bytes <= plaintext_budget) {
-            encoded += diag_bytes;
-            m.preencoded[i] = true;
-          } else {
-            on_the_fly = std::min(diag_bytes, kOnTheFlyPlaintextBytes);
-          }
-          bytes += (ps.in.cts + baby + lp.giants.size() + ps.out.cts + 2) * ct + on_the_fly;
-          break;
-        }
-        case StageKind::SumPool: bytes += (ps.in.cts + 2 * std::min<std::size_t>(ps.in.cts, static_cast<std::size_t>(std::max(1, threads)))) * ct; break;
-        case StageKind::Activation: bytes += (2 * ps.in.cts + temps) * ct; break;
-        case StageKind::Add: bytes += (s.inputs.size() + 1) * ps.in.cts * ct; break;
-      }
-    }
-    bytes += bytes / 8;  // the allocator's fragmentation: measured peaks run up to ~10 % above the live bytes
-    m.stages.push_back({s.name, bytes});
-    m.ciphertexts = std::max(m.ciphertexts, bytes);
-  }
-  m.plaintexts = encoded;
+  backend(plan.layout).estimate_ciphertexts(plan, threads, plaintext_budget, with_client, tile, resident_limit, m);
   return m;
 }
 

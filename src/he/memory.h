@@ -33,6 +33,8 @@ struct MemoryEstimate {
 
 // Bytes of a ciphertext of `components` at `level`.
 std::size_t ciphertext_bytes(const ckks::CkksParameters& p, std::size_t level, std::size_t components = 2);
+// Bytes of one plaintext (an encoded diagonal) at `level`.
+std::size_t plaintext_bytes(const ckks::CkksParameters& p, std::size_t level);
 
 // The predicted peak of one engine running one query (batch layout: a batch, whose ciphertext count
 // does not depend on its image count; packed: one ciphertext group) on `threads` threads, with the

@@ -4,38 +4,29 @@
 #include <sstream>
 
 #include "common/error.h"
-#include "he/batch/backend.h"
+#include "he/backend.h"
 
 namespace hecnn::he {
 
 double HePlan::scale() const { return std::ldexp(1.0, scale_bits); }
 
-std::size_t HePlan::batch_size() const {
-  switch (layout) {
-    case Layout::Batch: return params ? batch::batch_size(*params) : 0;
-    case Layout::Packed: return packed ? packed->images_per_ciphertext() : 0;
-  }
-  return 0;
-}
+std::size_t HePlan::batch_size() const { return backend(layout).batch_size(*this); }
 
 ClientSpec HePlan::client_spec() const {
   if (!params) throw Error("the plan has no parameters yet");
-  switch (layout) {
-    case Layout::Batch: return batch::client_spec(program, *params, scale_bits);
-    case Layout::Packed: return packed::client_spec(program, *packed, *params, scale_bits);
-  }
-  throw Error("unknown layout");
+  return backend(layout).client_spec(*this);
 }
 
 std::string HePlan::describe() const {
   std::ostringstream os;
   const int top = params ? static_cast<int>(params->max_level()) : program.depth;
-  os << describe_stages(program, top, layout == Layout::Batch ? batch::kValueUnit : packed::kValueUnit);
-  if (packed) os << packed::describe_layout(program, *packed);
+  const Backend& be = backend(layout);
+  os << describe_stages(program, top, be.value_unit());
+  os << be.describe_layout(*this);
   if (params) {
     const auto& p = *params;
-    os << "parameters: N = " << p.poly_degree() << " (" << batch_size() << " images per "
-       << (layout == Layout::Batch ? "batch" : "ciphertext") << "), scale 2^" << scale_bits
+    os << "parameters: N = " << p.poly_degree() << " (" << batch_size() << " images per " << be.query_unit()
+       << "), scale 2^" << scale_bits
        << ", " << p.total_bits() << " bits of modulus" << (p.insecure() ? " (INSECURE: above the 128-bit bound)" : " (128-bit secure)")
        << "\n  chain:";
     for (auto q : p.q()) os << " " << static_cast<int>(std::ceil(std::log2(static_cast<double>(q))));
@@ -97,27 +88,11 @@ HePlan lower(Program program, Layout layout) {
   HePlan plan;
   plan.program = std::move(program);
   plan.layout = layout;
-  if (layout == Layout::Packed) {
-    // Rotations need 2-component ciphertexts: no deferred relinearization.
-    for (auto& st : plan.program.stages) {
-      if (st.kind() == StageKind::Activation) std::get<ActivationOp>(st.op).relinearize_output = true;
-    }
-  }
+  backend(layout).prepare(plan.program);
   return plan;
 }
 // The back end's part, once the parameters (and so the slot count) are known.
-void finish(HePlan& plan, std::size_t images, const ClientSpec* spec) {
-  switch (plan.layout) {
-    case Layout::Batch: plan.keys = batch::key_requirements(plan.program); break;
-    case Layout::Packed: {
-      auto pp = std::make_shared<packed::PackedProgram>(packed::lower(
-          plan.program, plan.params->max_slots(), spec ? spec->block : 0, spec ? spec->input_copies : 0, images));
-      plan.keys = packed::key_requirements(plan.program, *pp, plan.params->max_level());
-      plan.packed = std::move(pp);
-      break;
-    }
-  }
-}
+void finish(HePlan& plan, std::size_t images, const ClientSpec* spec) { backend(plan.layout).lower(plan, images, spec); }
 }  // namespace
 
 HePlan compile(const nn::Model& model, const CompileOptions& options, Layout layout) {

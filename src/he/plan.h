@@ -1,7 +1,8 @@
 #pragma once
-// Compiling an nn::Model into an encrypted computation: the model-level passes (he/compile), then
-// a layout's back end (he/batch) decides the keys it needs, and the parameters are chosen for the
-// depth. The plan is what the server runs and what produces the client's specification.
+// Compiling an nn::Model into an encrypted computation: the model-level passes (he/compile), the
+// parameters chosen for the depth, then the layout's back end (he/backend.h) lowers the program and
+// says which keys it needs. The plan is what the server runs and what produces the client's
+// specification.
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,11 +13,16 @@
 #include "ckks/params.h"
 #include "he/compile/parameters.h"
 #include "he/compile/program.h"
-#include "he/packed/backend.h"
 #include "he/spec.h"
 #include "nn/model.h"
 
 namespace hecnn::he {
+
+// A back end's own lowering of the program (the packed layout's placements and diagonals): each
+// back end (he/backend.h) reads its own.
+struct LoweredLayout {
+  virtual ~LoweredLayout() = default;
+};
 
 struct HePlan {
   Program program;
@@ -24,7 +30,7 @@ struct HePlan {
   std::optional<ckks::CkksParameters> params;
   int scale_bits = 0;
   KeyRequirements keys;
-  std::shared_ptr<const packed::PackedProgram> packed;  // Layout::Packed: the placements and diagonals
+  std::shared_ptr<const LoweredLayout> lowered;  // set by the layout's back end, when it needs one
 
   double scale() const;
   // Images per batch in this layout.

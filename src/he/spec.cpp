@@ -4,23 +4,21 @@
 #include <cstdio>
 
 #include "common/error.h"
+#include "he/backend.h"
 
 namespace hecnn::he {
 
 using nlohmann::json;
 
-std::string to_string(Layout l) {
-  switch (l) {
-    case Layout::Batch: return "batch";
-    case Layout::Packed: return "packed";
-  }
-  return "?";
-}
+std::string to_string(Layout l) { return backend(l).name(); }
 
 Layout parse_layout(const std::string& name) {
-  if (name == "batch") return Layout::Batch;
-  if (name == "packed") return Layout::Packed;
-  throw Error("unknown layout '" + name + "' (known: batch, packed)");
+  std::string known;
+  for (const Backend* b : backends()) {
+    if (b->name() == name) return b->layout();
+    known += (known.empty() ? "" : ", ") + b->name();
+  }
+  throw Error("unknown layout '" + name + "' (known: " + known + ")");
 }
 
 double ClientSpec::scale() const { return std::ldexp(1.0, scale_bits); }
@@ -37,30 +35,28 @@ json ClientSpec::to_json() const {
           {"batch_size", batch_size},
           {"input_ciphertexts", input_ciphertexts},
           {"output_ciphertexts", output_ciphertexts}};
-  if (layout == Layout::Packed) {
-    j["block"] = block;
-    j["input_copies"] = input_copies;
-    json slots = json::array();
-    for (const auto& [ct, slot] : output_slots) slots.push_back({ct, slot});
-    j["output_slots"] = std::move(slots);
-  }
+  backend(layout).write_spec(*this, j);
   return j;
+}
+
+const json& spec_field(const json& j, const char* name) {
+  if (!j.is_object() || !j.contains(name)) throw Error(std::string("client specification: missing '") + name + "'");
+  return j.at(name);
+}
+
+std::size_t spec_count(const json& j, const char* name, std::size_t max) {
+  const json& v = spec_field(j, name);
+  // Parsed JSON holds positive numbers as unsigned, a json built in memory as signed: both count.
+  if (!v.is_number_integer() || v.get<std::int64_t>() <= 0 || v.get<std::uint64_t>() > max) {
+    throw Error(std::string("client specification: '") + name + "' must be an integer from 1 to " + std::to_string(max));
+  }
+  return static_cast<std::size_t>(v.get<std::uint64_t>());
 }
 
 ClientSpec ClientSpec::from_json(const json& j) {
   ClientSpec s;
-  const auto field = [&](const char* name) -> const json& {
-    if (!j.is_object() || !j.contains(name)) throw Error(std::string("client specification: missing '") + name + "'");
-    return j.at(name);
-  };
-  const auto count = [&](const char* name, std::size_t max) {
-    const json& v = field(name);
-    // Parsed JSON holds positive numbers as unsigned, a json built in memory as signed: both count.
-    if (!v.is_number_integer() || v.get<std::int64_t>() <= 0 || v.get<std::uint64_t>() > max) {
-      throw Error(std::string("client specification: '") + name + "' must be an integer from 1 to " + std::to_string(max));
-    }
-    return static_cast<std::size_t>(v.get<std::uint64_t>());
-  };
+  const auto field = [&](const char* name) -> const json& { return spec_field(j, name); };
+  const auto count = [&](const char* name, std::size_t max) { return spec_count(j, name, max); };
   const json& layout = field("layout");
   if (!layout.is_string()) throw Error("client specification: 'layout' must be a string");
   s.layout = parse_layout(layout.get<std::string>());
@@ -94,29 +90,7 @@ ClientSpec ClientSpec::from_json(const json& j) {
   s.batch_size = count("batch_size", std::size_t{1} << 16);
   s.input_ciphertexts = count("input_ciphertexts", std::size_t{1} << 24);
   s.output_ciphertexts = count("output_ciphertexts", std::size_t{1} << 20);
-  if (s.layout == Layout::Batch &&
-      (s.input_ciphertexts != static_cast<std::size_t>(s.input.size()) || s.output_ciphertexts != s.outputs)) {
-    throw Error("client specification: batch layout needs one ciphertext per input value and per output");
-  }
-  if (s.layout == Layout::Packed) {
-    s.block = count("block", std::size_t{1} << 16);
-    if ((s.block & (s.block - 1)) != 0) throw Error("client specification: 'block' must be a power of two");
-    if (s.batch_size * s.block > (std::size_t{1} << 16)) throw Error("client specification: 'batch_size' x 'block' exceeds 2^16 slots");
-    s.input_copies = count("input_copies", 64);
-    if (s.block % s.input_copies != 0) throw Error("client specification: 'input_copies' must divide 'block'");
-    if (s.input_ciphertexts > 4096 || s.output_ciphertexts > 4096) {
-      throw Error("client specification: at most 4096 ciphertexts per image group in the packed layout");
-    }
-    const json& slots = field("output_slots");
-    if (!slots.is_array() || slots.size() != s.outputs) throw Error("client specification: 'output_slots' must list one [ciphertext, slot] per output");
-    for (const json& e : slots) {
-      if (!e.is_array() || e.size() != 2 || !e[0].is_number_integer() || !e[1].is_number_integer() || e[0].get<std::int64_t>() < 0 ||
-          e[1].get<std::int64_t>() < 0 || e[0].get<std::uint64_t>() >= s.output_ciphertexts || e[1].get<std::uint64_t>() >= s.block) {
-        throw Error("client specification: each 'output_slots' entry must be [ciphertext < output_ciphertexts, slot < block]");
-      }
-      s.output_slots.push_back({static_cast<std::uint32_t>(e[0].get<std::uint64_t>()), static_cast<std::uint32_t>(e[1].get<std::uint64_t>())});
-    }
-  }
+  backend(s.layout).read_spec(j, s);
   return s;
 }
 

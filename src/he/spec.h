@@ -45,4 +45,9 @@ struct ClientSpec {
   bool operator==(const ClientSpec&) const = default;
 };
 
+// Field `name` of a specification as a count from 1 to max; throws hecnn::Error naming it.
+std::size_t spec_count(const nlohmann::json& j, const char* name, std::size_t max);
+// Field `name` of a specification; throws hecnn::Error when it is missing.
+const nlohmann::json& spec_field(const nlohmann::json& j, const char* name);
+
 }  // namespace hecnn::he

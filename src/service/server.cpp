@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "he/backend.h"
 #include "common/stopwatch.h"
 #include "common/threads.h"
 #include "he/memory.h"
@@ -66,7 +67,8 @@ void Server::Impl::load_models() {
     m->name = f.stem().string();
     const Stopwatch t;
     m->model = nn::load_model(f.string());
-    for (const he::Layout l : {he::Layout::Batch, he::Layout::Packed}) {
+    for (const he::Backend* b : he::backends()) {
+      const he::Layout l = b->layout();
       try {
         Offer o;
         o.plan = he::compile(m->model, opt.compile, l);

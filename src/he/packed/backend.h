@@ -42,6 +42,7 @@
 
 #include "ckks/params.h"
 #include "he/compile/parameters.h"
+#include "he/backend.h"
 #include "he/compile/program.h"
 #include "he/spec.h"
 
@@ -97,7 +98,7 @@ struct PackedStage {
   PoolPlan pool;      // sum-pool stages
 };
 
-struct PackedProgram {
+struct PackedProgram : LoweredLayout {
   std::size_t slots = 0;  // N/2
   std::size_t block = 0;  // slots per image
   std::vector<PackedStage> stages;
@@ -126,5 +127,30 @@ ClientSpec client_spec(const Program& program, const PackedProgram& packed, cons
                        int scale_bits);
 // Per stage: one line of what the layout spends (rotations, plaintext products).
 std::string describe_layout(const Program& program, const PackedProgram& packed);
+
+// A plan's packed lowering; throws hecnn::Error for a plan of another layout.
+const PackedProgram& program_of(const HePlan& plan);
+
+// The layout behind he::Backend (he/packed/layout.cpp; registered in he/backend.cpp).
+class PackedBackend : public Backend {
+ public:
+  Layout layout() const override { return Layout::Packed; }
+  std::string name() const override { return "packed"; }
+  std::string value_unit() const override;
+  std::string query_unit() const override;
+  void prepare(Program& program) const override;
+  void lower(HePlan& plan, std::size_t images, const ClientSpec* spec) const override;
+  std::size_t batch_size(const HePlan& plan) const override;
+  ClientSpec client_spec(const HePlan& plan) const override;
+  void write_spec(const ClientSpec& s, nlohmann::json& j) const override;
+  void read_spec(const nlohmann::json& j, ClientSpec& s) const override;
+  std::string describe_layout(const HePlan& plan) const override;
+  void estimate_ciphertexts(const HePlan& plan, int threads, std::size_t plaintext_budget, bool with_client, int tile,
+                            std::size_t resident_limit, MemoryEstimate& m) const override;
+  double stage_seconds(const HePlan& plan, std::size_t i, const CostModel& cost, const std::vector<bool>& preencoded) const override;
+  std::unique_ptr<InferenceEngine> make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
+                                               const EngineOptions& options) const override;
+  std::unique_ptr<InferenceClient> make_client(const ClientSpec& spec, ckks::ContextPtr ctx, const ckks::SecretKey& sk) const override;
+};
 
 }  // namespace hecnn::he::packed

@@ -25,7 +25,7 @@ std::vector<double> replicate(const std::vector<std::pair<std::uint32_t, double>
 
 Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, std::size_t plaintext_budget)
     : plan_(plan),
-      packed_(plan.packed ? *plan.packed : throw Error("encrypted inference: the plan is not in the packed layout")),
+      packed_(program_of(plan)),
       ctx_(std::move(ctx)),
       keys_(keys),
       ev_(ctx_),
