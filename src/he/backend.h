@@ -65,6 +65,11 @@ class Backend {
   // Predicted seconds of stage i, one thread (he/cost.h).
   virtual double stage_seconds(const HePlan& plan, std::size_t i, const CostModel& cost, const std::vector<bool>& preencoded) const = 0;
 
+  // The engine's precomputed state for this plan on these parameters (EngineOptions::state), or
+  // null when the layout has none worth sharing.
+  virtual std::shared_ptr<const EngineState> engine_state(const HePlan&, const ckks::ContextPtr&, const EngineOptions&) const {
+    return nullptr;
+  }
   virtual std::unique_ptr<InferenceEngine> make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
                                                        const EngineOptions& options) const = 0;
   virtual std::unique_ptr<InferenceClient> make_client(const ClientSpec& spec, ckks::ContextPtr ctx,

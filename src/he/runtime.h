@@ -49,6 +49,14 @@ class InferenceClient {
   virtual std::vector<std::vector<double>> decrypt(const std::vector<ckks::Ciphertext>& outputs, std::size_t count) const = 0;
 };
 
+// What an engine precomputes from the plan and the parameters alone (not the keys): the packed
+// layout's encoded weight diagonals. Made by Backend::engine_state, it may be shared by the
+// engines of every session with the same model and parameters (he::WeightCache).
+struct EngineState {
+  virtual ~EngineState() = default;
+  virtual std::size_t bytes() const = 0;
+};
+
 struct EngineOptions {
   // Packed layout: the bytes of diagonals encoded once (see he/memory.h).
   std::size_t plaintext_budget = static_cast<std::size_t>(-1);
@@ -58,6 +66,8 @@ struct EngineOptions {
   // (removed when the run ends, however it ends).
   std::string spill_dir;
   std::size_t resident_bytes = static_cast<std::size_t>(-1);
+  // Made by the same back end for the same plan and parameters; null: the engine makes its own.
+  std::shared_ptr<const EngineState> state;
 };
 
 // Throws hecnn::Error unless the keys are those the plan needs, for its parameters. The plan and

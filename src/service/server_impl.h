@@ -96,6 +96,10 @@ struct Server::Impl final : public v1::Inference::Service {
   std::unordered_map<std::string, std::shared_ptr<Query>> queries;
   std::deque<std::shared_ptr<Query>> queue;
   std::size_t running = 0, results_stored = 0, reserved = 0;
+  // The sessions' encoded weights, shared by the sessions of one model, layout and parameters, and
+  // reserved once: per he::Session::weights_key, the bytes reserved and the sessions holding them.
+  he::WeightCache weights;
+  std::map<std::string, std::pair<std::size_t, std::size_t>> weight_reservations;
   bool stopping = false;
   struct Counters {
     std::uint64_t sessions_opened = 0, sessions_refused = 0, served = 0, refused = 0, failed = 0, cancelled = 0;
@@ -135,6 +139,11 @@ struct Server::Impl final : public v1::Inference::Service {
                            v1::OpenSessionResponse* resp) override;
   grpc::Status CloseSession(grpc::ServerContext* ctx, const v1::CloseSessionRequest*, v1::CloseSessionResponse*) override;
   void close_session(const std::shared_ptr<ClientSession>& s);  // mu held
+  // What a new session adds to the reservations (its keys, and its weights unless another session
+  // of the same key holds them), and taking it / giving it back (mu held).
+  std::size_t session_reservation(const ClientSession& s) const;
+  void reserve_session(const ClientSession& s);
+  void release_session(const ClientSession& s);
 
   // queries.cpp
   std::string queue_full(const ClientSession& s) const;  // mu held

@@ -122,6 +122,8 @@ grpc::Status Server::Impl::OpenSession(grpc::ServerContext* ctx, grpc::ServerRea
       he::SessionOptions so;
       so.threads = threads_per_query;
       so.plaintext_budget = kSessionPlaintextBudget;
+      so.weights = &weights;
+      so.model_key = model_name;
       session = std::make_unique<he::Session>(model->model, std::move(keys), so);
     } catch (const Error& e) {
       return refuse(grpc::StatusCode::FAILED_PRECONDITION, std::string("the keys do not fit model '") + model_name + "': " + e.what());
@@ -135,7 +137,7 @@ grpc::Status Server::Impl::OpenSession(grpc::ServerContext* ctx, grpc::ServerRea
   {
     std::unique_lock<std::mutex> lock(mu);
     const bool never = s->standing_bytes() + s->query_bytes() > capacity;
-    const bool now = reserved + s->standing_bytes() > capacity;
+    const bool now = reserved + session_reservation(*s) > capacity;
     const bool full = sessions.size() >= opt.max_sessions;
     if (never || now || full) {
       lock.unlock();
@@ -145,14 +147,14 @@ grpc::Status Server::Impl::OpenSession(grpc::ServerContext* ctx, grpc::ServerRea
                                   ", more than the server's memory limit of " + he::gib(capacity)
                             : "the server's memory is reserved by other sessions; try again later");
     }
-    reserved += s->standing_bytes();
+    reserve_session(*s);
   }
   try {
     s->he->start();
   } catch (const Error& e) {
     {
       const std::lock_guard<std::mutex> lock(mu);
-      reserved -= s->standing_bytes();
+      release_session(*s);
     }
     return refuse(grpc::StatusCode::FAILED_PRECONDITION, std::string("the keys do not fit model '") + model_name + "': " + e.what());
   }
@@ -196,7 +198,26 @@ void Server::Impl::close_session(const std::shared_ptr<ClientSession>& s) {
   }
   for (const auto& q : mine) cancel(q);
   sessions.erase(s->id);
-  if (!s->busy) reserved -= s->standing_bytes();  // else the worker releases it when the query ends
+  if (!s->busy) release_session(*s);  // else the worker releases it when the query ends
+}
+
+std::size_t Server::Impl::session_reservation(const ClientSession& s) const {
+  return s.he->own_bytes() + (weight_reservations.count(s.he->weights_key()) ? 0 : s.he->weight_bytes());
+}
+
+void Server::Impl::reserve_session(const ClientSession& s) {
+  reserved += session_reservation(s);
+  auto& [bytes, holders] = weight_reservations[s.he->weights_key()];
+  if (holders++ == 0) bytes = s.he->weight_bytes();
+}
+
+void Server::Impl::release_session(const ClientSession& s) {
+  reserved -= s.he->own_bytes();
+  const auto it = weight_reservations.find(s.he->weights_key());
+  if (it != weight_reservations.end() && --it->second.second == 0) {
+    reserved -= it->second.first;
+    weight_reservations.erase(it);
+  }
 }
 
 }  // namespace hecnn::service

@@ -74,7 +74,7 @@ void Server::Impl::work() {
       --running;
       release(*q);
       s->busy = false;
-      if (s->closed) reserved -= s->standing_bytes();
+      if (s->closed) release_session(*s);
       s->last_used = Clock::now();
       q->input.clear();
       q->seconds = seconds;

@@ -23,53 +23,82 @@ std::vector<double> replicate(const std::vector<std::pair<std::uint32_t, double>
 }
 }  // namespace
 
+std::size_t EncodedWeights::bytes() const {
+  std::size_t n = 0;
+  for (const auto& stage : diagonals)
+    for (const auto& giant : stage)
+      for (const auto& pt : giant) n += pt.n() * pt.limbs() * sizeof(std::uint64_t);
+  return n;
+}
+
+std::shared_ptr<const EncodedWeights> EncodedWeights::make(const HePlan& plan, const ckks::ContextPtr& ctx,
+                                                           std::size_t plaintext_budget) {
+  const PackedProgram& packed = program_of(plan);
+  if (!plan.params || !(ctx->params() == *plan.params)) {
+    throw Error("encrypted inference: the keys were made for other parameters than this model's plan");
+  }
+  const auto& stages = plan.program.stages;
+  const std::vector<bool> pre = estimate_memory(plan, 1, plaintext_budget, false).preencoded;
+  const std::size_t top = ctx->max_level();
+  auto w = std::make_shared<EncodedWeights>();
+  w->level.resize(stages.size());
+  w->in_scale.resize(stages.size());
+  w->diagonals.resize(stages.size());
+  // The scale of every stage's input: the plan's at the input, after a linear stage (its weights
+  // are encoded for that) and after an Add; a polynomial's monic chain of squarings gives its own.
+  std::vector<double> primes;
+  for (std::size_t l = 0; l <= top; ++l) primes.push_back(static_cast<double>(ctx->modulus(l).value));
+  std::vector<double> out_scale(stages.size());
+  const ckks::CkksEncoder encoder(ctx);
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    if (static_cast<std::size_t>(stages[i].depth_out) > top) throw Error("encrypted inference: no level left for stage '" + stages[i].name + "'");
+    w->level[i] = top - static_cast<std::size_t>(stages[i].depth_in);
+    w->in_scale[i] = stages[i].inputs[0] == kProgramInput ? plan.scale() : out_scale[static_cast<std::size_t>(stages[i].inputs[0])];
+    switch (stages[i].kind()) {
+      case StageKind::Activation:
+        out_scale[i] = approx::output_scale(stages[i].activation().poly, w->in_scale[i], static_cast<int>(w->level[i]), primes);
+        break;
+      case StageKind::SumPool: out_scale[i] = w->in_scale[i]; break;
+      default: out_scale[i] = plan.scale(); break;
+    }
+    if (stages[i].kind() == StageKind::Linear && pre[i]) {
+      w->diagonals[i] = Engine::encode_giants(packed, encoder, *ctx, w->level[i], plan.scale() / w->in_scale[i], i, 0,
+                                              packed.stages[i].linear.giants.size());
+    }
+  }
+  return w;
+}
+
 Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, std::size_t plaintext_budget)
+    : Engine(plan, ctx, keys, EncodedWeights::make(plan, ctx, plaintext_budget)) {}
+
+Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, std::shared_ptr<const EncodedWeights> weights)
     : plan_(plan),
       packed_(program_of(plan)),
       ctx_(std::move(ctx)),
       keys_(keys),
       ev_(ctx_),
-      encoder_(ctx_) {
-  if (plan.layout != Layout::Packed) throw Error("encrypted inference: the plan is not in the packed layout");
+      encoder_(ctx_),
+      weights_(std::move(weights)) {
   if (!plan.params || !(ctx_->params() == *plan.params)) {
     throw Error("encrypted inference: the keys were made for other parameters than this model's plan");
   }
   if (packed_.slots != ctx_->params().max_slots()) throw Error("encrypted inference: the layout was made for another ring degree");
+  if (!weights_ || weights_->level.size() != plan.program.stages.size()) throw Error("encrypted inference: weights made for another plan");
   check_keys(keys, plan.keys, *ctx_);
-  const auto& stages = plan.program.stages;
-  const std::vector<bool> pre = estimate_memory(plan, 1, plaintext_budget, false).preencoded;
-  const std::size_t top = ctx_->max_level();
-  level_.resize(stages.size());
-  in_scale_.resize(stages.size());
-  diagonals_.resize(stages.size());
-  // The scale of every stage's input: the plan's at the input, after a linear stage (its weights
-  // are encoded for that) and after an Add; a polynomial's monic chain of squarings gives its own.
-  std::vector<double> primes;
-  for (std::size_t l = 0; l <= top; ++l) primes.push_back(static_cast<double>(ctx_->modulus(l).value));
-  std::vector<double> out_scale(stages.size());
-  for (std::size_t i = 0; i < stages.size(); ++i) {
-    if (static_cast<std::size_t>(stages[i].depth_out) > top) throw Error("encrypted inference: no level left for stage '" + stages[i].name + "'");
-    level_[i] = top - static_cast<std::size_t>(stages[i].depth_in);
-    in_scale_[i] = stages[i].inputs[0] == kProgramInput ? plan.scale() : out_scale[static_cast<std::size_t>(stages[i].inputs[0])];
-    switch (stages[i].kind()) {
-      case StageKind::Activation: {
-        approx::PolyEvalPlan poly = stages[i].activation().poly;
-        out_scale[i] = approx::output_scale(poly, in_scale_[i], static_cast<int>(level_[i]), primes);
-        break;
-      }
-      case StageKind::SumPool: out_scale[i] = in_scale_[i]; break;
-      default: out_scale[i] = plan.scale(); break;
-    }
-    if (stages[i].kind() == StageKind::Linear && pre[i]) diagonals_[i] = encode_giants(i, 0, packed_.stages[i].linear.giants.size());
-  }
 }
 
 std::vector<std::vector<Plaintext>> Engine::encode_giants(std::size_t stage, std::size_t g0, std::size_t g1) const {
-  // Weights at scale q_top * plan scale / input scale: after the rescale the output has the plan's
-  // scale, whatever its input's (so that the values an Add joins have one scale).
-  const std::size_t level = level_[stage];
-  const double q_top = static_cast<double>(ctx_->modulus(level).value) * plan_.scale() / in_scale_[stage];
-  const auto& giants = packed_.stages[stage].linear.giants;
+  return encode_giants(packed_, encoder_, *ctx_, weights_->level[stage], plan_.scale() / weights_->in_scale[stage], stage, g0, g1);
+}
+
+std::vector<std::vector<Plaintext>> Engine::encode_giants(const PackedProgram& packed, const ckks::CkksEncoder& encoder,
+                                                          const ckks::CkksContext& ctx, std::size_t level, double q_scale,
+                                                          std::size_t stage, std::size_t g0, std::size_t g1) {
+  // Weights at scale q_top * plan scale / input scale (q_scale: the last two): after the rescale the
+  // output has the plan's scale, whatever its input's (so that the values an Add joins have one scale).
+  const double q_top = static_cast<double>(ctx.modulus(level).value) * q_scale;
+  const auto& giants = packed.stages[stage].linear.giants;
   std::vector<std::vector<Plaintext>> enc(g1 - g0);
   std::vector<std::pair<std::size_t, std::size_t>> all;
   for (std::size_t g = g0; g < g1; ++g) {
@@ -80,7 +109,7 @@ std::vector<std::vector<Plaintext>> Engine::encode_giants(std::size_t stage, std
 #pragma omp parallel for schedule(dynamic, 4)
   for (std::size_t k = 0; k < all.size(); ++k) errors.run([&] {
     const auto [g, d] = all[k];
-    encoder_.encode(replicate(giants[g].diagonals[d].entries, packed_.block, packed_.slots), q_top, level, enc[g - g0][d]);
+    encoder.encode(replicate(giants[g].diagonals[d].entries, packed.block, packed.slots), q_top, level, enc[g - g0][d]);
   });
   errors.rethrow();
   return enc;
@@ -89,7 +118,7 @@ std::vector<std::vector<Plaintext>> Engine::encode_giants(std::size_t stage, std
 std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext>& in) const {
   const LinearPlan& lp = packed_.stages[index].linear;
   for (const auto& c : in) {
-    if (std::fabs(c.scale() - in_scale_[index]) > 1e-9 * in_scale_[index] || c.level() != level_[index]) {
+    if (std::fabs(c.scale() - weights_->in_scale[index]) > 1e-9 * weights_->in_scale[index] || c.level() != weights_->level[index]) {
       throw Error("encrypted inference: stage '" + plan_.program.stages[index].name +
                   "' gets its input at another level or scale than planned (internal error)");
     }
@@ -110,8 +139,8 @@ std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext
   // one rotation each. Diagonals not encoded beforehand are encoded here, a batch of giant steps
   // at a time.
   std::vector<Ciphertext> parts(lp.giants.size());
-  const bool pre = !diagonals_[index].empty();
-  const std::size_t pt_bytes = (level_[index] + 1) * ctx_->n() * sizeof(std::uint64_t);
+  const bool pre = !weights_->diagonals[index].empty();
+  const std::size_t pt_bytes = (weights_->level[index] + 1) * ctx_->n() * sizeof(std::uint64_t);
   ParallelErrors errors;
   for (std::size_t g0 = 0; g0 < lp.giants.size();) {
     std::size_t g1 = g0, bytes = 0;
@@ -127,7 +156,7 @@ std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext
     std::vector<std::vector<ckks::Evaluator::PlainProduct>> terms(g1 - g0);
     for (std::size_t g = g0; g < g1; ++g) {
       for (std::size_t d = 0; d < lp.giants[g].diagonals.size(); ++d) {
-        terms[g - g0].push_back({&source(lp.giants[g].diagonals[d]), pre ? &diagonals_[index][g][d] : &fresh[g - g0][d]});
+        terms[g - g0].push_back({&source(lp.giants[g].diagonals[d]), pre ? &weights_->diagonals[index][g][d] : &fresh[g - g0][d]});
       }
     }
     std::vector<Ciphertext> sums;
@@ -196,7 +225,7 @@ std::vector<Ciphertext> Engine::activation(std::size_t index, std::vector<Cipher
 }
 
 std::vector<Ciphertext> Engine::add(std::size_t index, const std::vector<const std::vector<Ciphertext>*>& in) const {
-  const std::size_t level = level_[index];
+  const std::size_t level = weights_->level[index];
   std::vector<Ciphertext> out(in[0]->size());
   ParallelErrors errors;
 #pragma omp parallel for schedule(dynamic, 1) if (out.size() > 1)

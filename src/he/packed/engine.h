@@ -13,6 +13,17 @@
 
 namespace hecnn::he::packed {
 
+// The weight diagonals encoded once (while they fit in the plaintext budget), at the level and for
+// the scale each linear stage gets its inputs: a function of the plan and the parameters alone.
+struct EncodedWeights : EngineState {
+  std::vector<std::size_t> level;   // per stage: the level of its inputs
+  std::vector<double> in_scale;     // per stage: the scale of its inputs
+  std::vector<std::vector<std::vector<ckks::Plaintext>>> diagonals;  // [stage][giant][diagonal]; empty: encoded at every run
+  std::size_t bytes() const override;
+  // Throws hecnn::Error unless the plan is packed and its stages fit ctx's levels.
+  static std::shared_ptr<const EncodedWeights> make(const HePlan& plan, const ckks::ContextPtr& ctx, std::size_t plaintext_budget);
+};
+
 class Engine : public InferenceEngine {
  public:
   // Encodes every diagonal of every linear stage once, at the level the stage runs at. Throws
@@ -22,6 +33,8 @@ class Engine : public InferenceEngine {
   // he/memory.h); the others are encoded again at every run, a batch at a time.
   Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
          std::size_t plaintext_budget = static_cast<std::size_t>(-1));
+  // With weights made for this plan and parameters (shared with other engines).
+  Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, std::shared_ptr<const EncodedWeights> weights);
 
   // The input ciphertexts of one image group (spec.input_ciphertexts, at the top level); returns the
   // output ciphertexts.
@@ -32,6 +45,10 @@ class Engine : public InferenceEngine {
   std::vector<ckks::Ciphertext> linear(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
   // The diagonals of giant steps [g0, g1) of a linear stage, encoded at its level ([giant - g0][diagonal]).
   std::vector<std::vector<ckks::Plaintext>> encode_giants(std::size_t stage, std::size_t g0, std::size_t g1) const;
+  friend struct EncodedWeights;
+  static std::vector<std::vector<ckks::Plaintext>> encode_giants(const PackedProgram& packed, const ckks::CkksEncoder& encoder,
+                                                                 const ckks::CkksContext& ctx, std::size_t level, double q_scale,
+                                                                 std::size_t stage, std::size_t g0, std::size_t g1);
   std::vector<ckks::Ciphertext> sum_pool(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
   std::vector<ckks::Ciphertext> activation(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
   // The sum of the inputs, each dropped to the stage's level.
@@ -43,9 +60,7 @@ class Engine : public InferenceEngine {
   const EvaluationKeys& keys_;
   ckks::Evaluator ev_;
   ckks::CkksEncoder encoder_;
-  std::vector<std::size_t> level_;  // per stage: the level of its inputs
-  std::vector<double> in_scale_;    // per stage: the scale of its inputs
-  std::vector<std::vector<std::vector<ckks::Plaintext>>> diagonals_;  // [stage][giant][diagonal]
+  std::shared_ptr<const EncodedWeights> weights_;
   mutable std::vector<double> stage_seconds_;
   mutable Stopwatch run_, stage_;
 };

@@ -151,9 +151,17 @@ double PackedBackend::stage_seconds(const HePlan& plan, std::size_t i, const Cos
   return 0;
 }
 
+std::shared_ptr<const EngineState> PackedBackend::engine_state(const HePlan& plan, const ckks::ContextPtr& ctx,
+                                                               const EngineOptions& options) const {
+  return EncodedWeights::make(plan, ctx, options.plaintext_budget);
+}
+
 std::unique_ptr<InferenceEngine> PackedBackend::make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
                                                             const EngineOptions& options) const {
-  return std::make_unique<Engine>(plan, std::move(ctx), keys, options.plaintext_budget);
+  if (!options.state) return std::make_unique<Engine>(plan, std::move(ctx), keys, options.plaintext_budget);
+  auto weights = std::dynamic_pointer_cast<const EncodedWeights>(options.state);
+  if (!weights) throw Error("encrypted inference: the engine state was made by another layout");
+  return std::make_unique<Engine>(plan, std::move(ctx), keys, std::move(weights));
 }
 
 std::unique_ptr<InferenceClient> PackedBackend::make_client(const ClientSpec& spec, ckks::ContextPtr ctx,
