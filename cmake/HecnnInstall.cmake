@@ -14,7 +14,8 @@ foreach(dir common ring ckks approx nn he)
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/hecnn
           COMPONENT Development
           FILES_MATCHING PATTERN "*.h"
-          PATTERN "onnx.h" EXCLUDE)  # hecnn_onnx is the program's, not part of the installed library
+          PATTERN "onnx.h" EXCLUDE  # hecnn_onnx is the program's, not part of the installed library
+          PATTERN "*_internal.h" EXCLUDE)  # shared between a library's own .cpp files only
 endforeach()
 install(FILES ${PROJECT_BINARY_DIR}/generated/hecnn/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/hecnn COMPONENT Development)
