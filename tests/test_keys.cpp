@@ -195,3 +195,49 @@ TEST(Session, RunsAQueryFromAPublicBundleAndRefusesSecretsAndOtherModels) {
   const he::KeyBundle other = he::KeyBundle::generate(plan_of(tiny_model(7), he::Layout::Batch), "other");
   expect_error_mentioning([&] { he::Session x(m, other.public_bundle()); }, "made for another model");
 }
+
+namespace hecnn {
+namespace {
+
+TEST(Session, SessionsOfOneModelAndParametersShareTheEncodedWeights) {
+  const nn::Model m = tiny_model();
+  const he::HePlan plan = plan_of(m, he::Layout::Packed);
+  const he::KeyBundle a = he::KeyBundle::generate(plan, "tiny"), b = he::KeyBundle::generate(plan, "tiny");
+  he::WeightCache cache;
+  he::SessionOptions so;
+  so.weights = &cache;
+  so.model_key = "tiny";
+  he::Session s1(m, a.public_bundle(), so), s2(m, b.public_bundle(), so);
+  ASSERT_GT(s1.weight_bytes(), 0u);
+  EXPECT_EQ(s1.weights_key(), s2.weights_key());
+  s1.start();
+  EXPECT_EQ(cache.entries(), 1u);
+  EXPECT_EQ(cache.bytes(), s1.weight_bytes());  // what the memory plan counts is what is held
+  EXPECT_TRUE(cache.holds(s1.weights_key()));
+  s2.start();
+  ASSERT_NE(s1.engine_state(), nullptr);
+  EXPECT_EQ(s1.engine_state().get(), s2.engine_state().get()) << "the second session encoded its own weights";
+  EXPECT_EQ(cache.entries(), 1u);
+  EXPECT_EQ(cache.bytes(), s1.weight_bytes());  // one copy for both
+  // Both answer with their own keys.
+  for (const he::KeyBundle* k : {&a, &b}) {
+    he::Session& s = k == &a ? s1 : s2;
+    const auto client = he::make_client(k->info().spec, k->context(), k->secret_key());
+    std::vector<float> image(36);
+    for (std::size_t i = 0; i < image.size(); ++i) image[i] = static_cast<float>(i % 5) / 5.0f;
+    const auto logits = client->decrypt(s.engine().run(client->encrypt(image.data(), 1)), 1);
+    const auto want = nn::forward(m, image.data());
+    for (std::size_t j = 0; j < want.size(); ++j) EXPECT_NEAR(logits[0][j], want[j], 1e-3);
+  }
+  // Another model's sessions (other parameters or layout) get their own.
+  he::SessionOptions other = so;
+  other.model_key = "tiny-2";
+  he::Session s3(m, a.public_bundle(), other);
+  s3.start();
+  EXPECT_EQ(cache.entries(), 2u);
+  EXPECT_NE(s3.engine_state().get(), s1.engine_state().get());
+  EXPECT_EQ(cache.bytes(), 2 * s1.weight_bytes());
+}
+
+}  // namespace
+}  // namespace hecnn

@@ -68,6 +68,8 @@ class Session {
   std::size_t weight_bytes() const { return memory_.plaintexts; }
   // What the engine state is shared by: model, parameters, layout specification, budget.
   const std::string& weights_key() const { return weights_key_; }
+  // The state the engine was started with from the cache (null without one, or for a layout without).
+  const std::shared_ptr<const EngineState>& engine_state() const { return state_; }
   // Held while one of its queries runs.
   std::size_t query_bytes() const { return memory_.ciphertexts; }
 
