@@ -237,6 +237,20 @@ TEST(Session, SessionsOfOneModelAndParametersShareTheEncodedWeights) {
   EXPECT_EQ(cache.entries(), 2u);
   EXPECT_NE(s3.engine_state().get(), s1.engine_state().get());
   EXPECT_EQ(cache.bytes(), 2 * s1.weight_bytes());
+  // The batch layout shares its sparse matrices and schedule the same way.
+  const he::HePlan bplan = plan_of(m, he::Layout::Batch);
+  const he::KeyBundle c = he::KeyBundle::generate(bplan, "tiny"), d = he::KeyBundle::generate(bplan, "tiny");
+  he::Session b1(m, c.public_bundle(), so), b2(m, d.public_bundle(), so);
+  b1.start();
+  b2.start();
+  ASSERT_NE(b1.engine_state(), nullptr);
+  EXPECT_EQ(b1.engine_state().get(), b2.engine_state().get());
+  EXPECT_EQ(cache.entries(), 3u);
+  const auto client = he::make_client(d.info().spec, d.context(), d.secret_key());
+  std::vector<float> image(36, 0.25f);
+  const auto logits = client->decrypt(b2.engine().run(client->encrypt(image.data(), 1)), 1);
+  const auto want = nn::forward(m, image.data());
+  for (std::size_t j = 0; j < want.size(); ++j) EXPECT_NEAR(logits[0][j], want[j], 1e-3);
 }
 
 }  // namespace

@@ -37,6 +37,8 @@ class BatchBackend : public Backend {
   void estimate_ciphertexts(const HePlan& plan, int threads, std::size_t plaintext_budget, bool with_client, int tile,
                             std::size_t resident_limit, MemoryEstimate& m) const override;
   double stage_seconds(const HePlan& plan, std::size_t i, const CostModel& cost, const std::vector<bool>& preencoded) const override;
+  std::shared_ptr<const EngineState> engine_state(const HePlan& plan, const ckks::ContextPtr& ctx,
+                                                  const EngineOptions& options) const override;
   std::unique_ptr<InferenceEngine> make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
                                                const EngineOptions& options) const override;
   std::unique_ptr<InferenceClient> make_client(const ClientSpec& spec, ckks::ContextPtr ctx, const ckks::SecretKey& sk) const override;

@@ -191,15 +191,42 @@ class ValueStore {
   std::uint64_t end_ = 0;
 };
 
+std::size_t LoweredSchedule::bytes() const {
+  std::size_t n = 0;
+  for (const auto& m : matrices) n += m.col.size() * 4 + m.weight.size() * 8 + m.row_start.size() * 4 + m.bias.size() * 8;
+  for (const auto& st : schedule.steps) n += sizeof(ScheduleStep) + st.values.size() * 4 + st.release.size() * 8;
+  return n;
+}
+
+std::shared_ptr<const LoweredSchedule> LoweredSchedule::make(const HePlan& plan, int tile, int threads) {
+  auto l = std::make_shared<LoweredSchedule>();
+  l->matrices = lower_linear_stages(plan.program);
+  l->schedule = make_schedule(plan.program, l->matrices, tile, threads);
+  l->tile = tile;
+  l->threads = threads;
+  return l;
+}
+
 Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, const EngineOptions& options)
-    : plan_(plan), ctx_(std::move(ctx)), keys_(keys), options_(options), ev_(ctx_) {
+    : Engine(plan, std::move(ctx), keys, options, nullptr) {}
+
+Engine::Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, const EngineOptions& options,
+               std::shared_ptr<const LoweredSchedule> lowered)
+    : plan_(plan),
+      ctx_(std::move(ctx)),
+      keys_(keys),
+      options_(options),
+      ev_(ctx_),
+      lowered_(lowered && lowered->tile == options.tile && lowered->threads == hecnn::num_threads()
+                   ? std::move(lowered)
+                   : LoweredSchedule::make(plan, options.tile, hecnn::num_threads())),
+      matrices_(lowered_->matrices),
+      schedule_(lowered_->schedule) {
   if (plan.layout != Layout::Batch) throw Error("encrypted inference: the plan is not in the batch layout");
   if (!plan.params || !(ctx_->params() == *plan.params)) {
     throw Error("encrypted inference: the keys were made for other parameters than this model's plan");
   }
   check_keys(keys, plan.keys, *ctx_);
-  matrices_ = lower_linear_stages(plan.program);
-  schedule_ = make_schedule(plan.program, matrices_, options.tile, hecnn::num_threads());
   if (!options_.spill_dir.empty()) {
     struct stat st {};
     if (::stat(options_.spill_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -16,6 +16,17 @@ namespace hecnn::he::batch {
 
 class ValueStore;
 
+// The plan's sparse matrices and its streamed schedule for a tile size and thread count: a function
+// of the plan alone, shared by the engines of the sessions of one model (he::WeightCache).
+struct LoweredSchedule : EngineState {
+  std::vector<ckks::SparseMatrix> matrices;  // per stage; empty for non-linear stages
+  Schedule schedule;
+  int tile = 0, threads = 0;
+  std::size_t bytes() const override;
+  // Throws hecnn::Error on a tile size out of range.
+  static std::shared_ptr<const LoweredSchedule> make(const HePlan& plan, int tile, int threads);
+};
+
 // Runs the plan's streamed schedule (he/batch/schedule.h): stage by stage in tiles, every
 // ciphertext released after its last reader, and with a spill directory the ciphertexts beyond
 // the resident limit kept in a file there until read.
@@ -25,6 +36,10 @@ class Engine : public InferenceEngine {
   // for the plan's parameters, or on a tile size out of range or a spill directory that cannot be
   // written. The plan and keys must outlive the engine.
   Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, const EngineOptions& options = {});
+  // With the matrices and schedule made for this plan (shared with other engines); a state made
+  // for another tile size or thread count is not used.
+  Engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys, const EngineOptions& options,
+         std::shared_ptr<const LoweredSchedule> lowered);
   ~Engine() override;
 
   // One ciphertext per input value (CHW order), all at the same level and scale; the inputs are
@@ -39,7 +54,7 @@ class Engine : public InferenceEngine {
   double source_seconds() const { return source_seconds_; }
   // The largest size the last run's spill file reached (0: nothing spilled).
   std::size_t spilled_bytes() const { return spilled_bytes_; }
-  const Schedule& schedule() const { return schedule_; }
+  const Schedule& schedule() const { return lowered_->schedule; }
 
  private:
   void make_linear(const ScheduleStep& step, ValueStore& store) const;
@@ -59,8 +74,9 @@ class Engine : public InferenceEngine {
   const EvaluationKeys& keys_;
   EngineOptions options_;
   ckks::Evaluator ev_;
-  std::vector<ckks::SparseMatrix> matrices_;  // per stage; empty for non-linear stages
-  Schedule schedule_;
+  std::shared_ptr<const LoweredSchedule> lowered_;
+  const std::vector<ckks::SparseMatrix>& matrices_;  // lowered_'s
+  const Schedule& schedule_;
   std::vector<std::vector<std::vector<std::uint32_t>>> readers_;  // with spilling: per stage and value, the steps reading it
   mutable std::vector<double> stage_seconds_;
   mutable double source_seconds_ = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "common/threads.h"
 #include "he/backend.h"
 #include "he/batch/backend.h"
 #include "he/batch/engine.h"
@@ -151,9 +152,16 @@ double BatchBackend::stage_seconds(const HePlan& plan, std::size_t i, const Cost
   return 0;
 }
 
+std::shared_ptr<const EngineState> BatchBackend::engine_state(const HePlan& plan, const ckks::ContextPtr&,
+                                                              const EngineOptions& options) const {
+  return LoweredSchedule::make(plan, options.tile, hecnn::num_threads());
+}
+
 std::unique_ptr<InferenceEngine> BatchBackend::make_engine(const HePlan& plan, ckks::ContextPtr ctx, const EvaluationKeys& keys,
                                                            const EngineOptions& options) const {
-  return std::make_unique<Engine>(plan, std::move(ctx), keys, options);
+  auto lowered = std::dynamic_pointer_cast<const LoweredSchedule>(options.state);
+  if (options.state && !lowered) throw Error("encrypted inference: the engine state was made by another layout");
+  return std::make_unique<Engine>(plan, std::move(ctx), keys, options, std::move(lowered));
 }
 
 std::unique_ptr<InferenceClient> BatchBackend::make_client(const ClientSpec& spec, ckks::ContextPtr ctx,
