@@ -155,7 +155,7 @@ class GraphCompiler {
     for (std::size_t i = 0; i < m_.layers.size(); ++i) layer(i);
     if (prog_.stages.empty()) throw Error("encrypted inference: the model has no layers");
     Value& out = values_.back();
-    if (!out.t.uniform()) materialize(out, "the model's output");
+    if (!out.t.uniform()) materialize(out, "the model's output", m_.layers.size() - 1);
     if (out.stage != static_cast<int>(prog_.stages.size()) - 1) {
       throw Error("encrypted inference: the model's output is not its last computation");
     }
@@ -190,7 +190,8 @@ class GraphCompiler {
     }
     return r;
   }
-  // The stages reading stage s so far, and whether a linear stage only feeds model value `v`.
+  // Whether `stage` is a linear stage whose values model layer `layer` alone reads (so its outputs
+  // may be rescaled or merged for that reader).
   bool only_reader(int stage, std::size_t layer) const {
     if (stage < 0 || prog_.stages[static_cast<std::size_t>(stage)].kind() != StageKind::Linear) return false;
     for (std::size_t k = 0; k < values_.size(); ++k) {
@@ -222,11 +223,11 @@ class GraphCompiler {
     return true;
   }
 
-  // Folds v's map into the linear stage that makes it (its only reader being `consumer`).
-  void materialize(Value& v, const std::string& consumer, std::size_t layer = static_cast<std::size_t>(-1)) {
+  // Folds v's map into the linear stage that makes it, when model layer `layer` (named `consumer`)
+  // is the only reader of what that stage holds.
+  void materialize(Value& v, const std::string& consumer, std::size_t layer) {
     if (v.t.is_identity()) return;
-    if (v.stage < 0 || prog_.stages[static_cast<std::size_t>(v.stage)].kind() != StageKind::Linear ||
-        (layer != static_cast<std::size_t>(-1) && !only_reader(v.stage, layer))) {
+    if (!only_reader(v.stage, layer)) {
       throw Error("encrypted inference: " + consumer +
                   " reads a normalized or scaled value (batch normalization, a monic activation or an average pooling "
                   "before it) that no linear layer can absorb; put a convolution or dense layer before the batch "
