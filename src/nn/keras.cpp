@@ -300,8 +300,9 @@ Model import_keras(const std::string& structure_path, const std::string& weights
         if (pad == "same") {
           // TensorFlow: out = ceil(in / stride), the odd padding at the bottom and right, and the mean
           // over the window's cells inside the image.
-          const auto pads = [&](int in) {
-            const int out = (in + sh - 1) / sh, total = std::max((out - 1) * sh + ph - in, 0);
+          const int pool = ph, stride = sh;  // (clang 14 lambdas cannot capture structured bindings)
+          const auto pads = [pool, stride](int in) {
+            const int out = (in + stride - 1) / stride, total = std::max((out - 1) * stride + pool - in, 0);
             return std::pair<int, int>{total / 2, total - total / 2};
           };
           std::tie(l.pad_top, l.pad_bottom) = pads(cur.h);
