@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     *) harnesses+=("$1"); shift ;;
   esac
 done
-all=(ckks_objects stream keys_json safetensors architecture idx cifar keras_structure onnx)
+all=(ckks_objects stream keys_json key_bundle safetensors architecture idx cifar keras_structure onnx)
 [ ${#harnesses[@]} -eq 0 ] && harnesses=("${all[@]}")
 bash "$root/scripts/setup.sh"
 build="$root/build-fuzz"

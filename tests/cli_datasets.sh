@@ -65,20 +65,26 @@ expect_error "21611 bytes is not a whole number of CIFAR-10 records (7 records a
 : >"$work/c/test_batch.bin"
 expect_error "test_batch.bin: empty" "$hecnn" eval -m "$model" --dataset cifar10 --data-dir "$work/c"
 echo "ok: synthetic CIFAR-10 files"
+ran=1
 
 # eval --encrypted --offset (small insecure parameters): true indices, the plaintext classes.
-mnist="$shared/datasets/mnist"
+mnist="$shared/datasets/mnist" name=""
 if [ -f "$mnist/t10k-images-idx3-ubyte.gz" ]; then
-  m=(-m "$model" --dataset mnist --data-dir "$mnist" --offset 5 --limit 3 -q)
+  name=mnist data=(--dataset mnist --data-dir "$mnist")
+elif [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then  # Debian's, without ../shared
+  name=fashion-mnist data=(--dataset fashion-mnist) model="$root/models/fashion-mnist-swish4.safetensors"
+fi
+if [ -n "$name" ]; then
+  m=(-m "$model" "${data[@]}" --offset 5 --limit 3 -q)
   "$hecnn" eval "${m[@]}" --predictions "$work/plain.txt" >/dev/null 2>&1 || fail "eval --offset (MNIST)"
   out=$("$hecnn" eval "${m[@]}" --encrypted --log-n 11 --allow-insecure --predictions "$work/enc.txt" 2>&1) ||
     fail "eval --encrypted --offset: $out"
-  grep -q "3 test images of mnist from index 5" <<<"$out" || fail "eval --encrypted --offset: $out"
+  grep -q "3 test images of $name from index 5" <<<"$out" || fail "eval --encrypted --offset: $out"
   [ "$(cut -d' ' -f1 "$work/enc.txt" | tr '\n' ' ')" = "5 6 7 " ] || fail "encrypted --predictions indices: $(cat "$work/enc.txt")"
   cmp -s <(cut -d' ' -f1,2 "$work/enc.txt") <(cut -d' ' -f1,2 "$work/plain.txt") ||
     fail "encrypted classes differ from the plaintext ones: $(cat "$work/enc.txt") vs $(cat "$work/plain.txt")"
-  expect_error "offset 10000 is beyond the 10000 images of the MNIST set" \
-    "$hecnn" eval -m "$model" --dataset mnist --data-dir "$mnist" --offset 10000 --encrypted
+  expect_error "offset 10000 is beyond the 10000 images of the" \
+    "$hecnn" eval -m "$model" "${data[@]}" --offset 10000 --encrypted
   echo "ok: eval --encrypted --offset"
   ran=1
 fi

@@ -3,13 +3,16 @@
 # memory.current (HECNN_CGROUP_DIR names the cgroup directory to read), ulimit -v less VmSize and
 # ulimit -d less VmData. A run that cannot fit is refused before any key is made, with exit code 1
 # and a message naming the limit and where it comes from, never "out of memory" (3) after minutes.
-# Exits 77 (skipped) without ../shared/datasets/mnist.
+# MNIST from ../shared, or Debian's Fashion-MNIST without it; exits 77 (skipped) with neither.
 set -u
 hecnn="$1" root="$2" shared="$3"
 mnist="$shared/datasets/mnist"
-model="$root/models/mnist-swish4.safetensors"
-if [ ! -f "$mnist/t10k-images-idx3-ubyte.gz" ]; then
-  echo "skipped: $mnist not present"
+if [ -f "$mnist/t10k-images-idx3-ubyte.gz" ]; then
+  model="$root/models/mnist-swish4.safetensors" data=(--dataset mnist --data-dir "$mnist")
+elif [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  model="$root/models/fashion-mnist-swish4.safetensors" data=(--dataset fashion-mnist)
+else
+  echo "skipped: neither $mnist nor Debian's Fashion-MNIST (dataset-fashion-mnist) is present"
   exit 77
 fi
 work=$(mktemp -d)
@@ -18,7 +21,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # Two threads and two malloc arenas keep the address space (ulimit -v) independent of the machine.
 export OMP_NUM_THREADS=2 MALLOC_ARENA_MAX=2 OMP_WAIT_POLICY=passive
 unset HECNN_CGROUP_DIR
-run_eval=(eval -m "$model" --dataset mnist --data-dir "$mnist" --encrypted --limit 1 --mode batch)
+run_eval=(eval -m "$model" "${data[@]}" --encrypted --limit 1 --mode batch)
 
 # A refusal: exit code 1, the limit and its source, before key generation.
 expect_refusal() {  # pattern command...
@@ -67,7 +70,7 @@ echo "ok: ulimit -d"
 expect_refusal "exceeds the memory limit of 0.10 GiB (--memory-limit)" "$hecnn" "${run_eval[@]}" --memory-limit 100M
 echo $((3 << 30)) >"$work/v2/memory.max"
 echo 0 >"$work/v2/memory.current"
-out=$(HECNN_CGROUP_DIR="$work/v2" timeout 120 "$hecnn" eval -m "$model" --dataset mnist --data-dir "$mnist" --encrypted \
+out=$(HECNN_CGROUP_DIR="$work/v2" timeout 120 "$hecnn" eval -m "$model" "${data[@]}" --encrypted \
         --limit 2 --mode packed --log-n 11 --allow-insecure -q 2>&1) || fail "a run within the cgroup's limit: $out"
 grep -q "; limit 3.00 GiB (cgroup $work/v2/memory.max)" <<<"$out" || fail "the cgroup's limit is not the one printed: $out"
 echo "ok: a run within the limit"
