@@ -9,7 +9,7 @@ set(HECNN_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_LIBDIR}/pkgconfig"
     CACHE STRING "Where hecnn.pc is installed, relative to the prefix")
 
 # Headers, keeping the folders: include/hecnn/ckks/ckks.h, include/hecnn/ring/ntt.h, ...
-foreach(dir common ring ckks approx nn he)
+foreach(dir common ring ckks approx circuits nn he)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/src/${dir}
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/hecnn
           COMPONENT Development
@@ -22,10 +22,10 @@ install(FILES ${PROJECT_BINARY_DIR}/generated/hecnn/version.h
 
 # Three export sets, so that a consumer of the scheme alone needs only what the scheme needs:
 #   ckks   hecnn::common, hecnn::ring, hecnn::ckks     OpenMP, libsodium
-#   approx hecnn::approx, hecnn::approx_he             (Eigen is private and header-only: nothing)
+#   approx hecnn::approx, hecnn::approx_he, hecnn::circuits (Eigen is private and header-only: nothing)
 #   nn     hecnn::nn, hecnn::he                        nlohmann_json, zlib, HDF5
 set(_hecnn_export_ckks hecnn_common hecnn_ring hecnn_ckks)
-set(_hecnn_export_approx hecnn_approx hecnn_approx_he)
+set(_hecnn_export_approx hecnn_approx hecnn_approx_he hecnn_circuits)
 set(_hecnn_export_nn hecnn_nn hecnn_he)
 foreach(set ckks approx nn)
   install(TARGETS ${_hecnn_export_${set}}

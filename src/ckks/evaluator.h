@@ -111,6 +111,9 @@ class Evaluator {
   // The sum of the rotations of `a` by every step (a step may repeat; 0 adds `a` itself): one modulus
   // raising, the inner products summed over Q*P, and a single mod-down for the whole sum.
   Ciphertext rotate_sum_hoisted(const Ciphertext& a, const std::vector<int>& steps, const GaloisKeys& gk) const;
+  // Key switching: a ciphertext under s' becomes one under s, for a key from s' to s
+  // (KeyGenerator::create_switch_key); level, scale and slots are kept.
+  void switch_key_inplace(Ciphertext& a, const KeySwitchKey& key) const;
   // Complex conjugation of every slot.
   void conjugate_inplace(Ciphertext& a, const GaloisKeys& gk) const;
   void apply_galois_inplace(Ciphertext& a, std::uint32_t galois_elt, const GaloisKeys& gk) const;

@@ -2,6 +2,7 @@
 // primes, inner products with the key, division by P), relinearization, and Galois automorphisms:
 // rotations one at a time or hoisted over one decomposition, conjugation. The arithmetic, rescaling
 // and levels are in evaluator.cpp.
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -474,6 +475,21 @@ void Evaluator::rotate(const Ciphertext& a, int step, const GaloisKeys& gk, Ciph
     return;
   }
   rotate_one(a, elt, galois_key(gk, elt, step), out);
+}
+
+void Evaluator::switch_key_inplace(Ciphertext& a, const KeySwitchKey& key) const {
+  check(a);
+  if (a.size() != 2) throw Error("key switch: relinearize the ciphertext first");
+  const std::size_t level = a.level();
+  check_key(key, level, ctx_->key_switch(level).digit_count);
+  // (c0, c1) -> (c0 + ks0, ks1) with (ks0, ks1) the key switch of c1.
+  const u64* digits = mod_up(a.poly(1), level);
+  std::fill(a.poly(1), a.poly(1) + a.limbs() * ctx_->n(), u64{0});
+  const KeySwitchKey* kp = &key;
+  u64* const out0 = a.poly(0);
+  u64* const out1 = a.poly(1);
+  key_switch(digits, level, &kp, nullptr, 1, &out0, &out1, nullptr, nullptr, true, false);
+  a.clear_seed();
 }
 
 void Evaluator::conjugate_inplace(Ciphertext& a, const GaloisKeys& gk) const {

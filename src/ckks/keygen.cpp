@@ -81,6 +81,39 @@ KeyGenerator::KeyGenerator(ContextPtr ctx, const SecretKey& sk) : ctx_(std::move
   if (sk_.ntt.size() != (ctx_->chain_size() + ctx_->special_count()) * ctx_->n()) compute_secret_ntt(*ctx_, sk_);
 }
 
+SecretKey sample_sparse_secret(const CkksContext& ctx, std::size_t hamming_weight) {
+  const std::size_t n = ctx.n();
+  if (hamming_weight == 0 || hamming_weight > n) {
+    throw Error("sparse secret: the Hamming weight must be between 1 and N = " + std::to_string(n));
+  }
+  Prng prng = Prng::fresh();
+  SecretKey sk;
+  sk.coeffs.assign(n, 0);
+  // Partial Fisher-Yates over the positions: the first `hamming_weight` of a uniform permutation.
+  WipedVector<std::uint32_t> pos(n);
+  for (std::size_t i = 0; i < n; ++i) pos[i] = static_cast<std::uint32_t>(i);
+  for (std::size_t i = 0; i < hamming_weight; ++i) {
+    const std::uint64_t range = n - i, limit = UINT64_MAX - UINT64_MAX % range;
+    std::uint64_t r;
+    do {
+      r = prng.next_u64();
+    } while (r >= limit);  // rejection: uniform over [0, range)
+    std::swap(pos[i], pos[i + r % range]);
+    sk.coeffs[pos[i]] = (prng.next_u8() & 1) ? 1 : -1;
+  }
+  compute_secret_ntt(ctx, sk);
+  const Seed id = random_seed();
+  std::copy_n(id.begin(), sk.key_set.size(), sk.key_set.begin());
+  return sk;
+}
+
+KeySwitchKey KeyGenerator::create_switch_key(const SecretKey& from) const {
+  if (from.params_id != ctx_->params().id() || from.ntt.size() != sk_.ntt.size()) {
+    throw Error("switch key: the source secret key was made for other parameters");
+  }
+  return make_switch_key(from.ntt);
+}
+
 PublicKey KeyGenerator::create_public_key() const {
   const std::size_t n = ctx_->n(), L = ctx_->chain_size() + ctx_->special_count();
   PublicKey pk;

@@ -24,6 +24,9 @@ class KeyGenerator {
   // Galois keys for rotation steps, each kept only up to the level it is used at (levels[i] for
   // steps[i]; see restrict_to_level): a key for level l has the digits and limbs of level l.
   GaloisKeys create_galois_keys(const std::vector<int>& steps, const std::vector<std::size_t>& levels) const;
+  // A key switching ciphertexts under `from` (same parameters) to this generator's secret key
+  // (Evaluator::switch_key_inplace); bootstrapping's sparse-secret encapsulation uses one.
+  KeySwitchKey create_switch_key(const SecretKey& from) const;
 
  private:
   // Key switching from s' (given in NTT form over all primes) to s.
@@ -31,6 +34,12 @@ class KeyGenerator {
   ContextPtr ctx_;
   SecretKey sk_;
 };
+
+// A secret key with exactly `hamming_weight` coefficients in {-1, 1} (positions and signs uniform,
+// from the CSPRNG), the others 0, with a fresh key-set id: the ephemeral sparse secret of
+// bootstrapping's encapsulation (circuits/bootstrap.h). Throws hecnn::Error for a weight of 0 or
+// above N.
+SecretKey sample_sparse_secret(const CkksContext& ctx, std::size_t hamming_weight);
 
 // Rebuilds the uniform components of a key from its seed (used by deserialization too).
 void expand_public_key_a(const CkksContext& ctx, const Seed& seed, std::vector<u64>& a);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "circuits/linear_transform.h"
 #include "common/error.h"
 #include "common/parallel.h"
 #include "he/memory.h"
@@ -124,66 +125,36 @@ std::vector<Ciphertext> Engine::linear(std::size_t index, std::vector<Ciphertext
     }
   }
   const std::size_t out_cts = packed_.stages[index].out.cts;
-  // Baby steps: every rotation of an input from one decomposition.
-  std::vector<std::vector<Ciphertext>> rotated(in.size());
-  for (std::size_t a = 0; a < in.size(); ++a) {
-    if (!lp.baby[a].empty()) ev_.rotate_hoisted(in[a], lp.baby[a], keys_.galois, rotated[a]);
+  // The products and rotations as a circuits::LtShape (the same giant steps and terms, in order);
+  // diagonals not encoded beforehand are encoded a batch of giant steps at a time.
+  circuits::LtShape shape;
+  shape.inputs = in.size();
+  shape.outputs = out_cts;
+  shape.giants.reserve(lp.giants.size());
+  for (const auto& g : lp.giants) {
+    circuits::LtGiant cg{g.out_ct, g.step, {}};
+    cg.terms.reserve(g.diagonals.size());
+    for (const auto& d : g.diagonals) cg.terms.push_back({d.in_ct, d.baby});
+    shape.giants.push_back(std::move(cg));
   }
-  const auto source = [&](const Diagonal& d) -> const Ciphertext& {
-    if (d.baby == 0) return in[d.in_ct];
-    const auto& steps = lp.baby[d.in_ct];
-    const auto it = std::lower_bound(steps.begin(), steps.end(), d.baby);
-    return rotated[d.in_ct][static_cast<std::size_t>(it - steps.begin())];
-  };
-  // Giant steps: the plaintext products summed (all sums in one pass over the coefficients), then
-  // one rotation each. Diagonals not encoded beforehand are encoded here, a batch of giant steps
-  // at a time.
-  std::vector<Ciphertext> parts(lp.giants.size());
-  const bool pre = !weights_->diagonals[index].empty();
-  const std::size_t pt_bytes = (weights_->level[index] + 1) * ctx_->n() * sizeof(std::uint64_t);
+  shape.finalize();
+  circuits::LtPlaintexts pts;
+  if (!weights_->diagonals[index].empty()) {
+    pts.stored = &weights_->diagonals[index];
+  } else {
+    pts.encode = [&](std::size_t g0, std::size_t g1) { return encode_giants(index, g0, g1); };
+    pts.batch_bytes = kOnTheFlyPlaintextBytes;
+    pts.plaintext_bytes = (weights_->level[index] + 1) * ctx_->n() * sizeof(std::uint64_t);
+  }
+  std::vector<Ciphertext> out;
+  try {
+    out = circuits::apply(ev_, keys_.galois, in, shape, pts);
+  } catch (const Error& e) {
+    throw Error("encrypted inference: stage '" + plan_.program.stages[index].name + "': " + e.what());
+  }
   ParallelErrors errors;
-  for (std::size_t g0 = 0; g0 < lp.giants.size();) {
-    std::size_t g1 = g0, bytes = 0;
-    if (pre) {
-      g1 = lp.giants.size();
-    } else {
-      while (g1 < lp.giants.size() && (g1 == g0 || bytes + lp.giants[g1].diagonals.size() * pt_bytes <= kOnTheFlyPlaintextBytes)) {
-        bytes += lp.giants[g1].diagonals.size() * pt_bytes;
-        ++g1;
-      }
-    }
-    const std::vector<std::vector<Plaintext>> fresh = pre ? std::vector<std::vector<Plaintext>>{} : encode_giants(index, g0, g1);
-    std::vector<std::vector<ckks::Evaluator::PlainProduct>> terms(g1 - g0);
-    for (std::size_t g = g0; g < g1; ++g) {
-      for (std::size_t d = 0; d < lp.giants[g].diagonals.size(); ++d) {
-        terms[g - g0].push_back({&source(lp.giants[g].diagonals[d]), pre ? &weights_->diagonals[index][g][d] : &fresh[g - g0][d]});
-      }
-    }
-    std::vector<Ciphertext> sums;
-    ev_.multiply_plain_sums(terms, sums);
-    for (std::size_t g = g0; g < g1; ++g) parts[g] = std::move(sums[g - g0]);
-    g0 = g1;
-  }
-#pragma omp parallel for schedule(dynamic, 1)
-  for (std::size_t g = 0; g < lp.giants.size(); ++g) errors.run([&] {
-    if (lp.giants[g].step != 0) ev_.rotate_inplace(parts[g], lp.giants[g].step, keys_.galois);
-  });
-  errors.rethrow();
-  rotated.clear();
-  in.clear();
-  std::vector<Ciphertext> out(out_cts);
-  for (std::size_t g = 0; g < parts.size(); ++g) {
-    Ciphertext& o = out[lp.giants[g].out_ct];
-    if (o.word_count() == 0) {
-      o = std::move(parts[g]);
-    } else {
-      ev_.add_inplace(o, parts[g]);
-    }
-    parts[g] = Ciphertext();
-  }
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t b = 0; b < out_cts; ++b) errors.run([&] {
-    if (out[b].word_count() == 0) throw Error("encrypted inference: stage '" + plan_.program.stages[index].name + "' leaves an output ciphertext empty");
     if (!lp.bias[b].empty()) {
       Plaintext pt;
       encoder_.encode(replicate(lp.bias[b], packed_.block, packed_.slots), out[b].scale(), out[b].level(), pt);

@@ -1,0 +1,329 @@
+#include "circuits/bootstrap.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "ckks/polyops.h"
+#include "common/error.h"
+#include "ring/kernels.h"
+
+namespace hecnn::circuits {
+
+using ckks::Ciphertext;
+using ckks::u64;
+
+namespace {
+
+bool power_of_two(std::size_t n) { return n != 0 && (n & (n - 1)) == 0; }
+
+std::vector<double> chain_primes(const ckks::CkksContext& ctx) {
+  std::vector<double> p;
+  for (std::size_t i = 0; i < ctx.chain_size(); ++i) p.push_back(static_cast<double>(ctx.modulus(i).value));
+  return p;
+}
+
+// Bytes of a key-switching key restricted to `level`.
+std::size_t switch_key_bytes(const ckks::CkksContext& ctx, std::size_t level) {
+  return ctx.key_switch(level).digit_count * 2 * (level + 1 + ctx.special_count()) * ctx.n() * sizeof(u64);
+}
+
+std::size_t ciphertext_bytes(const ckks::CkksContext& ctx, std::size_t level) { return 2 * (level + 1) * ctx.n() * sizeof(u64); }
+
+// Coefficients of limb 0 (NTT form) centered modulo q_0.
+void centered_coefficients(const ckks::CkksContext& ctx, const u64* limb0, std::vector<std::int64_t>& out) {
+  const std::size_t n = ctx.n();
+  const u64 q0 = ctx.modulus(0).value;
+  std::vector<u64> c(n);
+  ctx.ntt(0).inverse(limb0, c.data());
+  out.resize(n);
+  for (std::size_t k = 0; k < n; ++k) out[k] = c[k] > q0 / 2 ? static_cast<std::int64_t>(c[k]) - static_cast<std::int64_t>(q0) : static_cast<std::int64_t>(c[k]);
+}
+
+}  // namespace
+
+std::size_t BootstrapKeys::bytes() const {
+  auto key = [](const ckks::KeySwitchKey& k) {
+    std::size_t n = 0;
+    for (const auto& v : k.b) n += v.size() * sizeof(u64);
+    for (const auto& v : k.a) n += v.size() * sizeof(u64);
+    return n;
+  };
+  std::size_t n = key(relin.key) + key(from_sparse) + to_sparse.bytes();
+  for (const auto& [e, k] : galois.keys) n += key(k);
+  return n;
+}
+
+Bootstrapper::Bootstrapper(ckks::ContextPtr ctx, const BootstrapParameters& params)
+    : ctx_(std::move(ctx)), params_(params), ev_(ctx_), mod_(params.mod) {
+  const std::size_t N = ctx_->n();
+  if (params_.slots == 0) params_.slots = N / 2;
+  const std::size_t n = params_.slots;
+  if (!power_of_two(n) || n < 2 || n > N / 2) throw Error("bootstrapping: the slot count must be a power of two between 2 and N/2 = " + std::to_string(N / 2));
+  if (params_.ephemeral_weight == 0 || params_.ephemeral_weight > N) throw Error("bootstrapping: the ephemeral secret's Hamming weight must be between 1 and N");
+  if (params_.mod.k < 0.5 * static_cast<double>(params_.ephemeral_weight + 1)) {
+    throw Error("bootstrapping: EvalMod's interval K = " + std::to_string(params_.mod.k) + " does not cover |I| <= (h + 1) / 2 = " +
+                std::to_string(0.5 * static_cast<double>(params_.ephemeral_weight + 1)) + " for the ephemeral secret");
+  }
+  const double q0 = static_cast<double>(ctx_->modulus(0).value);
+  if (params_.scale == 0) params_.scale = q0 / 0x1p10;
+  if (!(params_.scale >= 1) || params_.scale > q0 / 64) throw Error("bootstrapping: the message scale must be between 1 and q_0 / 64");
+  const std::size_t top = ctx_->max_level();
+  const std::size_t need = params_.cts_levels + static_cast<std::size_t>(mod_.depth()) + params_.stc_levels;
+  if (need > top) {
+    throw Error("bootstrapping needs " + std::to_string(need) + " levels (CoeffsToSlots " + std::to_string(params_.cts_levels) + ", EvalMod " +
+                std::to_string(mod_.depth()) + ", SlotsToCoeffs " + std::to_string(params_.stc_levels) + ") above level 0; the chain has " +
+                std::to_string(top));
+  }
+  const std::size_t lc = top - params_.cts_levels;
+  const std::size_t lm = lc - static_cast<std::size_t>(mod_.depth());
+  mod_in_scale_ = static_cast<double>(ctx_->modulus(lc).value);
+  mod_out_scale_ = mod_.output_scale(mod_in_scale_, static_cast<int>(lc), chain_primes(*ctx_));
+  const double g = static_cast<double>(N / 2 / n);
+  HomomorphicDft::Options c;
+  c.slots = n;
+  c.direction = DftDirection::CoeffsToSlots;
+  c.levels = params_.cts_levels;
+  c.top_level = top;
+  c.input_scale = q0;
+  c.output_scale = mod_in_scale_;
+  c.constant = 1.0 / (2.0 * g * params_.mod.k);
+  c.plaintext_budget = params_.plaintext_budget;
+  cts_ = std::make_unique<HomomorphicDft>(ctx_, c);
+  HomomorphicDft::Options s = c;
+  s.direction = DftDirection::SlotsToCoeffs;
+  s.levels = params_.stc_levels;
+  s.top_level = lm;
+  s.input_scale = mod_out_scale_;
+  s.output_scale = params_.scale;
+  s.constant = q0 / (2.0 * std::numbers::pi * params_.scale);
+  s.plaintext_budget = params_.plaintext_budget > cts_->stored_bytes() ? params_.plaintext_budget - cts_->stored_bytes() : 0;
+  stc_ = std::make_unique<HomomorphicDft>(ctx_, s);
+  // X^(N/2) in NTT form (its slots are all i).
+  i_ntt_.resize(top + 1);
+  for (std::size_t l = 0; l <= top; ++l) {
+    i_ntt_[l].assign(N, 0);
+    i_ntt_[l][N / 2] = 1;
+    ctx_->ntt(l).forward(i_ntt_[l].data());
+  }
+}
+
+std::map<int, std::size_t> Bootstrapper::rotation_levels() const {
+  std::map<int, std::size_t> r = cts_->rotation_levels();
+  for (const auto& [s, l] : stc_->rotation_levels()) r[s] = std::max(r[s], l);
+  for (std::size_t step = params_.slots; step < ctx_->n() / 2; step *= 2) r[static_cast<int>(step)] = top_level();
+  r.erase(0);
+  return r;
+}
+
+BootstrapKeys Bootstrapper::generate_keys(const ckks::KeyGenerator& keygen) const {
+  const ckks::SecretKey& sk = keygen.secret_key();
+  if (sk.params_id != ctx_->params().id()) throw Error("bootstrapping: the key generator was made for other parameters");
+  const std::size_t n = ctx_->n(), lc = top_level() - params_.cts_levels;
+  BootstrapKeys keys;
+  keys.relin = keygen.create_relin_keys();
+  ckks::restrict_to_level(keys.relin.key, *ctx_, lc);  // EvalMod's products run from level lc down
+  std::vector<int> steps;
+  std::vector<std::size_t> levels;
+  for (const auto& [s, l] : rotation_levels()) {
+    steps.push_back(s);
+    levels.push_back(l);
+  }
+  keys.galois = keygen.create_galois_keys(steps, levels);
+  ckks::GaloisKeys conj = keygen.create_galois_keys_for_elements({ctx_->conjugation_element()});
+  for (auto& [e, k] : conj.keys) {
+    ckks::restrict_to_level(k, *ctx_, lc);
+    keys.galois.keys[e] = std::move(k);
+  }
+  // The ephemeral secret: used for the two encapsulation keys, then wiped (SecretKey's destructor).
+  const ckks::SecretKey sparse = ckks::sample_sparse_secret(*ctx_, params_.ephemeral_weight);
+  ckks::SecretKey sparse_here = sparse;
+  sparse_here.params_id = sk.params_id;
+  keys.from_sparse = keygen.create_switch_key(sparse_here);
+  // s -> s' over q_0 and p_0: b = -a s' + e + p_0 s.
+  const std::size_t L = ctx_->chain_size();
+  const std::vector<std::size_t> primes{0, L};  // key indices of q_0 and p_0
+  keys.to_sparse.a.resize(2 * n);
+  keys.to_sparse.b.resize(2 * n);
+  ckks::Prng uniform = ckks::Prng::fresh();
+  ckks::Prng noise = ckks::Prng::fresh();
+  ckks::WipedVector<std::int64_t> e(n);
+  ckks::WipedVector<u64> tmp(n);
+  ckks::sample_gaussian(noise, n, e.data());
+  for (std::size_t j = 0; j < 2; ++j) {
+    const ckks::Modulus& m = ctx_->modulus(primes[j]);
+    u64* a = keys.to_sparse.a.data() + j * n;
+    u64* b = keys.to_sparse.b.data() + j * n;
+    ckks::sample_uniform(uniform, {m}, n, a);
+    ring::kernels::reduce_signed_mod(e.data(), b, n, m);
+    ctx_->ntt(primes[j]).forward(b);
+    ring::kernels::neg_mod(sparse.ntt.data() + primes[j] * n, tmp.data(), n, m.value);
+    ring::kernels::mul_add_mod(a, tmp.data(), b, b, n, m);  // e - a s'
+    if (j == 0) {
+      const u64 p0 = m.reduce(ctx_->modulus(L).value);
+      ring::kernels::mul_scalar_mod(sk.ntt.data(), ckks::MulConst(p0, m.value), tmp.data(), n, m.value);
+      ring::kernels::add_mod(b, tmp.data(), b, n, m.value);
+    }
+  }
+  return keys;
+}
+
+Ciphertext Bootstrapper::encapsulate(const Ciphertext& in, const EncapsulationKey& key) const {
+  if (in.level() != 0) throw Error("bootstrapping: encapsulation takes a ciphertext at level 0");
+  const std::size_t n = ctx_->n(), L = ctx_->chain_size();
+  if (key.a.size() != 2 * n || key.b.size() != 2 * n) throw Error("bootstrapping: the encapsulation key was made for other parameters");
+  const ckks::Modulus& q = ctx_->modulus(0);
+  const ckks::Modulus& p = ctx_->modulus(L);
+  // c1 over q_0 and p_0 (its centered lift), times the key: (u0, u1) over q_0 p_0.
+  std::vector<std::int64_t> c1;
+  centered_coefficients(*ctx_, in.poly(1), c1);
+  std::vector<u64> c1p(n), u(4 * n);
+  ring::kernels::reduce_signed_mod(c1.data(), c1p.data(), n, p);
+  ctx_->ntt(L).forward(c1p.data());
+  const u64* c1q = in.poly(1);
+  ring::kernels::mul_mod(c1q, key.b.data(), u.data(), n, q);                 // u0 mod q_0
+  ring::kernels::mul_mod(c1p.data(), key.b.data() + n, u.data() + n, n, p);  // u0 mod p_0
+  ring::kernels::mul_mod(c1q, key.a.data(), u.data() + 2 * n, n, q);         // u1 mod q_0
+  ring::kernels::mul_mod(c1p.data(), key.a.data() + n, u.data() + 3 * n, n, p);
+  // round(u / p_0) mod q_0 = (u - [u]_p0) / p_0, [u]_p0 centered.
+  const ckks::MulConst p_inv(q.inv(q.reduce(p.value)), q.value);
+  Ciphertext out(n, 0, 2, in.slots(), in.scale());
+  std::vector<std::int64_t> r(n);
+  std::vector<u64> rq(n), tmp(n);
+  for (std::size_t k = 0; k < 2; ++k) {
+    ctx_->ntt(L).inverse(u.data() + (2 * k + 1) * n, tmp.data());
+    for (std::size_t i = 0; i < n; ++i) {
+      r[i] = tmp[i] > p.value / 2 ? static_cast<std::int64_t>(tmp[i]) - static_cast<std::int64_t>(p.value) : static_cast<std::int64_t>(tmp[i]);
+    }
+    ring::kernels::reduce_signed_mod(r.data(), rq.data(), n, q);
+    ctx_->ntt(0).forward(rq.data());
+    ring::kernels::sub_mod(u.data() + 2 * k * n, rq.data(), tmp.data(), n, q.value);
+    ring::kernels::mul_scalar_mod(tmp.data(), p_inv, out.poly(k), n, q.value);
+  }
+  ring::kernels::add_mod(out.poly(0), in.poly(0), out.poly(0), n, q.value);
+  return out;
+}
+
+Ciphertext Bootstrapper::mod_raise(const Ciphertext& in) const {
+  if (in.level() != 0) throw Error("bootstrapping: ModRaise takes a ciphertext at level 0");
+  const std::size_t n = ctx_->n(), top = top_level();
+  Ciphertext out(n, top, 2, in.slots(), static_cast<double>(ctx_->modulus(0).value));
+  for (std::size_t k = 0; k < 2; ++k) {
+    std::vector<std::int64_t> v;
+    centered_coefficients(*ctx_, in.poly(k), v);
+    const long count = static_cast<long>(top + 1);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < count; ++i) {
+      const std::size_t l = static_cast<std::size_t>(i);
+      u64* dst = out.limb(k, l);
+      if (l == 0) {
+        std::copy(in.poly(k), in.poly(k) + n, dst);
+      } else {
+        ring::kernels::reduce_signed_mod(v.data(), dst, n, ctx_->modulus(l));
+        ctx_->ntt(l).forward(dst);
+      }
+    }
+  }
+  return out;
+}
+
+Ciphertext Bootstrapper::trace(Ciphertext ct, const ckks::GaloisKeys& gk) const {
+  for (std::size_t step = params_.slots; step < ctx_->n() / 2; step *= 2) ev_.add_inplace(ct, ev_.rotate(ct, static_cast<int>(step), gk));
+  return ct;
+}
+
+Ciphertext Bootstrapper::coeffs_to_slots(Ciphertext ct, const ckks::GaloisKeys& gk) const { return cts_->apply(ev_, gk, std::move(ct)); }
+
+void Bootstrapper::multiply_by_i(Ciphertext& ct) const {
+  const std::size_t n = ctx_->n();
+  for (std::size_t k = 0; k < ct.size(); ++k)
+    for (std::size_t l = 0; l <= ct.level(); ++l) ring::kernels::mul_mod(ct.limb(k, l), i_ntt_[l].data(), ct.limb(k, l), n, ctx_->modulus(l));
+}
+
+std::pair<Ciphertext, Ciphertext> Bootstrapper::split(Ciphertext ct, const ckks::GaloisKeys& gk) const {
+  Ciphertext conj = ct;
+  ev_.conjugate_inplace(conj, gk);
+  Ciphertext im = ev_.sub(ct, conj);
+  ev_.add_inplace(ct, conj);
+  multiply_by_i(im);
+  ev_.negate_inplace(im);
+  return {std::move(ct), std::move(im)};
+}
+
+Ciphertext Bootstrapper::eval_mod(Ciphertext ct, const ckks::RelinKeys& rk) const {
+  Ciphertext y = mod_.apply(ev_, rk, std::move(ct));
+  if (std::fabs(y.scale() - mod_out_scale_) > 1e-6 * mod_out_scale_) throw Error("bootstrapping: EvalMod's output scale differs from the plan (internal error)");
+  y.set_scale(mod_out_scale_);
+  return y;
+}
+
+Ciphertext Bootstrapper::combine(Ciphertext re, Ciphertext im) const {
+  multiply_by_i(im);
+  ev_.add_inplace(re, im);
+  return re;
+}
+
+Ciphertext Bootstrapper::slots_to_coeffs(Ciphertext ct, const ckks::GaloisKeys& gk) const { return stc_->apply(ev_, gk, std::move(ct)); }
+
+Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& keys) const {
+  if (in.size() != 2) throw Error("bootstrapping: relinearize the ciphertext first");
+  if (in.n() != ctx_->n() || in.level() > top_level()) throw Error("bootstrapping: the ciphertext was made for other parameters");
+  if (in.slots() != params_.slots) {
+    throw Error("bootstrapping: the ciphertext has " + std::to_string(in.slots()) + " slots, this bootstrapper " + std::to_string(params_.slots));
+  }
+  if (std::fabs(in.scale() - params_.scale) > 1e-6 * params_.scale) {
+    throw Error("bootstrapping: the ciphertext's scale 2^" + std::to_string(std::log2(in.scale())) + " is not the configured 2^" +
+                std::to_string(std::log2(params_.scale)));
+  }
+  if (keys.relin.params_id != ctx_->params().id() || keys.galois.params_id != ctx_->params().id()) {
+    throw Error("bootstrapping: the keys were made for other parameters");
+  }
+  for (const auto& [s, l] : rotation_levels()) {
+    if (!keys.galois.has(ctx_->galois_element(s))) throw Error("bootstrapping: the Galois keys lack rotation step " + std::to_string(s));
+  }
+  if (!keys.galois.has(ctx_->conjugation_element())) throw Error("bootstrapping: the Galois keys lack conjugation");
+  Ciphertext ct = in;
+  if (ct.level() > 0) ev_.drop_to_level_inplace(ct, 0);
+  ct = encapsulate(ct, keys.to_sparse);
+  ct = mod_raise(ct);
+  ev_.switch_key_inplace(ct, keys.from_sparse);
+  if (params_.slots < ctx_->n() / 2) ct = trace(std::move(ct), keys.galois);
+  ct = coeffs_to_slots(std::move(ct), keys.galois);
+  auto [re, im] = split(std::move(ct), keys.galois);
+  re = eval_mod(std::move(re), keys.relin);
+  im = eval_mod(std::move(im), keys.relin);
+  ct = slots_to_coeffs(combine(std::move(re), std::move(im)), keys.galois);
+  ct.set_scale(params_.scale);
+  return ct;
+}
+
+std::size_t Bootstrapper::key_bytes() const {
+  const std::size_t lc = top_level() - params_.cts_levels;
+  std::size_t bytes = switch_key_bytes(*ctx_, lc) * 2;  // relinearization, conjugation
+  bytes += switch_key_bytes(*ctx_, top_level());         // s' -> s
+  for (const auto& [s, l] : rotation_levels()) bytes += switch_key_bytes(*ctx_, l);
+  bytes += 4 * ctx_->n() * sizeof(u64);  // the encapsulation key
+  return bytes;
+}
+
+std::size_t Bootstrapper::plaintext_bytes() const { return cts_->stored_bytes() + stc_->stored_bytes(); }
+
+std::size_t Bootstrapper::working_bytes() const {
+  const std::size_t top = top_level(), lc = top - params_.cts_levels;
+  // The input and the raised copy; then each DFT's peak; EvalMod holds re, im and the powers of one.
+  const std::size_t raise = 3 * ciphertext_bytes(*ctx_, top);
+  const std::size_t powers = static_cast<std::size_t>(std::max(mod_.eval_mod_baby_steps(), 1)) + 8;
+  const std::size_t mod = (powers + 3) * ciphertext_bytes(*ctx_, lc) +
+                          (ctx_->key_switch(lc).digit_count + 2) * (lc + 1 + ctx_->special_count()) * ctx_->n() * sizeof(u64) * 2;
+  return std::max({raise + cts_->working_bytes(), mod, stc_->working_bytes() + ciphertext_bytes(*ctx_, lc)});
+}
+
+std::size_t Bootstrapper::key_switches() const {
+  const auto ops = approx::count_operations(mod_.plan());
+  std::size_t n = cts_->rotations() + stc_->rotations() + 3;  // + conjugation, s -> s', s' -> s
+  for (std::size_t step = params_.slots; step < ctx_->n() / 2; step *= 2) ++n;
+  n += 2 * (static_cast<std::size_t>(ops.products) + static_cast<std::size_t>(mod_.options().double_angles));
+  return n;
+}
+
+}  // namespace hecnn::circuits

@@ -1,0 +1,131 @@
+#pragma once
+// CKKS bootstrapping (Cheon-Han-Kim-Kim-Song 2018 with the improvements of Chen-Chillotti-Song 2019,
+// Han-Ki 2020 and Bossuat et al. 2021/2022), as a circuit above the scheme:
+//
+//   level 0 --encapsulate--> under the sparse secret s' --ModRaise--> top level --back to s-->
+//   [trace, sparse slots] --CoeffsToSlots--> --(ct + conj, -i (ct - conj))--> EvalMod x2
+//   --(re + i im)--> SlotsToCoeffs --> level top - (CtS + EvalMod + StC levels), the input's scale.
+//
+// Why this shape (what is fastest on 2 cores at 20 bits):
+//  - Sparse-secret encapsulation (Bossuat et al. 2022): the ciphertext is switched at level 0 to an
+//    ephemeral secret s' of Hamming weight h = 32 before ModRaise, and back to the main (uniform
+//    ternary) secret right after. With s', t = c0 + c1 s' = m + q_0 I has |I| <= (h + 1) / 2 = 16.5
+//    always (no failure probability), so EvalMod covers [-17, 17] with a degree-~60 interpolant and
+//    3 double angles: 9 levels, against 13+ for a uniform secret (OpenFHE's K = 512 range). The
+//    four levels saved (240 bits) pay for the special primes that bring the key-switching digits to
+//    4, which is what keeps the rotation keys at N = 2^16 within memory and the key switches fast.
+//    The main secret stays uniform ternary, so the HomomorphicEncryption.org table applies to the
+//    whole chain; the s -> s' key lives at q_0 p_0 alone (one special prime, 120 bits), see
+//    SECURITY.md for its estimate.
+//  - The DFTs are the encoding's radix-2 FFT, merged into 3 factors each (circuits/dft.h), evaluated
+//    as baby-step giant-step linear transforms with hoisted baby steps (circuits/linear_transform.h).
+//  - EvalMod: the scaled cosine and double angles (circuits/mod1.h); no arcsine (q_0 / scale = 2^20).
+//  - Full slots: the coefficients come out of CtS complex-packed (t_i + i t_{i+N/2}); their real and
+//    imaginary parts go through EvalMod as two ciphertexts. Sparse slots (n < N/2): a trace first
+//    keeps the coefficients at multiples of N/2n, and every transform is on n slots (cheaper DFTs).
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "circuits/dft.h"
+#include "circuits/mod1.h"
+#include "ckks/ckks.h"
+
+namespace hecnn::circuits {
+
+struct BootstrapParameters {
+  std::size_t slots = 0;         // n, a power of two up to N/2; 0: N/2 (full slots)
+  std::size_t cts_levels = 3;    // CoeffsToSlots factors (levels)
+  std::size_t stc_levels = 3;    // SlotsToCoeffs factors (levels)
+  EvalModOptions mod{};          // K = 17 covers |I| <= 16.5 (h = 32)
+  std::size_t ephemeral_weight = 32;  // h of the ephemeral sparse secret
+  double scale = 0;              // message scale of input and output; 0: q_0 / 2^20
+  // DFT plaintexts are encoded once while their total stays below this (bytes), else at every run.
+  std::size_t plaintext_budget = static_cast<std::size_t>(-1);
+};
+
+// The key switching s -> s' at level 0, over q_0 and the first special prime p_0 only (so that the
+// sparse secret is exposed at a 120-bit modulus): (b, a) with b = -a s' + e + p_0 s mod q_0 p_0,
+// NTT form, limb 0 mod q_0 and limb 1 mod p_0. One digit: the key switch divides by p_0, which
+// leaves a noise of about (q_0 / p_0) sqrt(N / 12) sigma per coefficient.
+struct EncapsulationKey {
+  std::vector<std::uint64_t> b, a;
+  std::size_t bytes() const { return (b.size() + a.size()) * sizeof(std::uint64_t); }
+};
+
+struct BootstrapKeys {
+  ckks::RelinKeys relin;
+  ckks::GaloisKeys galois;            // the DFTs' and the trace's rotations, and conjugation
+  EncapsulationKey to_sparse;         // s -> s' at level 0
+  ckks::KeySwitchKey from_sparse;     // s' -> s at the top level
+  std::size_t bytes() const;
+};
+
+class Bootstrapper {
+ public:
+  // Throws hecnn::Error when the parameters do not fit the chain (too few levels) or are invalid.
+  Bootstrapper(ckks::ContextPtr ctx, const BootstrapParameters& params);
+
+  // The keys bootstrap() needs, from the client's key generator (which holds the main secret key;
+  // the ephemeral sparse secret is drawn here and wiped after use). Only the rotation steps used
+  // are generated, each kept to the highest level it is used at.
+  BootstrapKeys generate_keys(const ckks::KeyGenerator& keygen) const;
+
+  // Bootstraps a ciphertext at any level (it is dropped to level 0 first) holding values of
+  // magnitude at most about 1 (|m| / scale << 2^20, see EvalMod) at params.scale, with `slots`
+  // slots. Output: output_level(), the same scale and slots. Throws hecnn::Error for another scale,
+  // slot count or parameter set, an unrelinearized ciphertext, or keys that lack a step.
+  ckks::Ciphertext bootstrap(const ckks::Ciphertext& ct, const BootstrapKeys& keys) const;
+
+  // The steps one by one (for tests; bootstrap() composes them).
+  // Level-0 key switch s -> s'.
+  ckks::Ciphertext encapsulate(const ckks::Ciphertext& ct, const EncapsulationKey& key) const;
+  // The level-0 ciphertext's coefficients, centered mod q_0, at every prime up to the top level;
+  // scale set to q_0 (slots then read t / q_0).
+  ckks::Ciphertext mod_raise(const ckks::Ciphertext& ct) const;
+  // Sparse slots: sum of the automorphisms fixing X^(N/2n) (times N/2n the coefficients at multiples of N/2n).
+  ckks::Ciphertext trace(ckks::Ciphertext ct, const ckks::GaloisKeys& gk) const;
+  ckks::Ciphertext coeffs_to_slots(ckks::Ciphertext ct, const ckks::GaloisKeys& gk) const;
+  // (re, im) with re = ct + conj(ct), im = -i (ct - conj(ct)).
+  std::pair<ckks::Ciphertext, ckks::Ciphertext> split(ckks::Ciphertext ct, const ckks::GaloisKeys& gk) const;
+  ckks::Ciphertext eval_mod(ckks::Ciphertext ct, const ckks::RelinKeys& rk) const;
+  // re + i im.
+  ckks::Ciphertext combine(ckks::Ciphertext re, ckks::Ciphertext im) const;
+  ckks::Ciphertext slots_to_coeffs(ckks::Ciphertext ct, const ckks::GaloisKeys& gk) const;
+
+  const BootstrapParameters& parameters() const { return params_; }
+  std::size_t slots() const { return params_.slots; }
+  double scale() const { return params_.scale; }
+  std::size_t top_level() const { return ctx_->max_level(); }
+  std::size_t output_level() const { return stc_->output_level(); }
+  // Levels the bootstrap consumes: CtS + EvalMod + StC.
+  std::size_t depth() const { return top_level() - output_level(); }
+  const EvalMod& eval_mod_circuit() const { return mod_; }
+  const HomomorphicDft& cts() const { return *cts_; }
+  const HomomorphicDft& stc() const { return *stc_; }
+  // Rotation steps with the highest level each is used at.
+  std::map<int, std::size_t> rotation_levels() const;
+  // Predicted bytes: of the keys generate_keys() makes; of the stored DFT plaintexts; of an
+  // evaluation's working ciphertexts and scratch at its peak.
+  std::size_t key_bytes() const;
+  std::size_t plaintext_bytes() const;
+  std::size_t working_bytes() const;
+  // Key switches per bootstrap (rotations, conjugations, relinearizations, encapsulation).
+  std::size_t key_switches() const;
+
+ private:
+  // Multiplies every slot by i (the monomial X^(N/2), exact, no level).
+  void multiply_by_i(ckks::Ciphertext& ct) const;
+
+  ckks::ContextPtr ctx_;
+  BootstrapParameters params_;
+  ckks::Evaluator ev_;
+  EvalMod mod_;
+  std::unique_ptr<HomomorphicDft> cts_, stc_;
+  double mod_in_scale_ = 0, mod_out_scale_ = 0;
+  std::vector<std::vector<std::uint64_t>> i_ntt_;  // X^(N/2) in NTT form per prime up to the top
+};
+
+}  // namespace hecnn::circuits
