@@ -4,11 +4,14 @@
 // (reported in the context as hecnn_simd).
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+#include <complex>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
 
+#include "circuits/bootstrap.h"
 #include "ckks/ckks.h"
 
 using namespace hecnn::ckks;
@@ -236,3 +239,69 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   return 0;
 }
+
+// Bootstrapping at N = 2^16 with the 128-bit preset boot-n65536 (circuits/bootstrap.h): arguments
+// ring degree, threads, slots (32768: full; fewer: sparse). One bootstrap per iteration of a
+// ciphertext of uniform values in [-1, 1] at level 0; counters: the precision reached (bits, mean
+// and minimum over the slots), the levels left, the keys' size. HECNN_BENCH_BOOT_N=4096 runs the
+// same chain at a small, INSECURE ring degree (a smoke test).
+struct BootEnv {
+  std::size_t slots = 0;
+  ContextPtr ctx;
+  std::unique_ptr<KeyGenerator> keygen;
+  std::unique_ptr<hecnn::circuits::Bootstrapper> boot;
+  hecnn::circuits::BootstrapKeys keys;
+  std::vector<std::complex<double>> values;
+  Ciphertext ct;
+};
+
+BootEnv& boot_env(std::size_t n, std::size_t slots) {
+  static std::unique_ptr<BootEnv> e;  // one at a time: the keys take gigabytes
+  if (const char* s = std::getenv("HECNN_BENCH_BOOT_N")) n = static_cast<std::size_t>(std::atol(s));
+  slots = std::min(slots, n / 2);
+  if (e && e->slots == slots && e->ctx->n() == n) return *e;
+  e.reset();
+  e = std::make_unique<BootEnv>();
+  e->slots = slots;
+  ParameterOptions po;
+  po.allow_insecure = n != 65536;
+  e->ctx = CkksContext::create(CkksParameters::preset_at("boot-n65536", n, po));
+  hecnn::circuits::BootstrapParameters bp;
+  bp.slots = slots;
+  e->boot = std::make_unique<hecnn::circuits::Bootstrapper>(e->ctx, bp);
+  e->keygen = std::make_unique<KeyGenerator>(e->ctx);
+  e->keys = e->boot->generate_keys(*e->keygen);
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> d(-1, 1);
+  e->values.resize(slots);
+  for (auto& v : e->values) v = {d(rng), 0.0};
+  CkksEncoder encoder(e->ctx);
+  Plaintext p;
+  encoder.encode(std::span<const std::complex<double>>(e->values), e->boot->scale(), 0, p);
+  e->ct = Encryptor(e->ctx, e->keygen->secret_key()).encrypt(p);
+  return *e;
+}
+
+void Bootstrap(benchmark::State& state) {
+  hecnn::set_num_threads(static_cast<int>(state.range(1)));
+  BootEnv& e = boot_env(static_cast<std::size_t>(state.range(0)), static_cast<std::size_t>(state.range(2)));
+  Ciphertext out;
+  for (auto _ : state) out = e.boot->bootstrap(e.ct, e.keys);
+  const auto got = CkksEncoder(e.ctx).decode_complex(Decryptor(e.ctx, e.keygen->secret_key()).decrypt(out));
+  double sum = 0, worst = 0;
+  for (std::size_t i = 0; i < e.slots; ++i) {
+    const double err = std::abs(got[i] - e.values[i]);
+    sum += err;
+    worst = std::max(worst, err);
+  }
+  state.counters["mean_bits"] = -std::log2(sum / static_cast<double>(e.slots));
+  state.counters["min_bits"] = -std::log2(worst);
+  state.counters["levels_left"] = static_cast<double>(out.level());
+  state.counters["keys_GiB"] = static_cast<double>(e.keys.bytes()) / (1 << 30);
+}
+BENCHMARK(Bootstrap)
+    ->ArgsProduct({{65536}, {1, 2}, {32768, 256}})
+    ->ArgNames({"N", "threads", "slots"})
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime()
+    ->Iterations(3);

@@ -21,3 +21,16 @@ rot=$(sed -n 's/^Rotate by 3: .*, precision \([0-9.]*\) bits$/\1/p' <<<"$out")
 at_least fresh "$fresh" 25
 at_least multiplication "$mul" 21.5
 at_least rotation "$rot" 19
+
+# demo --bootstrap at N = 4096 (the boot-n65536 chain, INSECURE at this degree): encrypt, compute
+# down to level 0, bootstrap, compute again. Bootstrap precision 25.4-26.1 bits mean in the runs seen.
+out=$("$hecnn" demo --bootstrap --ring-degree 4096 --allow-insecure) || fail "demo --bootstrap exited non-zero: $out"
+echo "$out"
+grep -q "INSECURE" <<<"$out" || fail "no INSECURE warning at N=4096"
+boot=$(sed -n 's/^Bootstrap: *level 10, precision \([0-9.]*\) bits mean.*$/\1/p' <<<"$out")
+at_least bootstrap "$boot" 22
+grep -q "^Memory peak measured" <<<"$out" || fail "no measured memory"
+# Below the preset's ring degree without --allow-insecure: refused with a clear message.
+if err=$("$hecnn" demo --bootstrap --ring-degree 4096 2>&1); then fail "N=4096 bootstrapping ran without --allow-insecure"; fi
+grep -q "security bound" <<<"$err" || fail "unclear refusal: $err"
+echo "ok: bootstrap demo"

@@ -37,7 +37,7 @@ TEST(Parameters, SealDefaultChainsFitExactly) {
   EXPECT_EQ(b.p().size(), 1u);
   EXPECT_NE(a.id(), b.id());
   for (const auto& name : CkksParameters::preset_names()) EXPECT_NO_THROW(CkksParameters::preset(name)) << name;
-  expect_error_mentioning([&] { CkksParameters::preset("nope"); }, "unknown parameter preset 'nope'; available: n16384-l7");
+  expect_error_mentioning([&] { CkksParameters::preset("nope"); }, "unknown parameter preset 'nope'; available: boot-n65536, n16384-l7");
 }
 
 TEST(Parameters, RejectsInvalidInput) {

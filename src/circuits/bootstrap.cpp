@@ -4,9 +4,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "ckks/polyops.h"
 #include "common/error.h"
-#include "ring/kernels.h"
 
 namespace hecnn::circuits {
 
@@ -30,16 +28,6 @@ std::size_t switch_key_bytes(const ckks::CkksContext& ctx, std::size_t level) {
 
 std::size_t ciphertext_bytes(const ckks::CkksContext& ctx, std::size_t level) { return 2 * (level + 1) * ctx.n() * sizeof(u64); }
 
-// Coefficients of limb 0 (NTT form) centered modulo q_0.
-void centered_coefficients(const ckks::CkksContext& ctx, const u64* limb0, std::vector<std::int64_t>& out) {
-  const std::size_t n = ctx.n();
-  const u64 q0 = ctx.modulus(0).value;
-  std::vector<u64> c(n);
-  ctx.ntt(0).inverse(limb0, c.data());
-  out.resize(n);
-  for (std::size_t k = 0; k < n; ++k) out[k] = c[k] > q0 / 2 ? static_cast<std::int64_t>(c[k]) - static_cast<std::int64_t>(q0) : static_cast<std::int64_t>(c[k]);
-}
-
 }  // namespace
 
 std::size_t BootstrapKeys::bytes() const {
@@ -55,7 +43,7 @@ std::size_t BootstrapKeys::bytes() const {
 }
 
 Bootstrapper::Bootstrapper(ckks::ContextPtr ctx, const BootstrapParameters& params)
-    : ctx_(std::move(ctx)), params_(params), ev_(ctx_), mod_(params.mod) {
+    : ctx_(std::move(ctx)), params_(params), ev_(ctx_), mod_(params.mod), times_i_(*ctx_) {
   const std::size_t N = ctx_->n();
   if (params_.slots == 0) params_.slots = N / 2;
   const std::size_t n = params_.slots;
@@ -97,15 +85,9 @@ Bootstrapper::Bootstrapper(ckks::ContextPtr ctx, const BootstrapParameters& para
   s.input_scale = mod_out_scale_;
   s.output_scale = params_.scale;
   s.constant = q0 / (2.0 * std::numbers::pi * params_.scale);
+  s.geometric_scales = true;
   s.plaintext_budget = params_.plaintext_budget > cts_->stored_bytes() ? params_.plaintext_budget - cts_->stored_bytes() : 0;
   stc_ = std::make_unique<HomomorphicDft>(ctx_, s);
-  // X^(N/2) in NTT form (its slots are all i).
-  i_ntt_.resize(top + 1);
-  for (std::size_t l = 0; l <= top; ++l) {
-    i_ntt_[l].assign(N, 0);
-    i_ntt_[l][N / 2] = 1;
-    ctx_->ntt(l).forward(i_ntt_[l].data());
-  }
 }
 
 std::map<int, std::size_t> Bootstrapper::rotation_levels() const {
@@ -119,7 +101,7 @@ std::map<int, std::size_t> Bootstrapper::rotation_levels() const {
 BootstrapKeys Bootstrapper::generate_keys(const ckks::KeyGenerator& keygen) const {
   const ckks::SecretKey& sk = keygen.secret_key();
   if (sk.params_id != ctx_->params().id()) throw Error("bootstrapping: the key generator was made for other parameters");
-  const std::size_t n = ctx_->n(), lc = top_level() - params_.cts_levels;
+  const std::size_t lc = top_level() - params_.cts_levels;
   BootstrapKeys keys;
   keys.relin = keygen.create_relin_keys();
   ckks::restrict_to_level(keys.relin.key, *ctx_, lc);  // EvalMod's products run from level lc down
@@ -137,95 +119,14 @@ BootstrapKeys Bootstrapper::generate_keys(const ckks::KeyGenerator& keygen) cons
   }
   // The ephemeral secret: used for the two encapsulation keys, then wiped (SecretKey's destructor).
   const ckks::SecretKey sparse = ckks::sample_sparse_secret(*ctx_, params_.ephemeral_weight);
-  ckks::SecretKey sparse_here = sparse;
-  sparse_here.params_id = sk.params_id;
-  keys.from_sparse = keygen.create_switch_key(sparse_here);
-  // s -> s' over q_0 and p_0: b = -a s' + e + p_0 s.
-  const std::size_t L = ctx_->chain_size();
-  const std::vector<std::size_t> primes{0, L};  // key indices of q_0 and p_0
-  keys.to_sparse.a.resize(2 * n);
-  keys.to_sparse.b.resize(2 * n);
-  ckks::Prng uniform = ckks::Prng::fresh();
-  ckks::Prng noise = ckks::Prng::fresh();
-  ckks::WipedVector<std::int64_t> e(n);
-  ckks::WipedVector<u64> tmp(n);
-  ckks::sample_gaussian(noise, n, e.data());
-  for (std::size_t j = 0; j < 2; ++j) {
-    const ckks::Modulus& m = ctx_->modulus(primes[j]);
-    u64* a = keys.to_sparse.a.data() + j * n;
-    u64* b = keys.to_sparse.b.data() + j * n;
-    ckks::sample_uniform(uniform, {m}, n, a);
-    ring::kernels::reduce_signed_mod(e.data(), b, n, m);
-    ctx_->ntt(primes[j]).forward(b);
-    ring::kernels::neg_mod(sparse.ntt.data() + primes[j] * n, tmp.data(), n, m.value);
-    ring::kernels::mul_add_mod(a, tmp.data(), b, b, n, m);  // e - a s'
-    if (j == 0) {
-      const u64 p0 = m.reduce(ctx_->modulus(L).value);
-      ring::kernels::mul_scalar_mod(sk.ntt.data(), ckks::MulConst(p0, m.value), tmp.data(), n, m.value);
-      ring::kernels::add_mod(b, tmp.data(), b, n, m.value);
-    }
-  }
+  keys.from_sparse = keygen.create_switch_key(sparse);
+  keys.to_sparse = ckks::make_level0_switch_key(*ctx_, sk, sparse);
   return keys;
 }
 
-Ciphertext Bootstrapper::encapsulate(const Ciphertext& in, const EncapsulationKey& key) const {
-  if (in.level() != 0) throw Error("bootstrapping: encapsulation takes a ciphertext at level 0");
-  const std::size_t n = ctx_->n(), L = ctx_->chain_size();
-  if (key.a.size() != 2 * n || key.b.size() != 2 * n) throw Error("bootstrapping: the encapsulation key was made for other parameters");
-  const ckks::Modulus& q = ctx_->modulus(0);
-  const ckks::Modulus& p = ctx_->modulus(L);
-  // c1 over q_0 and p_0 (its centered lift), times the key: (u0, u1) over q_0 p_0.
-  std::vector<std::int64_t> c1;
-  centered_coefficients(*ctx_, in.poly(1), c1);
-  std::vector<u64> c1p(n), u(4 * n);
-  ring::kernels::reduce_signed_mod(c1.data(), c1p.data(), n, p);
-  ctx_->ntt(L).forward(c1p.data());
-  const u64* c1q = in.poly(1);
-  ring::kernels::mul_mod(c1q, key.b.data(), u.data(), n, q);                 // u0 mod q_0
-  ring::kernels::mul_mod(c1p.data(), key.b.data() + n, u.data() + n, n, p);  // u0 mod p_0
-  ring::kernels::mul_mod(c1q, key.a.data(), u.data() + 2 * n, n, q);         // u1 mod q_0
-  ring::kernels::mul_mod(c1p.data(), key.a.data() + n, u.data() + 3 * n, n, p);
-  // round(u / p_0) mod q_0 = (u - [u]_p0) / p_0, [u]_p0 centered.
-  const ckks::MulConst p_inv(q.inv(q.reduce(p.value)), q.value);
-  Ciphertext out(n, 0, 2, in.slots(), in.scale());
-  std::vector<std::int64_t> r(n);
-  std::vector<u64> rq(n), tmp(n);
-  for (std::size_t k = 0; k < 2; ++k) {
-    ctx_->ntt(L).inverse(u.data() + (2 * k + 1) * n, tmp.data());
-    for (std::size_t i = 0; i < n; ++i) {
-      r[i] = tmp[i] > p.value / 2 ? static_cast<std::int64_t>(tmp[i]) - static_cast<std::int64_t>(p.value) : static_cast<std::int64_t>(tmp[i]);
-    }
-    ring::kernels::reduce_signed_mod(r.data(), rq.data(), n, q);
-    ctx_->ntt(0).forward(rq.data());
-    ring::kernels::sub_mod(u.data() + 2 * k * n, rq.data(), tmp.data(), n, q.value);
-    ring::kernels::mul_scalar_mod(tmp.data(), p_inv, out.poly(k), n, q.value);
-  }
-  ring::kernels::add_mod(out.poly(0), in.poly(0), out.poly(0), n, q.value);
-  return out;
-}
+Ciphertext Bootstrapper::encapsulate(const Ciphertext& ct, const EncapsulationKey& key) const { return ckks::level0_switch(*ctx_, ct, key); }
 
-Ciphertext Bootstrapper::mod_raise(const Ciphertext& in) const {
-  if (in.level() != 0) throw Error("bootstrapping: ModRaise takes a ciphertext at level 0");
-  const std::size_t n = ctx_->n(), top = top_level();
-  Ciphertext out(n, top, 2, in.slots(), static_cast<double>(ctx_->modulus(0).value));
-  for (std::size_t k = 0; k < 2; ++k) {
-    std::vector<std::int64_t> v;
-    centered_coefficients(*ctx_, in.poly(k), v);
-    const long count = static_cast<long>(top + 1);
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < count; ++i) {
-      const std::size_t l = static_cast<std::size_t>(i);
-      u64* dst = out.limb(k, l);
-      if (l == 0) {
-        std::copy(in.poly(k), in.poly(k) + n, dst);
-      } else {
-        ring::kernels::reduce_signed_mod(v.data(), dst, n, ctx_->modulus(l));
-        ctx_->ntt(l).forward(dst);
-      }
-    }
-  }
-  return out;
-}
+Ciphertext Bootstrapper::mod_raise(const Ciphertext& ct) const { return ckks::mod_raise(*ctx_, ct, top_level()); }
 
 Ciphertext Bootstrapper::trace(Ciphertext ct, const ckks::GaloisKeys& gk) const {
   for (std::size_t step = params_.slots; step < ctx_->n() / 2; step *= 2) ev_.add_inplace(ct, ev_.rotate(ct, static_cast<int>(step), gk));
@@ -234,11 +135,7 @@ Ciphertext Bootstrapper::trace(Ciphertext ct, const ckks::GaloisKeys& gk) const 
 
 Ciphertext Bootstrapper::coeffs_to_slots(Ciphertext ct, const ckks::GaloisKeys& gk) const { return cts_->apply(ev_, gk, std::move(ct)); }
 
-void Bootstrapper::multiply_by_i(Ciphertext& ct) const {
-  const std::size_t n = ctx_->n();
-  for (std::size_t k = 0; k < ct.size(); ++k)
-    for (std::size_t l = 0; l <= ct.level(); ++l) ring::kernels::mul_mod(ct.limb(k, l), i_ntt_[l].data(), ct.limb(k, l), n, ctx_->modulus(l));
-}
+void Bootstrapper::multiply_by_i(Ciphertext& ct) const { times_i_.apply(ct); }
 
 std::pair<Ciphertext, Ciphertext> Bootstrapper::split(Ciphertext ct, const ckks::GaloisKeys& gk) const {
   Ciphertext conj = ct;
@@ -307,6 +204,8 @@ std::size_t Bootstrapper::key_bytes() const {
 }
 
 std::size_t Bootstrapper::plaintext_bytes() const { return cts_->stored_bytes() + stc_->stored_bytes(); }
+
+std::size_t Bootstrapper::all_plaintext_bytes() const { return cts_->all_plaintext_bytes() + stc_->all_plaintext_bytes(); }
 
 std::size_t Bootstrapper::working_bytes() const {
   const std::size_t top = top_level(), lc = top - params_.cts_levels;

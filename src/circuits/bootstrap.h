@@ -31,6 +31,7 @@
 
 #include "circuits/dft.h"
 #include "circuits/mod1.h"
+#include "ckks/bootstrap_ops.h"
 #include "ckks/ckks.h"
 
 namespace hecnn::circuits {
@@ -39,21 +40,16 @@ struct BootstrapParameters {
   std::size_t slots = 0;         // n, a power of two up to N/2; 0: N/2 (full slots)
   std::size_t cts_levels = 3;    // CoeffsToSlots factors (levels)
   std::size_t stc_levels = 3;    // SlotsToCoeffs factors (levels)
-  EvalModOptions mod{};          // K = 17 covers |I| <= 16.5 (h = 32)
+  EvalModOptions mod{17, 2, 0, 0x1p-48};  // K = 17 covers |I| <= 16.5 (h = 32); 2 double angles
   std::size_t ephemeral_weight = 32;  // h of the ephemeral sparse secret
   double scale = 0;              // message scale of input and output; 0: q_0 / 2^20
   // DFT plaintexts are encoded once while their total stays below this (bytes), else at every run.
-  std::size_t plaintext_budget = static_cast<std::size_t>(-1);
+  // 2 GiB keeps N = 2^16, full slots, within 8 GiB in all (keys 3.8, CoeffsToSlots' plaintexts
+  // stored, SlotsToCoeffs' encoded at every run, working memory 0.9).
+  std::size_t plaintext_budget = std::size_t{2} << 30;
 };
 
-// The key switching s -> s' at level 0, over q_0 and the first special prime p_0 only (so that the
-// sparse secret is exposed at a 120-bit modulus): (b, a) with b = -a s' + e + p_0 s mod q_0 p_0,
-// NTT form, limb 0 mod q_0 and limb 1 mod p_0. One digit: the key switch divides by p_0, which
-// leaves a noise of about (q_0 / p_0) sqrt(N / 12) sigma per coefficient.
-struct EncapsulationKey {
-  std::vector<std::uint64_t> b, a;
-  std::size_t bytes() const { return (b.size() + a.size()) * sizeof(std::uint64_t); }
-};
+using EncapsulationKey = ckks::Level0SwitchKey;  // s -> s' at level 0 (ckks/bootstrap_ops.h)
 
 struct BootstrapKeys {
   ckks::RelinKeys relin;
@@ -111,6 +107,7 @@ class Bootstrapper {
   // evaluation's working ciphertexts and scratch at its peak.
   std::size_t key_bytes() const;
   std::size_t plaintext_bytes() const;
+  std::size_t all_plaintext_bytes() const;  // the DFTs' plaintexts if all were stored
   std::size_t working_bytes() const;
   // Key switches per bootstrap (rotations, conjugations, relinearizations, encapsulation).
   std::size_t key_switches() const;
@@ -125,7 +122,7 @@ class Bootstrapper {
   EvalMod mod_;
   std::unique_ptr<HomomorphicDft> cts_, stc_;
   double mod_in_scale_ = 0, mod_out_scale_ = 0;
-  std::vector<std::vector<std::uint64_t>> i_ntt_;  // X^(N/2) in NTT form per prime up to the top
+  ckks::MultiplyByI times_i_;
 };
 
 }  // namespace hecnn::circuits

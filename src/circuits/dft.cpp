@@ -156,11 +156,15 @@ HomomorphicDft::HomomorphicDft(ckks::ContextPtr ctx, const Options& opts) : ctx_
   for (std::size_t k = 0; k < mats.size(); ++k) {
     Factor f;
     f.level = opts_.top_level - k;
-    // The first factor (which carries the constant) moves the scale to the output's; the others keep
+    // Unless geometric_scales, the first factor (which carries the constant) moves the scale to the output's; the others keep
     // it, so that each plaintext is encoded at about a prime's scale (not, say, 2^22 for a factor
     // going from 2^60 to 2^40, whose rounding would cost 20 bits).
     f.in_scale = scale;
     f.out_scale = opts_.output_scale;
+    if (opts_.geometric_scales && k + 1 < mats.size()) {
+      const double t = static_cast<double>(k + 1) / static_cast<double>(mats.size());
+      f.out_scale = std::exp2((1 - t) * std::log2(opts_.input_scale) + t * std::log2(opts_.output_scale));
+    }
     f.plaintext_scale = static_cast<double>(ctx_->modulus(f.level).value) * f.out_scale / f.in_scale;
     std::vector<long> offsets;
     for (const auto& [d, v] : mats[k].diagonals) offsets.push_back(d);
@@ -254,6 +258,12 @@ std::size_t HomomorphicDft::stored_bytes() const {
   for (const auto& f : factors_)
     for (const auto& g : f.stored)
       for (const auto& p : g) n += p.word_count() * sizeof(std::uint64_t);
+  return n;
+}
+
+std::size_t HomomorphicDft::all_plaintext_bytes() const {
+  std::size_t n = 0;
+  for (const auto& f : factors_) n += f.shape.products() * (f.level + 1) * ctx_->n() * sizeof(std::uint64_t);
   return n;
 }
 

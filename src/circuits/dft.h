@@ -57,7 +57,12 @@ class HomomorphicDft {
     std::size_t levels = 3;       // factors, one level each
     std::size_t top_level = 0;    // the level of the input ciphertext
     double input_scale = 0;       // the input's scale
-    double output_scale = 0;      // the scale of every factor's output (the first factor changes it)
+    double output_scale = 0;      // the scale of the last factor's output
+    // The scales of the intermediate outputs: the output's from the first factor on (a transform
+    // whose rounding errors grow afterwards, CoeffsToSlots before EvalMod), or geometric steps from
+    // the input's to the output's (SlotsToCoeffs: the remaining butterflies amplify an early
+    // factor's rounding error up to 2^(stages left / 2), so early factors keep a high scale).
+    bool geometric_scales = false;
     std::complex<double> constant = 1.0;
     // Plaintexts are encoded once while their total stays below this many bytes, else at every run.
     std::size_t plaintext_budget = static_cast<std::size_t>(-1);
@@ -75,6 +80,7 @@ class HomomorphicDft {
   std::size_t rotations() const;     // key switches per evaluation
   std::size_t products() const;      // plaintext products per evaluation
   std::size_t stored_bytes() const;  // plaintexts held
+  std::size_t all_plaintext_bytes() const;  // every factor's plaintexts, if all were stored
   // Bytes of plaintexts and ciphertexts an evaluation holds at its peak, beyond the stored ones.
   std::size_t working_bytes() const;
 

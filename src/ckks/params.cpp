@@ -71,6 +71,11 @@ const std::map<std::string, Preset>& presets() {
        {16384, {50, 40, 40, 40, 40, 40, 40, 40}, {60}, "N=16384, 50-bit base + 7 levels of 40 bits (scale 2^40)"}},
       {"n32768-l10",
        {32768, {50, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40}, {60}, "N=32768, 50-bit base + 10 levels of 40 bits (scale 2^40)"}},
+      {"boot-n65536",
+       {65536, {50, 40, 40, 40, 40, 40, 40, 40, 40, 40, 42, 42, 42, 60, 60, 60, 60, 60, 60, 60, 60, 60, 56, 56, 56},
+        {60, 60, 60, 60, 60, 60, 60, 60},
+        "N=65536 for bootstrapping (circuits/bootstrap.h): 9 levels of 40 bits left after a bootstrap (scale 2^40); "
+        "the bootstrap takes 3 + 9 + 3 levels (CoeffsToSlots 56, EvalMod 60, SlotsToCoeffs 42 bits), q0 50 bits"}},
       {"n32768-l16",
        {32768, {60, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40}, {60, 60},
         "N=32768, 60-bit base + 16 levels of 40 bits, 2 special primes"}},
@@ -170,14 +175,16 @@ CkksParameters CkksParameters::from_primes(std::size_t n, std::vector<std::uint6
   return prm;
 }
 
-CkksParameters CkksParameters::preset(const std::string& name) {
+CkksParameters CkksParameters::preset(const std::string& name) { return preset_at(name, 0, {}); }
+
+CkksParameters CkksParameters::preset_at(const std::string& name, std::size_t n, const ParameterOptions& opts) {
   auto it = presets().find(name);
   if (it == presets().end()) {
     std::string names;
     for (const auto& [k, v] : presets()) names += (names.empty() ? "" : ", ") + k;
     throw Error("unknown parameter preset '" + name + "'; available: " + names);
   }
-  return from_bit_sizes(it->second.n, it->second.q_bits, it->second.p_bits);
+  return from_bit_sizes(n == 0 ? it->second.n : n, it->second.q_bits, it->second.p_bits, opts);
 }
 
 std::vector<std::string> CkksParameters::preset_names() {

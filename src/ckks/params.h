@@ -30,6 +30,9 @@ class CkksParameters {
                                     const ParameterOptions& opts = {});
   // Named presets (see preset_names()): "seal-n8192", "seal-n16384", "n32768-l10", ...
   static CkksParameters preset(const std::string& name);
+  // The preset's chain (the same prime sizes) at ring degree n (0: its own). Below its own degree the
+  // chain exceeds the security bound: refused unless opts.allow_insecure (tests, demos).
+  static CkksParameters preset_at(const std::string& name, std::size_t n, const ParameterOptions& opts);
   static std::vector<std::string> preset_names();
   static std::string preset_description(const std::string& name);
 

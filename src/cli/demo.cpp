@@ -8,6 +8,7 @@
 
 #include "ckks/ckks.h"
 #include "cli/commands.h"
+#include "cli/demo_bootstrap.h"
 #include "cli/options.h"
 #include "common/stopwatch.h"
 
@@ -23,11 +24,16 @@ double precision_bits(const std::vector<double>& got, const std::vector<double>&
 }
 
 struct DemoOptions {
-  std::string preset = "n16384-l7";
+  std::string preset;
   double log_scale = 40;
   int threads = 0;
   std::string simd = "auto";
   int rotation = 3;
+  bool bootstrap = false;
+  std::size_t ring_degree = 0, slots = 0;
+  bool allow_insecure = false;
+  std::size_t cts_levels = 3, stc_levels = 3;
+  int double_angles = 2, degree = 0;
 };
 
 void run_demo(const DemoOptions& o) {
@@ -94,15 +100,47 @@ void run_demo(const DemoOptions& o) {
 
 void register_demo(CLI::App& app) {
   auto opts = std::make_shared<DemoOptions>();
-  CLI::App* cmd = app.add_subcommand("demo", "walk through keygen, encrypt, multiply, rotate, decrypt");
-  cmd->add_option("--params", opts->preset, "parameter preset (see `hecnn params`)")->capture_default_str();
+  CLI::App* cmd = app.add_subcommand("demo", "walk through keygen, encrypt, multiply, rotate, decrypt (or bootstrap)");
+  cmd->add_option("--params", opts->preset, "parameter preset (see `hecnn params`; --bootstrap: boot-n65536)");
   cmd->add_option("--log-scale", opts->log_scale, "log2 of the encoding scale")->capture_default_str()->check(
       CLI::Range(10.0, 60.0));
   cmd->add_option("--threads", opts->threads, "worker threads (0: all cores)")->transform(whole_number(0, max_threads()));
   cmd->add_option("--rotate", opts->rotation, "rotation step to demonstrate")->capture_default_str();
   cmd->add_option("--simd", opts->simd, "vector level: auto, portable, avx2, avx512, ifma (also HECNN_SIMD)")
       ->capture_default_str();
-  cmd->callback([opts] { run_demo(*opts); });
+  cmd->add_flag("--bootstrap", opts->bootstrap,
+                "encrypt, compute down to the last level, bootstrap, compute again (levels, precision, time, memory)");
+  cmd->add_option("--ring-degree", opts->ring_degree,
+                  "--bootstrap: the preset's chain at another ring degree (below 65536 it needs --allow-insecure)")
+      ->check(CLI::IsMember({1024, 2048, 4096, 8192, 16384, 32768, 65536}));
+  cmd->add_option("--slots", opts->slots, "--bootstrap: slots, a power of two up to N/2 (default N/2)")->transform(whole_number(0, 32768));
+  cmd->add_option("--cts-levels", opts->cts_levels, "--bootstrap: levels of CoeffsToSlots")->capture_default_str()->check(CLI::Range(1, 15));
+  cmd->add_option("--stc-levels", opts->stc_levels, "--bootstrap: levels of SlotsToCoeffs")->capture_default_str()->check(CLI::Range(1, 15));
+  cmd->add_option("--double-angles", opts->double_angles, "--bootstrap: EvalMod's double-angle steps")->capture_default_str()->check(CLI::Range(0, 8));
+  cmd->add_option("--degree", opts->degree, "--bootstrap: EvalMod's interpolant degree (0: the smallest reaching 2^-48)")
+      ->capture_default_str()->check(CLI::Range(0, 255));
+  cmd->add_flag("--allow-insecure", opts->allow_insecure,
+                "Allow parameters above the 128-bit security bound (INSECURE: for tests and experiments only)");
+  cmd->callback([opts] {
+    if (!opts->bootstrap) {
+      if (opts->preset.empty()) opts->preset = "n16384-l7";
+      if (opts->ring_degree || opts->slots || opts->allow_insecure) throw CLI::ValidationError("--ring-degree, --slots and --allow-insecure go with --bootstrap");
+      run_demo(*opts);
+      return;
+    }
+    BootstrapDemoOptions b;
+    if (!opts->preset.empty()) b.preset = opts->preset;
+    b.ring_degree = opts->ring_degree;
+    b.allow_insecure = opts->allow_insecure;
+    b.slots = opts->slots;
+    b.cts_levels = opts->cts_levels;
+    b.stc_levels = opts->stc_levels;
+    b.double_angles = opts->double_angles;
+    b.degree = opts->degree;
+    b.threads = opts->threads;
+    b.simd = opts->simd;
+    run_bootstrap_demo(b);
+  });
 }
 
 void register_params(CLI::App& app) {
