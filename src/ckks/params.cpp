@@ -74,8 +74,8 @@ const std::map<std::string, Preset>& presets() {
       {"boot-n65536",
        {65536, {50, 40, 40, 40, 40, 40, 40, 40, 40, 40, 42, 42, 42, 60, 60, 60, 60, 60, 60, 60, 60, 60, 56, 56, 56},
         {60, 60, 60, 60, 60, 60, 60, 60},
-        "N=65536 for bootstrapping (circuits/bootstrap.h): 9 levels of 40 bits left after a bootstrap (scale 2^40); "
-        "the bootstrap takes 3 + 9 + 3 levels (CoeffsToSlots 56, EvalMod 60, SlotsToCoeffs 42 bits), q0 50 bits"}},
+        "N=65536 for bootstrapping (circuits/bootstrap.h, hecnn demo --bootstrap): 10 levels at scale 2^40 left after a "
+        "bootstrap, which takes 14 (CoeffsToSlots 3, EvalMod 8, SlotsToCoeffs 3); 128-bit, uniform ternary secret"}},
       {"n32768-l16",
        {32768, {60, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40}, {60, 60},
         "N=32768, 60-bit base + 16 levels of 40 bits, 2 special primes"}},
