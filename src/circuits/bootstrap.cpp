@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "common/error.h"
+#include "common/stopwatch.h"
 
 namespace hecnn::circuits {
 
@@ -162,7 +163,7 @@ Ciphertext Bootstrapper::combine(Ciphertext re, Ciphertext im) const {
 
 Ciphertext Bootstrapper::slots_to_coeffs(Ciphertext ct, const ckks::GaloisKeys& gk) const { return stc_->apply(ev_, gk, std::move(ct)); }
 
-Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& keys) const {
+Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& keys, Timings* timings) const {
   if (in.size() != 2) throw Error("bootstrapping: relinearize the ciphertext first");
   if (in.n() != ctx_->n() || in.level() > top_level()) throw Error("bootstrapping: the ciphertext was made for other parameters");
   if (in.slots() != params_.slots) {
@@ -179,18 +180,30 @@ Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& ke
     if (!keys.galois.has(ctx_->galois_element(s))) throw Error("bootstrapping: the Galois keys lack rotation step " + std::to_string(s));
   }
   if (!keys.galois.has(ctx_->conjugation_element())) throw Error("bootstrapping: the Galois keys lack conjugation");
+  Timings t;
+  Stopwatch watch;
+  auto lap = [&watch](double& into) {
+    into = watch.seconds();
+    watch.restart();
+  };
   Ciphertext ct = in;
   if (ct.level() > 0) ev_.drop_to_level_inplace(ct, 0);
   ct = encapsulate(ct, keys.to_sparse);
   ct = mod_raise(ct);
   ev_.switch_key_inplace(ct, keys.from_sparse);
   if (params_.slots < ctx_->n() / 2) ct = trace(std::move(ct), keys.galois);
+  lap(t.raise);
   ct = coeffs_to_slots(std::move(ct), keys.galois);
+  lap(t.coeffs_to_slots);
   auto [re, im] = split(std::move(ct), keys.galois);
   re = eval_mod(std::move(re), keys.relin);
   im = eval_mod(std::move(im), keys.relin);
-  ct = slots_to_coeffs(combine(std::move(re), std::move(im)), keys.galois);
+  ct = combine(std::move(re), std::move(im));
+  lap(t.eval_mod);
+  ct = slots_to_coeffs(std::move(ct), keys.galois);
   ct.set_scale(params_.scale);
+  lap(t.slots_to_coeffs);
+  if (timings) *timings = t;
   return ct;
 }
 

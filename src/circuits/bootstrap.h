@@ -19,7 +19,8 @@
 //    SECURITY.md for its estimate.
 //  - The DFTs are the encoding's radix-2 FFT, merged into 3 factors each (circuits/dft.h), evaluated
 //    as baby-step giant-step linear transforms with hoisted baby steps (circuits/linear_transform.h).
-//  - EvalMod: the scaled cosine and double angles (circuits/mod1.h); no arcsine (q_0 / scale = 2^20).
+//  - EvalMod: the scaled cosine and double angles (circuits/mod1.h); no arcsine (q_0 / scale = 2^10,
+//    see mod1.h for the trade-off).
 //  - Full slots: the coefficients come out of CtS complex-packed (t_i + i t_{i+N/2}); their real and
 //    imaginary parts go through EvalMod as two ciphertexts. Sparse slots (n < N/2): a trace first
 //    keeps the coefficients at multiples of N/2n, and every transform is on n slots (cheaper DFTs).
@@ -42,7 +43,7 @@ struct BootstrapParameters {
   std::size_t stc_levels = 3;    // SlotsToCoeffs factors (levels)
   EvalModOptions mod{17, 2, 0, 0x1p-48};  // K = 17 covers |I| <= 16.5 (h = 32); 2 double angles
   std::size_t ephemeral_weight = 32;  // h of the ephemeral sparse secret
-  double scale = 0;              // message scale of input and output; 0: q_0 / 2^20
+  double scale = 0;              // message scale of input and output; 0: q_0 / 2^10
   // DFT plaintexts are encoded once while their total stays below this (bytes), else at every run.
   // 2 GiB keeps N = 2^16, full slots, within 8 GiB in all (keys 3.8, CoeffsToSlots' plaintexts
   // stored, SlotsToCoeffs' encoded at every run, working memory 0.9).
@@ -70,10 +71,18 @@ class Bootstrapper {
   BootstrapKeys generate_keys(const ckks::KeyGenerator& keygen) const;
 
   // Bootstraps a ciphertext at any level (it is dropped to level 0 first) holding values of
-  // magnitude at most about 1 (|m| / scale << 2^20, see EvalMod) at params.scale, with `slots`
+  // magnitude at most about 1 (values up to q_0 / scale = 2^10 wrap around; see EvalMod) at params.scale, with `slots`
   // slots. Output: output_level(), the same scale and slots. Throws hecnn::Error for another scale,
   // slot count or parameter set, an unrelinearized ciphertext, or keys that lack a step.
-  ckks::Ciphertext bootstrap(const ckks::Ciphertext& ct, const BootstrapKeys& keys) const;
+  // With `timings`, the seconds each step took are stored there.
+  struct Timings {
+    double raise = 0;           // encapsulation, ModRaise, the switch back (and the trace)
+    double coeffs_to_slots = 0;
+    double eval_mod = 0;        // the split, both EvalMods and the combination
+    double slots_to_coeffs = 0;
+    double total() const { return raise + coeffs_to_slots + eval_mod + slots_to_coeffs; }
+  };
+  ckks::Ciphertext bootstrap(const ckks::Ciphertext& ct, const BootstrapKeys& keys, Timings* timings = nullptr) const;
 
   // The steps one by one (for tests; bootstrap() composes them).
   // Level-0 key switch s -> s'.

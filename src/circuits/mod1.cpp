@@ -45,7 +45,7 @@ double max_error(const EvalModOptions& o, const approx::Polynomial& p) {
 EvalMod::EvalMod(const EvalModOptions& opts) : opts_(opts) {
   if (!(opts_.k >= 1) || !std::isfinite(opts_.k)) throw Error("EvalMod: the interval K must be at least 1");
   if (opts_.double_angles < 0 || opts_.double_angles > 8) throw Error("EvalMod: between 0 and 8 double-angle steps");
-  if (opts_.degree < 0 || opts_.degree > 255) throw Error("EvalMod: the degree must be between 1 and 255");
+  if (opts_.degree < 0 || opts_.degree > 255) throw Error("EvalMod: the degree must be between 1 and 255 (0: automatic)");
   approx::Polynomial poly;
   if (opts_.degree > 0) {
     poly = approx::Polynomial::chebyshev(interpolate(opts_, opts_.degree), 1.0);

@@ -8,9 +8,14 @@
 // The double angles shrink the interval the polynomial must cover 2^r times (a lower degree), at
 // one level each and an error that grows up to 4x per step.
 //
-// No arcsine correction: with q_0 / scale = 2^20 (the presets), sin(2 pi m / q_0) / (2 pi) differs
-// from m / q_0 by a relative 2^-37 (the curvature term (2 pi m / q_0)^2 / 6), far below the
-// precision the rest of the circuit reaches, and the correction would cost levels.
+// No arcsine correction, and q_0 / scale = 2^10 (the default and the boot-n65536 preset): a trade-off.
+// EvalMod's error in units of t / q_0 is set by its slope (2 pi K) times the noise of x at a 60-bit
+// scale; the message sees it multiplied by q_0 / scale, so a small ratio keeps random values precise
+// (20 bits at N = 2^16, full slots). The price is the sine's curvature: a coefficient m comes out
+// as m (1 - (2 pi m / q_0)^2 / 6), a relative 2^-17.3 for the largest coefficients (a constant
+// vector, whose coefficient 0 is the value itself); random values have coefficients 1/sqrt(N) that
+// size and do not see it. The arcsine correction (y + y^3 / 6) would remove it for 2 levels.
+
 #include <vector>
 
 #include "approx/poly_eval.h"

@@ -137,8 +137,11 @@ void run_bootstrap_demo(const BootstrapDemoOptions& o) {
   };
   compute("Compute down to level 0");
   t.restart();
-  ct = boot.bootstrap(ct, bk);
+  circuits::Bootstrapper::Timings steps;
+  ct = boot.bootstrap(ct, bk, &steps);
   report("Bootstrap:", t.seconds());
+  std::printf("  ModRaise %.2f s, CoeffsToSlots %.2f s, EvalMod %.2f s, SlotsToCoeffs %.2f s\n", steps.raise, steps.coeffs_to_slots,
+              steps.eval_mod, steps.slots_to_coeffs);
   compute("Compute again");
   const std::size_t peak = peak_rss() - baseline;
   std::printf("Memory peak measured (resident, above the program's start): %s, predicted %s (%+.1f %%)\n", he::gib(peak).c_str(), he::gib(predicted).c_str(),
