@@ -307,3 +307,32 @@ BENCHMARK(Bootstrap)
     ->Unit(benchmark::kSecond)
     ->UseRealTime()
     ->Iterations(3);
+
+// Two ciphertexts of real values through one bootstrap (Bootstrapper::bootstrap_pair): the time per
+// call (both ciphertexts); precision over both outputs' real parts.
+void BootstrapRealPair(benchmark::State& state) {
+  hecnn::set_num_threads(static_cast<int>(state.range(2)));
+  BootEnv& e = boot_env(static_cast<std::size_t>(state.range(0)), static_cast<std::size_t>(state.range(1)));
+  std::pair<Ciphertext, Ciphertext> out;
+  for (auto _ : state) out = e.boot->bootstrap_pair(e.ct, e.ct, e.keys);
+  CkksEncoder encoder(e.ctx);
+  Decryptor dec(e.ctx, e.keygen->secret_key());
+  double sum = 0, worst = 0;
+  for (const Ciphertext* o : {&out.first, &out.second}) {
+    const auto got = encoder.decode_complex(dec.decrypt(*o));
+    for (std::size_t i = 0; i < e.slots; ++i) {
+      const double err = std::fabs(got[i].real() - e.values[i].real());
+      sum += err;
+      worst = std::max(worst, err);
+    }
+  }
+  state.counters["mean_bits"] = -std::log2(sum / static_cast<double>(2 * e.slots));
+  state.counters["min_bits"] = -std::log2(worst);
+  state.counters["levels_left"] = static_cast<double>(out.first.level());
+}
+BENCHMARK(BootstrapRealPair)
+    ->ArgsProduct({{65536}, {32768}, {2}})
+    ->ArgNames({"N", "slots", "threads"})
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime()
+    ->Iterations(3);

@@ -727,6 +727,36 @@ TEST(Bootstrap, SparseSlotsComplex) {
   check_bootstrap(kSparse, true, 3);
 }  // dropped to level 0 first
 
+// Two real ciphertexts through one bootstrap (a + i b), full and sparse slots: each comes back at the
+// output level and the scale, with the precision of a single bootstrap.
+TEST(Bootstrap, RealPair) {
+  const Fixture& f = shared_fixture();
+  for (std::size_t slots : {kFull, kSparse}) {
+    SCOPED_TRACE("slots " + std::to_string(slots));
+    const BootSetup& s = shared_setup(slots);
+    const auto a = random_values(slots, false, 31), b = random_values(slots, false, 32);
+    const auto [oa, ob] = s.boot.bootstrap_pair(f.encrypt(a, s.boot.scale(), 0), f.encrypt(b, s.boot.scale(), 2), s.keys);
+    for (const Ciphertext* o : {&oa, &ob}) {
+      EXPECT_EQ(o->level(), s.boot.output_level());
+      EXPECT_EQ(o->scale(), s.boot.scale());
+      EXPECT_EQ(o->slots(), slots);
+    }
+    const auto pa = precision(a, f.decrypt(oa)), pb = precision(b, f.decrypt(ob));
+    std::printf("bootstrap_pair, %zu slots: a %.2f / %.2f bits, b %.2f / %.2f bits (mean / min)\n", slots, pa.mean_bits,
+                pa.min_bits, pb.mean_bits, pb.min_bits);
+    for (const auto& p : {pa, pb}) {
+      EXPECT_GE(p.mean_bits, 20.0);
+      EXPECT_GE(p.min_bits, 15.0);
+    }
+  }
+  // Each input is checked like bootstrap()'s.
+  const BootSetup& s = shared_setup(kFull);
+  const Ciphertext good = f.encrypt(random_values(kFull, false, 33), s.boot.scale(), 0);
+  const Ciphertext bad = f.encrypt(random_values(kFull, false, 34), 2 * s.boot.scale(), 0);
+  EXPECT_THROW(s.boot.bootstrap_pair(good, bad, s.keys), Error);
+  EXPECT_THROW(s.boot.bootstrap_pair(bad, good, s.keys), Error);
+}
+
 // All slots 1: the whole message in the constant coefficient, m = scale, the worst case for EvalMod's
 // missing arcsine: sin(2 pi m / q_0) q_0 / (2 pi) = m (1 - (2 pi m / q_0)^2 / 6), a relative 2^-17.3 at
 // q_0 / scale = 2^10 (the default scale).

@@ -89,6 +89,12 @@ Bootstrapper::Bootstrapper(ckks::ContextPtr ctx, const BootstrapParameters& para
   s.geometric_scales = true;
   s.plaintext_budget = params_.plaintext_budget > cts_->stored_bytes() ? params_.plaintext_budget - cts_->stored_bytes() : 0;
   stc_ = std::make_unique<HomomorphicDft>(ctx_, s);
+  // For bootstrap_pair: the same transform to half the scale (the real and imaginary parts then
+  // come out at the scale itself); its plaintexts stored only while the budget lasts.
+  const std::size_t used = cts_->stored_bytes() + stc_->stored_bytes();
+  s.output_scale = params_.scale / 2;
+  s.plaintext_budget = params_.plaintext_budget > used ? params_.plaintext_budget - used : 0;
+  stc_half_ = std::make_unique<HomomorphicDft>(ctx_, s);
 }
 
 std::map<int, std::size_t> Bootstrapper::rotation_levels() const {
@@ -163,7 +169,7 @@ Ciphertext Bootstrapper::combine(Ciphertext re, Ciphertext im) const {
 
 Ciphertext Bootstrapper::slots_to_coeffs(Ciphertext ct, const ckks::GaloisKeys& gk) const { return stc_->apply(ev_, gk, std::move(ct)); }
 
-Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& keys, Timings* timings) const {
+void Bootstrapper::check_input(const Ciphertext& in, const BootstrapKeys& keys) const {
   if (in.size() != 2) throw Error("bootstrapping: relinearize the ciphertext first");
   if (in.n() != ctx_->n() || in.level() > top_level()) throw Error("bootstrapping: the ciphertext was made for other parameters");
   if (in.slots() != params_.slots) {
@@ -180,13 +186,15 @@ Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& ke
     if (!keys.galois.has(ctx_->galois_element(s))) throw Error("bootstrapping: the Galois keys lack rotation step " + std::to_string(s));
   }
   if (!keys.galois.has(ctx_->conjugation_element())) throw Error("bootstrapping: the Galois keys lack conjugation");
+}
+
+Ciphertext Bootstrapper::run(Ciphertext ct, const BootstrapKeys& keys, const HomomorphicDft& stc, Timings* timings) const {
   Timings t;
   Stopwatch watch;
   auto lap = [&watch](double& into) {
     into = watch.seconds();
     watch.restart();
   };
-  Ciphertext ct = in;
   if (ct.level() > 0) ev_.drop_to_level_inplace(ct, 0);
   ct = encapsulate(ct, keys.to_sparse);
   ct = mod_raise(ct);
@@ -200,11 +208,41 @@ Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& ke
   im = eval_mod(std::move(im), keys.relin);
   ct = combine(std::move(re), std::move(im));
   lap(t.eval_mod);
-  ct = slots_to_coeffs(std::move(ct), keys.galois);
-  ct.set_scale(params_.scale);
+  ct = stc.apply(ev_, keys.galois, std::move(ct));
   lap(t.slots_to_coeffs);
   if (timings) *timings = t;
   return ct;
+}
+
+Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& keys, Timings* timings) const {
+  check_input(in, keys);
+  Ciphertext ct = run(in, keys, *stc_, timings);
+  ct.set_scale(params_.scale);
+  return ct;
+}
+
+std::pair<Ciphertext, Ciphertext> Bootstrapper::bootstrap_pair(const Ciphertext& a, const Ciphertext& b, const BootstrapKeys& keys,
+                                                               Timings* timings) const {
+  check_input(a, keys);
+  check_input(b, keys);
+  // a + i b at level 0.
+  Ciphertext ca = a, cb = b;
+  ev_.drop_to_level_inplace(ca, 0);
+  ev_.drop_to_level_inplace(cb, 0);
+  multiply_by_i(cb);
+  ev_.add_inplace(ca, cb);
+  cb = Ciphertext();
+  // s holds (a + i b) at scale / 2: s + conj(s) is a at the scale, -i (s - conj(s)) is b.
+  Ciphertext s = run(std::move(ca), keys, *stc_half_, timings);
+  Ciphertext conj = s;
+  ev_.conjugate_inplace(conj, keys.galois);
+  Ciphertext im = ev_.sub(s, conj);
+  ev_.add_inplace(s, conj);
+  multiply_by_i(im);
+  ev_.negate_inplace(im);
+  s.set_scale(params_.scale);
+  im.set_scale(params_.scale);
+  return {std::move(s), std::move(im)};
 }
 
 std::size_t Bootstrapper::key_bytes() const {
@@ -216,7 +254,7 @@ std::size_t Bootstrapper::key_bytes() const {
   return bytes;
 }
 
-std::size_t Bootstrapper::plaintext_bytes() const { return cts_->stored_bytes() + stc_->stored_bytes(); }
+std::size_t Bootstrapper::plaintext_bytes() const { return cts_->stored_bytes() + stc_->stored_bytes() + stc_half_->stored_bytes(); }
 
 std::size_t Bootstrapper::all_plaintext_bytes() const { return cts_->all_plaintext_bytes() + stc_->all_plaintext_bytes(); }
 

@@ -22,7 +22,8 @@
 //  - EvalMod: the scaled cosine and double angles (circuits/mod1.h); no arcsine (q_0 / scale = 2^10,
 //    see mod1.h for the trade-off).
 //  - Full slots: the coefficients come out of CtS complex-packed (t_i + i t_{i+N/2}); their real and
-//    imaginary parts go through EvalMod as two ciphertexts. Sparse slots (n < N/2): a trace first
+//    imaginary parts go through EvalMod as two ciphertexts. Real values: two ciphertexts are
+//    bootstrapped at once as a + i b (bootstrap_pair), halving the cost per ciphertext. Sparse slots (n < N/2): a trace first
 //    keeps the coefficients at multiples of N/2n, and every transform is on n slots (cheaper DFTs).
 #include <cstddef>
 #include <cstdint>
@@ -84,6 +85,12 @@ class Bootstrapper {
   };
   ckks::Ciphertext bootstrap(const ckks::Ciphertext& ct, const BootstrapKeys& keys, Timings* timings = nullptr) const;
 
+  // Two ciphertexts of REAL values for the price of one bootstrap: a + i b goes through it, and its
+  // real and imaginary parts come back as two ciphertexts (two conjugations at the output level),
+  // each at output_level() and scale(). Imaginary parts in a or b would leak into the other output.
+  std::pair<ckks::Ciphertext, ckks::Ciphertext> bootstrap_pair(const ckks::Ciphertext& a, const ckks::Ciphertext& b,
+                                                               const BootstrapKeys& keys, Timings* timings = nullptr) const;
+
   // The steps one by one (for tests; bootstrap() composes them).
   // Level-0 key switch s -> s'.
   ckks::Ciphertext encapsulate(const ckks::Ciphertext& ct, const EncapsulationKey& key) const;
@@ -124,12 +131,16 @@ class Bootstrapper {
  private:
   // Multiplies every slot by i (the monomial X^(N/2), exact, no level).
   void multiply_by_i(ckks::Ciphertext& ct) const;
+  // Throws unless `in` and `keys` fit this bootstrapper.
+  void check_input(const ckks::Ciphertext& in, const BootstrapKeys& keys) const;
+  // The bootstrap of a checked ciphertext with the given SlotsToCoeffs.
+  ckks::Ciphertext run(ckks::Ciphertext ct, const BootstrapKeys& keys, const HomomorphicDft& stc, Timings* timings) const;
 
   ckks::ContextPtr ctx_;
   BootstrapParameters params_;
   ckks::Evaluator ev_;
   EvalMod mod_;
-  std::unique_ptr<HomomorphicDft> cts_, stc_;
+  std::unique_ptr<HomomorphicDft> cts_, stc_, stc_half_;  // stc_half_: for bootstrap_pair
   double mod_in_scale_ = 0, mod_out_scale_ = 0;
   ckks::MultiplyByI times_i_;
 };
