@@ -258,6 +258,15 @@ std::size_t Bootstrapper::plaintext_bytes() const { return cts_->stored_bytes() 
 
 std::size_t Bootstrapper::all_plaintext_bytes() const { return cts_->all_plaintext_bytes() + stc_->all_plaintext_bytes(); }
 
+std::size_t Bootstrapper::table_bytes() const {
+  const std::size_t primes = ctx_->chain_size() + ctx_->special_count();
+  // NTT tables (6 words per coefficient and prime), the key-switching conversions (about as much
+  // again), the encoder's roots and the Galois permutations of the rotation keys.
+  const std::size_t context = 12 * primes * ctx_->n() * sizeof(u64) + 4 * ctx_->n() * sizeof(double) +
+                              (rotation_levels().size() + 1) * ctx_->n() * sizeof(std::uint32_t);
+  return cts_->matrix_bytes() + stc_->matrix_bytes() + stc_half_->matrix_bytes() + context;
+}
+
 std::size_t Bootstrapper::working_bytes() const {
   const std::size_t top = top_level(), lc = top - params_.cts_levels;
   // The input and the raised copy; then each DFT's peak; EvalMod holds re, im and the powers of one.

@@ -125,6 +125,9 @@ class Bootstrapper {
   std::size_t plaintext_bytes() const;
   std::size_t all_plaintext_bytes() const;  // the DFTs' plaintexts if all were stored
   std::size_t working_bytes() const;
+  // The tables held beside them: the DFTs' diagonals (for encoding) and the context's NTT, base
+  // conversion and encoder tables (an estimate).
+  std::size_t table_bytes() const;
   // Key switches per bootstrap (rotations, conjugations, relinearizations, encapsulation).
   std::size_t key_switches() const;
 

@@ -267,6 +267,12 @@ std::size_t HomomorphicDft::all_plaintext_bytes() const {
   return n;
 }
 
+std::size_t HomomorphicDft::matrix_bytes() const {
+  std::size_t n = 0;
+  for (const auto& f : factors_) n += f.matrix.diagonals.size() * f.matrix.n * sizeof(std::complex<double>);
+  return n;
+}
+
 std::size_t HomomorphicDft::working_bytes() const {
   std::size_t peak = 0;
   const std::size_t N = ctx_->n(), K = ctx_->special_count();

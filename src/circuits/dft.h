@@ -81,6 +81,7 @@ class HomomorphicDft {
   std::size_t products() const;      // plaintext products per evaluation
   std::size_t stored_bytes() const;  // plaintexts held
   std::size_t all_plaintext_bytes() const;  // every factor's plaintexts, if all were stored
+  std::size_t matrix_bytes() const;         // the factors' diagonals (complex doubles), kept for encoding
   // Bytes of plaintexts and ciphertexts an evaluation holds at its peak, beyond the stored ones.
   std::size_t working_bytes() const;
 
