@@ -284,20 +284,30 @@ BootEnv& boot_env(std::size_t n, std::size_t slots) {
   return *e;
 }
 
+// Precision of the outputs against the inputs (all of them the environment's values): -log2 of the
+// mean and of the largest error of the real parts (the values are real, as in OpenFHE's probe).
+void set_precision_counters(benchmark::State& state, const BootEnv& e, std::initializer_list<const Ciphertext*> outputs) {
+  CkksEncoder encoder(e.ctx);
+  Decryptor dec(e.ctx, e.keygen->secret_key());
+  double sum = 0, worst = 0;
+  for (const Ciphertext* o : outputs) {
+    const auto got = encoder.decode_complex(dec.decrypt(*o));
+    for (std::size_t i = 0; i < e.slots; ++i) {
+      const double err = std::fabs(got[i].real() - e.values[i].real());
+      sum += err;
+      worst = std::max(worst, err);
+    }
+  }
+  state.counters["mean_bits"] = -std::log2(sum / static_cast<double>(outputs.size() * e.slots));
+  state.counters["min_bits"] = -std::log2(worst);
+}
+
 void Bootstrap(benchmark::State& state) {
   hecnn::set_num_threads(static_cast<int>(state.range(2)));
   BootEnv& e = boot_env(static_cast<std::size_t>(state.range(0)), static_cast<std::size_t>(state.range(1)));
   Ciphertext out;
   for (auto _ : state) out = e.boot->bootstrap(e.ct, e.keys);
-  const auto got = CkksEncoder(e.ctx).decode_complex(Decryptor(e.ctx, e.keygen->secret_key()).decrypt(out));
-  double sum = 0, worst = 0;
-  for (std::size_t i = 0; i < e.slots; ++i) {
-    const double err = std::fabs(got[i].real() - e.values[i].real());  // real values: the real parts, as OpenFHE's probe
-    sum += err;
-    worst = std::max(worst, err);
-  }
-  state.counters["mean_bits"] = -std::log2(sum / static_cast<double>(e.slots));
-  state.counters["min_bits"] = -std::log2(worst);
+  set_precision_counters(state, e, {&out});
   state.counters["levels_left"] = static_cast<double>(out.level());
   state.counters["keys_GiB"] = static_cast<double>(e.keys.bytes()) / (1 << 30);
 }
@@ -315,19 +325,7 @@ void BootstrapRealPair(benchmark::State& state) {
   BootEnv& e = boot_env(static_cast<std::size_t>(state.range(0)), static_cast<std::size_t>(state.range(1)));
   std::pair<Ciphertext, Ciphertext> out;
   for (auto _ : state) out = e.boot->bootstrap_pair(e.ct, e.ct, e.keys);
-  CkksEncoder encoder(e.ctx);
-  Decryptor dec(e.ctx, e.keygen->secret_key());
-  double sum = 0, worst = 0;
-  for (const Ciphertext* o : {&out.first, &out.second}) {
-    const auto got = encoder.decode_complex(dec.decrypt(*o));
-    for (std::size_t i = 0; i < e.slots; ++i) {
-      const double err = std::fabs(got[i].real() - e.values[i].real());
-      sum += err;
-      worst = std::max(worst, err);
-    }
-  }
-  state.counters["mean_bits"] = -std::log2(sum / static_cast<double>(2 * e.slots));
-  state.counters["min_bits"] = -std::log2(worst);
+  set_precision_counters(state, e, {&out.first, &out.second});
   state.counters["levels_left"] = static_cast<double>(out.first.level());
 }
 BENCHMARK(BootstrapRealPair)

@@ -282,13 +282,13 @@ TEST(Dft, ReferenceMatchesTheEncoder) {
         ASSERT_EQ(t[k], 0) << "coefficient " << k << " of a sparse encoding";
       }
     }
-    bit_reverse_in_place(w);
+    ckks::bit_reverse(w);
     // Rounding to integers: 2^-30 per coefficient.
     EXPECT_LT(max_abs_error(dft_reference(z, DftDirection::CoeffsToSlots), w), 1e-6);
     EXPECT_LT(max_abs_error(z, dft_reference(w, DftDirection::SlotsToCoeffs)), 1e-6);
   }
   std::vector<cd> v{1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0};
-  bit_reverse_in_place(v);
+  ckks::bit_reverse(v);
   EXPECT_EQ(v, (std::vector<cd>{1.0, 5.0, 3.0, 7.0, 2.0, 6.0, 4.0, 8.0}));
 }
 
@@ -651,7 +651,7 @@ TEST(BootstrapSteps, RaiseCoeffsToSlotsSplit) {
     const auto x = f.decrypt(re), y = f.decrypt(im);
     std::vector<cd> got(n);
     for (std::size_t i = 0; i < n; ++i) got[i] = cd(x[i].real(), y[i].real());
-    bit_reverse_in_place(got);
+    ckks::bit_reverse(got);
     double worst = 0, worst_imag = 0;
     long worst_i = 0;
     for (std::size_t i = 0; i < n; ++i) {

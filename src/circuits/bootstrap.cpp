@@ -92,12 +92,11 @@ Bootstrapper::Bootstrapper(ckks::ContextPtr ctx, const BootstrapParameters& para
   // For bootstrap_pair: the same transform to half the scale (the real and imaginary parts then
   // come out at the scale itself); its plaintexts stored only while the budget lasts.
   const std::size_t used = cts_->stored_bytes() + stc_->stored_bytes();
-  s.output_scale = params_.scale / 2;
-  s.plaintext_budget = params_.plaintext_budget > used ? params_.plaintext_budget - used : 0;
-  stc_half_ = std::make_unique<HomomorphicDft>(ctx_, s);
+  stc_half_ = stc_->with_output_scale(params_.scale / 2, params_.plaintext_budget > used ? params_.plaintext_budget - used : 0);
+  rotations_ = plan_rotations();
 }
 
-std::map<int, std::size_t> Bootstrapper::rotation_levels() const {
+std::map<int, std::size_t> Bootstrapper::plan_rotations() const {
   std::map<int, std::size_t> r = cts_->rotation_levels();
   for (const auto& [s, l] : stc_->rotation_levels()) r[s] = std::max(r[s], l);
   for (std::size_t step = params_.slots; step < ctx_->n() / 2; step *= 2) r[static_cast<int>(step)] = top_level();
@@ -264,14 +263,14 @@ std::size_t Bootstrapper::table_bytes() const {
   // again), the encoder's roots and the Galois permutations of the rotation keys.
   const std::size_t context = 12 * primes * ctx_->n() * sizeof(u64) + 4 * ctx_->n() * sizeof(double) +
                               (rotation_levels().size() + 1) * ctx_->n() * sizeof(std::uint32_t);
-  return cts_->matrix_bytes() + stc_->matrix_bytes() + stc_half_->matrix_bytes() + context;
+  return cts_->matrix_bytes() + stc_->matrix_bytes() + context;  // stc_half_ shares stc_'s matrices
 }
 
 std::size_t Bootstrapper::working_bytes() const {
   const std::size_t top = top_level(), lc = top - params_.cts_levels;
   // The input and the raised copy; then each DFT's peak; EvalMod holds re, im and the powers of one.
   const std::size_t raise = 3 * ciphertext_bytes(*ctx_, top);
-  const std::size_t powers = static_cast<std::size_t>(std::max(mod_.eval_mod_baby_steps(), 1)) + 8;
+  const std::size_t powers = static_cast<std::size_t>(std::max(mod_.plan().baby_steps, 1)) + 8;
   const std::size_t mod = (powers + 3) * ciphertext_bytes(*ctx_, lc) +
                           (ctx_->key_switch(lc).digit_count + 2) * (lc + 1 + ctx_->special_count()) * ctx_->n() * sizeof(u64) * 2;
   return std::max({raise + cts_->working_bytes(), mod, stc_->working_bytes() + ciphertext_bytes(*ctx_, lc)});

@@ -118,7 +118,7 @@ class Bootstrapper {
   const HomomorphicDft& cts() const { return *cts_; }
   const HomomorphicDft& stc() const { return *stc_; }
   // Rotation steps with the highest level each is used at.
-  std::map<int, std::size_t> rotation_levels() const;
+  const std::map<int, std::size_t>& rotation_levels() const { return rotations_; }
   // Predicted bytes: of the keys generate_keys() makes; of the stored DFT plaintexts; of an
   // evaluation's working ciphertexts and scratch at its peak.
   std::size_t key_bytes() const;
@@ -134,6 +134,8 @@ class Bootstrapper {
  private:
   // Multiplies every slot by i (the monomial X^(N/2), exact, no level).
   void multiply_by_i(ckks::Ciphertext& ct) const;
+  // The rotation steps of both DFTs and the trace (rotations_, set once by the constructor).
+  std::map<int, std::size_t> plan_rotations() const;
   // Throws unless `in` and `keys` fit this bootstrapper.
   void check_input(const ckks::Ciphertext& in, const BootstrapKeys& keys) const;
   // The bootstrap of a checked ciphertext with the given SlotsToCoeffs.
@@ -145,6 +147,7 @@ class Bootstrapper {
   EvalMod mod_;
   std::unique_ptr<HomomorphicDft> cts_, stc_, stc_half_;  // stc_half_: for bootstrap_pair
   double mod_in_scale_ = 0, mod_out_scale_ = 0;
+  std::map<int, std::size_t> rotations_;
   ckks::MultiplyByI times_i_;
 };
 

@@ -104,16 +104,6 @@ void DiagonalMatrix::scale(cd c) {
     for (auto& x : v) x *= c;
 }
 
-void bit_reverse_in_place(std::vector<cd>& v) {
-  const std::size_t n = v.size();
-  for (std::size_t i = 1, j = 0; i < n; ++i) {
-    std::size_t bit = n >> 1;
-    for (; j & bit; bit >>= 1) j ^= bit;
-    j ^= bit;
-    if (i < j) std::swap(v[i], v[j]);
-  }
-}
-
 std::vector<DiagonalMatrix> dft_factors(std::size_t n, DftDirection direction, std::size_t levels, cd constant) {
   if (!power_of_two(n) || n < 2) throw Error("DFT: the slot count must be a power of two of at least 2");
   const std::size_t stages = log2_of(n);
@@ -141,41 +131,64 @@ std::vector<cd> dft_reference(const std::vector<cd>& x, DftDirection direction) 
   return v;
 }
 
-HomomorphicDft::HomomorphicDft(ckks::ContextPtr ctx, const Options& opts) : ctx_(std::move(ctx)), encoder_(ctx_), opts_(opts) {
+HomomorphicDft::HomomorphicDft(ckks::ContextPtr ctx, const Options& opts)
+    : ctx_(std::move(ctx)), encoder_(std::make_shared<const ckks::CkksEncoder>(ctx_)), opts_(opts) {
   const std::size_t n = opts_.slots;
   if (!power_of_two(n) || n < 2 || n > ctx_->n() / 2) throw Error("DFT: the slot count must be a power of two between 2 and N/2");
   if (opts_.top_level > ctx_->max_level() || opts_.levels > opts_.top_level) {
     throw Error("DFT: " + std::to_string(opts_.levels) + " levels from level " + std::to_string(opts_.top_level) +
                 " do not fit the modulus chain");
   }
-  if (!(opts_.input_scale >= 1) || !(opts_.output_scale >= 1)) throw Error("DFT: scales must be at least 1");
-  auto mats = dft_factors(n, opts_.direction, opts_.levels, opts_.constant);
-  const std::size_t pt_bytes_base = ctx_->n() * sizeof(std::uint64_t);
-  std::size_t stored = 0;
-  double scale = opts_.input_scale;
-  for (std::size_t k = 0; k < mats.size(); ++k) {
+  for (auto& m : dft_factors(n, opts_.direction, opts_.levels, opts_.constant)) {
     Factor f;
+    std::vector<long> offsets;
+    for (const auto& [d, v] : m.diagonals) offsets.push_back(d);
+    f.shape = bsgs_shape(offsets, n);
+    f.matrix = std::make_shared<const DiagonalMatrix>(std::move(m));
+    factors_.push_back(std::move(f));
+  }
+  plan_scales();
+  store_plaintexts();
+}
+
+HomomorphicDft::HomomorphicDft(const HomomorphicDft& o, double output_scale, std::size_t plaintext_budget)
+    : ctx_(o.ctx_), encoder_(o.encoder_), opts_(o.opts_) {
+  opts_.output_scale = output_scale;
+  opts_.plaintext_budget = plaintext_budget;
+  for (const auto& f : o.factors_) factors_.push_back(Factor{f.matrix, f.shape, 0, 0, 0, 0, {}});  // not the plaintexts
+  plan_scales();
+  store_plaintexts();
+}
+
+std::unique_ptr<HomomorphicDft> HomomorphicDft::with_output_scale(double output_scale, std::size_t plaintext_budget) const {
+  return std::unique_ptr<HomomorphicDft>(new HomomorphicDft(*this, output_scale, plaintext_budget));
+}
+
+void HomomorphicDft::plan_scales() {
+  if (!(opts_.input_scale >= 1) || !(opts_.output_scale >= 1)) throw Error("DFT: scales must be at least 1");
+  double scale = opts_.input_scale;
+  for (std::size_t k = 0; k < factors_.size(); ++k) {
+    Factor& f = factors_[k];
     f.level = opts_.top_level - k;
-    // Unless geometric_scales, the first factor (which carries the constant) moves the scale to the output's; the others keep
-    // it, so that each plaintext is encoded at about a prime's scale (not, say, 2^22 for a factor
-    // going from 2^60 to 2^40, whose rounding would cost 20 bits).
+    // Unless geometric_scales, the first factor (which carries the constant) moves the scale to the
+    // output's; the others keep it, so that each plaintext is encoded at about a prime's scale (not,
+    // say, 2^22 for a factor going from 2^60 to 2^40, whose rounding would cost 20 bits).
     f.in_scale = scale;
     f.out_scale = opts_.output_scale;
-    if (opts_.geometric_scales && k + 1 < mats.size()) {
-      const double t = static_cast<double>(k + 1) / static_cast<double>(mats.size());
+    if (opts_.geometric_scales && k + 1 < factors_.size()) {
+      const double t = static_cast<double>(k + 1) / static_cast<double>(factors_.size());
       f.out_scale = std::exp2((1 - t) * std::log2(opts_.input_scale) + t * std::log2(opts_.output_scale));
     }
     f.plaintext_scale = static_cast<double>(ctx_->modulus(f.level).value) * f.out_scale / f.in_scale;
-    std::vector<long> offsets;
-    for (const auto& [d, v] : mats[k].diagonals) offsets.push_back(d);
-    f.shape = bsgs_shape(offsets, n);
-    f.matrix = std::move(mats[k]);
-    factors_.push_back(std::move(f));
-    scale = factors_.back().out_scale;
+    scale = f.out_scale;
   }
-  // Store the plaintexts of the factors in order while they fit.
+}
+
+void HomomorphicDft::store_plaintexts() {
+  // The factors in order while they fit.
+  std::size_t stored = 0;
   for (auto& f : factors_) {
-    const std::size_t bytes = f.shape.products() * (f.level + 1) * pt_bytes_base;
+    const std::size_t bytes = f.shape.products() * (f.level + 1) * ctx_->n() * sizeof(std::uint64_t);
     if (stored + bytes > opts_.plaintext_budget) break;
     f.stored = encode(f, 0, f.shape.giants.size());
     stored += bytes;
@@ -196,12 +209,12 @@ std::vector<std::vector<Plaintext>> HomomorphicDft::encode(const Factor& f, std:
     const auto [g, t] = all[k];
     const LtGiant& giant = f.shape.giants[g];
     const long d = term_offset(giant, giant.terms[t], n);
-    const auto& diag = f.matrix.diagonals.at(d);
+    const auto& diag = f.matrix->diagonals.at(d);
     // rot(diag, -step): u[r] = diag[r - step].
     std::vector<cd> u(n);
     const std::size_t step = static_cast<std::size_t>(giant.step) % n;
     for (std::size_t r = 0; r < n; ++r) u[r] = diag[(r + n - step) % n];
-    encoder_.encode(std::span<const cd>(u), f.plaintext_scale, f.level, out[g - g0][t]);
+    encoder_->encode(std::span<const cd>(u), f.plaintext_scale, f.level, out[g - g0][t]);
   });
   errors.rethrow();
   return out;
@@ -269,7 +282,7 @@ std::size_t HomomorphicDft::all_plaintext_bytes() const {
 
 std::size_t HomomorphicDft::matrix_bytes() const {
   std::size_t n = 0;
-  for (const auto& f : factors_) n += f.matrix.diagonals.size() * f.matrix.n * sizeof(std::complex<double>);
+  for (const auto& f : factors_) n += f.matrix->diagonals.size() * f.matrix->n * sizeof(std::complex<double>);
   return n;
 }
 

@@ -16,6 +16,7 @@
 #include <complex>
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "circuits/linear_transform.h"
@@ -44,8 +45,7 @@ std::vector<DiagonalMatrix> dft_factors(std::size_t n, DftDirection direction, s
 
 // The plaintext DFT without the bit reversal, stage by stage: what the factors compose to.
 std::vector<std::complex<double>> dft_reference(const std::vector<std::complex<double>>& x, DftDirection direction);
-// Bit reversal of a vector whose size is a power of two.
-void bit_reverse_in_place(std::vector<std::complex<double>>& v);
+// (The bit reversal itself: ckks::bit_reverse, ckks/encoder.h.)
 
 // A DFT ready to run: the factors' BSGS shapes and their plaintexts, encoded at the levels the
 // factors run at and at the scales that give each output its target scale exactly.
@@ -68,6 +68,9 @@ class HomomorphicDft {
     std::size_t plaintext_budget = static_cast<std::size_t>(-1);
   };
   HomomorphicDft(ckks::ContextPtr ctx, const Options& opts);
+  // The same transform to another output scale, sharing the factors' matrices and the encoder
+  // (plaintexts stored within the new budget).
+  std::unique_ptr<HomomorphicDft> with_output_scale(double output_scale, std::size_t plaintext_budget) const;
 
   // Applies the transform; ct must be at top_level with input_scale (to 1e-9 relative). Output at
   // top_level - levels, with output_scale exactly.
@@ -81,22 +84,28 @@ class HomomorphicDft {
   std::size_t products() const;      // plaintext products per evaluation
   std::size_t stored_bytes() const;  // plaintexts held
   std::size_t all_plaintext_bytes() const;  // every factor's plaintexts, if all were stored
-  std::size_t matrix_bytes() const;         // the factors' diagonals (complex doubles), kept for encoding
+  std::size_t matrix_bytes() const;         // the factors' diagonals (complex doubles), kept for encoding (shared by with_output_scale)
   // Bytes of plaintexts and ciphertexts an evaluation holds at its peak, beyond the stored ones.
   std::size_t working_bytes() const;
 
  private:
   struct Factor {
-    DiagonalMatrix matrix;
+    std::shared_ptr<const DiagonalMatrix> matrix;
     LtShape shape;
     std::size_t level = 0;
     double in_scale = 0, out_scale = 0, plaintext_scale = 0;
     std::vector<std::vector<ckks::Plaintext>> stored;  // [giant][term], or empty
   };
   std::vector<std::vector<ckks::Plaintext>> encode(const Factor& f, std::size_t g0, std::size_t g1) const;
+  // with_output_scale's: o's factors without their plaintexts.
+  HomomorphicDft(const HomomorphicDft& o, double output_scale, std::size_t plaintext_budget);
+  // Each factor's level and its input, output and plaintext scales, from the options.
+  void plan_scales();
+  // Encodes the factors' plaintexts in order while they fit opts_.plaintext_budget.
+  void store_plaintexts();
 
   ckks::ContextPtr ctx_;
-  ckks::CkksEncoder encoder_;
+  std::shared_ptr<const ckks::CkksEncoder> encoder_;
   Options opts_;
   std::vector<Factor> factors_;
 };

@@ -48,7 +48,6 @@ class EvalMod {
   // The largest |interpolant - scaled cosine| over a fine grid of [-1, 1].
   double interpolation_error() const { return interpolation_error_; }
   const approx::PolyEvalPlan& plan() const { return plan_; }
-  int eval_mod_baby_steps() const { return plan_.baby_steps; }
   // The plaintext mirror (the same polynomial and steps on doubles).
   double simulate(double x) const;
 

@@ -10,14 +10,14 @@ namespace hecnn::ckks {
 
 namespace {
 
-// Coefficients of limb 0 (NTT form) centered modulo q_0.
-void centered_coefficients(const ckks::CkksContext& ctx, const u64* limb0, std::vector<std::int64_t>& out) {
+// The coefficients of one limb (NTT form, modulus key index `prime`), centered: in (-q/2, q/2].
+void centered_coefficients(const CkksContext& ctx, std::size_t prime, const u64* limb, std::vector<std::int64_t>& out) {
   const std::size_t n = ctx.n();
-  const u64 q0 = ctx.modulus(0).value;
+  const u64 q = ctx.modulus(prime).value;
   std::vector<u64> c(n);
-  ctx.ntt(0).inverse(limb0, c.data());
+  ctx.ntt(prime).inverse(limb, c.data());
   out.resize(n);
-  for (std::size_t k = 0; k < n; ++k) out[k] = c[k] > q0 / 2 ? static_cast<std::int64_t>(c[k]) - static_cast<std::int64_t>(q0) : static_cast<std::int64_t>(c[k]);
+  for (std::size_t k = 0; k < n; ++k) out[k] = c[k] > q / 2 ? static_cast<std::int64_t>(c[k]) - static_cast<std::int64_t>(q) : static_cast<std::int64_t>(c[k]);
 }
 
 }  // namespace
@@ -67,7 +67,7 @@ Ciphertext level0_switch(const CkksContext& ctx, const Ciphertext& in, const Lev
   const ckks::Modulus& p = ctx.modulus(L);
   // c1 over q_0 and p_0 (its centered lift), times the key: (u0, u1) over q_0 p_0.
   std::vector<std::int64_t> c1;
-  centered_coefficients(ctx, in.poly(1), c1);
+  centered_coefficients(ctx, 0, in.poly(1), c1);
   std::vector<u64> c1p(n), u(4 * n);
   ring::kernels::reduce_signed_mod(c1.data(), c1p.data(), n, p);
   ctx.ntt(L).forward(c1p.data());
@@ -79,13 +79,10 @@ Ciphertext level0_switch(const CkksContext& ctx, const Ciphertext& in, const Lev
   // round(u / p_0) mod q_0 = (u - [u]_p0) / p_0, [u]_p0 centered.
   const ckks::MulConst p_inv(q.inv(q.reduce(p.value)), q.value);
   Ciphertext out(n, 0, 2, in.slots(), in.scale());
-  std::vector<std::int64_t> r(n);
+  std::vector<std::int64_t> r;
   std::vector<u64> rq(n), tmp(n);
   for (std::size_t k = 0; k < 2; ++k) {
-    ctx.ntt(L).inverse(u.data() + (2 * k + 1) * n, tmp.data());
-    for (std::size_t i = 0; i < n; ++i) {
-      r[i] = tmp[i] > p.value / 2 ? static_cast<std::int64_t>(tmp[i]) - static_cast<std::int64_t>(p.value) : static_cast<std::int64_t>(tmp[i]);
-    }
+    centered_coefficients(ctx, L, u.data() + (2 * k + 1) * n, r);
     ring::kernels::reduce_signed_mod(r.data(), rq.data(), n, q);
     ctx.ntt(0).forward(rq.data());
     ring::kernels::sub_mod(u.data() + 2 * k * n, rq.data(), tmp.data(), n, q.value);
@@ -102,7 +99,7 @@ Ciphertext mod_raise(const CkksContext& ctx, const Ciphertext& in, std::size_t l
   Ciphertext out(n, top, 2, in.slots(), static_cast<double>(ctx.modulus(0).value));
   for (std::size_t k = 0; k < 2; ++k) {
     std::vector<std::int64_t> v;
-    centered_coefficients(ctx, in.poly(k), v);
+    centered_coefficients(ctx, 0, in.poly(k), v);
     const long count = static_cast<long>(top + 1);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < count; ++i) {

@@ -74,6 +74,8 @@ std::size_t slot_count_for(std::size_t values, std::size_t max_slots) {
   return s;
 }
 
+}  // namespace
+
 void bit_reverse(std::vector<std::complex<double>>& v) {
   const std::size_t n = v.size();
   for (std::size_t i = 1, j = 0; i < n; ++i) {
@@ -83,8 +85,6 @@ void bit_reverse(std::vector<std::complex<double>>& v) {
     if (i < j) std::swap(v[i], v[j]);
   }
 }
-
-}  // namespace
 
 CkksEncoder::CkksEncoder(ContextPtr ctx) : ctx_(std::move(ctx)) {
   const std::size_t n = ctx_->n(), m = 2 * n;

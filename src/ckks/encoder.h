@@ -13,6 +13,10 @@
 
 namespace hecnn::ckks {
 
+// Bit-reversal permutation of a vector whose size is a power of two (the order the encoder's FFT
+// stages leave; bootstrapping's DFT works in it).
+void bit_reverse(std::vector<std::complex<double>>& v);
+
 class CkksEncoder {
  public:
   explicit CkksEncoder(ContextPtr ctx);

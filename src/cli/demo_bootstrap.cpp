@@ -67,7 +67,9 @@ void run_bootstrap_demo(const BootstrapDemoOptions& o) {
   const circuits::Bootstrapper probe(ctx, bp);
   const std::size_t keys = probe.key_bytes(), working = probe.working_bytes(), all_pt = probe.all_plaintext_bytes();
   const std::size_t limit = he::available_memory();
-  const std::size_t fixed = keys + working + probe.table_bytes() + 4 * 2 * (probe.top_level() + 1) * ctx->n() * sizeof(std::uint64_t);
+  // The demo's own ciphertexts: the value, a factor, a product and a spare at the top level.
+  const std::size_t own = 4 * 2 * (probe.top_level() + 1) * ctx->n() * sizeof(std::uint64_t);
+  const std::size_t fixed = keys + working + probe.table_bytes() + own;
   std::printf("Bootstrapping: %zu slots, levels %zu -> %zu (CoeffsToSlots %zu, EvalMod %d with a degree-%d interpolant and %d double angles, "
               "SlotsToCoeffs %zu), scale 2^%.0f, %zu rotation keys, %zu key switches per bootstrap\n",
               probe.slots(), probe.top_level(), probe.output_level(), bp.cts_levels, probe.eval_mod_circuit().depth(),
@@ -85,7 +87,7 @@ void run_bootstrap_demo(const BootstrapDemoOptions& o) {
   const circuits::Bootstrapper boot(ctx, bp);
   const double setup_s = t.seconds();
   const std::size_t predicted =
-      keys + boot.plaintext_bytes() + working + boot.table_bytes() + 4 * 2 * (boot.top_level() + 1) * ctx->n() * sizeof(std::uint64_t);
+      keys + boot.plaintext_bytes() + working + boot.table_bytes() + own;
   std::printf("Memory predicted: %s (keys %s, DFT plaintexts %s of %s, working %s, tables %s); this process may use %s\n",
               he::gib(predicted).c_str(), he::gib(keys).c_str(), he::gib(boot.plaintext_bytes()).c_str(), he::gib(all_pt).c_str(),
               he::gib(working).c_str(), he::gib(boot.table_bytes()).c_str(), limit == 0 ? "an unknown amount" : he::gib(limit).c_str());
