@@ -168,7 +168,17 @@ Ciphertext Bootstrapper::combine(Ciphertext re, Ciphertext im) const {
 
 Ciphertext Bootstrapper::slots_to_coeffs(Ciphertext ct, const ckks::GaloisKeys& gk) const { return stc_->apply(ev_, gk, std::move(ct)); }
 
-void Bootstrapper::check_input(const Ciphertext& in, const BootstrapKeys& keys) const {
+std::size_t Bootstrapper::output_level(const ckks::CkksParameters& params, const BootstrapParameters& bp) {
+  const EvalMod mod(bp.mod);
+  const std::size_t top = params.max_level();
+  const std::size_t need = bp.cts_levels + static_cast<std::size_t>(mod.depth()) + bp.stc_levels;
+  if (need > top) {
+    throw Error("bootstrapping needs " + std::to_string(need) + " levels above level 0; the chain has " + std::to_string(top));
+  }
+  return top - need;
+}
+
+void Bootstrapper::check_input(const Ciphertext& in, const BootstrapKeyView& keys) const {
   if (in.size() != 2) throw Error("bootstrapping: relinearize the ciphertext first");
   if (in.n() != ctx_->n() || in.level() > top_level()) throw Error("bootstrapping: the ciphertext was made for other parameters");
   if (in.slots() != params_.slots) {
@@ -178,16 +188,17 @@ void Bootstrapper::check_input(const Ciphertext& in, const BootstrapKeys& keys) 
     throw Error("bootstrapping: the ciphertext's scale 2^" + std::to_string(std::log2(in.scale())) + " is not the configured 2^" +
                 std::to_string(std::log2(params_.scale)));
   }
-  if (keys.relin.params_id != ctx_->params().id() || keys.galois.params_id != ctx_->params().id()) {
+  if (!keys.relin || !keys.galois || !keys.to_sparse || !keys.from_sparse) throw Error("bootstrapping: the bootstrapping keys are missing");
+  if (keys.relin->params_id != ctx_->params().id() || keys.galois->params_id != ctx_->params().id()) {
     throw Error("bootstrapping: the keys were made for other parameters");
   }
   for (const auto& [s, l] : rotation_levels()) {
-    if (!keys.galois.has(ctx_->galois_element(s))) throw Error("bootstrapping: the Galois keys lack rotation step " + std::to_string(s));
+    if (!keys.galois->has(ctx_->galois_element(s))) throw Error("bootstrapping: the Galois keys lack rotation step " + std::to_string(s));
   }
-  if (!keys.galois.has(ctx_->conjugation_element())) throw Error("bootstrapping: the Galois keys lack conjugation");
+  if (!keys.galois->has(ctx_->conjugation_element())) throw Error("bootstrapping: the Galois keys lack conjugation");
 }
 
-Ciphertext Bootstrapper::run(Ciphertext ct, const BootstrapKeys& keys, const HomomorphicDft& stc, Timings* timings) const {
+Ciphertext Bootstrapper::run(Ciphertext ct, const BootstrapKeyView& keys, const HomomorphicDft& stc, Timings* timings) const {
   Timings t;
   Stopwatch watch;
   auto lap = [&watch](double& into) {
@@ -195,32 +206,32 @@ Ciphertext Bootstrapper::run(Ciphertext ct, const BootstrapKeys& keys, const Hom
     watch.restart();
   };
   if (ct.level() > 0) ev_.drop_to_level_inplace(ct, 0);
-  ct = encapsulate(ct, keys.to_sparse);
+  ct = encapsulate(ct, *keys.to_sparse);
   ct = mod_raise(ct);
-  ev_.switch_key_inplace(ct, keys.from_sparse);
-  if (params_.slots < ctx_->n() / 2) ct = trace(std::move(ct), keys.galois);
+  ev_.switch_key_inplace(ct, *keys.from_sparse);
+  if (params_.slots < ctx_->n() / 2) ct = trace(std::move(ct), *keys.galois);
   lap(t.raise);
-  ct = coeffs_to_slots(std::move(ct), keys.galois);
+  ct = coeffs_to_slots(std::move(ct), *keys.galois);
   lap(t.coeffs_to_slots);
-  auto [re, im] = split(std::move(ct), keys.galois);
-  re = eval_mod(std::move(re), keys.relin);
-  im = eval_mod(std::move(im), keys.relin);
+  auto [re, im] = split(std::move(ct), *keys.galois);
+  re = eval_mod(std::move(re), *keys.relin);
+  im = eval_mod(std::move(im), *keys.relin);
   ct = combine(std::move(re), std::move(im));
   lap(t.eval_mod);
-  ct = stc.apply(ev_, keys.galois, std::move(ct));
+  ct = stc.apply(ev_, *keys.galois, std::move(ct));
   lap(t.slots_to_coeffs);
   if (timings) *timings = t;
   return ct;
 }
 
-Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeys& keys, Timings* timings) const {
+Ciphertext Bootstrapper::bootstrap(const Ciphertext& in, const BootstrapKeyView& keys, Timings* timings) const {
   check_input(in, keys);
   Ciphertext ct = run(in, keys, *stc_, timings);
   ct.set_scale(params_.scale);
   return ct;
 }
 
-std::pair<Ciphertext, Ciphertext> Bootstrapper::bootstrap_pair(const Ciphertext& a, const Ciphertext& b, const BootstrapKeys& keys,
+std::pair<Ciphertext, Ciphertext> Bootstrapper::bootstrap_pair(const Ciphertext& a, const Ciphertext& b, const BootstrapKeyView& keys,
                                                                Timings* timings) const {
   check_input(a, keys);
   check_input(b, keys);
@@ -234,7 +245,7 @@ std::pair<Ciphertext, Ciphertext> Bootstrapper::bootstrap_pair(const Ciphertext&
   // s holds (a + i b) at scale / 2: s + conj(s) is a at the scale, -i (s - conj(s)) is b.
   Ciphertext s = run(std::move(ca), keys, *stc_half_, timings);
   Ciphertext conj = s;
-  ev_.conjugate_inplace(conj, keys.galois);
+  ev_.conjugate_inplace(conj, *keys.galois);
   Ciphertext im = ev_.sub(s, conj);
   ev_.add_inplace(s, conj);
   multiply_by_i(im);
@@ -254,6 +265,13 @@ std::size_t Bootstrapper::key_bytes() const {
 }
 
 std::size_t Bootstrapper::plaintext_bytes() const { return cts_->stored_bytes() + stc_->stored_bytes() + stc_half_->stored_bytes(); }
+
+std::size_t Bootstrapper::plaintext_bytes_for(std::size_t budget) const {
+  // As the constructor: CoeffsToSlots, then SlotsToCoeffs, then its half-scale copy, while they fit.
+  const std::size_t c = cts_->storable_bytes(budget);
+  const std::size_t s = stc_->storable_bytes(budget - c);
+  return c + s + stc_half_->storable_bytes(budget - c - s);
+}
 
 std::size_t Bootstrapper::all_plaintext_bytes() const { return cts_->all_plaintext_bytes() + stc_->all_plaintext_bytes(); }
 

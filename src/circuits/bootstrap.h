@@ -53,12 +53,22 @@ struct BootstrapParameters {
 
 using EncapsulationKey = ckks::Level0SwitchKey;  // s -> s' at level 0 (ckks/bootstrap_ops.h)
 
+// The keys bootstrap() reads, wherever they are kept (a server holds the rotation keys of a whole
+// plan, the bootstrap's among them, in one set).
+struct BootstrapKeyView {
+  const ckks::RelinKeys* relin = nullptr;
+  const ckks::GaloisKeys* galois = nullptr;  // the DFTs' and the trace's rotations, and conjugation
+  const EncapsulationKey* to_sparse = nullptr;
+  const ckks::KeySwitchKey* from_sparse = nullptr;
+};
+
 struct BootstrapKeys {
   ckks::RelinKeys relin;
   ckks::GaloisKeys galois;            // the DFTs' and the trace's rotations, and conjugation
   EncapsulationKey to_sparse;         // s -> s' at level 0
   ckks::KeySwitchKey from_sparse;     // s' -> s at the top level
   std::size_t bytes() const;
+  BootstrapKeyView view() const { return {&relin, &galois, &to_sparse, &from_sparse}; }
 };
 
 class Bootstrapper {
@@ -83,13 +93,24 @@ class Bootstrapper {
     double slots_to_coeffs = 0;
     double total() const { return raise + coeffs_to_slots + eval_mod + slots_to_coeffs; }
   };
-  ckks::Ciphertext bootstrap(const ckks::Ciphertext& ct, const BootstrapKeys& keys, Timings* timings = nullptr) const;
+  ckks::Ciphertext bootstrap(const ckks::Ciphertext& ct, const BootstrapKeyView& keys, Timings* timings = nullptr) const;
+  ckks::Ciphertext bootstrap(const ckks::Ciphertext& ct, const BootstrapKeys& keys, Timings* timings = nullptr) const {
+    return bootstrap(ct, keys.view(), timings);
+  }
 
   // Two ciphertexts of REAL values for the price of one bootstrap: a + i b goes through it, and its
   // real and imaginary parts come back as two ciphertexts (two conjugations at the output level),
   // each at output_level() and scale(). Imaginary parts in a or b would leak into the other output.
   std::pair<ckks::Ciphertext, ckks::Ciphertext> bootstrap_pair(const ckks::Ciphertext& a, const ckks::Ciphertext& b,
-                                                               const BootstrapKeys& keys, Timings* timings = nullptr) const;
+                                                               const BootstrapKeyView& keys, Timings* timings = nullptr) const;
+  std::pair<ckks::Ciphertext, ckks::Ciphertext> bootstrap_pair(const ckks::Ciphertext& a, const ckks::Ciphertext& b,
+                                                               const BootstrapKeys& keys, Timings* timings = nullptr) const {
+    return bootstrap_pair(a, b, keys.view(), timings);
+  }
+
+  // The level a bootstrap's output has for these parameters, without building the transforms.
+  // Throws hecnn::Error like the constructor when the chain is too short.
+  static std::size_t output_level(const ckks::CkksParameters& params, const BootstrapParameters& bp);
 
   // The steps one by one (for tests; bootstrap() composes them).
   // Level-0 key switch s -> s'.
@@ -124,6 +145,8 @@ class Bootstrapper {
   std::size_t key_bytes() const;
   std::size_t plaintext_bytes() const;
   std::size_t all_plaintext_bytes() const;  // the DFTs' plaintexts if all were stored
+  // What plaintext_bytes() would be with `budget` as BootstrapParameters::plaintext_budget.
+  std::size_t plaintext_bytes_for(std::size_t budget) const;
   std::size_t working_bytes() const;
   // The tables held beside them: the DFTs' diagonals (for encoding) and the context's NTT, base
   // conversion and encoder tables (an estimate).
@@ -137,9 +160,9 @@ class Bootstrapper {
   // The rotation steps of both DFTs and the trace (rotations_, set once by the constructor).
   std::map<int, std::size_t> plan_rotations() const;
   // Throws unless `in` and `keys` fit this bootstrapper.
-  void check_input(const ckks::Ciphertext& in, const BootstrapKeys& keys) const;
+  void check_input(const ckks::Ciphertext& in, const BootstrapKeyView& keys) const;
   // The bootstrap of a checked ciphertext with the given SlotsToCoeffs.
-  ckks::Ciphertext run(ckks::Ciphertext ct, const BootstrapKeys& keys, const HomomorphicDft& stc, Timings* timings) const;
+  ckks::Ciphertext run(ckks::Ciphertext ct, const BootstrapKeyView& keys, const HomomorphicDft& stc, Timings* timings) const;
 
   ckks::ContextPtr ctx_;
   BootstrapParameters params_;

@@ -274,6 +274,16 @@ std::size_t HomomorphicDft::stored_bytes() const {
   return n;
 }
 
+std::size_t HomomorphicDft::storable_bytes(std::size_t budget) const {
+  std::size_t stored = 0;
+  for (const auto& f : factors_) {
+    const std::size_t bytes = f.shape.products() * (f.level + 1) * ctx_->n() * sizeof(std::uint64_t);
+    if (stored + bytes > budget) break;
+    stored += bytes;
+  }
+  return stored;
+}
+
 std::size_t HomomorphicDft::all_plaintext_bytes() const {
   std::size_t n = 0;
   for (const auto& f : factors_) n += f.shape.products() * (f.level + 1) * ctx_->n() * sizeof(std::uint64_t);

@@ -83,6 +83,8 @@ class HomomorphicDft {
   std::size_t rotations() const;     // key switches per evaluation
   std::size_t products() const;      // plaintext products per evaluation
   std::size_t stored_bytes() const;  // plaintexts held
+  // What store_plaintexts would keep with `budget` bytes (the factors in order while they fit).
+  std::size_t storable_bytes(std::size_t budget) const;
   std::size_t all_plaintext_bytes() const;  // every factor's plaintexts, if all were stored
   std::size_t matrix_bytes() const;         // the factors' diagonals (complex doubles), kept for encoding (shared by with_output_scale)
   // Bytes of plaintexts and ciphertexts an evaluation holds at its peak, beyond the stored ones.

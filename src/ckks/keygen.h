@@ -16,6 +16,7 @@ class KeyGenerator {
   KeyGenerator(ContextPtr ctx, const SecretKey& sk);
 
   const SecretKey& secret_key() const { return sk_; }
+  const CkksContext& context() const { return *ctx_; }
   PublicKey create_public_key() const;
   RelinKeys create_relin_keys() const;
   // Keys for left rotations by each step (negative: right) and, optionally, conjugation.

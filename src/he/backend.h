@@ -35,6 +35,8 @@ class Backend {
   virtual Layout layout() const = 0;
   // The layout's name in options, keys.json and the protocol ("batch", "packed").
   virtual std::string name() const = 0;
+  // Whether the layout runs Bootstrap stages (a refresh of a value's few ciphertexts).
+  virtual bool bootstraps() const { return false; }
   // What holds one value ("ciphertexts", "values") and what one query is ("batch", "ciphertext group").
   virtual std::string value_unit() const = 0;
   virtual std::string query_unit() const = 0;

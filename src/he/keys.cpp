@@ -187,8 +187,7 @@ KeyBundle KeyBundle::generate(const ckks::CkksParameters& params, const KeyRequi
   ckks::KeyGenerator keygen(b.ctx_);
   b.secret_ = keygen.secret_key();
   b.public_ = keygen.create_public_key();
-  if (need.relinearization) b.eval_.relin = keygen.create_relin_keys();
-  if (!need.rotations.empty()) b.eval_.galois = make_rotation_keys(keygen, need);
+  b.eval_ = make_evaluation_keys(keygen, need);
   b.info_.key_set = b.secret_->key_set;
   b.info_.key_id = ckks::key_set_hex(b.info_.key_set);
   b.info_.spec = spec;

@@ -62,6 +62,18 @@ MemoryEstimate estimate_memory(const HePlan& plan, int threads, std::size_t plai
   m.keys += rotation_keys_bytes(p, plan.keys, false);
   if (with_client) m.keys += plaintext_bytes(p, p.max_level()) * 2;  // the secret key, and the client's encoder buffers
   m.preencoded.assign(prog.stages.size(), false);
+  if (plan.bootstrap) {
+    // The encapsulation keys (s' -> s over the whole chain, s -> s' at q_0 p_0) and conjugation; the
+    // bootstrap's DFT plaintexts come out of the plaintext budget first (as the engine stores them).
+    m.keys += relin_key_bytes(p, false) + 4 * p.poly_degree() * sizeof(std::uint64_t) +
+              rotation_key_bytes(p, plan.keys.conjugation_level, false);
+    const std::size_t stored = plan.bootstrap->stored_bytes_for(plaintext_budget);
+    m.tables += plan.bootstrap->table_bytes;
+    plaintext_budget = plaintext_budget > stored ? plaintext_budget - stored : 0;
+    backend(plan.layout).estimate_ciphertexts(plan, threads, plaintext_budget, with_client, tile, resident_limit, m);
+    m.plaintexts += stored;
+    return m;
+  }
   backend(plan.layout).estimate_ciphertexts(plan, threads, plaintext_budget, with_client, tile, resident_limit, m);
   return m;
 }

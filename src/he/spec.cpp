@@ -35,6 +35,7 @@ json ClientSpec::to_json() const {
           {"batch_size", batch_size},
           {"input_ciphertexts", input_ciphertexts},
           {"output_ciphertexts", output_ciphertexts}};
+  if (input_level) j["input_level"] = input_level;
   backend(layout).write_spec(*this, j);
   return j;
 }
@@ -90,6 +91,7 @@ ClientSpec ClientSpec::from_json(const json& j) {
   s.batch_size = count("batch_size", std::size_t{1} << 16);
   s.input_ciphertexts = count("input_ciphertexts", std::size_t{1} << 24);
   s.output_ciphertexts = count("output_ciphertexts", std::size_t{1} << 20);
+  if (j.contains("input_level")) s.input_level = count("input_level", 63);
   backend(s.layout).read_spec(j, s);
   return s;
 }

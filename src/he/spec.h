@@ -36,6 +36,9 @@ struct ClientSpec {
   std::size_t block = 0;
   std::size_t input_copies = 1;  // copies of the image in its block, block / input_copies slots apart
   std::vector<std::pair<std::uint32_t, std::uint32_t>> output_slots;
+  // Bootstrapping plans: inputs are encrypted at this level (the bootstrap's output level, below
+  // the chain's top); 0: the chain's top.
+  std::size_t input_level = 0;
 
   double scale() const;
   nlohmann::json to_json() const;

@@ -449,6 +449,7 @@ std::vector<Ciphertext> Engine::run(QuerySource& source, const ProgressFn& progr
           case StageKind::SumPool: make_pool(step, store); break;
           case StageKind::Activation: make_activation(step, store); break;
           case StageKind::Add: make_add(step, store); break;
+          case StageKind::Bootstrap: throw Error("batch layout: bootstrapping runs in the packed layout only");
         }
         stage_seconds_[step.stage - 1] += t.seconds();
       }

@@ -52,6 +52,7 @@ void estimate_batch(const HePlan& plan, int threads, bool streamed_inputs, int t
         made[s + 1] = ciphertext_bytes(p, out_level, 2);
         temps[s + 1] = T * ciphertext_bytes(p, level, 2);  // an input dropped to the level
         break;
+      case StageKind::Bootstrap: throw Error("batch layout: bootstrapping runs in the packed layout only");
     }
     value[s + 1] = ciphertext_bytes(p, out_level, out_comps);
     made[s + 1] = std::max(made[s + 1], value[s + 1]);
@@ -148,6 +149,7 @@ double BatchBackend::stage_seconds(const HePlan& plan, std::size_t i, const Cost
     case StageKind::Add:
       // Additions (and drops of the higher inputs) only: a small fraction of a rescale each.
       return static_cast<double>(s.out.size()) * static_cast<double>(s.inputs.size()) * 0.2 * u.rescale * c.r(level);
+    case StageKind::Bootstrap: break;  // never planned in this layout
   }
   return 0;
 }

@@ -232,6 +232,7 @@ Schedule make_schedule(const Program& prog, const std::vector<ckks::SparseMatrix
       case StageKind::SumPool: st.work = n * ps.pool().window() * L * 0.2; break;
       case StageKind::Activation: st.work = n * 150 * L; break;
       case StageKind::Add: st.work = n * static_cast<double>(ps.inputs.size()) * L * 0.2; break;
+      case StageKind::Bootstrap: throw Error("batch layout: bootstrapping runs in the packed layout only");
     }
     sched.work += st.work;
   }

@@ -75,7 +75,8 @@ void for_each_dependency(const Program& prog, const std::vector<ckks::SparseMatr
       break;
     }
     case StageKind::SumPool: st.pool().for_each_input(st.in, st.out, o, [&](std::size_t i) { f(from, i); }); break;
-    case StageKind::Activation: f(from, o); break;
+    case StageKind::Activation:
+    case StageKind::Bootstrap: f(from, o); break;
     case StageKind::Add:
       for (int in : st.inputs) f(schedule_stage(in), o);
       break;

@@ -98,4 +98,11 @@ ckks::CkksParameters choose_parameters(int depth, const CompileOptions& o, int* 
               tried + ". Use a larger --log-n, a smaller --scale-bits, or a shallower model");
 }
 
+CompileOptions::Bootstrap parse_bootstrap_mode(const std::string& name) {
+  if (name == "auto") return CompileOptions::Bootstrap::Auto;
+  if (name == "off") return CompileOptions::Bootstrap::Off;
+  if (name == "on") return CompileOptions::Bootstrap::On;
+  throw Error("--bootstrap: '" + name + "' is not auto, off or on");
+}
+
 }  // namespace hecnn::he

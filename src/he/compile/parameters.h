@@ -24,7 +24,13 @@ struct CompileOptions {
   // Packed layout: the images a query is planned for; the layout (block, input copies) minimizes
   // their total time (1: one image's latency; more: fewer copies, more images per ciphertext).
   std::size_t packed_images = 1;
+  // Bootstrapping (packed layout): Auto uses it when no parameters hold the whole depth; On always;
+  // Off never. With it the parameters are the bootstrapping chain (preset boot-n65536, at the ring
+  // degree of log_n when given) and a placement pass inserts the bootstraps.
+  enum class Bootstrap { Auto, Off, On } bootstrap = Bootstrap::Auto;
 };
+// "auto", "off", "on"; throws hecnn::Error otherwise.
+CompileOptions::Bootstrap parse_bootstrap_mode(const std::string& name);
 
 // Throws hecnn::Error naming the option (as on the command line) when one is out of its bounds.
 void check_compile_options(const CompileOptions& options);
@@ -45,6 +51,11 @@ struct KeyRequirements {
   // The highest level each rotation is used at (parallel to rotations; empty: the top level). Keys
   // are kept only up to it (ckks::restrict_to_level): smaller, same results.
   std::vector<std::size_t> rotation_levels;
+  // Bootstrapping: the conjugation key (kept up to conjugation_level) and the encapsulation keys for
+  // an ephemeral secret of Hamming weight ephemeral_weight (0: no bootstrapping).
+  bool conjugation = false;
+  std::size_t conjugation_level = 0;
+  std::size_t ephemeral_weight = 0;
 };
 // Bytes of a rotation key kept up to `level`, in memory (seeded: as stored).
 std::size_t rotation_key_bytes(const ckks::CkksParameters& p, std::size_t level, bool seeded);

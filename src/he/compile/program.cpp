@@ -244,8 +244,44 @@ class GraphCompiler {
     v.t = Affine::identity(s.out);
   }
 
+  // Folds v's map into the linear stage that makes it so that the stage holds real / s (v's map
+  // becomes the uniform scale s): the form in which a normalized activation reads a residual sum.
+  void materialize_to(Value& v, double s, const std::string& consumer, std::size_t layer) {
+    if (s == 1.0) return materialize(v, consumer, layer);
+    if (v.t.uniform() && v.t.scale[0] == s) return;
+    if (!only_reader(v.stage, layer)) {
+      throw Error("encrypted inference: " + consumer + " joins values of different scales that no linear layer can bring together");
+    }
+    Stage& st = prog_.stages[static_cast<std::size_t>(v.stage)];
+    LinearOp& op = std::get<LinearOp>(st.op);
+    const auto n = static_cast<std::size_t>(st.out.size());
+    std::vector<double> bias(n);
+    for (std::size_t o = 0; o < n; ++o) bias[o] = (op.bias_of(o, st.out) * v.t.scale[v.t.channel(o)] + v.t.shift[v.t.channel(o)]) / s;
+    if (op.output_scale.empty()) op.output_scale.assign(n, 1.0);
+    for (std::size_t o = 0; o < n; ++o) op.output_scale[o] *= v.t.scale[v.t.channel(o)] / s;
+    op.bias = std::move(bias);
+    v.t = Affine::identity(st.out);
+    std::fill(v.t.scale.begin(), v.t.scale.end(), s);
+  }
+
+  // The polynomial of activation layer i when it reads a normalized input (x / range); nullptr when
+  // it is evaluated on x itself (a low degree on a narrow range: the power basis is accurate).
+  const approx::Polynomial* normalized_polynomial(std::size_t i) const {
+    const nn::Layer& l = m_.layers[i];
+    if (l.type != nn::LayerType::Activation || !l.activation.is_polynomial() || raw_is_accurate(*l.activation.poly)) return nullptr;
+    return &*l.activation.poly;
+  }
+  // The scale an Add (layer `add`) should hold its sum at: the range of the normalized activation
+  // that alone reads it (so that it reads x / r at no level), else 1.
+  double join_scale(std::size_t add) const {
+    const auto r = readers(add);
+    if (r.size() != 1) return 1.0;
+    const approx::Polynomial* p = normalized_polynomial(r[0]);
+    return p ? p->range() : 1.0;
+  }
+
   int add_stage(std::size_t i, std::vector<int> inputs, const nn::Shape& in, int levels,
-                std::variant<LinearOp, SumPoolOp, ActivationOp, AddOp> op) {
+                std::variant<LinearOp, SumPoolOp, ActivationOp, AddOp, BootstrapOp> op) {
     Stage s;
     s.name = name_of(i);
     s.in = in;
@@ -305,23 +341,44 @@ class GraphCompiler {
         }
         const approx::Polynomial& p = *l.activation.poly;
         if (p.degree() < 1) throw Error(where(i) + ": the activation polynomial is constant");
-        if (!x.t.is_identity()) materialize(x, "activation '" + name_of(i) + "'", i);
         ActivationOp act;
-        if (!raw_is_accurate(p)) {
-          if (only_reader(x.stage, i)) {
-            std::get<LinearOp>(prog_.stages[static_cast<std::size_t>(x.stage)].op).scale_outputs(1.0 / p.range());
-            act.form = approx::InputForm::Normalized;  // the previous layer computes x / r
-          } else {
-            act.form = approx::InputForm::NormalizeFirst;
+        const bool normalized = !raw_is_accurate(p);
+        if (normalized && x.t.uniform() && x.t.scale[0] == p.range()) {
+          act.form = approx::InputForm::Normalized;  // a residual sum held at x / r (join_scale)
+        } else {
+          if (!x.t.is_identity()) materialize(x, "activation '" + name_of(i) + "'", i);
+          if (normalized) {
+            if (only_reader(x.stage, i)) {
+              std::get<LinearOp>(prog_.stages[static_cast<std::size_t>(x.stage)].op).scale_outputs(1.0 / p.range());
+              act.form = approx::InputForm::Normalized;  // the previous layer computes x / r
+            } else {
+              act.form = approx::InputForm::NormalizeFirst;
+            }
           }
         }
+        if (l.activation.spec != "square") act.input_bound = act.form == approx::InputForm::Normalized ? 1.0 : p.range();
         // Monic form only where linear layers absorb the leading coefficient: a monic chain of
         // squarings leaves its own scale, which only a linear stage brings back to the plan's (the
         // values an Add joins must be at the plan's scale exactly).
         const bool monic = absorbed(i);
-        act.poly = approx::plan_polynomial(p, act.form, monic);
+        // An output that a residual Add reads is held at the scale that Add's sum wants (the range of
+        // the activation after it): the coefficients divided by it, at no level.
+        double out_scale = 1.0;
+        if (!monic) {
+          for (std::size_t r : readers(i)) {
+            if (m_.layers[r].type == nn::LayerType::Add) out_scale = join_scale(r);
+          }
+        }
+        if (out_scale == 1.0) {
+          act.poly = approx::plan_polynomial(p, act.form, monic);
+        } else {
+          std::vector<double> c = p.coeffs();
+          for (double& v : c) v /= out_scale;
+          act.poly = approx::plan_polynomial(approx::Polynomial(p.basis(), std::move(c), p.range()), act.form, false);
+        }
         Affine t = Affine::identity(out);
         if (monic) std::fill(t.scale.begin(), t.scale.end(), act.poly.factor);
+        if (out_scale != 1.0) std::fill(t.scale.begin(), t.scale.end(), out_scale);
         const int levels = act.poly.depth;
         y = {add_stage(i, {x.stage}, in, levels, std::move(act)), std::move(t)};
         return;
@@ -346,10 +403,14 @@ class GraphCompiler {
         return;
       case nn::LayerType::Add: {
         // The inputs must hold their values under one map: where they differ, each folds its map
-        // into the linear stage that makes it.
+        // into the linear stage that makes it. A sum that a normalized activation reads is held at
+        // x / r: the inputs that are not linear stages (an activation's output) are already there.
+        const double js = join_scale(i);
         bool same = true;
         for (int s : src) same = same && value(s).t == x.t;
-        if (!same) {
+        if (js != 1.0) {
+          for (int s : src) materialize_to(value(s), js, "add '" + name_of(i) + "'", i);
+        } else if (!same) {
           for (int s : src) materialize(value(s), "add '" + name_of(i) + "'", i);
         }
         std::vector<int> stages;
@@ -422,9 +483,114 @@ void Program::plan_levels() {
       if (in < kProgramInput || in >= static_cast<int>(i)) throw Error("encrypted inference: stage '" + s.name + "' reads a later stage (internal error)");
       if (in >= 0) s.depth_in = std::max(s.depth_in, stages[static_cast<std::size_t>(in)].depth_out);
     }
-    s.depth_out = s.depth_in + s.levels;
+    s.depth_out = s.kind() == StageKind::Bootstrap ? 0 : s.depth_in + s.levels;
+    depth = std::max({depth, s.depth_in, s.depth_out});
   }
-  if (!stages.empty()) depth = stages.back().depth_out;
+}
+
+std::size_t Program::bootstraps() const {
+  std::size_t n = 0;
+  for (const Stage& s : stages) n += s.kind() == StageKind::Bootstrap;
+  return n;
+}
+
+void place_bootstraps(Program& prog, int levels) {
+  if (levels < 1) throw Error("bootstrap placement: no levels between bootstraps");
+  prog.plan_levels();
+  if (prog.depth <= levels) return;
+  const std::size_t n = prog.stages.size();
+  for (const Stage& s : prog.stages) {
+    if (s.kind() == StageKind::Bootstrap) throw Error("bootstrap placement: the program already has bootstraps (internal error)");
+    if (s.levels > levels) {
+      throw Error("encrypted inference: stage '" + s.name + "' alone needs " + std::to_string(s.levels) +
+                  " levels; a bootstrap leaves " + std::to_string(levels) +
+                  " (use a lower-degree activation or parameters with more levels after bootstrapping)");
+    }
+  }
+  // Values (index + 1; 0: the input) a bootstrap may take: the inputs of normalized activations,
+  // which calibration keeps within [-1, 1].
+  const auto readers = prog.consumers();
+  std::vector<bool> safe(n + 1, false);
+  for (const Stage& s : prog.stages) {
+    if (s.kind() == StageKind::Activation && s.activation().form == approx::InputForm::Normalized && s.activation().input_bound > 0) {
+      safe[static_cast<std::size_t>(s.inputs[0] + 1)] = true;
+    }
+  }
+  // reach[v]: the levels from value v to the next values a bootstrap may take (or the end), on the
+  // deepest path.
+  std::vector<int> reach(n + 1, 0);
+  for (std::size_t i = n; i-- > 0;) {
+    int r = 0;
+    for (std::size_t k : readers[i]) r = std::max(r, prog.stages[k].levels + (safe[k + 1] ? 0 : reach[k + 1]));
+    reach[i + 1] = r;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (prog.stages[i].inputs[0] == kProgramInput) {
+      int r = 0;
+      for (std::size_t k = 0; k < n; ++k)
+        for (int in : prog.stages[k].inputs)
+          if (in == kProgramInput) r = std::max(r, prog.stages[k].levels + (safe[k + 1] ? 0 : reach[k + 1]));
+      reach[0] = r;
+      break;
+    }
+  }
+  // In order: a value a bootstrap may take is refreshed when the levels it has left do not reach
+  // the next such values (as late as possible; one bootstrap per value, read by all its readers).
+  std::vector<Stage> out;
+  std::vector<int> moved(n + 1, kProgramInput);  // value -> the new stage holding it (refreshed when it is)
+  std::vector<int> depth;                        // per new stage: its output's depth
+  const auto depth_of = [&](int v) { return v == kProgramInput ? 0 : depth[static_cast<std::size_t>(v)]; };
+  const auto refresh = [&](std::size_t value) {
+    const int in = moved[value];
+    if (!safe[value] || depth_of(in) + reach[value] <= levels || depth_of(in) == 0) return;
+    Stage boot;
+    boot.name = "bootstrap " + (in == kProgramInput ? std::string("input") : out[static_cast<std::size_t>(in)].name);
+    boot.in = boot.out = in == kProgramInput ? prog.input : out[static_cast<std::size_t>(in)].out;
+    boot.inputs = {in};
+    boot.op = BootstrapOp{};
+    out.push_back(std::move(boot));
+    depth.push_back(0);
+    moved[value] = static_cast<int>(out.size()) - 1;
+  };
+  refresh(0);
+  for (std::size_t i = 0; i < n; ++i) {
+    Stage s = std::move(prog.stages[i]);
+    int d = 0;
+    for (int& in : s.inputs) {
+      in = moved[static_cast<std::size_t>(in + 1)];
+      d = std::max(d, depth_of(in));
+    }
+    if (d + s.levels > levels) {
+      throw Error("bootstrap placement: stage '" + s.name + "' would run below level 0 and no value before it can be bootstrapped " +
+                  "(bootstraps go on the inputs of normalized activations, whose range calibration bounds)");
+    }
+    out.push_back(std::move(s));
+    depth.push_back(d + out.back().levels);
+    moved[i + 1] = static_cast<int>(out.size()) - 1;
+    refresh(i + 1);
+  }
+  prog.stages = std::move(out);
+  prog.plan_levels();
+}
+
+bool RangeReport::any_outside() const {
+  for (const auto& s : stages)
+    if (s.outside) return true;
+  return false;
+}
+
+std::string RangeReport::describe(const Program& prog) const {
+  std::ostringstream os;
+  for (const auto& s : stages) {
+    if (!s.outside) continue;
+    const Stage& st = prog.stages[s.stage];
+    char line[256];
+    std::snprintf(line, sizeof line, "  stage %zu (%s %s): %llu of %llu inputs outside its range, largest |x| = %.3g x the bound\n",
+                  s.stage, st.kind() == StageKind::Bootstrap ? "bootstrap" : "activation", st.name.c_str(),
+                  static_cast<unsigned long long>(s.outside), static_cast<unsigned long long>(s.values), s.largest);
+    os << line;
+  }
+  return os.str().empty() ? std::string("  none: every activation and bootstrap input within its range\n") : os.str();
 }
 
 Program compile_program(const nn::Model& model) {
@@ -432,7 +598,28 @@ Program compile_program(const nn::Model& model) {
   return GraphCompiler(m).run();
 }
 
-std::vector<double> simulate(const Program& prog, const float* image) {
+std::vector<double> simulate(const Program& prog, const float* image, RangeReport* ranges) {
+  if (ranges && ranges->stages.empty()) {
+    for (std::size_t k = 0; k < prog.stages.size(); ++k) {
+      const Stage& s = prog.stages[k];
+      if (s.kind() == StageKind::Bootstrap || (s.kind() == StageKind::Activation && s.activation().input_bound > 0)) {
+        ranges->stages.push_back({k, 0, 0, 0});
+      }
+    }
+  }
+  std::size_t next_range = 0;
+  const auto check = [&](std::size_t k, const std::vector<double>& x, double bound) {
+    if (!ranges) return;
+    while (next_range < ranges->stages.size() && ranges->stages[next_range].stage < k) ++next_range;
+    if (next_range == ranges->stages.size() || ranges->stages[next_range].stage != k) return;
+    auto& r = ranges->stages[next_range];
+    r.values += x.size();
+    for (double v : x) {
+      const double a = std::fabs(v) / bound;
+      if (a > 1) ++r.outside;
+      r.largest = std::max(r.largest, a);
+    }
+  };
   std::vector<double> input(static_cast<std::size_t>(prog.input.size()));
   for (std::size_t i = 0; i < input.size(); ++i) input[i] = image[i];
   std::vector<std::vector<double>> out(prog.stages.size());
@@ -458,7 +645,11 @@ std::vector<double> simulate(const Program& prog, const float* image) {
               op.for_each_input(in, o_shape, o, [&](std::size_t i) { acc += x[i]; });
               y[o] = acc;
             }
+          } else if constexpr (std::is_same_v<T, BootstrapOp>) {
+            check(k, x, kBootstrapBound);
+            y = x;
           } else if constexpr (std::is_same_v<T, ActivationOp>) {
+            if (op.input_bound > 0) check(k, x, op.input_bound);
             y.resize(x.size());
             for (std::size_t i = 0; i < x.size(); ++i) y[i] = approx::simulate(op.poly, x[i]);
           } else {
@@ -480,6 +671,7 @@ std::string describe_stages(const Program& prog, int top, const std::string& uni
   std::ostringstream os;
   const bool chain = prog.is_chain();
   os << "encrypted computation: " << prog.stages.size() << " stages, " << prog.depth << " levels"
+     << (prog.bootstraps() ? " between bootstraps, " + std::to_string(prog.bootstraps()) + " bootstraps" : std::string())
      << (chain ? "" : " (a graph: each stage lists the stages it reads)") << "\n";
   for (std::size_t k = 0; k < prog.stages.size(); ++k) {
     const Stage& s = prog.stages[k];
@@ -502,6 +694,8 @@ std::string describe_stages(const Program& prog, int top, const std::string& uni
           } else if constexpr (std::is_same_v<T, SumPoolOp>) {
             os << "sum-pool   " << s.name << ": " << op.pool_h << "x" << op.pool_w << (op.global ? " global" : "")
                << " (1/" << op.window() << " folded forward)";
+          } else if constexpr (std::is_same_v<T, BootstrapOp>) {
+            os << "bootstrap  " << s.out.size() << " " << unit << " back to level " << top;
           } else if constexpr (std::is_same_v<T, AddOp>) {
             os << "add        " << s.name << ": " << s.inputs.size() << " x " << s.out.size() << " " << unit
                << " (inputs above the lowest level are dropped to it)";

@@ -16,7 +16,8 @@
 // folded into the previous linear layer where there is one. Each linear stage costs one level,
 // each activation its polynomial plan's depth; an Add costs none, and runs at the lower of its
 // inputs' levels (the other input is dropped to it; scales are equal at stage boundaries).
-// A Bootstrap stage kind (raising a value's level mid-graph) and placement passes will join here.
+// Bootstrap stages (raising a value back to the top level mid-graph) are placed by a pass over the
+// graph (place_bootstraps) when the computation is deeper than the parameters' levels.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -74,13 +75,21 @@ struct SumPoolOp {
 struct ActivationOp {
   approx::PolyEvalPlan poly;
   approx::InputForm form = approx::InputForm::Raw;
+  // The largest |input| the polynomial is fitted for, in the units the stage reads (1 for a
+  // normalized input); 0: none (x^2).
+  double input_bound = 0;
   bool relinearize_output = true;  // false: the outputs stay 3-component until the next linear stage
 };
 
 // The element-wise sum of the stage's inputs (two or more, of one shape).
 struct AddOp {};
 
-enum class StageKind { Linear, SumPool, Activation, Add };
+// A refresh: the value comes back at the top level of the computation (depth 0), the same values
+// up to the bootstrap's error. Its input must be small (|value| <= about 1, see circuits/bootstrap.h):
+// the pass places bootstraps on the inputs of normalized activations, which calibration bounds.
+struct BootstrapOp {};
+
+enum class StageKind { Linear, SumPool, Activation, Add, Bootstrap };
 
 // A stage's source: an earlier stage's index, or the program's input.
 inline constexpr int kProgramInput = -1;
@@ -92,7 +101,7 @@ struct Stage {
   int levels = 0;           // levels it consumes
   // Levels consumed before it runs (its inputs at the level of the deepest one) and after it.
   int depth_in = 0, depth_out = 0;
-  std::variant<LinearOp, SumPoolOp, ActivationOp, AddOp> op;
+  std::variant<LinearOp, SumPoolOp, ActivationOp, AddOp, BootstrapOp> op;
 
   StageKind kind() const { return static_cast<StageKind>(op.index()); }
   const LinearOp& linear() const { return std::get<LinearOp>(op); }
@@ -105,7 +114,7 @@ struct Stage {
 struct Program {
   nn::Shape input;
   std::vector<Stage> stages;
-  int depth = 0;               // levels the computation consumes (on its deepest path)
+  int depth = 0;               // levels the computation consumes (on its deepest path between bootstraps)
   double output_factor = 1.0;  // decrypted outputs are multiplied by this (a trailing pool's 1/window)
   std::size_t outputs() const { return stages.empty() ? 0 : static_cast<std::size_t>(stages.back().out.size()); }
   // Per stage, the later stages reading its output.
@@ -116,9 +125,37 @@ struct Program {
   const nn::Shape& shape_of(int source) const {
     return source == kProgramInput ? input : stages[static_cast<std::size_t>(source)].out;
   }
-  // Sets every stage's depth_in and depth_out from the levels and the graph, and `depth`.
+  // Sets every stage's depth_in and depth_out from the levels and the graph (a bootstrap's output
+  // is at depth 0), and `depth`.
   void plan_levels();
+  std::size_t bootstraps() const;
 };
+
+// Bootstrap placement: inserts Bootstrap stages that keep every stage within `levels` levels (the
+// levels a bootstrap's output has), and re-plans the levels. A bootstrap takes values of magnitude
+// about 1 at most, so only the inputs of normalized activations (x / r, bounded by calibration)
+// are candidates. Each candidate is refreshed, as late as possible, when the levels it has left do
+// not reach the next candidates on its deepest path (or the end); one bootstrap per value, read by
+// all its readers. On a chain, and on residual graphs whose shortcuts are shallower than their
+// main branch (ResNets), this places the fewest bootstraps; on other graphs it is a heuristic.
+// Throws hecnn::Error when a stage alone needs more than `levels`, or when the levels run out with
+// no candidate before.
+void place_bootstraps(Program& program, int levels);
+
+// What simulate() reports about inputs outside the range their stage is planned for: a normalized
+// activation's polynomial (|x| <= its range) and a bootstrap (|x| <= bootstrap_bound).
+struct RangeReport {
+  struct Entry {
+    std::size_t stage = 0;
+    std::uint64_t outside = 0, values = 0;
+    double largest = 0;  // the largest |x| / bound seen
+  };
+  std::vector<Entry> stages;  // those with a bound, in stage order
+  bool any_outside() const;
+  // One line per stage with values outside; "none" otherwise.
+  std::string describe(const Program& program) const;
+};
+inline constexpr double kBootstrapBound = 1.0;
 
 // Runs the model-level passes. Throws hecnn::Error, naming the layer, for models encrypted
 // inference cannot run (exact activations, batch normalization after a non-linear layer, ...).
@@ -126,7 +163,8 @@ Program compile_program(const nn::Model& model);
 
 // The compiled computation on doubles: the same folded weights, the same stage order and the same
 // polynomial evaluation order as the encrypted run. Returns the outputs for one image (CHW).
-std::vector<double> simulate(const Program& program, const float* image);
+// With `ranges`, the values outside their stage's range are counted there (accumulated over calls).
+std::vector<double> simulate(const Program& program, const float* image, RangeReport* ranges = nullptr);
 
 // One line per stage ("level a -> b  kind name: ..."), starting from `top_level`; `unit` names what
 // holds one value in the back end's layout (batch mode: "ciphertexts").

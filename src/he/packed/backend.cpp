@@ -297,7 +297,8 @@ PackedProgram lower_with(const Program& prog, std::size_t slots, std::size_t blo
         break;
       }
       case StageKind::SumPool: ps.pool = lower_pool(s, ps.in, ps.out, slots); break;
-      case StageKind::Activation: ps.out = ps.in; break;
+      case StageKind::Activation:
+      case StageKind::Bootstrap: ps.out = ps.in; break;
       case StageKind::Add:
         for (int other : s.inputs) {
           if (!same_placement(placement_of(other), ps.in)) {
@@ -330,6 +331,8 @@ double estimated_cost(const Program& prog, const PackedProgram& pp) {
         break;
       case StageKind::Activation: cost += limbs * static_cast<double>(ps.in.cts) * 3.0; break;
       case StageKind::Add: cost += limbs * static_cast<double>(ps.in.cts) * 0.1; break;
+      // About 80 key switches at 20-odd limbs per ciphertext (two ciphertexts share one).
+      case StageKind::Bootstrap: cost += 80.0 * 20.0 * static_cast<double>((ps.in.cts + 1) / 2); break;
     }
   }
   return cost;
@@ -484,6 +487,7 @@ std::string describe_layout(const Program& prog, const PackedProgram& pp) {
         break;
       case StageKind::Activation: os << ", slot-wise polynomial"; break;
       case StageKind::Add: os << ", slot-wise sum of " << s.inputs.size(); break;
+      case StageKind::Bootstrap: os << ", bootstrapped in pairs (a + i b)"; break;
     }
     os << "\n";
   }

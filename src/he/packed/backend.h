@@ -136,6 +136,7 @@ class PackedBackend : public Backend {
  public:
   Layout layout() const override { return Layout::Packed; }
   std::string name() const override { return "packed"; }
+  bool bootstraps() const override { return true; }
   std::string value_unit() const override;
   std::string query_unit() const override;
   void prepare(Program& program) const override;

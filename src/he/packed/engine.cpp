@@ -39,9 +39,14 @@ std::shared_ptr<const EncodedWeights> EncodedWeights::make(const HePlan& plan, c
     throw Error("encrypted inference: the keys were made for other parameters than this model's plan");
   }
   const auto& stages = plan.program.stages;
-  const std::vector<bool> pre = estimate_memory(plan, 1, plaintext_budget, false).preencoded;
-  const std::size_t top = ctx->max_level();
   auto w = std::make_shared<EncodedWeights>();
+  if (plan.bootstrap) {
+    // The bootstrap's DFT plaintexts first (every bootstrap reads them), within the budget.
+    // (estimate_memory below leaves the weights what it does not take).
+    w->bootstrapper = make_bootstrapper(plan, ctx, std::min(plaintext_budget, plan.bootstrap->params.plaintext_budget));
+  }
+  const std::vector<bool> pre = estimate_memory(plan, 1, plaintext_budget, false).preencoded;
+  const std::size_t top = plan.top_level();
   w->level.resize(stages.size());
   w->in_scale.resize(stages.size());
   w->diagonals.resize(stages.size());
@@ -216,9 +221,24 @@ std::vector<Ciphertext> Engine::add(std::size_t index, const std::vector<const s
   return out;
 }
 
+std::vector<Ciphertext> Engine::bootstrap(std::size_t, std::vector<Ciphertext>& in) const {
+  if (!weights_->bootstrapper) throw Error("encrypted inference: the plan bootstraps and the engine has no bootstrapper (internal error)");
+  const circuits::Bootstrapper& boot = *weights_->bootstrapper;
+  const circuits::BootstrapKeyView keys = keys_.bootstrap_view();
+  std::vector<Ciphertext> out(in.size());
+  for (std::size_t a = 0; a + 1 < in.size(); a += 2) {
+    auto [x, y] = boot.bootstrap_pair(in[a], in[a + 1], keys);
+    out[a] = std::move(x);
+    out[a + 1] = std::move(y);
+  }
+  if (in.size() % 2) out.back() = boot.bootstrap(in.back(), keys);
+  in.clear();
+  return out;
+}
+
 std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn& progress) const {
   const Program& prog = plan_.program;
-  const std::size_t top = ctx_->max_level();
+  const std::size_t top = plan_.top_level();
   if (x.size() != packed_.input().cts) {
     throw Error("encrypted inference: the packed layout takes " + std::to_string(packed_.input().cts) +
                 " input ciphertext(s) per image group, the query has " + std::to_string(x.size()));
@@ -267,6 +287,7 @@ std::vector<Ciphertext> Engine::run(std::vector<Ciphertext> x, const ProgressFn&
         case StageKind::Linear: y = linear(i, in); break;
         case StageKind::SumPool: y = sum_pool(i, in); break;
         case StageKind::Activation: y = activation(i, in); break;
+        case StageKind::Bootstrap: y = bootstrap(i, in); break;
         case StageKind::Add: break;
       }
     }
@@ -309,7 +330,7 @@ std::vector<Ciphertext> Client::encrypt(const float* images, std::size_t count) 
 #pragma omp parallel for schedule(dynamic, 1) if (input_.cts > 1)
   for (std::size_t a = 0; a < input_.cts; ++a) errors.run([&] {
     Plaintext pt;
-    encoder_.encode(v[a], spec_.scale(), ctx_->max_level(), pt);
+    encoder_.encode(v[a], spec_.scale(), spec_.input_level ? spec_.input_level : ctx_->max_level(), pt);
     encryptor_.encrypt(pt, out[a]);
   });
   errors.rethrow();

@@ -19,6 +19,8 @@ struct EncodedWeights : EngineState {
   std::vector<std::size_t> level;   // per stage: the level of its inputs
   std::vector<double> in_scale;     // per stage: the scale of its inputs
   std::vector<std::vector<std::vector<ckks::Plaintext>>> diagonals;  // [stage][giant][diagonal]; empty: encoded at every run
+  // Plans with bootstraps: the bootstrapper, its DFT plaintexts encoded once (those that fit).
+  std::shared_ptr<const circuits::Bootstrapper> bootstrapper;
   std::size_t bytes() const override;
   // Throws hecnn::Error unless the plan is packed and its stages fit ctx's levels.
   static std::shared_ptr<const EncodedWeights> make(const HePlan& plan, const ckks::ContextPtr& ctx, std::size_t plaintext_budget);
@@ -51,6 +53,8 @@ class Engine : public InferenceEngine {
                                                                  std::size_t stage, std::size_t g0, std::size_t g1);
   std::vector<ckks::Ciphertext> sum_pool(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
   std::vector<ckks::Ciphertext> activation(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
+  // Every ciphertext refreshed (two at a time: they hold real values, see Bootstrapper::bootstrap_pair).
+  std::vector<ckks::Ciphertext> bootstrap(std::size_t index, std::vector<ckks::Ciphertext>& in) const;
   // The sum of the inputs, each dropped to the stage's level.
   std::vector<ckks::Ciphertext> add(std::size_t index, const std::vector<const std::vector<ckks::Ciphertext>*>& in) const;
 

@@ -26,7 +26,7 @@ void PackedBackend::prepare(Program& program) const {
 void PackedBackend::lower(HePlan& plan, std::size_t images, const ClientSpec* spec) const {
   auto pp = std::make_shared<PackedProgram>(
       packed::lower(plan.program, plan.params->max_slots(), spec ? spec->block : 0, spec ? spec->input_copies : 0, images));
-  plan.keys = key_requirements(plan.program, *pp, plan.params->max_level());
+  plan.keys = key_requirements(plan.program, *pp, plan.top_level());
   plan.lowered = std::move(pp);
 }
 
@@ -35,7 +35,9 @@ std::size_t PackedBackend::batch_size(const HePlan& plan) const {
 }
 
 ClientSpec PackedBackend::client_spec(const HePlan& plan) const {
-  return packed::client_spec(plan.program, program_of(plan), *plan.params, plan.scale_bits);
+  ClientSpec s = packed::client_spec(plan.program, program_of(plan), *plan.params, plan.scale_bits);
+  if (plan.bootstrap) s.input_level = plan.bootstrap->output_level;
+  return s;
 }
 
 void PackedBackend::write_spec(const ClientSpec& s, nlohmann::json& j) const {
@@ -114,6 +116,7 @@ void PackedBackend::estimate_ciphertexts(const HePlan& plan, int threads, std::s
         case StageKind::SumPool: bytes += (ps.in.cts + 2 * std::min<std::size_t>(ps.in.cts, static_cast<std::size_t>(std::max(1, threads)))) * ct; break;
         case StageKind::Activation: bytes += (2 * ps.in.cts + temps) * ct; break;
         case StageKind::Add: bytes += (s.inputs.size() + 1) * ps.in.cts * ct; break;
+        case StageKind::Bootstrap: bytes += 2 * ps.in.cts * ct + plan.bootstrap->working_bytes; break;
       }
     }
     bytes += bytes / 8;  // the allocator's fragmentation: measured peaks run up to ~10 % above the live bytes
@@ -145,6 +148,10 @@ double PackedBackend::stage_seconds(const HePlan& plan, std::size_t i, const Cos
              (2 * u.key_switch * 0.4 + static_cast<double>(ps.pool.col_steps.size() + ps.pool.row_steps.size()) * u.hoisted) *
              c.rks(level);
     case StageKind::Activation: return static_cast<double>(ps.in.cts) * c.activation(s.activation(), level);
+    case StageKind::Bootstrap:
+      // Pairs of ciphertexts go through one bootstrap; its key switches run at the chain's upper
+      // levels (CoeffsToSlots, EvalMod) and the lower ones (SlotsToCoeffs): about 0.8 of the top's.
+      return static_cast<double>((ps.in.cts + 1) / 2) * static_cast<double>(plan.bootstrap->key_switches) * u.key_switch * 0.8;
     case StageKind::Add:
       return static_cast<double>(ps.out.cts) * static_cast<double>(s.inputs.size()) * 0.2 * u.rescale * c.r(level);
   }
