@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "he/compile/program.h"
+#include "he/keys.h"
 #include "he/memory.h"
 #include "he/packed/backend.h"
 #include "he/runtime.h"
@@ -230,6 +231,30 @@ TEST(DeepEncrypted, ResidualNetworkWithBootstrapping) {
   he::EvaluationKeys partial = keys;
   partial.to_sparse.reset();
   expect_error_mentioning([&] { he::make_engine(plan, ctx, partial, 0); }, "bootstrapping");
+}
+
+TEST(DeepEncrypted, BootstrappingKeysTravelAndTheServerReplans) {
+  const nn::Model m = small_deep_resnet();
+  he::CompileOptions o;
+  o.log_n = 11;
+  o.allow_insecure = true;
+  o.bootstrap = he::CompileOptions::Bootstrap::On;
+  const he::HePlan plan = he::compile(m, o, he::Layout::Packed);
+  const he::KeyBundle keys = he::KeyBundle::generate(plan, "small deep resnet");
+  const std::string bytes = keys.public_bytes();
+  const he::KeyBundle server = he::KeyBundle::from_bytes(bytes.data(), bytes.size(), {he::SecretPart::Refuse});
+  const he::EvaluationKeys& e = server.evaluation_keys();
+  ASSERT_TRUE(e.to_sparse && e.from_sparse);
+  EXPECT_EQ(e.to_sparse->b, keys.evaluation_keys().to_sparse->b);
+  EXPECT_EQ(e.from_sparse->b, keys.evaluation_keys().from_sparse->b);
+  // The server plans from the client's specification alone: the same bootstraps, the same spec.
+  const he::HePlan again = he::compile_for(m, server.params(), server.info().spec.scale_bits, he::Layout::Packed, &server.info().spec);
+  EXPECT_EQ(again.program.bootstraps(), plan.program.bootstraps());
+  he::check_client_spec(again, server.info().spec);
+  he::check_keys(e, again.keys, *server.context());
+  // A bundle whose bootstrapping part is cut is refused.
+  std::string cut = bytes.substr(0, bytes.size() - 100);
+  expect_error_mentioning([&] { he::KeyBundle::from_bytes(cut.data(), cut.size(), {he::SecretPart::Refuse}); }, "");
 }
 
 TEST(DeepEncrypted, BootstrappingNeedsThePackedLayout) {

@@ -275,6 +275,7 @@ std::string object_type_name(ObjectType t) {
     case ObjectType::kSecretKey: return "secret key";
     case ObjectType::kRelinKeys: return "relinearization key";
     case ObjectType::kGaloisKeys: return "Galois key set";
+    case ObjectType::kBootstrapKeys: return "bootstrapping key set";
   }
   return "unknown object (type " + std::to_string(static_cast<int>(t)) + ")";
 }
@@ -482,6 +483,39 @@ RelinKeys load_relin_keys(std::istream& is, const CkksContext& ctx) {
   rk.key = read_switch_key(r, ctx, "relinearization key", version);
   r.finish(len);
   return rk;
+}
+
+void save(std::ostream& os, const CkksContext& ctx, const BootstrapSwitchKeys& k, bool seeded) {
+  const std::size_t n = ctx.n();
+  if (k.to_sparse.a.size() != 2 * n || k.to_sparse.b.size() != 2 * n) throw Error("bootstrapping key does not belong to these parameters");
+  write_object(
+      os, ObjectType::kBootstrapKeys, ctx.params().id(),
+      [&](Writer& w) {
+        write_switch_key(w, ctx, k.from_sparse, seeded);
+        w.words(k.to_sparse.b.data(), k.to_sparse.b.size());
+        w.words(k.to_sparse.a.data(), k.to_sparse.a.size());
+      },
+      &k.key_set);
+}
+
+BootstrapSwitchKeys load_bootstrap_keys(std::istream& is, const CkksContext& ctx) {
+  ensure_sodium();
+  Reader r(is, "bootstrapping key");
+  BootstrapSwitchKeys k;
+  std::uint16_t version = 0;
+  const std::uint64_t level0 = 4 * ctx.n() * 8;
+  const std::uint64_t len =
+      read_header(r, ObjectType::kBootstrapKeys, &ctx.params(), switch_key_max_bytes(ctx) + level0, &k.key_set, &version);
+  k.from_sparse = read_switch_key(r, ctx, "bootstrapping key", version);
+  // The level-0 key: limbs mod q_0 and p_0 (key indices 0 and L).
+  r.require(level0);
+  const std::vector<std::size_t> idx{0, ctx.chain_size()};
+  k.to_sparse.b.resize(2 * ctx.n());
+  k.to_sparse.a.resize(2 * ctx.n());
+  check_limbs_mod(r, ctx, k.to_sparse.b.data(), idx);
+  check_limbs_mod(r, ctx, k.to_sparse.a.data(), idx);
+  r.finish(len);
+  return k;
 }
 
 void save(std::ostream& os, const CkksContext& ctx, const GaloisKeys& gk, bool seeded) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 
+#include "ckks/bootstrap_ops.h"
 #include "ckks/ciphertext.h"
 #include "ckks/context.h"
 #include "ckks/keys.h"
@@ -38,6 +39,7 @@ enum class ObjectType : std::uint16_t {
   kSecretKey = 5,
   kRelinKeys = 6,
   kGaloisKeys = 7,
+  kBootstrapKeys = 8,
 };
 constexpr std::uint16_t kFormatVersion = 1;      // parameters, ciphertexts, plaintexts
 constexpr std::uint16_t kKeyFormatVersion = 3;   // keys: version 1 plus the key-set id (2), plus the
@@ -65,6 +67,17 @@ RelinKeys load_relin_keys(std::istream& is, const CkksContext& ctx);
 
 void save(std::ostream& os, const CkksContext& ctx, const GaloisKeys& gk, bool seeded = true);
 GaloisKeys load_galois_keys(std::istream& is, const CkksContext& ctx);
+
+// Bootstrapping's encapsulation keys (ckks/bootstrap_ops.h): the switch from the ephemeral sparse
+// secret back to the client's (a key-switching key) and the level-0 switch to it (over q_0 p_0),
+// with the key-set id of the client's keys.
+struct BootstrapSwitchKeys {
+  KeySwitchKey from_sparse;
+  Level0SwitchKey to_sparse;
+  KeySetId key_set{};
+};
+void save(std::ostream& os, const CkksContext& ctx, const BootstrapSwitchKeys& k, bool seeded = true);
+BootstrapSwitchKeys load_bootstrap_keys(std::istream& is, const CkksContext& ctx);
 
 std::string object_type_name(ObjectType t);
 

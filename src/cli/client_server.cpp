@@ -55,6 +55,9 @@ void run_keygen(const KeygenOptions& o) {
   std::printf("  secret.key  %10s  client only: never send it anywhere\n", mib(k.secret_bytes).c_str());
   if (k.relin_bytes) std::printf("  relin.key   %10s  evaluation key, for the server\n", mib(k.relin_bytes).c_str());
   if (k.galois_bytes) std::printf("  galois.key  %10s  rotation keys, for the server\n", mib(k.galois_bytes).c_str());
+  if (k.bootstrap_bytes) {
+    std::printf("  bootstrap.key %8s  bootstrapping's switches to a sparse secret and back, for the server\n", mib(k.bootstrap_bytes).c_str());
+  }
   std::printf("  params.bin  %10s  for the server\n", mib(k.params_bytes).c_str());
   std::printf("  keys.json               for the server\n");
 }

@@ -2,6 +2,8 @@
 // and `hecnn plan` (the compiled computation and its parameters).
 #include "cli/encrypted.h"
 
+#include <omp.h>
+
 #include <cstdio>
 
 #include "ckks/ciphertext.h"
@@ -56,17 +58,24 @@ void run_encrypted_eval(const EncryptedEvalOptions& o) {
   if (o.simulate) {
     t.restart();
     std::size_t ok = 0;
+    // Inputs outside the range their polynomial (or a bootstrap) is planned for: the encrypted run
+    // would be wrong there, so they are counted and shown.
+    he::RangeReport ranges;
+    std::vector<he::RangeReport> per_thread(static_cast<std::size_t>(omp_get_max_threads()));
 #pragma omp parallel for reduction(+ : ok) schedule(dynamic, 16)
-    for (std::size_t i = 0; i < n; ++i) ok += nn::argmax(he::simulate(plan.program, data.image(i))) == data.labels[i];
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& r = per_thread[static_cast<std::size_t>(omp_get_thread_num())];
+      ok += nn::argmax(he::simulate(plan.program, data.image(i), &r)) == data.labels[i];
+    }
+    for (auto& r : per_thread) ranges.merge(r);
     std::printf("compiled, simulated:   %.2f %% (%.1f s)\n", 100.0 * static_cast<double>(ok) / static_cast<double>(n), t.seconds());
+    std::printf("inputs outside their range (activations' polynomials, bootstraps):\n%s", ranges.describe(plan.program).c_str());
   }
 
   t.restart();
   const auto ctx = ckks::CkksContext::create(*plan.params);
   ckks::KeyGenerator keygen(ctx);
-  he::EvaluationKeys keys;
-  keys.relin = keygen.create_relin_keys();
-  if (!plan.keys.rotations.empty()) keys.galois = he::make_rotation_keys(keygen, plan.keys);
+  const he::EvaluationKeys keys = he::make_evaluation_keys(keygen, plan.keys);
   const double t_keygen = t.seconds();
   t.restart();
   const auto client = he::make_client(plan.client_spec(), ctx, keygen.secret_key());

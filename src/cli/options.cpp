@@ -189,6 +189,13 @@ void add_compile_options(CLI::App* cmd, he::CompileOptions& o) {
       ->transform(whole_number(0, he::kMaxLevels));
   cmd->add_flag("--allow-insecure", o.allow_insecure,
                 "Allow parameters above the 128-bit security bound (INSECURE: for tests and experiments only)");
+  cmd->add_option_function<std::string>(
+         "--bootstrap", [&o](const std::string& v) { o.bootstrap = he::parse_bootstrap_mode(v); },
+         "Bootstrapping (packed layout): auto (when no parameters hold the model's depth), on, off. With it the "
+         "parameters are the bootstrapping chain (boot-n65536; --log-n sets its ring degree, below 16 with "
+         "--allow-insecure) and bootstraps go on the inputs of normalized activations")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->default_str("auto");
 }
 
 }  // namespace hecnn::cli

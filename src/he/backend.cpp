@@ -61,7 +61,8 @@ HePlan compile_for_mode(const nn::Model& model, CompileOptions options, const st
     note(std::string("auto mode: the packed layout does not apply (") + e.what() + "); using the batch layout");
     return compile(model, options, Layout::Batch);
   }
-  if (auto_layout(images, packed.batch_size()) == Layout::Packed) return packed;
+  // Bootstrapping plans run in the packed layout only (the batch layout has no parameters that deep).
+  if (packed.bootstrap || auto_layout(images, packed.batch_size()) == Layout::Packed) return packed;
   HePlan batch = compile(model, options, Layout::Batch);
   const std::size_t need = estimate_memory(batch, threads, 0, true, tile).total();
   if (auto_layout(images, packed.batch_size(), need <= memory_limit) == Layout::Batch) return batch;

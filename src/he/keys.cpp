@@ -32,8 +32,8 @@ constexpr std::uint32_t kMaxKeysJson = 1u << 20;
 constexpr std::uint64_t kMaxSecretBytes = std::uint64_t{1} << 22;
 constexpr std::size_t kSum = ckks::Checksum::kBytes;
 
-enum class Part : std::uint8_t { Params = 1, Public = 2, Relin = 3, Galois = 4, Secret = 5 };
-constexpr std::array<Part, 5> kParts{Part::Params, Part::Public, Part::Relin, Part::Galois, Part::Secret};
+enum class Part : std::uint8_t { Params = 1, Public = 2, Relin = 3, Galois = 4, Secret = 5, Bootstrap = 6 };
+constexpr std::array<Part, 6> kParts{Part::Params, Part::Public, Part::Relin, Part::Galois, Part::Secret, Part::Bootstrap};
 
 const char* file_name(Part p) {
   switch (p) {
@@ -42,6 +42,7 @@ const char* file_name(Part p) {
     case Part::Relin: return "relin.key";
     case Part::Galois: return "galois.key";
     case Part::Secret: return "secret.key";
+    case Part::Bootstrap: return "bootstrap.key";
   }
   return "?";
 }
@@ -168,7 +169,7 @@ KeyInfo parse_key_info(const std::string& text, const std::string& where) {
 }
 
 const std::vector<std::string>& key_file_names() {
-  static const std::vector<std::string> names{"keys.json", "params.bin", "public.key", "relin.key", "galois.key", "secret.key"};
+  static const std::vector<std::string> names{"keys.json", "params.bin", "public.key", "relin.key", "galois.key", "secret.key", "bootstrap.key"};
   return names;
 }
 
@@ -242,6 +243,12 @@ std::vector<Writer> writers(const KeyBundle& b, bool with_secret) {
   }
   if (with_secret && b.has_secret()) {
     w.push_back({Part::Secret, [&b, &ctx](std::ostream& os) { ckks::save(os, ctx, b.secret_key()); }});
+  }
+  const EvaluationKeys& e = b.evaluation_keys();
+  if (e.to_sparse && e.from_sparse) {
+    w.push_back({Part::Bootstrap, [&e, &b, &ctx](std::ostream& os) {
+                   ckks::save(os, ctx, ckks::BootstrapSwitchKeys{*e.from_sparse, *e.to_sparse, b.info().key_set}, true);
+                 }});
   }
   return w;
 }
@@ -339,6 +346,13 @@ class KeyBundleReader {
         if (opt_.secret == SecretPart::Refuse) throw Error(o_.name(part) + ": a secret key, which is never taken here");
         b_.secret_ = ckks::load_secret_key(is, *b_.ctx_);
         break;
+      case Part::Bootstrap: {
+        ckks::BootstrapSwitchKeys k = ckks::load_bootstrap_keys(is, *b_.ctx_);
+        check_key_set(k.key_set, o_, part, info);
+        b_.eval_.from_sparse = std::move(k.from_sparse);
+        b_.eval_.to_sparse = std::move(k.to_sparse);
+        break;
+      }
     }
   }
 
@@ -485,6 +499,7 @@ KeyFiles KeyBundle::save_directory(const std::string& dir, bool replace) const {
       case Part::Relin: sizes.relin_bytes = n; break;
       case Part::Galois: sizes.galois_bytes = n; break;
       case Part::Secret: sizes.secret_bytes = n; break;
+      case Part::Bootstrap: sizes.bootstrap_bytes = n; break;
     }
   }
   const std::string js = keys_json();

@@ -7,7 +7,8 @@
 // Bytes (format version 1), every object in the checksummed ckks format (ckks/serialization.h):
 //   magic "HCNB" | u16 version | u32 keys.json length | u8 part count | per part: u8 kind, u64 bytes
 //   | keys.json | 32-byte BLAKE2b of everything before it | the parts in the order of the table
-// Kinds: 1 params.bin, 2 public.key, 3 relin.key, 4 galois.key, 5 secret.key; params.bin is
+// Kinds: 1 params.bin, 2 public.key, 3 relin.key, 4 galois.key, 5 secret.key, 6 bootstrap.key
+// (bootstrapping's encapsulation keys, ckks::BootstrapSwitchKeys); params.bin is
 // required, each kind appears at most once, in increasing order. Every length is checked against
 // the reader's limit before anything is allocated, keys.json against 1 MiB; a key of another key
 // generation than keys.json's key id, or parameters other than the specification's, are refused
@@ -47,7 +48,7 @@ struct KeyInfo {
 KeyInfo parse_key_info(const std::string& text, const std::string& where);
 
 struct KeyFiles {
-  std::size_t params_bytes = 0, public_bytes = 0, relin_bytes = 0, galois_bytes = 0, secret_bytes = 0;
+  std::size_t params_bytes = 0, public_bytes = 0, relin_bytes = 0, galois_bytes = 0, secret_bytes = 0, bootstrap_bytes = 0;
 };
 
 // Whether a reader takes a secret key.

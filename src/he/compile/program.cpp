@@ -573,6 +573,18 @@ void place_bootstraps(Program& prog, int levels) {
   prog.plan_levels();
 }
 
+void RangeReport::merge(const RangeReport& o) {
+  if (stages.empty()) {
+    stages = o.stages;
+    return;
+  }
+  for (std::size_t k = 0; k < stages.size() && k < o.stages.size(); ++k) {
+    stages[k].outside += o.stages[k].outside;
+    stages[k].values += o.stages[k].values;
+    stages[k].largest = std::max(stages[k].largest, o.stages[k].largest);
+  }
+}
+
 bool RangeReport::any_outside() const {
   for (const auto& s : stages)
     if (s.outside) return true;

@@ -152,6 +152,8 @@ struct RangeReport {
   };
   std::vector<Entry> stages;  // those with a bound, in stage order
   bool any_outside() const;
+  // Adds another report of the same program (counts summed, largest kept).
+  void merge(const RangeReport& other);
   // One line per stage with values outside; "none" otherwise.
   std::string describe(const Program& program) const;
 };
