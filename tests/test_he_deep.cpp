@@ -155,7 +155,7 @@ TEST(BootstrapPlacement, StageDeeperThanABootstrapLeaves) {
 
 // ResNet's shape at toy size, with a normalized high-degree ReLU (input normalization, conv 4,
 // block, downsampling block with a 1x1 stride-2 shortcut, global pooling, dense).
-nn::Model small_deep_resnet() {
+nn::Model small_deep_resnet(const std::string& relu = "relu:deg15:range4:minimax") {
   const auto conv3 = [](int f, int s) {  // PyTorch's padding=1
     return nlohmann::json{{"type", "conv2d"}, {"kernel", 3}, {"padding", {1, 1, 1, 1}}, {"filters", f}, {"stride", s}};
   };
@@ -164,7 +164,6 @@ nn::Model small_deep_resnet() {
     return l;
   };
   const nlohmann::json add = {{"type", "add"}};
-  const std::string relu = "relu:deg15:range4:minimax";
   return with_random_params(
       {{"input", {2, 8, 8}},
        {"layers",
@@ -177,8 +176,12 @@ nn::Model small_deep_resnet() {
       31);
 }
 
-TEST(DeepEncrypted, ResidualNetworkWithBootstrapping) {
-  const nn::Model m = small_deep_resnet();
+// Degree 15 (monic where convolutions alone read it: depth 4 either way, so not monic) and degree
+// 31 (a degree-30 even part: dividing by its leading Chebyshev coefficient would cost precision).
+class DeepEncrypted : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DeepEncrypted, ResidualNetworkWithBootstrapping) {
+  const nn::Model m = small_deep_resnet(GetParam());
   he::CompileOptions o;
   o.log_n = 11;
   o.allow_insecure = true;
@@ -233,7 +236,9 @@ TEST(DeepEncrypted, ResidualNetworkWithBootstrapping) {
   expect_error_mentioning([&] { he::make_engine(plan, ctx, partial, 0); }, "bootstrapping");
 }
 
-TEST(DeepEncrypted, BootstrappingKeysTravelAndTheServerReplans) {
+INSTANTIATE_TEST_SUITE_P(Relu, DeepEncrypted, ::testing::Values("relu:deg15:range4:minimax", "relu:deg31:range4:minimax"));
+
+TEST(DeepPlans, BootstrappingKeysTravelAndTheServerReplans) {
   const nn::Model m = small_deep_resnet();
   he::CompileOptions o;
   o.log_n = 11;
@@ -257,7 +262,7 @@ TEST(DeepEncrypted, BootstrappingKeysTravelAndTheServerReplans) {
   expect_error_mentioning([&] { he::KeyBundle::from_bytes(cut.data(), cut.size(), {he::SecretPart::Refuse}); }, "");
 }
 
-TEST(DeepEncrypted, BootstrappingNeedsThePackedLayout) {
+TEST(DeepPlans, BootstrappingNeedsThePackedLayout) {
   he::CompileOptions o;
   o.log_n = 11;
   o.allow_insecure = true;

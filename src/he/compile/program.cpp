@@ -360,7 +360,10 @@ class GraphCompiler {
         // Monic form only where linear layers absorb the leading coefficient: a monic chain of
         // squarings leaves its own scale, which only a linear stage brings back to the plan's (the
         // values an Add joins must be at the plan's scale exactly).
-        const bool monic = absorbed(i);
+        // ... and only where it saves a level (a degree that is a power of two): dividing by the
+        // leading coefficient of a high-degree Chebyshev fit (c_d 2^(d-1)) leaves tiny values that the
+        // scale resolves poorly, for nothing.
+        const bool monic = absorbed(i) && approx::minimal_depth(p.degree(), true) < approx::minimal_depth(p.degree(), false);
         // An output that a residual Add reads is held at the scale that Add's sum wants (the range of
         // the activation after it): the coefficients divided by it, at no level.
         double out_scale = 1.0;
