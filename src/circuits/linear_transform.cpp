@@ -113,6 +113,17 @@ std::vector<Ciphertext> apply(const ckks::Evaluator& ev, const ckks::GaloisKeys&
     }
     parts[g] = Ciphertext();
   }
+  // An output no term reaches (a map whose weights into it are all zero, such as ResNet's zero-padded
+  // shortcut channels) is an exact zero at the others' level and scale (x - x).
+  const Ciphertext* filled = nullptr;
+  for (const auto& c : out)
+    if (c.word_count() != 0) filled = &c;
+  for (auto& c : out) {
+    if (c.word_count() == 0 && filled) {
+      c = *filled;
+      ev.sub_inplace(c, *filled);
+    }
+  }
   for (std::size_t o = 0; o < out.size(); ++o) {
     if (out[o].word_count() == 0) throw Error("linear transform: output " + std::to_string(o) + " is left empty");
   }
