@@ -132,34 +132,6 @@ TEST(HeLayers, GlobalAvgPool) {
                 8, "conv, swish, conv 1x1, GAP 5x5 last");
 }
 
-// A small ResNet: the input normalized by batch normalization (folded forward into the padded first
-// convolution exactly), an identity block and a stride-2 block with a 1x1 convolution shortcut,
-// global average pooling, dense.
-nn::Model small_resnet(const std::string& activation) {
-  auto from = [](nlohmann::json layer, std::vector<int> inputs) {
-    layer["inputs"] = inputs;
-    return layer;
-  };
-  const nlohmann::json pad1 = {{"type", "conv2d"}, {"kernel", 3}, {"padding", {1, 1, 1, 1}}};
-  auto conv3 = [&](int f, int s) {
-    nlohmann::json c = pad1;
-    c["filters"] = f;
-    c["stride"] = s;
-    return c;
-  };
-  const nlohmann::json add = {{"type", "add"}};
-  return with_random_params(
-      {{"input", {2, 8, 8}},
-       {"layers",
-        {bn, conv3(4, 1), bn, act(activation),                      // 0-3
-         conv3(4, 1), bn, act(activation), conv3(4, 1), bn,         // 4-8
-         from(add, {8, 3}), act(activation),                        // 9-10
-         conv3(6, 2), bn, act(activation), conv3(6, 1), bn,         // 11-15
-         from(conv(6, 1, 2, "valid"), {10}), bn, from(add, {15, 17}), act(activation),  // 16-19
-         gap, dense(3)}}},
-      21);
-}
-
 TEST(HeGraph, ResidualNetworkInBothLayouts) {
   const nn::Model m = small_resnet("square");
   const he::Program prog = he::compile_program(m);

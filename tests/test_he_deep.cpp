@@ -153,28 +153,8 @@ TEST(BootstrapPlacement, StageDeeperThanABootstrapLeaves) {
   expect_error_mentioning([&] { he::place_bootstraps(q, 8); }, "no value before it can be bootstrapped");
 }
 
-// ResNet's shape at toy size, with a normalized high-degree ReLU (input normalization, conv 4,
-// block, downsampling block with a 1x1 stride-2 shortcut, global pooling, dense).
-nn::Model small_deep_resnet(const std::string& relu = "relu:deg15:range4:minimax") {
-  const auto conv3 = [](int f, int s) {  // PyTorch's padding=1
-    return nlohmann::json{{"type", "conv2d"}, {"kernel", 3}, {"padding", {1, 1, 1, 1}}, {"filters", f}, {"stride", s}};
-  };
-  const auto from = [](nlohmann::json l, std::vector<int> in) {
-    l["inputs"] = in;
-    return l;
-  };
-  const nlohmann::json add = {{"type", "add"}};
-  return with_random_params(
-      {{"input", {2, 8, 8}},
-       {"layers",
-        {bn, conv3(4, 1), bn, act(relu),                                   // 0-3
-         conv3(4, 1), bn, act(relu), conv3(4, 1), bn,                     // 4-8
-         from(add, {8, 3}), act(relu),                                    // 9-10
-         conv3(6, 2), bn, act(relu), conv3(6, 1), bn,                     // 11-15
-         from(conv(6, 1, 2, "valid"), {10}), bn, from(add, {15, 17}), act(relu),  // 16-19
-         gap, dense(3)}}},
-      31);
-}
+// ResNet's shape at toy size (he_test_util's small_resnet) with a normalized high-degree ReLU.
+nn::Model small_deep_resnet(const std::string& relu = "relu:deg15:range4:minimax") { return small_resnet(relu, 31); }
 
 // Degree 15 (monic where convolutions alone read it: depth 4 either way, so not monic) and degree
 // 31 (a degree-30 even part: dividing by its leading Chebyshev coefficient would cost precision).
